@@ -1,0 +1,961 @@
+"""ENCLS, ENCLU and ENCLV leaves over the EPCM arrays.
+
+Each leaf is split the way the SDM pseudocode is: the *operand* checks (alignment, "is this
+address in the EPC", fields of PAGEINFO/SECINFO that must be zero) need only the operands
+and run in :mod:`epcsim.hw.cpu`; the checks that read the EPCM, in architectural order,
+and the effects run here, compiled. The kernel model's hot paths call these functions
+directly with page numbers it already knows to be EPC pages.
+
+Every function returns an integer: 0 for success, an ``SgxReturn`` value, a fault
+``FAULT | (operand << 8) | vector`` (the Linux encoding of a faulting ENCLS, with the
+operand that faulted so the caller can report the address), ``VMEXIT | qualification`` for
+an SGX_CONFLICT exit of a guest leaf, or ``NEED_ROW`` when a model table must grow first.
+A fault or an error code leaves no state changed (sgx-arch.md §10 rule 11), except EWB's
+SGX_VA_SLOT_OCCUPIED, which completes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from epcsim.hw.epc import (
+    EPCM_BLOCKED, EPCM_MODIFIED, EPCM_PENDING, EPCM_PERM_MASK, EPCM_PR, EPCM_R,
+    EPCM_SECINFO_MASK, EPCM_VALID, EPCM_W, EPCM_X, G_CONTENT, G_MAC_KEY, G_NEXT_EID,
+    G_NEXT_VERSION, G_NLOCKED, G_SECS_FREE_TOP, G_VA_FREE_TOP, NO_PAGE, SECS_LOCK_EPOCH,
+    SECS_LOCK_MEASURE, SECS_LOCK_TRACKING, HwState,
+)
+from epcsim.hw.tracking import (
+    enter_epoch, leave_epoch, lps_inside, start_tracking_cycle, tracking_correct,
+)
+from epcsim.jit import njit
+
+# Page types (arch.PageType), as plain ints for compiled code.
+PT_SECS = 0
+PT_TCS = 1
+PT_REG = 2
+PT_VA = 3
+PT_TRIM = 4
+PT_SS_FIRST = 5
+PT_SS_REST = 6
+
+# Return codes (arch.SgxReturn).
+SUCCESS = 0
+INVALID_SIG_STRUCT = 1
+INVALID_ATTRIBUTE = 2
+BLKSTATE = 3
+INVALID_MEASUREMENT = 4
+NOTBLOCKABLE = 5
+PG_INVLD = 6
+EPC_PAGE_CONFLICT = 7
+INVALID_SIGNATURE = 8
+MAC_COMPARE_FAIL = 9
+PAGE_NOT_BLOCKED = 10
+NOT_TRACKED = 11
+VA_SLOT_OCCUPIED = 12
+CHILD_PRESENT = 13
+ENCLAVE_ACT = 14
+ENTRYEPOCH_LOCKED = 15
+INVALID_EINITTOKEN = 16
+PREV_TRK_INCMPL = 17
+PG_IS_SECS = 18
+PAGE_ATTRIBUTES_MISMATCH = 19
+PAGE_NOT_MODIFIABLE = 20
+PAGE_NOT_DEBUGGABLE = 21
+INVALID_COUNTER = 25
+PG_NONEPC = 26
+TRACK_NOT_REQUIRED = 27
+EPC_NOT_READY = 30
+NO_UPDATE = 31
+
+# Non-error outcomes.
+FAULT = 0x40000000
+VMEXIT = 0x20000000
+NEED_ROW = 0x10000000
+UD = 6
+GP = 13
+PF = 14
+
+# Which operand a fault concerns (the address a #PF reports).
+OP_RCX = 0       # the target EPC page
+OP_SECS = 1      # PAGEINFO.SECS, or RBX when RBX names a SECS
+OP_RDX = 2       # the VA slot (EWB/ELDx) or the source page (EACCEPTCOPY)
+OP_RBX = 3       # an RBX operand that is a page of the enclave (SECINFO, ENCLV page)
+
+# Contexts a leaf executes in.
+CTX_HOST = 0     # VMX root or bare metal
+CTX_GUEST = 1    # a guest with "enable EPC virtualization extensions" set
+
+# SGX_CONFLICT exit qualifications.
+Q_TRACKING_RESOURCE = 0
+Q_TRACKING_REFERENCE = 1
+Q_PAGE_EXCEPTION = 2
+Q_PAGE_ERROR = 3
+
+# SECS-table lock bit: the open tracking cycle was started by the host (ETRACKC).
+SECS_TRACK_BY_HOST = 0x10
+
+# Indices of the EWB/ELDx record (what ends up in PCMD plus the version).
+W_EID = 0        # EID bound into the MAC header (0 for SECS and VA)
+W_LINADDR = 1
+W_SECINFO = 2    # page type << 8 | R/W/X/PENDING/MODIFIED/PR
+W_VERSION = 3
+W_MAC = 4        # metadata-mode MAC (content mode adds the AES-GCM tag)
+W_PCMD_EID = 5   # PCMD.ENCLAVEID
+W_AUX = 6        # state carried with the page: TCS byte, or a VA page's version row
+W_ROW = 7        # model row of the enclave (or version table) the page belonged to
+W_LEN = 8
+
+RDINFO_BLOCKED = 1 << 16
+RDINFO_CHILDPRESENT = 1
+RDINFO_VIRTCHILDPRESENT = 2
+
+MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+@njit
+def i64(x: int) -> int:
+    """A signed 64-bit integer, so compiled arithmetic never mixes signedness."""
+    return np.int64(x)
+
+
+@njit
+def fault(vector: int, operand: int) -> int:
+    return FAULT | (operand << 8) | vector
+
+
+@njit
+def is_fault(code: int) -> bool:
+    return (code & FAULT) != 0
+
+
+@njit
+def page_locked(st: HwState, page: int) -> bool:
+    """True when an injected concurrent leaf holds ``page`` (sgx-arch.md §3)."""
+    for i in range(i64(st.g[G_NLOCKED])):
+        if st.locked[i] == page:
+            return True
+    return False
+
+
+@njit
+def lock_fault(ctx: int, operand: int) -> int:
+    """A lock conflict: #GP on bare metal, an SGX_CONFLICT exit in an extended guest."""
+    if ctx == CTX_GUEST:
+        return VMEXIT | Q_PAGE_EXCEPTION
+    return fault(GP, operand)
+
+
+@njit
+def is_child_type(pt: int) -> bool:
+    return pt == PT_REG or pt == PT_TCS or pt == PT_TRIM or pt == PT_SS_FIRST or pt == PT_SS_REST
+
+
+@njit
+def valid(st: HwState, page: int) -> bool:
+    return (st.flags[page] & EPCM_VALID) != 0
+
+
+@njit
+def is_valid_secs(st: HwState, page: int) -> bool:
+    return valid(st, page) and st.pt[page] == PT_SECS
+
+
+@njit
+def initialized(st: HwState, row: int) -> bool:
+    return (st.s_attr[row] & 1) != 0
+
+
+@njit
+def page_linaddr(st: HwState, page: int) -> int:
+    """ENCLAVEADDRESS of a child page."""
+    return i64(st.s_base[st.row[page]]) + (i64(st.lin[page]) << 12)
+
+
+@njit
+def in_elrange(st: HwState, row: int, linaddr: int) -> bool:
+    base = i64(st.s_base[row])
+    return base <= linaddr < base + i64(st.s_size[row])
+
+
+@njit
+def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, aux: int,
+                 pcmd_eid: int) -> int:
+    """A keyed 64-bit MAC over the EWB record, for metadata mode (no page bytes).
+
+    Array arithmetic wraps silently in numpy and numba alike, so the compiled and the
+    interpreted function agree bit for bit.
+    """
+    h = np.empty(1, dtype=np.uint64)
+    t = np.empty(1, dtype=np.uint64)
+    words = np.empty(6, dtype=np.uint64)
+    words[0] = version
+    words[1] = eid
+    words[2] = linaddr
+    words[3] = secinfo
+    words[4] = aux
+    words[5] = pcmd_eid
+    h[0] = key
+    for i in range(6):
+        t[0] = words[i]
+        h ^= t
+        h *= np.uint64(0x9E3779B97F4A7C15)
+        t[0] = h[0] >> np.uint64(29)
+        h ^= t
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        t[0] = h[0] >> np.uint64(32)
+        h ^= t
+    # 63 bits, so the MAC is a plain int64 in compiled code: numba compares mixed
+    # signed/unsigned 64-bit integers through float64, which would lose low bits.
+    return i64(h[0] >> np.uint64(1))
+
+
+@njit
+def _pop_row(free: np.ndarray, g: np.ndarray, top_index: int) -> int:
+    top = int(g[top_index])
+    if top == 0:
+        return NO_PAGE
+    g[top_index] = top - 1
+    return int(free[top - 1])
+
+
+@njit
+def _push_row(free: np.ndarray, g: np.ndarray, top_index: int, row: int) -> None:
+    top = int(g[top_index])
+    free[top] = row
+    g[top_index] = top + 1
+
+
+@njit
+def _zero_page(st: HwState, page: int) -> None:
+    if st.g[G_CONTENT] != 0:
+        st.data[page, :] = 0
+
+
+# --------------------------------------------------------------------------- ENCLS (SGX1)
+
+@njit
+def ecreate(st: HwState, target: int, base: int, size: int, ssaframesize: int,
+            miscselect: int, attributes: int, xfrm: int, secs_ok: bool, context: int) -> int:
+    """ECREATE after its operand checks; ``secs_ok`` is the validation of the copied SECS."""
+    if page_locked(st, target):
+        return fault(GP, OP_RCX)
+    if valid(st, target):
+        return fault(PF, OP_RCX)
+    if not secs_ok:
+        return fault(GP, OP_RCX)
+    if st.g[G_SECS_FREE_TOP] == 0:
+        return NEED_ROW
+    row = _pop_row(st.s_free, st.g, G_SECS_FREE_TOP)
+    st.s_eid[row] = st.g[G_NEXT_EID]
+    st.g[G_NEXT_EID] += 1
+    st.s_page[row] = target
+    st.s_base[row] = base
+    st.s_size[row] = size
+    st.s_attr[row] = attributes
+    st.s_xfrm[row] = xfrm
+    st.s_ssa[row] = ssaframesize
+    st.s_misc[row] = miscselect
+    st.s_chld[row] = 0
+    st.s_vchld[row] = 0
+    st.s_ctx[row] = context
+    st.s_cbepoch[row] = 0
+    st.s_refcnt[row] = 0
+    st.s_prev[row] = 0
+    st.s_lock[row] = 0
+    st.flags[target] = EPCM_VALID
+    st.pt[target] = PT_SECS
+    st.row[target] = row
+    st.lin[target] = 0
+    st.bepoch[target] = 0
+    st.tcs[target] = 0
+    return SUCCESS
+
+
+@njit
+def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_aux: int,
+         tcs_ok: bool) -> int:
+    """EADD after its operand checks (SECINFO type is REG or TCS, reserved bits clear)."""
+    if page_locked(st, target):
+        return fault(GP, OP_RCX)
+    if valid(st, target):
+        return fault(PF, OP_RCX)
+    if page_locked(st, secs):
+        return fault(GP, OP_SECS)
+    if not is_valid_secs(st, secs):
+        return fault(PF, OP_SECS)
+    row = i64(st.row[secs])
+    pt = (secinfo >> 8) & 0xFF
+    perms = secinfo & EPCM_PERM_MASK
+    if pt == PT_TCS:
+        if not tcs_ok:
+            return fault(GP, OP_RCX)
+        perms = 0
+    elif (perms & EPCM_W) != 0 and (perms & EPCM_R) == 0:
+        return fault(GP, OP_RCX)
+    if not in_elrange(st, row, linaddr):
+        return fault(GP, OP_RCX)
+    if (st.s_lock[row] & SECS_LOCK_MEASURE) != 0:
+        return fault(GP, OP_SECS)
+    if initialized(st, row):
+        return fault(GP, OP_SECS)
+    st.flags[target] = EPCM_VALID | perms
+    st.pt[target] = pt
+    st.row[target] = row
+    st.lin[target] = (linaddr - i64(st.s_base[row])) >> 12
+    st.bepoch[target] = 0
+    st.tcs[target] = tcs_aux if pt == PT_TCS else 0
+    st.s_chld[row] += 1
+    return SUCCESS
+
+
+@njit
+def eextend(st: HwState, secs: int, chunk_page: int) -> int:
+    """EEXTEND's EPCM checks; the caller measures the chunk on success."""
+    if page_locked(st, chunk_page):
+        return fault(GP, OP_RCX)
+    if not valid(st, chunk_page) or (st.pt[chunk_page] != PT_REG and st.pt[chunk_page] != PT_TCS):
+        return fault(PF, OP_RCX)
+    row = i64(st.row[chunk_page])
+    if not is_valid_secs(st, secs) or st.s_page[row] != secs:
+        return fault(GP, OP_SECS)
+    if (st.s_lock[row] & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
+        return fault(GP, OP_SECS)
+    return SUCCESS
+
+
+@njit
+def einit_secs_check(st: HwState, secs: int) -> int:
+    """EINIT step 3: the SECS operand must be a resident, uninitialized SECS."""
+    if page_locked(st, secs):
+        return fault(GP, OP_SECS)
+    if not is_valid_secs(st, secs):
+        return fault(PF, OP_SECS)
+    row = i64(st.row[secs])
+    if (st.s_lock[row] & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
+        return fault(GP, OP_SECS)
+    return SUCCESS
+
+
+@njit
+def eremove(st: HwState, target: int, ctx: int) -> int:
+    if page_locked(st, target):
+        return lock_fault(ctx, OP_RCX)
+    f = st.flags[target]
+    if (f & EPCM_VALID) == 0:
+        return SUCCESS
+    pt = i64(st.pt[target])
+    if pt == PT_VA:
+        _push_row(st.va_free, st.g, G_VA_FREE_TOP, i64(st.row[target]))
+        st.flags[target] = 0
+        return SUCCESS
+    row = i64(st.row[target])
+    if pt == PT_SECS:
+        if st.s_chld[row] != 0:
+            return CHILD_PRESENT
+        if ctx == CTX_GUEST and st.s_vchld[row] != 0:
+            return CHILD_PRESENT
+        st.s_page[row] = NO_PAGE
+        _push_row(st.s_free, st.g, G_SECS_FREE_TOP, row)
+        st.flags[target] = 0
+        return SUCCESS
+    accepted_trim = pt == PT_TRIM and (f & EPCM_MODIFIED) == 0
+    if not accepted_trim and lps_inside(st, row) > 0:
+        return ENCLAVE_ACT
+    st.flags[target] = 0
+    st.s_chld[row] -= 1
+    return SUCCESS
+
+
+@njit
+def edbg_check(st: HwState, page: int, write: bool, offset: int) -> int:
+    """EDBGRD/EDBGWR EPCM checks; the caller moves the 8 bytes on success."""
+    if page_locked(st, page):
+        return fault(GP, OP_RCX)
+    if not valid(st, page):
+        return fault(PF, OP_RCX)
+    pt = i64(st.pt[page])
+    if write:
+        if pt != PT_REG and pt != PT_TCS:
+            return fault(PF, OP_RCX)
+    elif pt != PT_REG and pt != PT_TCS and pt != PT_VA:
+        return fault(PF, OP_RCX)
+    if (st.flags[page] & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
+        return PAGE_NOT_DEBUGGABLE
+    if pt == PT_TCS and offset >= 72:
+        return fault(GP, OP_RCX)
+    if pt != PT_VA and (st.s_attr[st.row[page]] & 2) == 0:
+        return fault(GP, OP_RCX)
+    return SUCCESS
+
+
+@njit
+def epa(st: HwState, target: int) -> int:
+    if page_locked(st, target):
+        return fault(GP, OP_RCX)
+    if valid(st, target):
+        return fault(PF, OP_RCX)
+    if st.g[G_VA_FREE_TOP] == 0:
+        return NEED_ROW
+    row = _pop_row(st.va_free, st.g, G_VA_FREE_TOP)
+    st.va_slots[row, :] = 0
+    _zero_page(st, target)
+    st.flags[target] = EPCM_VALID
+    st.pt[target] = PT_VA
+    st.row[target] = row
+    st.lin[target] = 0
+    st.bepoch[target] = 0
+    st.tcs[target] = 0
+    return SUCCESS
+
+
+@njit
+def eblock(st: HwState, target: int) -> int:
+    if page_locked(st, target):
+        return EPC_PAGE_CONFLICT
+    if not valid(st, target):
+        return PG_INVLD
+    pt = i64(st.pt[target])
+    if pt == PT_SECS:
+        return PG_IS_SECS
+    if not is_child_type(pt):
+        return NOTBLOCKABLE
+    if (st.flags[target] & EPCM_BLOCKED) != 0:
+        return BLKSTATE
+    row = i64(st.row[target])
+    if (st.s_lock[row] & SECS_LOCK_EPOCH) != 0:
+        return ENTRYEPOCH_LOCKED
+    st.flags[target] |= EPCM_BLOCKED
+    st.bepoch[target] = st.s_cbepoch[row]
+    return SUCCESS
+
+
+@njit
+def etrack(st: HwState, secs: int, ctx: int) -> int:
+    if page_locked(st, secs):
+        return lock_fault(ctx, OP_RCX)
+    if valid(st, secs) and st.pt[secs] == PT_SECS:
+        row = i64(st.row[secs])
+        if (st.s_lock[row] & SECS_LOCK_TRACKING) != 0:
+            if ctx == CTX_GUEST:
+                return VMEXIT | Q_TRACKING_RESOURCE
+            return fault(GP, OP_RCX)
+    if not is_valid_secs(st, secs):
+        return fault(PF, OP_RCX)
+    row = i64(st.row[secs])
+    if st.s_prev[row] != 0:
+        if ctx == CTX_GUEST and (st.s_lock[row] & SECS_TRACK_BY_HOST) != 0:
+            return VMEXIT | Q_TRACKING_REFERENCE
+        return PREV_TRK_INCMPL
+    start_tracking_cycle(st, row)
+    st.s_lock[row] &= ~np.uint8(SECS_TRACK_BY_HOST)
+    return SUCCESS
+
+
+@njit
+def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.ndarray) -> int:
+    """EWB: evict ``target`` into VA slot ``slot`` of ``va_page``; fill ``out`` (W_*)."""
+    if page_locked(st, target):
+        return lock_fault(ctx, OP_RCX)
+    if page_locked(st, va_page):
+        return lock_fault(ctx, OP_RDX)
+    if not valid(st, target):
+        return fault(PF, OP_RCX)
+    if not valid(st, va_page) or st.pt[va_page] != PT_VA:
+        return fault(PF, OP_RDX)
+    pt = i64(st.pt[target])
+    f = i64(st.flags[target])
+    row = i64(st.row[target])
+    if is_child_type(pt):
+        if (f & EPCM_BLOCKED) == 0:
+            return PAGE_NOT_BLOCKED
+        if not tracking_correct(st, target):
+            return NOT_TRACKED
+    elif pt == PT_SECS:
+        if st.s_chld[row] != 0:
+            return CHILD_PRESENT
+        if ctx == CTX_GUEST and st.s_vchld[row] != 0:
+            return CHILD_PRESENT
+    version = i64(st.g[G_NEXT_VERSION])
+    st.g[G_NEXT_VERSION] += 1
+    if is_child_type(pt):
+        eid = i64(st.s_eid[row])
+        out[W_EID] = eid
+        out[W_PCMD_EID] = eid
+        out[W_LINADDR] = page_linaddr(st, target)
+        out[W_AUX] = st.tcs[target]
+    elif pt == PT_SECS:
+        out[W_EID] = 0
+        out[W_PCMD_EID] = st.s_eid[row]
+        out[W_LINADDR] = 0
+        out[W_AUX] = 0
+    else:
+        out[W_EID] = 0
+        out[W_PCMD_EID] = 0
+        out[W_LINADDR] = 0
+        out[W_AUX] = row
+    out[W_SECINFO] = (pt << 8) | (f & EPCM_SECINFO_MASK)
+    out[W_VERSION] = version
+    out[W_ROW] = row
+    out[W_MAC] = metadata_mac(i64(st.g[G_MAC_KEY]), version, i64(out[W_EID]),
+                              i64(out[W_LINADDR]), i64(out[W_SECINFO]), i64(out[W_AUX]),
+                              i64(out[W_PCMD_EID]))
+    va_row = i64(st.row[va_page])
+    rc = SUCCESS
+    if st.va_slots[va_row, slot] != 0:
+        rc = VA_SLOT_OCCUPIED
+    st.va_slots[va_row, slot] = version
+    st.flags[target] = 0
+    if is_child_type(pt):
+        st.s_chld[row] -= 1
+    elif pt == PT_SECS:
+        st.s_page[row] = NO_PAGE
+    return rc
+
+
+@njit
+def find_evicted_secs_row(st: HwState, eid: int) -> int:
+    """The enclave whose SECS blob names ``eid``; its row outlives the eviction."""
+    for r in range(st.s_eid.shape[0]):
+        if st.s_eid[r] == eid and st.s_page[r] == NO_PAGE and eid != 0:
+            return r
+    return NO_PAGE
+
+
+@njit
+def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
+         secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
+         ctx: int, context: int, verdict: int) -> int:
+    """ELDU/ELDB (and ELDUC/ELDBC with ``conflict_codes``): reload an evicted page.
+
+    ``secs`` is ignored unless the PCMD names a child type. ``verdict`` is -1 in metadata
+    mode (check the 64-bit ``mac``), else the AES-GCM result of content mode (1 verified).
+    """
+    if page_locked(st, target) or page_locked(st, va_page):
+        if conflict_codes:
+            return EPC_PAGE_CONFLICT
+        return lock_fault(ctx, OP_RCX if page_locked(st, target) else OP_RDX)
+    if valid(st, target):
+        return fault(PF, OP_RCX)
+    if not valid(st, va_page) or st.pt[va_page] != PT_VA:
+        return fault(PF, OP_RDX)
+    pt = (secinfo >> 8) & 0xFF
+    eid = 0
+    row = NO_PAGE
+    if is_child_type(pt):
+        if page_locked(st, secs):
+            if conflict_codes:
+                return EPC_PAGE_CONFLICT
+            return lock_fault(ctx, OP_SECS)
+        if not is_valid_secs(st, secs):
+            return fault(PF, OP_SECS)
+        row = i64(st.row[secs])
+        eid = i64(st.s_eid[row])
+    version = i64(st.va_slots[st.row[va_page], slot])
+    if verdict < 0:
+        ok = mac == metadata_mac(i64(st.g[G_MAC_KEY]), version, eid, linaddr, secinfo, aux,
+                                 pcmd_eid)
+    else:
+        ok = verdict == 1
+    if version == 0 or not ok:
+        return MAC_COMPARE_FAIL
+    if pt == PT_SECS:
+        row = find_evicted_secs_row(st, pcmd_eid)
+        if row == NO_PAGE:  # a SECS blob of an enclave that no longer exists
+            return MAC_COMPARE_FAIL
+    st.va_slots[st.row[va_page], slot] = 0
+    f = EPCM_VALID | (secinfo & EPCM_SECINFO_MASK)
+    st.pt[target] = pt
+    st.bepoch[target] = 0
+    st.tcs[target] = 0
+    if is_child_type(pt):
+        if blocked:
+            f |= EPCM_BLOCKED
+            st.bepoch[target] = st.s_cbepoch[row]
+        st.row[target] = row
+        st.lin[target] = (linaddr - i64(st.s_base[row])) >> 12
+        st.tcs[target] = aux
+        st.s_chld[row] += 1
+    elif pt == PT_SECS:
+        st.row[target] = row
+        st.lin[target] = 0
+        st.s_page[row] = target
+        st.s_ctx[row] = context
+    else:
+        st.row[target] = aux
+        st.lin[target] = 0
+    st.flags[target] = f
+    return SUCCESS
+
+
+# --------------------------------------------------------------------------- ENCLS (SGX2)
+
+@njit
+def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
+    """EAUG after operand checks; ``pt`` is PT_REG unless a shadow-stack page was asked for."""
+    if page_locked(st, target):
+        return fault(GP, OP_RCX)
+    if valid(st, target):
+        return fault(PF, OP_RCX)
+    if page_locked(st, secs):
+        return fault(GP, OP_SECS)
+    if not is_valid_secs(st, secs):
+        return fault(PF, OP_SECS)
+    row = i64(st.row[secs])
+    if not initialized(st, row):
+        return fault(GP, OP_SECS)
+    if not in_elrange(st, row, linaddr):
+        return fault(GP, OP_RCX)
+    _zero_page(st, target)
+    st.flags[target] = EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING
+    st.pt[target] = pt
+    st.row[target] = row
+    st.lin[target] = (linaddr - i64(st.s_base[row])) >> 12
+    st.bepoch[target] = 0
+    st.tcs[target] = 0
+    st.s_chld[row] += 1
+    return SUCCESS
+
+
+@njit
+def emodpr(st: HwState, perms: int, target: int) -> int:
+    if page_locked(st, target):
+        return EPC_PAGE_CONFLICT
+    if not valid(st, target):
+        return fault(PF, OP_RCX)
+    f = i64(st.flags[target])
+    if (f & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
+        return PAGE_NOT_MODIFIABLE
+    if st.pt[target] != PT_REG:
+        return fault(PF, OP_RCX)
+    row = i64(st.row[target])
+    if not initialized(st, row):
+        return fault(GP, OP_RCX)
+    st.flags[target] = (f & ~EPCM_PERM_MASK) | (f & perms & EPCM_PERM_MASK) | EPCM_PR
+    st.bepoch[target] = st.s_cbepoch[row]
+    return SUCCESS
+
+
+@njit
+def emodt(st: HwState, new_pt: int, target: int, nssa: int) -> int:
+    if page_locked(st, target):
+        return EPC_PAGE_CONFLICT
+    if not valid(st, target):
+        return fault(PF, OP_RCX)
+    old = i64(st.pt[target])
+    if not ((old == PT_REG and (new_pt == PT_TCS or new_pt == PT_TRIM))
+            or (old == PT_TCS and new_pt == PT_TRIM)):
+        return fault(PF, OP_RCX)
+    f = i64(st.flags[target])
+    if (f & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
+        return PAGE_NOT_MODIFIABLE
+    row = i64(st.row[target])
+    if not initialized(st, row):
+        return fault(GP, OP_RCX)
+    st.flags[target] = EPCM_VALID | EPCM_MODIFIED | (f & EPCM_BLOCKED)
+    st.pt[target] = new_pt
+    st.bepoch[target] = st.s_cbepoch[row]
+    if new_pt == PT_TCS:
+        st.tcs[target] = (nssa & 0x7) << 4
+    return SUCCESS
+
+
+# --------------------------------------------------------------------------- OVERSUB
+
+@njit
+def erdinfo(st: HwState, page: int, out: np.ndarray) -> int:
+    """ERDINFO for an EPC page; out = [STATUS, FLAGS, ENCLAVECONTEXT]."""
+    if page_locked(st, page):
+        return EPC_PAGE_CONFLICT
+    if not valid(st, page):
+        return PG_INVLD
+    f = i64(st.flags[page])
+    pt = i64(st.pt[page])
+    flags = (f & EPCM_SECINFO_MASK) | (pt << 8)
+    if (f & EPCM_BLOCKED) != 0:
+        flags |= RDINFO_BLOCKED
+    status = 0
+    context = 0
+    if pt == PT_SECS:
+        row = i64(st.row[page])
+        if st.s_chld[row] != 0:
+            status |= RDINFO_CHILDPRESENT
+        if st.s_vchld[row] != 0:
+            status |= RDINFO_VIRTCHILDPRESENT
+        context = i64(st.s_ctx[row])
+    elif is_child_type(pt):
+        context = i64(st.s_ctx[st.row[page]])
+    out[0] = status
+    out[1] = flags
+    out[2] = context
+    return SUCCESS
+
+
+@njit
+def etrackc(st: HwState, page: int, ctx: int) -> int:
+    if page_locked(st, page):
+        return EPC_PAGE_CONFLICT
+    if not valid(st, page):
+        return PG_INVLD
+    pt = i64(st.pt[page])
+    if pt != PT_SECS and not is_child_type(pt):
+        return TRACK_NOT_REQUIRED
+    row = i64(st.row[page])
+    if (st.s_lock[row] & SECS_LOCK_TRACKING) != 0:
+        if ctx == CTX_GUEST:
+            return VMEXIT | Q_TRACKING_RESOURCE
+        return EPC_PAGE_CONFLICT
+    if st.s_prev[row] != 0:
+        if ctx == CTX_GUEST and (st.s_lock[row] & SECS_TRACK_BY_HOST) != 0:
+            return VMEXIT | Q_TRACKING_REFERENCE
+        return PREV_TRK_INCMPL
+    start_tracking_cycle(st, row)
+    if ctx == CTX_HOST:
+        st.s_lock[row] |= np.uint8(SECS_TRACK_BY_HOST)
+    else:
+        st.s_lock[row] &= ~np.uint8(SECS_TRACK_BY_HOST)
+    return SUCCESS
+
+
+@njit
+def virtchild(st: HwState, page: int, secs: int, delta: int) -> int:
+    """EINCVIRTCHILD (delta +1) / EDECVIRTCHILD (delta -1)."""
+    if not valid(st, page) or not (is_child_type(i64(st.pt[page])) or st.pt[page] == PT_SECS):
+        return fault(PF, OP_RBX)
+    if not is_valid_secs(st, secs):
+        return fault(PF, OP_RCX)
+    row = i64(st.row[secs])
+    if st.row[page] != row:
+        return fault(GP, OP_RBX)
+    if page_locked(st, page) or page_locked(st, secs):
+        return EPC_PAGE_CONFLICT
+    v = i64(st.s_vchld[row]) + delta
+    if v < 0 or v > 0xFFFFFFFF:
+        return INVALID_COUNTER
+    st.s_vchld[row] = v
+    return SUCCESS
+
+
+@njit
+def esetcontext(st: HwState, secs: int, context: int) -> int:
+    if not is_valid_secs(st, secs):
+        return fault(PF, OP_RCX)
+    if page_locked(st, secs):
+        return EPC_PAGE_CONFLICT
+    st.s_ctx[st.row[secs]] = context
+    return SUCCESS
+
+
+@njit
+def eupdatesvn(st: HwState) -> int:
+    for p in range(st.flags.shape[0]):
+        if (st.flags[p] & EPCM_VALID) != 0:
+            return EPC_NOT_READY
+    return NO_UPDATE
+
+
+# --------------------------------------------------------------------------- ENCLU
+
+TCS_BUSY = 0x80
+
+
+@njit
+def tcs_cssa(st: HwState, tcs: int) -> int:
+    return i64(st.tcs[tcs]) & 0xF
+
+
+@njit
+def tcs_nssa(st: HwState, tcs: int) -> int:
+    return (i64(st.tcs[tcs]) >> 4) & 0x7
+
+
+@njit
+def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
+    if st.lp_row[lp] != NO_PAGE:
+        return fault(GP, OP_RBX)
+    if not valid(st, tcs) or st.pt[tcs] != PT_TCS or (st.flags[tcs] & (
+            EPCM_BLOCKED | EPCM_PENDING | EPCM_MODIFIED)) != 0:
+        return fault(PF, OP_RBX)
+    if page_linaddr(st, tcs) != tcs_linaddr:
+        return fault(PF, OP_RBX)
+    row = i64(st.row[tcs])
+    if not initialized(st, row):
+        return fault(GP, OP_RBX)
+    if (st.tcs[tcs] & TCS_BUSY) != 0:
+        return fault(GP, OP_RBX)
+    return SUCCESS
+
+
+@njit
+def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
+    rc = _enter_checks(st, lp, tcs, tcs_linaddr)
+    if rc != SUCCESS:
+        return rc
+    if tcs_cssa(st, tcs) >= tcs_nssa(st, tcs):
+        return fault(GP, OP_RBX)
+    st.tcs[tcs] |= np.uint8(TCS_BUSY)
+    enter_epoch(st, lp, i64(st.row[tcs]), tcs)
+    return SUCCESS
+
+
+@njit
+def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
+    rc = _enter_checks(st, lp, tcs, tcs_linaddr)
+    if rc != SUCCESS:
+        return rc
+    if tcs_cssa(st, tcs) == 0:
+        return fault(GP, OP_RBX)
+    st.tcs[tcs] = np.uint8(TCS_BUSY | (i64(st.tcs[tcs]) & 0x70) | (tcs_cssa(st, tcs) - 1))
+    enter_epoch(st, lp, i64(st.row[tcs]), tcs)
+    return SUCCESS
+
+
+@njit
+def eexit(st: HwState, lp: int) -> int:
+    if st.lp_row[lp] == NO_PAGE:
+        return fault(UD, OP_RBX)
+    tcs = i64(st.lp_tcs[lp])
+    st.tcs[tcs] &= ~np.uint8(TCS_BUSY)
+    leave_epoch(st, lp)
+    return SUCCESS
+
+
+@njit
+def aex(st: HwState, lp: int) -> int:
+    """Asynchronous exit: state saved into SSA[CSSA], CSSA += 1, TLB flushed."""
+    if st.lp_row[lp] == NO_PAGE:
+        return fault(GP, OP_RBX)
+    tcs = i64(st.lp_tcs[lp])
+    cssa = tcs_cssa(st, tcs) + 1
+    st.tcs[tcs] = np.uint8((i64(st.tcs[tcs]) & 0x70) | (cssa & 0xF))
+    leave_epoch(st, lp)
+    return SUCCESS
+
+
+@njit
+def _own_page(st: HwState, lp: int, page: int, linaddr: int) -> bool:
+    return (valid(st, page) and is_child_type(i64(st.pt[page]))
+            and st.row[page] == st.lp_row[lp] and page_linaddr(st, page) == linaddr)
+
+
+@njit
+def _secinfo_page_ok(st: HwState, lp: int, page: int, linaddr: int) -> bool:
+    """The SECINFO operand of EACCEPT/EMODPE: a readable, settled REG page of this enclave."""
+    if page == NO_PAGE or not _own_page(st, lp, page, linaddr & ~0xFFF):
+        return False
+    f = st.flags[page]
+    return (st.pt[page] == PT_REG and (f & EPCM_R) != 0
+            and (f & (EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) == 0)
+
+
+@njit
+def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
+            target: int, target_linaddr: int) -> int:
+    """EACCEPT: the enclave consents to an EAUG, EMODPR or EMODT of ``target``."""
+    if st.lp_row[lp] == NO_PAGE:
+        return fault(GP, OP_RBX)
+    if not _secinfo_page_ok(st, lp, secinfo_page, secinfo_linaddr):
+        return fault(PF, OP_RBX)
+    req_pt = (secinfo >> 8) & 0xFF
+    req = secinfo & EPCM_SECINFO_MASK
+    if req_pt == PT_REG:
+        legal = ((req & (EPCM_PR | EPCM_PENDING)) != 0) and (req & EPCM_MODIFIED) == 0
+    elif req_pt == PT_TCS or req_pt == PT_TRIM:
+        legal = (req & (EPCM_PR | EPCM_PENDING)) == 0 and (req & EPCM_MODIFIED) != 0
+    else:
+        legal = False
+    if not legal:
+        return fault(GP, OP_RBX)
+    if target == NO_PAGE or not valid(st, target) or (st.flags[target] & EPCM_BLOCKED) != 0:
+        return fault(PF, OP_RCX)
+    tpt = i64(st.pt[target])
+    if (tpt != PT_REG and tpt != PT_TCS and tpt != PT_TRIM) or st.row[target] != st.lp_row[lp]:
+        return fault(PF, OP_RCX)
+    if page_linaddr(st, target) != target_linaddr:
+        return PAGE_ATTRIBUTES_MISMATCH
+    f = i64(st.flags[target])
+    cmp_mask = EPCM_PENDING | EPCM_MODIFIED | EPCM_PERM_MASK
+    if (f & cmp_mask) != (req & cmp_mask) or tpt != req_pt:
+        return PAGE_ATTRIBUTES_MISMATCH
+    if (f & (EPCM_MODIFIED | EPCM_PR)) != 0 and not tracking_correct(st, target):
+        return NOT_TRACKED
+    if tpt == PT_TCS and tcs_nssa(st, target) == 0:
+        return fault(GP, OP_RCX)
+    st.flags[target] = f & ~(EPCM_PENDING | EPCM_MODIFIED | EPCM_PR)
+    return SUCCESS
+
+
+@njit
+def emodpe(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
+           target: int, target_linaddr: int) -> int:
+    """EMODPE: the enclave extends R/W/X of one of its REG pages."""
+    if st.lp_row[lp] == NO_PAGE:
+        return fault(GP, OP_RBX)
+    if not _secinfo_page_ok(st, lp, secinfo_page, secinfo_linaddr):
+        return fault(PF, OP_RBX)
+    if target == NO_PAGE or not _own_page(st, lp, target, target_linaddr):
+        return fault(PF, OP_RCX)
+    f = i64(st.flags[target])
+    if (f & (EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0 or st.pt[target] != PT_REG:
+        return fault(PF, OP_RCX)
+    merged = f | (secinfo & EPCM_PERM_MASK)
+    if (merged & EPCM_W) != 0 and (merged & EPCM_R) == 0:
+        return fault(GP, OP_RBX)
+    st.flags[target] = merged
+    return SUCCESS
+
+
+@njit
+def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int,
+                src: int, src_linaddr: int) -> int:
+    """EACCEPTCOPY: fill a pending page from another page of the enclave and accept it."""
+    if st.lp_row[lp] == NO_PAGE:
+        return fault(GP, OP_RBX)
+    req_pt = (secinfo >> 8) & 0xFF
+    perms = secinfo & EPCM_PERM_MASK
+    if req_pt != PT_REG or ((perms & EPCM_W) != 0 and (perms & EPCM_R) == 0):
+        return fault(GP, OP_RBX)
+    if src == NO_PAGE or not _own_page(st, lp, src, src_linaddr):
+        return fault(PF, OP_RDX)
+    sf = st.flags[src]
+    if st.pt[src] != PT_REG or (sf & EPCM_R) == 0 or (sf & (
+            EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0:
+        return fault(PF, OP_RDX)
+    if dest == NO_PAGE or not valid(st, dest) or st.row[dest] != st.lp_row[lp]:
+        return fault(PF, OP_RCX)
+    df = i64(st.flags[dest])
+    want = EPCM_VALID | EPCM_PENDING | EPCM_R | EPCM_W
+    if (st.pt[dest] != PT_REG or (df & ~EPCM_BLOCKED) != want
+            or page_linaddr(st, dest) != dest_linaddr):
+        return PAGE_ATTRIBUTES_MISMATCH
+    if st.g[G_CONTENT] != 0:
+        st.data[dest, :] = st.data[src, :]
+    st.flags[dest] = EPCM_VALID | perms
+    return SUCCESS
+
+
+@njit
+def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: bool) -> int:
+    """The EPCM checks of an enclave-mode access at TLB fill (sgx-arch.md §1.5).
+
+    Returns 0, or the #PF error code (with the SGX bit) the access raises.
+    """
+    err = 0x4 | 0x1 | 0x8000  # user, present, SGX
+    if write:
+        err |= 0x2
+    if execute:
+        err |= 0x10
+    if page == NO_PAGE or not valid(st, page):
+        return err
+    f = i64(st.flags[page])
+    if (f & (EPCM_BLOCKED | EPCM_PENDING | EPCM_MODIFIED)) != 0 or st.pt[page] != PT_REG:
+        return err
+    if st.row[page] != st.lp_row[lp] or page_linaddr(st, page) != (linaddr & ~0xFFF):
+        return err
+    if (f & EPCM_R) == 0 and not execute:
+        return err
+    if write and (f & EPCM_W) == 0:
+        return err
+    if execute and (f & EPCM_X) == 0:
+        return err
+    return 0
+

@@ -1,0 +1,19 @@
+"""The one place that decides how hot paths are compiled.
+
+Every rule of the model is a plain Python function over arrays decorated with
+:func:`njit`. Under ``NUMBA_DISABLE_JIT=1`` numba hands the functions back uncompiled, so
+the same source runs as ordinary Python; the tests use that to check both paths agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import numba
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def njit(fn: F) -> F:
+    """Compile ``fn`` in nopython mode, cached on disk."""
+    return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
