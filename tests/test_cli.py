@@ -1,0 +1,66 @@
+"""The user-visible command: demo output, JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from epcsim.cli import main
+from epcsim.demo import SECRET, enclave_life
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.parametrize("content", [True, False])
+def test_demo_walks_an_enclave_through_its_life(content: bool) -> None:
+    steps = enclave_life(content=content)
+    results = [(s.leaf, s.result) for s in steps]
+    assert results[:3] == [("ECREATE", "SGX_SUCCESS"), ("EADD/EEXTEND", "SGX_SUCCESS"),
+                           ("EINIT", "SGX_SUCCESS")]
+    ewbs = [r for leaf, r in results if leaf == "EWB"]
+    assert ewbs == ["SGX_NOT_TRACKED", "SGX_SUCCESS"]
+    eldus = [r for leaf, r in results if leaf == "ELDU"]
+    assert eldus == ["SGX_SUCCESS", "SGX_MAC_COMPARE_FAIL"]
+    assert ("read", "ok") in results
+    assert results[-1] == ("EPC", "free")
+    if content:
+        assert SECRET.decode() in next(s.detail for s in steps if s.leaf == "read")
+
+
+def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {s["leaf"] for s in doc["steps"]} >= {"ECREATE", "EWB", "ELDU", "EREMOVE"}
+
+
+@pytest.mark.parametrize("argv", [["bogus"], ["demo", "--seed", "x"], ["demo", "--nope"]])
+def test_bad_arguments_exit_2_with_one_line(argv: list[str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("epcsim: error: ")
+
+
+def test_console_script_runs() -> None:
+    out = subprocess.run([sys.executable, "-m", "epcsim.cli", "demo", "--metadata"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "EWB" in out and "SGX_NOT_TRACKED" in out
+
+
+def test_readme_quickstart_is_two_commands() -> None:
+    text = README.read_text()
+    block = re.search(r"## Quickstart\s+```sh\n(.*?)```", text, re.S)
+    assert block is not None
+    commands = [c for c in block.group(1).splitlines() if c.strip()]
+    assert commands == ["python3 -m pip install . && epcsim demo",
+                        "python3 -m pip install '.[test]' && pytest"]
+
+
+def test_readme_python_examples_run() -> None:
+    for code in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):
+        exec(compile(code, str(README), "exec"), {})
