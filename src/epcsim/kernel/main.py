@@ -1,0 +1,633 @@
+"""The EPC memory manager: free lists, ``alloc(owner, reclaim)``, the reclaim LRU, ksgxd.
+
+The kernel's ``arch/x86/kernel/cpu/sgx/main.c``, as the 2018 design had it: the manager owns
+every EPC page and reclaims through the owner protocol (:mod:`epcsim.kernel.owner`), so it
+knows no owner. Pages are integers; per page the manager keeps 14 bytes:
+
+==========  ====  ===============================================================
+``nxt/prv``  4+4  links of the one list the page is on (a node's free list or the LRU)
+``where``    1    FREE, LRU, ISOLATED, UNTRACKED (in use, not reclaimable), LEAKED;
+                  bit 7 is the policy's reference bit (clock)
+``kind``     1    owner kind (index into the owner table)
+``oid``      4    owner id (meaning is the owner's: an enclave page, a vEPC page...)
+==========  ====  ===============================================================
+
+Lists: one free list per NUMA node (allocation takes the head, freeing appends to the tail, so
+each node is FIFO) and one reclaim LRU (head = oldest), as in kernel-sgx.md §2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
+from epcsim.hw import encls as L
+from epcsim.hw.cpu import Processor
+from epcsim.jit import njit
+from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
+
+# errno values the kernel returns (negated).
+ENOMEM = 12
+EBUSY = 16
+EAGAIN = 11
+EFAULT = 14
+
+# Where a page is.
+W_FREE = 0
+W_LRU = 1
+W_ISOLATED = 2
+W_UNTRACKED = 3
+W_LEAKED = 4
+W_MASK = 0x7F
+W_REF = 0x80
+
+NO_LINK = -1
+
+# Policies.
+POLICY_SGX = 0     # the kernel's: FIFO list, second chance on the owner's accessed bit, batch
+POLICY_LRU = 1     # move to the tail on every access; evict the head
+POLICY_FIFO = 2    # evict the head; accesses change nothing
+POLICY_CLOCK = 3   # one reference bit, set on access; the head with the bit set gets a second
+POLICY_NAMES = {"sgx": POLICY_SGX, "lru": POLICY_LRU, "fifo": POLICY_FIFO, "clock": POLICY_CLOCK}
+
+# Parameters and scalars (MgrState.p).
+P_LOW = 0
+P_HIGH = 1
+P_BATCH = 2
+P_POLICY = 3
+P_WAKE = 4          # ksgxd has been woken and not yet gone back to sleep
+P_CPU = 5           # 1 while ksgxd runs (whose virtual CPU the work is charged to)
+P_NR_FREE = 6       # sgx_nr_free_pages
+P_NNODES = 7
+P_EV_N = 8          # events logged so far
+P_LEN = 16
+
+# Counters (MgrState.cnt): kernel names where the kernel has one.
+COUNTERS = (
+    "alloc", "alloc_ebusy", "alloc_enomem", "alloc_eagain", "freed", "leaks",
+    "isolated", "get_failed", "refused_young", "rotated", "blocked", "written", "write_retry",
+    "etrack", "ipi", "ewb", "eldu", "direct_reclaims", "ksgxd_wakeups", "ksgxd_batches",
+    "reclaimed_direct", "reclaimed_ksgxd", "ewb_ksgxd", "etrack_ksgxd", "ipi_ksgxd",
+)
+C = {name: i for i, name in enumerate(COUNTERS)}
+C_ALLOC, C_ALLOC_EBUSY, C_ALLOC_ENOMEM, C_ALLOC_EAGAIN, C_FREED, C_LEAKS = range(6)
+(C_ISOLATED, C_GET_FAILED, C_REFUSED, C_ROTATED, C_BLOCKED, C_WRITTEN,
+ C_WRITE_RETRY) = range(6, 13)
+C_ETRACK, C_IPI, C_EWB, C_ELDU = range(13, 17)
+C_DIRECT, C_WAKEUPS, C_KSGXD_BATCHES, C_RECLAIMED_DIRECT, C_RECLAIMED_KSGXD = range(17, 22)
+C_EWB_KSGXD, C_ETRACK_KSGXD, C_IPI_KSGXD = range(22, 25)
+
+# Event log records (MgrState.ev rows: event, page, arg).
+EV_ALLOC = 1
+EV_FREE = 2
+EV_ISOLATE = 3
+EV_REFUSE = 4
+EV_WRITE = 5
+EV_LEAK = 6
+EV_GET_FAILED = 7
+EV_ROTATE = 8
+EV_WAKE = 9
+EV_NAMES = {EV_ALLOC: "alloc", EV_FREE: "free", EV_ISOLATE: "isolate", EV_REFUSE: "refuse",
+            EV_WRITE: "write", EV_LEAK: "leak", EV_GET_FAILED: "get_failed",
+            EV_ROTATE: "rotate", EV_WAKE: "wake"}
+
+
+class MgrState(NamedTuple):
+    nxt: np.ndarray     # i32 per page
+    prv: np.ndarray     # i32 per page
+    where: np.ndarray   # u8 per page
+    kind: np.ndarray    # u8 per page
+    oid: np.ndarray     # u32 per page
+    head: np.ndarray    # i64 per list: NUMA nodes 0..n-1, then the LRU at index n
+    tail: np.ndarray    # i64 per list
+    count: np.ndarray   # i64 per list
+    cnt: np.ndarray     # i64 counters
+    p: np.ndarray       # i64 parameters and scalars
+    ev: np.ndarray      # i64 [cap, 3] event log (cap 0: off)
+
+
+# ----------------------------------------------------------------------------- lists
+
+@njit
+def list_push_tail(ms: MgrState, lst: int, page: int) -> None:
+    t = ms.tail[lst]
+    ms.prv[page] = t
+    ms.nxt[page] = NO_LINK
+    if t == NO_LINK:
+        ms.head[lst] = page
+    else:
+        ms.nxt[t] = page
+    ms.tail[lst] = page
+    ms.count[lst] += 1
+
+
+@njit
+def list_pop_head(ms: MgrState, lst: int) -> int:
+    page = ms.head[lst]
+    if page == NO_LINK:
+        return NO_LINK
+    n = ms.nxt[page]
+    ms.head[lst] = n
+    if n == NO_LINK:
+        ms.tail[lst] = NO_LINK
+    else:
+        ms.prv[n] = NO_LINK
+    ms.nxt[page] = NO_LINK
+    ms.prv[page] = NO_LINK
+    ms.count[lst] -= 1
+    return page
+
+
+@njit
+def list_del(ms: MgrState, lst: int, page: int) -> None:
+    p = ms.prv[page]
+    n = ms.nxt[page]
+    if p == NO_LINK:
+        ms.head[lst] = n
+    else:
+        ms.nxt[p] = n
+    if n == NO_LINK:
+        ms.tail[lst] = p
+    else:
+        ms.prv[n] = p
+    ms.nxt[page] = NO_LINK
+    ms.prv[page] = NO_LINK
+    ms.count[lst] -= 1
+
+
+@njit
+def lru_list(ms: MgrState) -> int:
+    return ms.p[P_NNODES]
+
+
+@njit
+def where(ms: MgrState, page: int) -> int:
+    return ms.where[page] & W_MASK
+
+
+@njit
+def set_where(ms: MgrState, page: int, w: int) -> None:
+    ms.where[page] = w
+
+
+@njit
+def log(ms: MgrState, event: int, page: int, arg: int) -> None:
+    n = ms.p[P_EV_N]
+    if n < ms.ev.shape[0]:
+        ms.ev[n, 0] = event
+        ms.ev[n, 1] = page
+        ms.ev[n, 2] = arg
+    ms.p[P_EV_N] = n + 1
+
+
+@njit
+def page_node(st: Any, page: int) -> int:
+    for i in range(st.sec_first.shape[0]):
+        if st.sec_first[i] <= page < st.sec_first[i] + st.sec_npages[i]:
+            return np.int64(st.sec_node[i])
+    return 0
+
+
+# ----------------------------------------------------------------------------- free lists
+
+@njit
+def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
+    """Return a page already in the uninitialised EPCM state to its node's free list."""
+    set_where(ms, page, W_FREE)
+    ms.kind[page] = 0
+    ms.oid[page] = 0
+    list_push_tail(ms, page_node(st, page), page)
+    ms.p[P_NR_FREE] += 1
+    ms.cnt[C_FREED] += 1
+    log(ms, EV_FREE, page, 0)
+
+
+@njit
+def take_free_page(ms: MgrState, node: int) -> int:
+    """``__sgx_alloc_epc_page``: the head of the first non-empty free list from ``node`` on."""
+    n = ms.p[P_NNODES]
+    start = node if 0 <= node < n else 0
+    for i in range(n):
+        lst = (start + i) % n
+        page = list_pop_head(ms, lst)
+        if page != NO_LINK:
+            ms.p[P_NR_FREE] -= 1
+            return page
+    return NO_LINK
+
+
+@njit
+def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
+    """EREMOVE the page and free it; a failing EREMOVE leaks it, as the kernel does."""
+    w = where(ms, page)
+    if w == W_LRU:
+        list_del(ms, lru_list(ms), page)
+    rc = L.eremove(st, page, L.CTX_HOST)
+    if rc != 0:
+        set_where(ms, page, W_LEAKED)
+        ms.cnt[C_LEAKS] += 1
+        log(ms, EV_LEAK, page, rc)
+        return rc
+    sgx_free_epc_page(ms, st, page)
+    return 0
+
+
+@njit
+def sgx_mark_page_reclaimable(ms: MgrState, page: int) -> None:
+    set_where(ms, page, W_LRU)
+    list_push_tail(ms, lru_list(ms), page)
+
+
+@njit
+def sgx_unmark_page_reclaimable(ms: MgrState, page: int) -> int:
+    """Take a page off the LRU: -EBUSY while the reclaimer holds it isolated."""
+    w = where(ms, page)
+    if w == W_ISOLATED:
+        return -EBUSY
+    if w == W_LRU:
+        list_del(ms, lru_list(ms), page)
+        set_where(ms, page, W_UNTRACKED)
+    return 0
+
+
+@njit
+def sgx_should_reclaim(ms: MgrState, watermark: int) -> bool:
+    return ms.p[P_NR_FREE] < watermark and ms.count[lru_list(ms)] > 0
+
+
+@njit
+def touch(ms: MgrState, page: int) -> None:
+    """An access the policy sees (the kernel's own policy sees accesses through owners)."""
+    policy = ms.p[P_POLICY]
+    if policy == POLICY_LRU:
+        if where(ms, page) == W_LRU:
+            lst = lru_list(ms)
+            if ms.tail[lst] != page:
+                list_del(ms, lst, page)
+                list_push_tail(ms, lst, page)
+    elif policy == POLICY_CLOCK:
+        ms.where[page] |= W_REF
+
+
+@njit
+def _counted(ms: MgrState, counter: int, ksgxd_counter: int) -> None:
+    ms.cnt[counter] += 1
+    if ms.p[P_CPU] == 1:
+        ms.cnt[ksgxd_counter] += 1
+
+
+@njit
+def count_etrack(ms: MgrState) -> None:
+    """Owners report the ETRACKs, IPIs and EWBs of their write operation here."""
+    _counted(ms, C_ETRACK, C_ETRACK_KSGXD)
+
+
+@njit
+def count_ipi(ms: MgrState) -> None:
+    _counted(ms, C_IPI, C_IPI_KSGXD)
+
+
+@njit
+def count_ewb(ms: MgrState) -> None:
+    _counted(ms, C_EWB, C_EWB_KSGXD)
+
+
+# ----------------------------------------------------------------------------- assembly
+
+class Reclaimer(NamedTuple):
+    """The manager's compiled entry points for one owner table."""
+
+    reclaim_pages: Any
+    alloc: Any
+    ksgxd: Any
+
+
+_reclaimers: dict[int, Reclaimer] = {}
+
+
+def make_reclaimer(d: Dispatch) -> Reclaimer:
+    """Close the reclaim batch, allocation and ksgxd over an owner table's dispatchers."""
+    hit = _reclaimers.get(id(d))
+    if hit is not None:
+        return hit
+    get, put, reclaim, block, write = d
+
+    @njit
+    def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
+        """One batch in the v13 order: isolate+get, reclaim, block all, write+put, free.
+
+        Returns the number of pages isolated (what the cgroup series calls "attempted").
+        """
+        lst = lru_list(ms)
+        policy = ms.p[P_POLICY]
+        chunk = np.empty(nr, dtype=np.int64)
+        n = 0
+        isolated = 0
+        budget = 2 * ms.count[lst] + 1
+        while isolated < nr and ms.count[lst] > 0 and budget > 0:
+            budget -= 1
+            page = list_pop_head(ms, lst)
+            if policy == POLICY_CLOCK and (ms.where[page] & W_REF) != 0:
+                ms.where[page] &= W_MASK
+                list_push_tail(ms, lst, page)
+                ms.cnt[C_ROTATED] += 1
+                log(ms, EV_ROTATE, page, 0)
+                continue
+            set_where(ms, page, W_ISOLATED)
+            isolated += 1
+            ms.cnt[C_ISOLATED] += 1
+            log(ms, EV_ISOLATE, page, 0)
+            if get(os, ms.kind[page], ms, st, page, ms.oid[page], 0) == 0:
+                set_where(ms, page, W_UNTRACKED)
+                ms.cnt[C_GET_FAILED] += 1
+                log(ms, EV_GET_FAILED, page, 0)
+                continue
+            chunk[n] = page
+            n += 1
+        age = 1 if policy == POLICY_SGX else 0
+        m = 0
+        for i in range(n):
+            page = chunk[i]
+            if reclaim(os, ms.kind[page], ms, st, page, ms.oid[page], age) == 0:
+                set_where(ms, page, W_LRU)
+                list_push_tail(ms, lst, page)
+                put(os, ms.kind[page], ms, st, page, ms.oid[page], 0)
+                ms.cnt[C_REFUSED] += 1
+                log(ms, EV_REFUSE, page, 0)
+            else:
+                chunk[m] = page
+                m += 1
+        for i in range(m):
+            page = chunk[i]
+            block(os, ms.kind[page], ms, st, page, ms.oid[page], 0)
+            ms.cnt[C_BLOCKED] += 1
+        for i in range(m):
+            page = chunk[i]
+            kind = ms.kind[page]
+            oid = ms.oid[page]
+            verdict = write(os, kind, ms, st, page, oid, 0)
+            put(os, kind, ms, st, page, oid, 0)
+            log(ms, EV_WRITE, page, verdict)
+            if verdict == WRITE_FREED:
+                ms.cnt[C_WRITTEN] += 1
+                if ms.p[P_CPU] == 1:
+                    ms.cnt[C_RECLAIMED_KSGXD] += 1
+                else:
+                    ms.cnt[C_RECLAIMED_DIRECT] += 1
+                sgx_free_epc_page(ms, st, page)
+            elif verdict == WRITE_RETRY:
+                ms.cnt[C_WRITE_RETRY] += 1
+                set_where(ms, page, W_LRU)
+                list_push_tail(ms, lst, page)
+            else:
+                set_where(ms, page, W_UNTRACKED)
+        return isolated
+
+    @njit
+    def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
+                           do_reclaim: bool, node: int) -> int:
+        """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them."""
+        lst = lru_list(ms)
+        rc = 0
+        idle = 0
+        while True:
+            page = take_free_page(ms, node)
+            if page != NO_LINK:
+                set_where(ms, page, W_UNTRACKED)
+                ms.kind[page] = kind
+                ms.oid[page] = oid
+                ms.cnt[C_ALLOC] += 1
+                log(ms, EV_ALLOC, page, kind)
+                rc = page
+                break
+            if ms.count[lst] == 0:
+                ms.cnt[C_ALLOC_ENOMEM] += 1
+                return -ENOMEM
+            if not do_reclaim:
+                ms.cnt[C_ALLOC_EBUSY] += 1
+                rc = -EBUSY
+                break
+            ms.cnt[C_DIRECT] += 1
+            before = ms.p[P_NR_FREE]
+            sgx_reclaim_pages(os, ms, st, ms.p[P_BATCH])
+            if ms.p[P_NR_FREE] == before:
+                idle += 1
+                # The kernel would spin in cond_resched(); a sequential model with no other
+                # thread to make progress must not, so a reclaimer that frees nothing over
+                # two passes of the whole LRU gives up with -EAGAIN.
+                if idle > 2 * (ms.count[lst] // max(ms.p[P_BATCH], 1) + 2):
+                    ms.cnt[C_ALLOC_EAGAIN] += 1
+                    rc = -EAGAIN
+                    break
+            else:
+                idle = 0
+        if sgx_should_reclaim(ms, ms.p[P_LOW]) and ms.p[P_WAKE] == 0:
+            ms.p[P_WAKE] = 1
+            ms.cnt[C_WAKEUPS] += 1
+            log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
+        return rc
+
+    @njit
+    def ksgxd(os: Any, ms: MgrState, st: Any) -> int:
+        """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep."""
+        if ms.p[P_WAKE] == 0:
+            return 0
+        ms.p[P_CPU] = 1
+        batches = 0
+        idle = 0
+        while sgx_should_reclaim(ms, ms.p[P_HIGH]):
+            before = ms.p[P_NR_FREE]
+            sgx_reclaim_pages(os, ms, st, ms.p[P_BATCH])
+            batches += 1
+            ms.cnt[C_KSGXD_BATCHES] += 1
+            if ms.p[P_NR_FREE] == before:
+                idle += 1
+                if idle > 2 * (ms.count[lru_list(ms)] // max(ms.p[P_BATCH], 1) + 2):
+                    break
+            else:
+                idle = 0
+        ms.p[P_CPU] = 0
+        ms.p[P_WAKE] = 0
+        return batches
+
+    r = Reclaimer(sgx_reclaim_pages, sgx_alloc_epc_page, ksgxd)
+    _reclaimers[id(d)] = r
+    return r
+
+
+def make_mgr_state(cpu: Processor, *, low: int, high: int, batch: int, policy: int,
+                   events: int = 0) -> MgrState:
+    n = cpu.npages
+    nnodes = max(s.node for s in cpu.sections) + 1
+    p = np.zeros(P_LEN, dtype=np.int64)
+    p[P_LOW], p[P_HIGH], p[P_BATCH], p[P_POLICY], p[P_NNODES] = low, high, batch, policy, nnodes
+    return MgrState(
+        nxt=np.full(n, NO_LINK, dtype=np.int32), prv=np.full(n, NO_LINK, dtype=np.int32),
+        where=np.full(n, W_UNTRACKED, dtype=np.uint8), kind=np.zeros(n, dtype=np.uint8),
+        oid=np.zeros(n, dtype=np.uint32),
+        head=np.full(nnodes + 1, NO_LINK, dtype=np.int64),
+        tail=np.full(nnodes + 1, NO_LINK, dtype=np.int64),
+        count=np.zeros(nnodes + 1, dtype=np.int64),
+        cnt=np.zeros(len(COUNTERS), dtype=np.int64), p=p,
+        ev=np.zeros((events, 3), dtype=np.int64),
+    )
+
+
+@njit
+def sanitize_pages(ms: MgrState, st: Any) -> int:
+    """Boot: EREMOVE every page, twice (a SECS fails while its children exist), then free.
+
+    Returns the number of pages left dirty.
+    """
+    n = ms.where.shape[0]
+    dirty = np.ones(n, dtype=np.bool_)
+    for _ in range(2):
+        for page in range(n):
+            if dirty[page] and L.eremove(st, page, L.CTX_HOST) == 0:
+                dirty[page] = False
+                sgx_free_epc_page(ms, st, page)
+    return np.int64(dirty.sum())
+
+
+class EpcManager:
+    """One kernel's EPC manager over a :class:`~epcsim.hw.cpu.Processor`.
+
+    ``owners`` is the owner table: an owner's kind is its index. The manager imports no
+    owner; it drives them through their :class:`~epcsim.kernel.owner.OwnerOps`.
+    """
+
+    def __init__(self, cpu: Processor, owners: Sequence[Owner], *,
+                 low: int = SGX_NR_LOW_PAGES, high: int = SGX_NR_HIGH_PAGES,
+                 batch: int = SGX_NR_TO_SCAN, policy: str = "sgx", events: int = 0) -> None:
+        if policy not in POLICY_NAMES:
+            raise ValueError(f"unknown reclaim policy {policy!r}; "
+                             f"choose one of {', '.join(POLICY_NAMES)}")
+        if not 0 <= low <= high:
+            raise ValueError("watermarks must satisfy 0 <= low <= high")
+        if batch < 1:
+            raise ValueError("the reclaim batch needs at least one page")
+        if not owners:
+            raise ValueError("the manager needs at least one owner kind")
+        self.cpu = cpu
+        self.owners = list(owners)
+        self.policy = policy
+        self.ms = make_mgr_state(cpu, low=low, high=high, batch=batch,
+                                 policy=POLICY_NAMES[policy], events=events)
+        self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]))
+        self.dirty = int(sanitize_pages(self.ms, cpu.st))
+
+    # -------------------------------------------------------------- state passed to code
+    def owner_states(self) -> tuple[Any, ...]:
+        return tuple(o.state for o in self.owners)
+
+    # -------------------------------------------------------------- the kernel's calls
+    def alloc(self, kind: int, oid: int, reclaim: bool, node: int = 0) -> int:
+        """``sgx_alloc_epc_page``: a page number, or -ENOMEM / -EBUSY (negated errno)."""
+        if not 0 <= kind < len(self.owners):
+            raise ValueError(f"no owner of kind {kind}")
+        return int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
+                                  reclaim, node))
+
+    def free(self, page: int) -> int:
+        """``sgx_encl_free_epc_page``: EREMOVE and free; a failing EREMOVE leaks the page."""
+        return int(sgx_encl_free_epc_page(self.ms, self.cpu.st, page))
+
+    def free_written(self, page: int) -> None:
+        """``sgx_free_epc_page`` of a page EWB already invalidated."""
+        sgx_free_epc_page(self.ms, self.cpu.st, page)
+
+    def mark_reclaimable(self, page: int) -> None:
+        sgx_mark_page_reclaimable(self.ms, page)
+
+    def unmark_reclaimable(self, page: int) -> int:
+        return int(sgx_unmark_page_reclaimable(self.ms, page))
+
+    def touch(self, page: int) -> None:
+        touch(self.ms, page)
+
+    def reclaim_pages(self, nr: int | None = None) -> int:
+        """One ``sgx_reclaim_pages`` batch on the caller's CPU; returns pages isolated."""
+        n = int(self.ms.p[P_BATCH]) if nr is None else nr
+        return int(self.fns.reclaim_pages(self.owner_states(), self.ms, self.cpu.st, n))
+
+    def reclaim_direct(self) -> None:
+        """``sgx_reclaim_direct``: one batch if free pages are below the low watermark."""
+        if sgx_should_reclaim(self.ms, int(self.ms.p[P_LOW])):
+            self.reclaim_pages()
+
+    def run_ksgxd(self) -> int:
+        """Let a woken ksgxd run to sleep on its own CPU; returns the batches it ran."""
+        return int(self.fns.ksgxd(self.owner_states(), self.ms, self.cpu.st))
+
+    # -------------------------------------------------------------- what the kernel exports
+    @property
+    def sgx_nr_free_pages(self) -> int:
+        return int(self.ms.p[P_NR_FREE])
+
+    @property
+    def ksgxd_awake(self) -> bool:
+        return bool(self.ms.p[P_WAKE])
+
+    @property
+    def lru_pages(self) -> int:
+        return int(self.ms.count[-1])
+
+    def sgx_total_bytes(self) -> dict[int, int]:
+        """Bytes of EPC per NUMA node (sysfs ``node/nodeN/x86/sgx_total_bytes``)."""
+        out: dict[int, int] = {}
+        for s in self.cpu.sections:
+            out[s.node] = out.get(s.node, 0) + s.size
+        return out
+
+    def counters(self) -> dict[str, int]:
+        d = {name: int(self.ms.cnt[i]) for i, name in enumerate(COUNTERS)}
+        d["sgx_nr_free_pages"] = self.sgx_nr_free_pages
+        return d
+
+    def where(self, page: int) -> int:
+        return int(self.ms.where[page]) & W_MASK
+
+    def events(self) -> list[tuple[str, int, int]]:
+        n = min(int(self.ms.p[P_EV_N]), self.ms.ev.shape[0])
+        return [(EV_NAMES[int(e)], int(p), int(a)) for e, p, a in self.ms.ev[:n]]
+
+    def census(self) -> dict[str, int]:
+        """How many pages are in each place (each page is in exactly one)."""
+        w = self.ms.where & W_MASK
+        return {"free": int((w == W_FREE).sum()), "lru": int((w == W_LRU).sum()),
+                "isolated": int((w == W_ISOLATED).sum()),
+                "untracked": int((w == W_UNTRACKED).sum()), "leaked": int((w == W_LEAKED).sum())}
+
+    def bytes_per_page(self) -> float:
+        per_page = sum(getattr(self.ms, f).nbytes for f in ("nxt", "prv", "where", "kind", "oid"))
+        fixed = sum(getattr(self.ms, f).nbytes for f in ("head", "tail", "count", "cnt", "p"))
+        return (per_page + fixed) / self.cpu.npages
+
+    def check(self) -> None:
+        """Assert the manager's invariants (kernel-sgx.md §10); raise AssertionError."""
+        ms = self.ms
+        n = self.cpu.npages
+        w = ms.where & W_MASK
+        seen = np.zeros(n, dtype=np.int64)
+        nn = int(ms.p[P_NNODES])
+        for lst in range(nn + 1):
+            page, prev, k = int(ms.head[lst]), NO_LINK, 0
+            while page != NO_LINK:
+                assert k <= n, "list cycle"
+                assert int(ms.prv[page]) == prev, f"broken back link at page {page}"
+                seen[page] += 1
+                expect = W_LRU if lst == nn else W_FREE
+                assert w[page] == expect, f"page {page} on list {lst} but where={w[page]}"
+                if lst < nn:
+                    assert self.cpu.page_node(page) == lst, f"page {page} on a foreign node"
+                    assert not self.cpu.st.flags[page] & 0x40, f"free page {page} is VALID"
+                prev, page, k = page, int(ms.nxt[page]), k + 1
+            assert int(ms.tail[lst]) == prev and k == int(ms.count[lst]), f"list {lst} counts"
+        off_list = (w != W_FREE) & (w != W_LRU)
+        assert (seen[off_list] == 0).all(), "a page off the lists is linked"
+        assert (seen[~off_list] == 1).all(), "a page is on no list or on two"
+        assert int((w == W_FREE).sum()) == self.sgx_nr_free_pages, "sgx_nr_free_pages drifted"
+        assert sum(self.census().values()) == n

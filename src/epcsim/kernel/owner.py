@@ -1,0 +1,104 @@
+"""The page-owner protocol: how the reclaimer drives every kind of EPC page.
+
+The design of the 2018 series (v11-v13, ``struct sgx_epc_page_ops``): the EPC manager knows
+pages only as integers with an owner *kind* and an owner *id*; to reclaim a page it calls the
+kind's five operations, in this order, on a batch of up to ``SGX_NR_TO_SCAN`` pages:
+
+=========  ==================================================================================
+``get``     pin the owner; 0 when the owner is being torn down (the page is dropped from the
+            reclaimer, and the owner's release path frees it)
+``reclaim`` may this page go now? (age check, and reserve it); 0 refuses: the page goes back
+            to the LRU tail and the owner is put
+``block``   EBLOCK (and whatever must precede it, such as zapping mappings)
+``write``   ETRACK/IPIs as needed, EWB, bookkeeping; returns a ``WRITE_*`` verdict
+``put``     unpin the owner
+=========  ==================================================================================
+
+A written page returns to the free list only after ``put``: "otherwise the page could be
+reallocated and put() called on the wrong impl" (v13).
+
+Every operation has the same signature, so one dispatcher serves all five::
+
+    op(owner_state, mgr_state, hw_state, page, owner_id, arg) -> int
+
+``arg`` is 1 for ``reclaim`` when the policy asks the owner to age the page (test and clear
+its accessed bit), else 0. An owner is a compiled function per operation plus its state;
+:func:`make_dispatch` closes over the owners' functions, as C hands over an ops pointer, so
+the manager imports no owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from epcsim.jit import njit
+
+WRITE_FREED = 0     # the page was written back (or is gone): free it after put
+WRITE_RETRY = 1     # the owner could not write it now: back to the LRU tail
+WRITE_KEPT = 2      # the owner keeps the page and untracks it (it will free it itself)
+
+
+class OwnerOps(NamedTuple):
+    """The five operations of one owner kind, each a compiled function."""
+
+    get: Callable[..., int]
+    put: Callable[..., int]
+    reclaim: Callable[..., int]
+    block: Callable[..., int]
+    write: Callable[..., int]
+
+
+class Owner:
+    """A kind of EPC page owner: its operations and its current state tuple.
+
+    Subclasses keep their state in ``self.state`` (a named tuple of arrays) and may replace
+    it when arrays grow; the manager fetches it at every call.
+    """
+
+    ops: OwnerOps
+    state: Any
+    name: str = "owner"
+
+
+def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0) -> Callable[..., int]:
+    """A compiled ``d(owner_states, kind, ms, st, page, oid, arg)`` that calls ``fns[kind]``.
+
+    Built as a chain of closures with the kind as a compile-time constant, so the tuple of
+    owner states may hold a different type per kind.
+    """
+    f = fns[k]
+    if k == len(fns) - 1:
+        @njit
+        def last(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+            return f(os[k], ms, st, page, oid, arg)
+        return last
+    rest = make_dispatch(fns, k + 1)
+
+    @njit
+    def step(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+        if kind == k:
+            return f(os[k], ms, st, page, oid, arg)
+        return rest(os, kind, ms, st, page, oid, arg)
+    return step
+
+
+class Dispatch(NamedTuple):
+    get: Callable[..., int]
+    put: Callable[..., int]
+    reclaim: Callable[..., int]
+    block: Callable[..., int]
+    write: Callable[..., int]
+
+
+_cache: dict[tuple[int, ...], Dispatch] = {}
+
+
+def dispatch_for(owners: Sequence[OwnerOps]) -> Dispatch:
+    """The five dispatchers for an owner table (memoised per table)."""
+    key = tuple(id(f) for ops in owners for f in ops)
+    d = _cache.get(key)
+    if d is None:
+        d = Dispatch(*(make_dispatch([ops[i] for ops in owners]) for i in range(5)))
+        _cache[key] = d
+    return d
