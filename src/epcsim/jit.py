@@ -17,3 +17,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 def njit(fn: F) -> F:
     """Compile ``fn`` in nopython mode, cached on disk."""
     return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
+
+
+def njit_closure(fn: F) -> F:
+    """Compile a closure over other compiled functions, without the disk cache.
+
+    numba's cache index pickles the types of a closure's free variables; a cache written
+    while an owner lived in one module cannot be read in a process where that module is not
+    importable under the same name, and the load fails instead of missing. Closures are
+    small, so compiling them once per process costs little.
+    """
+    return numba.njit(cache=False, nogil=True)(fn)  # type: ignore[no-any-return]

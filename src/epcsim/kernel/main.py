@@ -26,7 +26,7 @@ import numpy as np
 from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import njit
+from epcsim.jit import njit, njit_closure
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -315,7 +315,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
         return hit
     get, put, reclaim, block, write = d
 
-    @njit
+    @njit_closure
     def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
         """One batch in the v13 order: isolate+get, reclaim, block all, write+put, free.
 
@@ -386,7 +386,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
                 set_where(ms, page, W_UNTRACKED)
         return isolated
 
-    @njit
+    @njit_closure
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
                            do_reclaim: bool, node: int) -> int:
         """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them."""
@@ -430,7 +430,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
             log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
         return rc
 
-    @njit
+    @njit_closure
     def ksgxd(os: Any, ms: MgrState, st: Any) -> int:
         """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep."""
         if ms.p[P_WAKE] == 0:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from epcsim.jit import njit
+from epcsim.jit import njit_closure
 
 WRITE_FREED = 0     # the page was written back (or is gone): free it after put
 WRITE_RETRY = 1     # the owner could not write it now: back to the LRU tail
@@ -69,13 +69,13 @@ def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0) -> Callable[...
     """
     f = fns[k]
     if k == len(fns) - 1:
-        @njit
+        @njit_closure
         def last(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
             return f(os[k], ms, st, page, oid, arg)
         return last
     rest = make_dispatch(fns, k + 1)
 
-    @njit
+    @njit_closure
     def step(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
         if kind == k:
             return f(os[k], ms, st, page, oid, arg)
