@@ -404,9 +404,11 @@ class Processor:
     def ecreate_page(self, target: int, secs: Secs, raw: bytes | None = None, *,
                      ok: bool = True, context: int = 0) -> int:
         """ECREATE on page ``target`` with an already-validated SECS image."""
+        # A refused SECS never reaches the table; its fields may not fit the compiled int64s.
+        fields = ((secs.baseaddr, secs.size, secs.ssaframesize, secs.miscselect,
+                   secs.attributes, secs.xfrm) if ok else (0, 0, 0, 0, 0, 0))
         while True:
-            code = L.ecreate(self.st, target, secs.baseaddr, secs.size, secs.ssaframesize,
-                             secs.miscselect, secs.attributes, secs.xfrm, ok, context)
+            code = L.ecreate(self.st, target, *fields, ok, context)
             if code != L.NEED_ROW:
                 break
             self.st = grow_secs_table(self.st)
@@ -429,8 +431,8 @@ class Processor:
         pi = self._read_pageinfo(leaf, pageinfo)
         self._gp_unless(_aligned(pi.srcpge, PAGE_SIZE) and _aligned(pi.linaddr, PAGE_SIZE),
                         leaf, pi.srcpge, "SRCPGE or LINADDR misaligned")
-        secs = self._epc(leaf, pi.secs)
         si = self._read_secinfo(leaf, pi.metadata)
+        secs = self._epc(leaf, pi.secs)
         pt = (si.flags >> 8) & 0xFF
         self._gp_unless(self._secinfo_reserved_ok(si) and pt in (PageType.REG, PageType.TCS),
                         leaf, pi.metadata, "SECINFO must name PT_REG or PT_TCS")
@@ -688,17 +690,22 @@ class Processor:
         pcmd = Pcmd.unpack(self.mem.read(pi.metadata, Pcmd.SIZE))
         secs = NO_PAGE
         if L.is_child_type((pcmd.secinfo.flags >> 8) & 0xFF):
-            secs = self._epc(leaf, pi.secs)
+            # Checked after the target and the VA slot (sgx-arch.md §4.12), by the leaf.
+            if not _aligned(pi.secs, PAGE_SIZE):
+                secs = L.SECS_MISALIGNED
+            else:
+                secs = self.page_index(pi.secs)
+                secs = NO_PAGE if secs is None else secs
         contents = self.mem.read(pi.srcpge, PAGE_SIZE) if self.content else None
         sealed = SealedPage(pcmd.secinfo.flags, pcmd.enclave_id, pcmd.mac, pi.linaddr, contents)
         return self.eldu_page(target, va, slot, secs, sealed,
                               blocked=which in (Encls.ELDB, Encls.ELDBC),
                               conflict_codes=which in (Encls.ELDBC, Encls.ELDUC), ctx=ctx,
-                              context=epc, leaf=leaf)
+                              context=epc, leaf=leaf, secs_addr=pi.secs)
 
     def eldu_page(self, target: int, va: int, slot: int, secs: int, sealed: SealedPage, *,
                   blocked: bool = False, conflict_codes: bool = False, ctx: int = L.CTX_HOST,
-                  context: int = 0, leaf: str = "ELDU") -> int:
+                  context: int = 0, leaf: str = "ELDU", secs_addr: int = 0) -> int:
         """ELDU/ELDB a sealed page into page ``target``; ``secs`` is its enclave's SECS page."""
         st = self.st
         version = 0
@@ -708,7 +715,7 @@ class Processor:
         secinfo = sealed.secinfo & 0xFFFF
         pt = (secinfo >> 8) & 0xFF
         eid = 0
-        if L.is_child_type(pt) and secs != NO_PAGE and L.is_valid_secs(st, secs):
+        if L.is_child_type(pt) and secs >= 0 and L.is_valid_secs(st, secs):
             eid = int(st.s_eid[st.row[secs]])
         plaintext = None
         mac64 = int.from_bytes(sealed.mac[:8], "little") if len(sealed.mac) == 16 else -1
@@ -729,7 +736,8 @@ class Processor:
                       blocked, conflict_codes, ctx, context & ((1 << 63) - 1), verdict)
         rc = self._result(code, leaf, {L.OP_RCX: self.page_addr(target),
                                        L.OP_RDX: self.page_addr(va) + slot * 8,
-                                       L.OP_SECS: self.page_addr(secs) if secs >= 0 else 0})
+                                       L.OP_SECS: self.page_addr(secs) if secs >= 0
+                                       else secs_addr})
         if rc == SgxReturn.SGX_SUCCESS:
             self._aux.pop(version, None)
             if plaintext is not None:

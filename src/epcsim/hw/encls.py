@@ -91,6 +91,9 @@ Q_TRACKING_REFERENCE = 1
 Q_PAGE_EXCEPTION = 2
 Q_PAGE_ERROR = 3
 
+# ELDx ``secs`` operand that failed its alignment check (NO_PAGE: not an EPC page).
+SECS_MISALIGNED = -2
+
 # SECS-table lock bit: the open tracking cycle was started by the host (ETRACKC).
 SECS_TRACK_BY_HOST = 0x10
 
@@ -443,7 +446,7 @@ def etrack(st: HwState, secs: int, ctx: int) -> int:
         return fault(PF, OP_RCX)
     row = i64(st.row[secs])
     if st.s_prev[row] != 0:
-        if ctx == CTX_GUEST and (st.s_lock[row] & SECS_TRACK_BY_HOST) != 0:
+        if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_REFERENCE
         return PREV_TRK_INCMPL
     start_tracking_cycle(st, row)
@@ -532,6 +535,8 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
     """
     if page_locked(st, target) or page_locked(st, va_page):
         if conflict_codes:
+            if ctx == CTX_GUEST and page_locked(st, target):
+                return VMEXIT | Q_PAGE_ERROR
             return EPC_PAGE_CONFLICT
         return lock_fault(ctx, OP_RCX if page_locked(st, target) else OP_RDX)
     if valid(st, target):
@@ -542,6 +547,8 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
     eid = 0
     row = NO_PAGE
     if is_child_type(pt):
+        if secs < 0:  # the caller found PAGEINFO.SECS misaligned or outside the EPC
+            return fault(GP if secs == SECS_MISALIGNED else PF, OP_SECS)
         if page_locked(st, secs):
             if conflict_codes:
                 return EPC_PAGE_CONFLICT
@@ -705,7 +712,7 @@ def etrackc(st: HwState, page: int, ctx: int) -> int:
             return VMEXIT | Q_TRACKING_RESOURCE
         return EPC_PAGE_CONFLICT
     if st.s_prev[row] != 0:
-        if ctx == CTX_GUEST and (st.s_lock[row] & SECS_TRACK_BY_HOST) != 0:
+        if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_REFERENCE
         return PREV_TRK_INCMPL
     start_tracking_cycle(st, row)
