@@ -635,29 +635,36 @@ class Processor:
                  ctx: int = L.CTX_HOST) -> tuple[SgxReturn, SealedPage | None]:
         """EWB page ``target`` into ``slot`` of VA page ``va``."""
         out = self._ewb_out
-        plaintext = None
-        if self.content and L.valid(self.st, target):
-            if self.st.pt[target] == PageType.VA:
-                plaintext = self.st.va_slots[self.st.row[target]].tobytes()
-            else:
-                plaintext = self.st.data[target].tobytes()
         code = L.ewb(self.st, target, va, slot, ctx, out)
         rc = self._result(code, "EWB", {L.OP_RCX: self.page_addr(target),
                                         L.OP_RDX: self.page_addr(va) + slot * 8})
         if rc not in (SgxReturn.SGX_SUCCESS, SgxReturn.SGX_VA_SLOT_OCCUPIED):
             return rc, None
-        version, aux = int(out[L.W_VERSION]), int(out[L.W_AUX])
+        aux = int(out[L.W_AUX])
         if aux:
-            self._aux[version] = aux
+            self._aux[int(out[L.W_VERSION])] = aux
+        return rc, self.seal_record(target, out)
+
+    def seal_record(self, target: int, out: np.ndarray) -> SealedPage:
+        """What software receives for the EWB of ``target`` whose record is ``out``.
+
+        In content mode the page's bytes (still in the now-invalid EPC page: compiled EWB
+        leaves them for this step) are sealed with AES-GCM and wiped.
+        """
+        version = int(out[L.W_VERSION])
         secinfo, linaddr = int(out[L.W_SECINFO]), int(out[L.W_LINADDR])
         pcmd_eid = int(out[L.W_PCMD_EID])
-        if plaintext is not None:
+        if self.content:
+            if (secinfo >> 8) & 0xFF == PageType.VA:
+                plaintext = self.st.va_slots[int(out[L.W_ROW])].tobytes()
+            else:
+                plaintext = self.st.data[target].tobytes()
             ct, mac = self.key.seal(version, self._aad_eid(int(out[L.W_EID]), secinfo, pcmd_eid),
                                     linaddr, secinfo, plaintext)
             self.st.data[target] = 0
-            return rc, SealedPage(secinfo, pcmd_eid, mac, linaddr, ct)
+            return SealedPage(secinfo, pcmd_eid, mac, linaddr, ct)
         mac = int(out[L.W_MAC]).to_bytes(8, "little") + bytes(8)
-        return rc, SealedPage(secinfo, pcmd_eid, mac, linaddr, None)
+        return SealedPage(secinfo, pcmd_eid, mac, linaddr, None)
 
     @staticmethod
     def _aad_eid(eid: int, secinfo: int, pcmd_eid: int) -> int:
@@ -705,13 +712,19 @@ class Processor:
 
     def eldu_page(self, target: int, va: int, slot: int, secs: int, sealed: SealedPage, *,
                   blocked: bool = False, conflict_codes: bool = False, ctx: int = L.CTX_HOST,
-                  context: int = 0, leaf: str = "ELDU", secs_addr: int = 0) -> int:
-        """ELDU/ELDB a sealed page into page ``target``; ``secs`` is its enclave's SECS page."""
+                  context: int = 0, leaf: str = "ELDU", secs_addr: int = 0,
+                  aux: int | None = None) -> int:
+        """ELDU/ELDB a sealed page into page ``target``; ``secs`` is its enclave's SECS page.
+
+        ``aux`` is the state sealed with the page when the caller kept it (the kernel's
+        compiled reclaimer does); by default the processor's own record is used.
+        """
         st = self.st
         version = 0
         if L.valid(st, va) and st.pt[va] == PageType.VA:
             version = int(st.va_slots[st.row[va], slot])
-        aux = self._aux.get(version, 0)
+        if aux is None:
+            aux = self._aux.get(version, 0)
         secinfo = sealed.secinfo & 0xFFFF
         pt = (secinfo >> 8) & 0xFF
         eid = 0
