@@ -247,3 +247,26 @@ def unchanged(env: Env):
     assert_same(before, snapshot(env.cpu))
 
 
+# What an AEX changes: the LP's enclave state, its TCS's CSSA/busy bits, the epoch counters.
+_AEX_FIELDS = ("lp_row", "lp_epoch", "lp_tcs", "tcs", "s_refcnt", "s_prev")
+
+
+@contextlib.contextmanager
+def unchanged_in_enclave(env: Env, lp: int = 0):
+    """Like :func:`unchanged` for an ENCLU leaf run inside an enclave on ``lp``.
+
+    An exception raised in enclave mode may be delivered through an AEX (sgx-arch.md §4.21),
+    so the only difference allowed is that ``lp`` left the enclave that way: one fewer
+    thread inside, the LP outside. Everything else must be as it was.
+    """
+    cpu = env.cpu
+    was_inside = cpu.inside(lp)
+    before_inside = int(cpu.st.s_refcnt.sum() + cpu.st.s_prev.sum())
+    before = snapshot(cpu)
+    yield
+    after = snapshot(cpu)
+    if was_inside and not cpu.inside(lp):
+        assert int(cpu.st.s_refcnt.sum() + cpu.st.s_prev.sum()) == before_inside - 1
+        for name in _AEX_FIELDS:
+            before[0][name] = after[0][name]
+    assert_same(before, after)

@@ -12,7 +12,7 @@ from epcsim.arch import Enclu, PageType, SecinfoFlags, SgxReturn, Tcs, secinfo_f
 from epcsim.hw.cpu import ArchFault, GeneralProtectionFault, PageFault
 from hwenv import (
     ACCEPT_AUG, ACCEPT_TCS, ACCEPT_TRIM, BASE, DATA0, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE,
-    OFF_SECINFO, OFF_SSA, OFF_TCS, RW, RX, Env, accept_pr, unchanged,
+    OFF_SECINFO, OFF_SSA, OFF_TCS, RW, RX, Env, accept_pr, unchanged, unchanged_in_enclave,
 )
 
 R = int(SecinfoFlags.R)
@@ -54,7 +54,7 @@ def test_eenter_pf_tcs_not_mapped(env, encl):
 
 def test_eenter_gp_already_inside(env, encl):
     env.enter(encl)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eenter(0, encl.tcs)
 
 
@@ -155,7 +155,7 @@ def test_eresume_gp_cssa_zero(env, encl):
 
 def test_eresume_gp_already_inside(env, encl):
     env.enter(encl)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eresume(0, encl.tcs)
 
 
@@ -351,14 +351,14 @@ def test_eaccept_eaug_needs_no_tracking(env, encl):
 def test_eaccept_gp_not_inside(env, encl):
     env.eaug(encl, OFF_FREE)
     env.cpu.aspace[0] = encl.aspace
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eaccept(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE), flags=ACCEPT_AUG)
 
 
 def test_eaccept_gp_misaligned_secinfo(env, encl):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eaccept(0, encl.lin(OFF_SECINFO) + 8, encl.lin(OFF_FREE), flags=ACCEPT_AUG)
 
 
@@ -367,7 +367,7 @@ def test_eaccept_gp_secinfo_outside_elrange(env, encl):
     env.eaug(encl, OFF_FREE)
     outside = BASE - 0x1000
     encl.aspace.map(outside, env.mem_addr(), 3)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eaccept(0, outside, encl.lin(OFF_FREE), flags=ACCEPT_AUG)
 
 
@@ -390,7 +390,7 @@ def test_eaccept_pf_secinfo_page(env, encl, which):
         env.enter(encl)
         assert env.eaccept(encl, 0, encl.lin(OFF_CODE), accept_pr(X)) == 0
         secinfo = encl.lin(OFF_CODE)
-    with unchanged(env), pytest.raises(PageFault):
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
         env.cpu.eaccept(0, secinfo, target, flags=ACCEPT_AUG)
 
 
@@ -405,7 +405,7 @@ def test_eaccept_pf_secinfo_page(env, encl, which):
 def test_eaccept_gp_illegal_request(env, encl, flags):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eaccept(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE), flags=flags)
 
 
@@ -413,7 +413,7 @@ def test_eaccept_gp_illegal_request(env, encl, flags):
 def test_eaccept_gp_secinfo_reserved(env, encl, bit):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eaccept(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE),
                         flags=ACCEPT_AUG | (1 << bit))
 
@@ -424,14 +424,14 @@ def test_eaccept_gp_secinfo_reserved_bytes_content(cenv):
     cenv.eaug(encl, OFF_FREE)
     cenv.cpu.enclave_write(0, encl.lin(OFF_SECINFO), ACCEPT_AUG.to_bytes(8, "little") +
                            b"\x01" + bytes(55))
-    with unchanged(cenv), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(cenv), pytest.raises(GeneralProtectionFault):
         cenv.cpu.eaccept(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE))
 
 
 def test_eaccept_gp_misaligned_target(env, encl):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eaccept(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE) + 0x10, flags=ACCEPT_AUG)
 
 
@@ -452,7 +452,7 @@ def test_eaccept_pf_target(env, encl, which):
         encl.aspace.map(lin, env.va(), 3)
     elif which == "secs_page":
         encl.aspace.map(lin, encl.secs, 3)
-    with unchanged(env), pytest.raises(PageFault):
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
         env.cpu.eaccept(0, encl.lin(OFF_SECINFO), lin, flags=ACCEPT_AUG)
 
 
@@ -466,7 +466,7 @@ def test_eaccept_gp_tcs_nssa_zero(cenv):
     cenv.cpu.eexit(0)
     cenv.enter(encl)
     cenv.cpu.enclave_write(0, encl.lin(OFF_SECINFO), ACCEPT_TCS.to_bytes(8, "little"))
-    with unchanged(cenv), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(cenv), pytest.raises(GeneralProtectionFault):
         cenv.cpu.eaccept(0, encl.lin(OFF_SECINFO), lin)
 
 
@@ -498,7 +498,7 @@ def test_emodpe_gp_w_without_r(env, encl):
     env.cpu.eexit(0)
     env.enter(encl)
     assert env.eaccept(encl, 0, encl.lin(OFF_DATA0), accept_pr(0)) == 0
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.emodpe(encl, 0, encl.lin(OFF_DATA0), secinfo_flags(PageType.REG, W))
     assert env.emodpe(encl, 0, encl.lin(OFF_DATA0), secinfo_flags(PageType.REG, RW)) == 0
 
@@ -518,20 +518,20 @@ def test_emodpe_pf_target(env, encl, which):
         assert env.cpu.eblock(encl.phys(OFF_DATA0)) == 0
     elif which == "unmapped":
         lin = encl.lin(OFF_FREE)
-    with unchanged(env), pytest.raises(PageFault):
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
         env.emodpe(encl, 0, lin, secinfo_flags(PageType.REG, X))
 
 
 def test_emodpe_gp_not_inside(env, encl):
     env.cpu.aspace[0] = encl.aspace
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.emodpe(0, encl.lin(OFF_SECINFO), encl.lin(OFF_DATA0),
                        flags=secinfo_flags(PageType.REG, X))
 
 
 def test_emodpe_gp_secinfo_reserved(env, encl):
     env.enter(encl)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.emodpe(0, encl.lin(OFF_SECINFO), encl.lin(OFF_DATA0),
                        flags=secinfo_flags(PageType.REG, X) | (1 << 20))
 
@@ -539,14 +539,14 @@ def test_emodpe_gp_secinfo_reserved(env, encl):
 def test_emodpe_pf_secinfo_page(env, encl):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(PageFault):
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
         env.cpu.emodpe(0, encl.lin(OFF_FREE), encl.lin(OFF_DATA0),
                        flags=secinfo_flags(PageType.REG, X))
 
 
 def test_emodpe_gp_misaligned_target(env, encl):
     env.enter(encl)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.emodpe(0, encl.lin(OFF_SECINFO), encl.lin(OFF_DATA0) + 4,
                        flags=secinfo_flags(PageType.REG, X))
 
@@ -598,7 +598,7 @@ def test_eacceptcopy_sgx_page_attributes_mismatch(env, encl, which):
 def test_eacceptcopy_gp_secinfo(env, encl, flags):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.eacceptcopy(encl, 0, encl.lin(OFF_FREE), encl.lin(OFF_DATA0), flags)
 
 
@@ -616,7 +616,7 @@ def test_eacceptcopy_pf_source(env, encl, which):
         src = encl.tcs
     else:
         assert env.cpu.eblock(encl.phys(OFF_DATA0)) == 0
-    with unchanged(env), pytest.raises(PageFault):
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
         env.eacceptcopy(encl, 0, encl.lin(OFF_FREE), src, secinfo_flags(PageType.REG, RW))
 
 
@@ -629,14 +629,14 @@ def test_eacceptcopy_pf_destination(env, encl, which):
     elif which == "other_enclave":
         other = env.enclave(base=2 * BASE)
         encl.aspace.map(dest, other.phys(OFF_DATA0), 3)
-    with unchanged(env), pytest.raises(PageFault):
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
         env.eacceptcopy(encl, 0, dest, encl.lin(OFF_DATA0), secinfo_flags(PageType.REG, RW))
 
 
 def test_eacceptcopy_gp_not_inside(env, encl):
     env.eaug(encl, OFF_FREE)
     env.cpu.aspace[0] = encl.aspace
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eacceptcopy(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE), encl.lin(OFF_DATA0),
                             flags=secinfo_flags(PageType.REG, RW))
 
@@ -644,10 +644,10 @@ def test_eacceptcopy_gp_not_inside(env, encl):
 def test_eacceptcopy_gp_misaligned(env, encl):
     env.enter(encl)
     env.eaug(encl, OFF_FREE)
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eacceptcopy(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE) + 8,
                             encl.lin(OFF_DATA0), flags=secinfo_flags(PageType.REG, RW))
-    with unchanged(env), pytest.raises(GeneralProtectionFault):
+    with unchanged_in_enclave(env), pytest.raises(GeneralProtectionFault):
         env.cpu.eacceptcopy(0, encl.lin(OFF_SECINFO), encl.lin(OFF_FREE),
                             encl.lin(OFF_DATA0) + 8, flags=secinfo_flags(PageType.REG, RW))
 
