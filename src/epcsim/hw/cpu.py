@@ -17,6 +17,8 @@ codes are returned as :class:`~epcsim.arch.SgxReturn` values.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -401,6 +403,10 @@ class Processor:
         ok = self._secs_valid(secs, secs.reserved_nonzero())
         return self.ecreate_page(target, secs, raw, ok=ok, context=epc)
 
+    def secs_acceptable(self, secs: Secs) -> bool:
+        """Whether ECREATE would accept this SECS image (its #GP checks of §4.2)."""
+        return self._secs_valid(secs, secs.reserved_nonzero())
+
     def ecreate_page(self, target: int, secs: Secs, raw: bytes | None = None, *,
                      ok: bool = True, context: int = 0) -> int:
         """ECREATE on page ``target`` with an already-validated SECS image."""
@@ -738,6 +744,7 @@ class Processor:
                 plaintext = self.key.open(version, self._aad_eid(eid, secinfo, sealed.enclave_id),
                                           sealed.linaddr, secinfo, sealed.contents, sealed.mac)
             verdict = 1 if plaintext is not None else 0
+            mac64 = 0  # the AES-GCM tag decided; the 64-bit MAC is metadata mode's
         else:
             verdict = -1 if sealed.mac[8:] == bytes(8) else 0
         linaddr, pcmd_eid = sealed.linaddr, sealed.enclave_id
@@ -877,6 +884,31 @@ class Processor:
         page = self.page_index(pte[0])
         return NO_PAGE if page is None else page
 
+    def _translate_present(self, lp: int, leaf: str, linaddr: int, write: bool = False) -> int:
+        """Like :meth:`_translate`, but a missing PTE raises the walker's not-present #PF."""
+        aspace = self.aspace[lp]
+        pte = aspace.lookup(linaddr) if aspace is not None else None
+        if pte is None:
+            raise PageFault(leaf, linaddr & ~0xFFF,
+                            error_code=X86_PF_USER | (X86_PF_WRITE if write else 0),
+                            why="not present")
+        page = self.page_index(pte[0])
+        return NO_PAGE if page is None else page
+
+    @contextmanager
+    def _enclave_mode(self, lp: int) -> Iterator[None]:
+        """An EPCM fault of an ENCLU leaf is a #PF with the SGX bit, from user mode.
+
+        The leaf itself changes nothing; delivering the exception (the AEX) is the caller's,
+        as for any instruction that faults inside an enclave.
+        """
+        try:
+            yield
+        except PageFault as f:
+            if f.error_code == X86_PF_SGX:
+                f.error_code = X86_PF_SGX | X86_PF_USER | X86_PF_PROT
+            raise
+
     def _lp(self, lp: int, leaf: str) -> None:
         if not 0 <= lp < self.n_lps:
             raise ValueError(f"{leaf}: no logical processor {lp}")
@@ -915,7 +947,7 @@ class Processor:
         if row != NO_PAGE:
             self._gp_unless(L.in_elrange(self.st, row, addr), leaf, addr,
                             "SECINFO outside ELRANGE")
-        page = self._translate(lp, addr)
+        page = self._translate_present(lp, leaf, addr)
         if flags is None:
             if not self.content:
                 raise ValueError(f"{leaf}: metadata mode needs the SECINFO flags passed in")
@@ -938,10 +970,11 @@ class Processor:
         self._gp_unless(_aligned(target, PAGE_SIZE), leaf, target, "target misaligned")
         if not self.inside(lp):
             raise GeneralProtectionFault(leaf, target, why="not in enclave mode")
-        si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
-        page = self._translate(lp, target)
-        return self._result(L.eaccept(self.st, lp, si_page, secinfo, flags, page, target), leaf,
-                            {L.OP_RBX: secinfo, L.OP_RCX: target})
+        with self._enclave_mode(lp):
+            si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
+            page = self._translate_present(lp, leaf, target)
+            return self._result(L.eaccept(self.st, lp, si_page, secinfo, flags, page, target),
+                                leaf, {L.OP_RBX: secinfo, L.OP_RCX: target})
 
     def emodpe(self, lp: int, secinfo: int, target: int, flags: int | None = None) -> int:
         leaf = "EMODPE"
@@ -950,10 +983,11 @@ class Processor:
         self._gp_unless(_aligned(target, PAGE_SIZE), leaf, target, "target misaligned")
         if not self.inside(lp):
             raise GeneralProtectionFault(leaf, target, why="not in enclave mode")
-        si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
-        page = self._translate(lp, target)
-        return self._result(L.emodpe(self.st, lp, si_page, secinfo, flags, page, target), leaf,
-                            {L.OP_RBX: secinfo, L.OP_RCX: target})
+        with self._enclave_mode(lp):
+            si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
+            page = self._translate_present(lp, leaf, target)
+            return self._result(L.emodpe(self.st, lp, si_page, secinfo, flags, page, target),
+                                leaf, {L.OP_RBX: secinfo, L.OP_RCX: target})
 
     def eacceptcopy(self, lp: int, secinfo: int, dest: int, src: int,
                     flags: int | None = None) -> int:
@@ -964,10 +998,11 @@ class Processor:
                         "misaligned")
         if not self.inside(lp):
             raise GeneralProtectionFault(leaf, dest, why="not in enclave mode")
-        _, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
-        code = L.eacceptcopy(self.st, lp, flags, self._translate(lp, dest), dest,
-                             self._translate(lp, src), src)
-        return self._result(code, leaf, {L.OP_RBX: secinfo, L.OP_RCX: dest, L.OP_RDX: src})
+        with self._enclave_mode(lp):
+            _, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
+            code = L.eacceptcopy(self.st, lp, flags, self._translate_present(lp, leaf, dest, True),
+                                 dest, self._translate_present(lp, leaf, src), src)
+            return self._result(code, leaf, {L.OP_RBX: secinfo, L.OP_RCX: dest, L.OP_RDX: src})
 
     # ------------------------------------------------------------------ enclave accesses
     def _access(self, lp: int, linaddr: int, size: int, write: bool) -> int:
@@ -1004,6 +1039,7 @@ class Processor:
         if code:
             self.aex(lp)
             raise PageFault(leaf, linaddr & ~0xFFF, error_code=code, why="EPCM")
+        aspace.touch(linaddr, write)
         return page if page is not None else NO_PAGE
 
     def enclave_read(self, lp: int, linaddr: int, size: int = 8) -> bytes:

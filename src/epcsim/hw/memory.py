@@ -92,3 +92,6 @@ class AddressSpace:
     def lookup(self, linaddr: int) -> tuple[int, int] | None:
         """The PTE for ``linaddr``: (physical page address, PROT_* bits), or None."""
         return self._ptes.get(linaddr >> 12)
+
+    def touch(self, linaddr: int, write: bool) -> None:
+        """The walker sets the PTE's accessed (and dirty) bits; plain tables keep none."""

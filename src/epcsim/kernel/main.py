@@ -523,13 +523,20 @@ class EpcManager:
     def owner_states(self) -> tuple[Any, ...]:
         return tuple(o.state for o in self.owners)
 
+    def _sync_owners(self) -> None:
+        """Let owners finish in Python what compiled reclaim started (content-mode sealing)."""
+        for o in self.owners:
+            o.sync()
+
     # -------------------------------------------------------------- the kernel's calls
     def alloc(self, kind: int, oid: int, reclaim: bool, node: int = 0) -> int:
         """``sgx_alloc_epc_page``: a page number, or -ENOMEM / -EBUSY (negated errno)."""
         if not 0 <= kind < len(self.owners):
             raise ValueError(f"no owner of kind {kind}")
-        return int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
+        page = int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
                                   reclaim, node))
+        self._sync_owners()
+        return page
 
     def free(self, page: int) -> int:
         """``sgx_encl_free_epc_page``: EREMOVE and free; a failing EREMOVE leaks the page."""
@@ -551,7 +558,9 @@ class EpcManager:
     def reclaim_pages(self, nr: int | None = None) -> int:
         """One ``sgx_reclaim_pages`` batch on the caller's CPU; returns pages isolated."""
         n = int(self.ms.p[P_BATCH]) if nr is None else nr
-        return int(self.fns.reclaim_pages(self.owner_states(), self.ms, self.cpu.st, n))
+        isolated = int(self.fns.reclaim_pages(self.owner_states(), self.ms, self.cpu.st, n))
+        self._sync_owners()
+        return isolated
 
     def reclaim_direct(self) -> None:
         """``sgx_reclaim_direct``: one batch if free pages are below the low watermark."""
@@ -560,7 +569,9 @@ class EpcManager:
 
     def run_ksgxd(self) -> int:
         """Let a woken ksgxd run to sleep on its own CPU; returns the batches it ran."""
-        return int(self.fns.ksgxd(self.owner_states(), self.ms, self.cpu.st))
+        batches = int(self.fns.ksgxd(self.owner_states(), self.ms, self.cpu.st))
+        self._sync_owners()
+        return batches
 
     # -------------------------------------------------------------- what the kernel exports
     @property

@@ -60,6 +60,9 @@ class Owner:
     state: Any
     name: str = "owner"
 
+    def sync(self) -> None:
+        """Called after every manager call that may have reclaimed this owner's pages."""
+
 
 def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0) -> Callable[..., int]:
     """A compiled ``d(owner_states, kind, ms, st, page, oid, arg)`` that calls ``fns[kind]``.

@@ -1,0 +1,973 @@
+"""Enclaves, enclave pages, VA pages, the backing store, the fault path: the driver owner.
+
+The kernel's ``encl.c`` and the enclave half of ``main.c``'s reclaimer. State is arrays:
+
+* **enclaves** (``e_*``): flags (CREATED, INITIALIZED, DEBUG, DEAD), reference count, ELRANGE,
+  the SECS's EPC page (or where its blob is while evicted), ``secs_child_cnt``, ``page_cnt``
+  (pages that may need a VA slot), the list of VA pages;
+* **enclave pages** (``ep_*``), one dense range per enclave indexed by page offset in ELRANGE
+  (the kernel's ``page_array``): EPC page or -1, VA page and slot while evicted, type, flags
+  (exists, BEING_RECLAIMED, the PTE's present and accessed bits), the maximum protection, and
+  the PCMD fields of the evicted copy;
+* **VA pages** (``va_*``): EPC page, 512-bit slot map, links of the enclave's VA list.
+
+The owner operations (get/put/reclaim/block/write) are compiled functions over these arrays
+and the processor's; the manager reaches them only through the owner table.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from epcsim.arch import PAGE_SIZE, PageType
+from epcsim.hw import encls as L
+from epcsim.hw.cpu import Processor, SealedPage
+from epcsim.jit import njit
+from epcsim.kernel.main import (
+    C_ELDU, EpcManager, count_etrack, count_ewb, count_ipi, sgx_encl_free_epc_page,
+    sgx_mark_page_reclaimable,
+)
+from epcsim.kernel.owner import WRITE_FREED, Owner, OwnerOps
+
+# enum sgx_encl_flags (and the model's DEAD: the last reference is gone).
+SGX_ENCL_IOCTL = 1 << 0
+SGX_ENCL_DEBUG = 1 << 1
+SGX_ENCL_CREATED = 1 << 2
+SGX_ENCL_INITIALIZED = 1 << 3
+SGX_ENCL_DEAD = 1 << 8
+
+# Enclave-page flags.
+EP_EXISTS = 1 << 0             # an entry in page_array
+EP_BEING_RECLAIMED = 1 << 1    # SGX_ENCL_PAGE_BEING_RECLAIMED
+EP_PRESENT = 1 << 2            # the PTE maps the page (zapped by the reclaimer)
+EP_YOUNG = 1 << 3              # the PTE's accessed bit
+EP_EVICTED = 1 << 4            # the page's copy is in the backing store
+
+SGX_VA_SLOT_COUNT = 512
+NONE = -1
+
+# Per-enclave counters (e_cnt columns).
+EC_FAULTS, EC_ELDU, EC_EWB, EC_EAUG, EC_SECS_EWB, EC_SECS_ELDU, EC_EBUSY, EC_SIGBUS = range(8)
+ENCL_COUNTERS = ("faults", "eldu", "ewb", "eaug", "secs_ewb", "secs_eldu", "ebusy_retries",
+                 "sigbus")
+EC_LEN = len(ENCL_COUNTERS)
+
+# Seal-queue columns (content mode): EWBs whose bytes the Python side must seal.
+SQ_EPC, SQ_EP, SQ_SECS_OF = 0, 1, 2
+SQ_REC = 3  # then the W_LEN words of the EWB record
+
+
+class DState(NamedTuple):
+    # enclaves
+    e_flags: np.ndarray     # i64
+    e_ref: np.ndarray       # i64 kref
+    e_base: np.ndarray      # i64
+    e_size: np.ndarray      # i64
+    e_first: np.ndarray     # i64 first index of the enclave's pages in ep_*
+    e_secs: np.ndarray      # i64 EPC page of the SECS, NONE while evicted
+    e_secs_va: np.ndarray   # i64 VA id holding the SECS's version
+    e_secs_slot: np.ndarray
+    e_secs_mac: np.ndarray  # i64 PCMD fields of the evicted SECS
+    e_eid: np.ndarray       # i64 the SECS's EID
+    e_child: np.ndarray     # i64 secs_child_cnt
+    e_page_cnt: np.ndarray  # i64 page_cnt (VA provisioning)
+    e_va_head: np.ndarray   # i64 VA list
+    e_va_tail: np.ndarray
+    e_nva: np.ndarray       # i64 VA pages
+    e_evicted: np.ndarray   # i64 pages in the backing store (contents)
+    e_pcmd_pages: np.ndarray  # i64 backing pages holding at least one PCMD
+    e_cnt: np.ndarray       # i64 [enclaves, EC_LEN]
+    # enclave pages
+    ep_encl: np.ndarray     # u32
+    ep_epc: np.ndarray      # i32
+    ep_va: np.ndarray       # i32
+    ep_slot: np.ndarray     # u16
+    ep_type: np.ndarray     # u8
+    ep_flags: np.ndarray    # u8
+    ep_prot: np.ndarray     # u8 vm_max_prot_bits (PROT_READ|WRITE|EXEC)
+    ep_aux: np.ndarray      # u8 state sealed with the page (TCS)
+    ep_secinfo: np.ndarray  # u16 PCMD.SECINFO of the evicted copy
+    ep_mac: np.ndarray      # i64 PCMD.MAC (metadata mode)
+    pcmd_use: np.ndarray    # i32 per (enclave, PCMD backing page): PCMDs in use
+    # VA pages
+    va_epc: np.ndarray      # i64
+    va_encl: np.ndarray     # i64
+    va_next: np.ndarray     # i64
+    va_prev: np.ndarray     # i64
+    va_used: np.ndarray     # i64
+    va_bits: np.ndarray     # u64 [nva, 8]
+    # scratch and queues
+    out: np.ndarray         # u64 EWB record
+    sq: np.ndarray          # i64 [cap, SQ_REC + W_LEN]
+    sq_n: np.ndarray        # i64 [1]
+
+
+# ----------------------------------------------------------------------------- VA slots
+
+@njit
+def va_list_del(ds: DState, e: int, va: int) -> None:
+    p = ds.va_prev[va]
+    n = ds.va_next[va]
+    if p == NONE:
+        ds.e_va_head[e] = n
+    else:
+        ds.va_next[p] = n
+    if n == NONE:
+        ds.e_va_tail[e] = p
+    else:
+        ds.va_prev[n] = p
+    ds.va_next[va] = NONE
+    ds.va_prev[va] = NONE
+
+
+@njit
+def va_list_add_head(ds: DState, e: int, va: int) -> None:
+    h = ds.e_va_head[e]
+    ds.va_prev[va] = NONE
+    ds.va_next[va] = h
+    if h == NONE:
+        ds.e_va_tail[e] = va
+    else:
+        ds.va_prev[h] = va
+    ds.e_va_head[e] = va
+
+
+@njit
+def va_list_add_tail(ds: DState, e: int, va: int) -> None:
+    t = ds.e_va_tail[e]
+    ds.va_next[va] = NONE
+    ds.va_prev[va] = t
+    if t == NONE:
+        ds.e_va_head[e] = va
+    else:
+        ds.va_next[t] = va
+    ds.e_va_tail[e] = va
+
+
+@njit
+def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
+    """The first free slot of the first VA page; a page that fills moves to the tail."""
+    va = ds.e_va_head[e]
+    if va == NONE:
+        return NONE, NONE
+    for w in range(8):
+        word = ds.va_bits[va, w]
+        if word != np.uint64(0xFFFFFFFFFFFFFFFF):
+            for b in range(64):
+                if (word >> np.uint64(b)) & np.uint64(1) == 0:
+                    ds.va_bits[va, w] = word | (np.uint64(1) << np.uint64(b))
+                    ds.va_used[va] += 1
+                    if ds.va_used[va] == SGX_VA_SLOT_COUNT:
+                        va_list_del(ds, e, va)
+                        va_list_add_tail(ds, e, va)
+                    return va, w * 64 + b
+    return NONE, NONE
+
+
+@njit
+def sgx_free_va_slot(ds: DState, e: int, va: int, slot: int, to_head: bool) -> None:
+    w = slot >> 6
+    b = np.uint64(slot & 63)
+    ds.va_bits[va, w] &= ~(np.uint64(1) << b)
+    ds.va_used[va] -= 1
+    if to_head:
+        va_list_del(ds, e, va)
+        va_list_add_head(ds, e, va)
+
+
+# ----------------------------------------------------------------------------- backing
+
+@njit
+def pcmd_index(ds: DState, e: int, index: int) -> int:
+    """The enclave's PCMD backing page of page ``index`` (32 PCMDs share one page)."""
+    return ds.e_first[e] + (index >> 5)
+
+
+@njit
+def backing_store(ds: DState, e: int, index: int) -> None:
+    ds.e_evicted[e] += 1
+    pi = pcmd_index(ds, e, index)
+    if ds.pcmd_use[pi] == 0:
+        ds.e_pcmd_pages[e] += 1
+    ds.pcmd_use[pi] += 1
+
+
+@njit
+def backing_drop(ds: DState, e: int, index: int) -> None:
+    """After ELDU: the contents page is truncated, and the PCMD page once it is all zero."""
+    ds.e_evicted[e] -= 1
+    pi = pcmd_index(ds, e, index)
+    ds.pcmd_use[pi] -= 1
+    if ds.pcmd_use[pi] == 0:
+        ds.e_pcmd_pages[e] -= 1
+
+
+# ----------------------------------------------------------------------------- EWB
+
+@njit
+def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
+    """IPI every CPU that may run the enclave: each LP inside takes an AEX."""
+    count_ipi(ms)
+    for lp in range(st.lp_row.shape[0]):
+        if st.lp_row[lp] == e_row:
+            L.aex(st, lp)
+
+
+@njit
+def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> tuple[int, int, int]:
+    """EWB with the kernel's escalation: plain, after ETRACK, after IPIs.
+
+    Returns (result, VA id, slot). The slot is freed again when EWB fails.
+    """
+    va, slot = sgx_alloc_va_slot(ds, e)
+    if va == NONE:
+        return -1, NONE, NONE
+    va_epc = ds.va_epc[va]
+    rc = L.ewb(st, epc, va_epc, slot, L.CTX_HOST, ds.out)
+    if rc == L.NOT_TRACKED:
+        L.etrack(st, secs, L.CTX_HOST)
+        count_etrack(ms)
+        rc = L.ewb(st, epc, va_epc, slot, L.CTX_HOST, ds.out)
+        if rc == L.NOT_TRACKED:
+            # The mask is computed after ETRACK: CPUs entering later join the new epoch.
+            ipi_enclave_cpus(st, ms, np.int64(st.row[secs]))
+            rc = L.ewb(st, epc, va_epc, slot, L.CTX_HOST, ds.out)
+    count_ewb(ms)
+    if rc != 0 and rc != L.VA_SLOT_OCCUPIED:
+        sgx_free_va_slot(ds, e, va, slot, False)
+        return rc, NONE, NONE
+    return rc, va, slot
+
+
+@njit
+def queue_seal(ds: DState, epc: int, ep: int, secs_of: int) -> None:
+    if sealing(ds):
+        n = ds.sq_n[0]
+        ds.sq[n, SQ_EPC] = epc
+        ds.sq[n, SQ_EP] = ep
+        ds.sq[n, SQ_SECS_OF] = secs_of
+        for i in range(L.W_LEN):
+            ds.sq[n, SQ_REC + i] = np.int64(ds.out[i])
+        ds.sq_n[0] = n + 1
+
+
+@njit
+def sealing(ds: DState) -> bool:
+    """Content mode: the queue has room (metadata mode gives it one unused row)."""
+    return ds.sq.shape[0] > 1
+
+
+@njit
+def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
+    """The SECS follows its last child out (initialised enclaves only)."""
+    secs = ds.e_secs[e]
+    rc, va, slot = sgx_encl_ewb(ds, ms, st, e, secs, secs)
+    if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
+        ds.e_secs_va[e] = va
+        ds.e_secs_slot[e] = slot
+        ds.e_secs_mac[e] = np.int64(ds.out[L.W_MAC])
+        ds.e_cnt[e, EC_SECS_EWB] += 1
+        queue_seal(ds, secs, NONE, e)
+        # EWB left the page invalid; EREMOVE of an invalid page is a no-op, then free.
+        sgx_encl_free_epc_page(ms, st, secs)
+        ds.e_secs[e] = NONE
+
+
+# ----------------------------------------------------------------------------- the owner
+
+@njit
+def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    e = ds.ep_encl[oid]
+    if (ds.e_flags[e] & SGX_ENCL_DEAD) != 0 or ds.e_ref[e] <= 0:
+        return 0
+    ds.e_ref[e] += 1
+    return 1
+
+
+@njit
+def drv_put(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    ds.e_ref[ds.ep_encl[oid]] -= 1
+    return 0
+
+
+@njit
+def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    """Age by the PTE accessed bit (test and clear); refuse young pages; reserve the rest."""
+    if arg == 1 and (ds.ep_flags[oid] & EP_YOUNG) != 0:
+        ds.ep_flags[oid] &= ~np.uint8(EP_YOUNG)
+        return 0
+    ds.ep_flags[oid] |= np.uint8(EP_BEING_RECLAIMED)
+    return 1
+
+
+@njit
+def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    """Zap the PTEs, then EBLOCK (failure only warns in the kernel)."""
+    ds.ep_flags[oid] &= ~np.uint8(EP_PRESENT | EP_YOUNG)
+    return L.eblock(st, page)
+
+
+@njit
+def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    """``sgx_reclaimer_write``: EWB, bookkeeping, and the SECS after its last child."""
+    e = np.int64(ds.ep_encl[oid])
+    ds.ep_flags[oid] &= ~np.uint8(EP_BEING_RECLAIMED)
+    rc, va, slot = sgx_encl_ewb(ds, ms, st, e, page, ds.e_secs[e])
+    if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
+        ds.ep_va[oid] = va
+        ds.ep_slot[oid] = slot
+        ds.ep_mac[oid] = np.int64(ds.out[L.W_MAC])
+        ds.ep_secinfo[oid] = np.int64(ds.out[L.W_SECINFO])
+        ds.ep_aux[oid] = np.int64(ds.out[L.W_AUX])
+        ds.ep_flags[oid] |= np.uint8(EP_EVICTED)
+        backing_store(ds, e, oid - ds.e_first[e])
+        ds.e_cnt[e, EC_EWB] += 1
+        queue_seal(ds, page, oid, NONE)
+    ds.ep_epc[oid] = NONE
+    ds.e_child[e] -= 1
+    if ds.e_child[e] == 0 and (ds.e_flags[e] & SGX_ENCL_INITIALIZED) != 0:
+        encl_ewb_secs(ds, ms, st, e)
+    # A failed EWB still frees the page (the kernel WARNs): "should never happen".
+    return WRITE_FREED
+
+
+DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write)
+
+
+# ----------------------------------------------------------------------------- ELDU
+
+@njit
+def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
+    """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
+    e = np.int64(ds.ep_encl[ep])
+    sgx_free_va_slot(ds, e, np.int64(ds.ep_va[ep]), np.int64(ds.ep_slot[ep]), True)
+    backing_drop(ds, e, ep - ds.e_first[e])
+    ds.ep_va[ep] = NONE
+    ds.ep_flags[ep] &= ~np.uint8(EP_EVICTED)
+    ds.ep_epc[ep] = epc
+    ds.e_child[e] += 1
+    ds.e_cnt[e, EC_ELDU] += 1
+    ms.cnt[C_ELDU] += 1
+    ms.oid[epc] = ep
+    sgx_mark_page_reclaimable(ms, epc)
+
+
+@njit
+def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
+    sgx_free_va_slot(ds, e, ds.e_secs_va[e], ds.e_secs_slot[e], True)
+    ds.e_secs[e] = epc
+    ds.e_secs_va[e] = NONE
+    ds.e_cnt[e, EC_SECS_ELDU] += 1
+    ms.cnt[C_ELDU] += 1
+    ms.oid[epc] = e
+
+
+@njit
+def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
+    """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
+    e = np.int64(ds.ep_encl[ep])
+    secs = ds.e_secs[e]
+    lin = ds.e_base[e] + ((ep - ds.e_first[e]) << 12)
+    rc = L.eldu(st, epc, ds.va_epc[ds.ep_va[ep]], np.int64(ds.ep_slot[ep]), secs, lin,
+                np.int64(ds.ep_secinfo[ep]), ds.e_eid[e], ds.ep_mac[ep], np.int64(ds.ep_aux[ep]),
+                False, False, L.CTX_HOST, 0, -1)
+    if rc == 0:
+        eldu_done(ds, ms, st, ep, epc)
+    return rc
+
+
+@njit
+def secs_eldu_metadata(ds: DState, ms: Any, st: Any, e: int, epc: int) -> int:
+    secinfo = PageType.SECS << 8
+    rc = L.eldu(st, epc, ds.va_epc[ds.e_secs_va[e]], ds.e_secs_slot[e], NONE, 0, secinfo,
+                ds.e_eid[e], ds.e_secs_mac[e], 0, False, False, L.CTX_HOST, 0, -1)
+    if rc == 0:
+        secs_eldu_done(ds, ms, e, epc)
+    return rc
+
+
+# ----------------------------------------------------------------------------- Python side
+
+def _grow(arr: np.ndarray, n: int, fill: int = 0) -> np.ndarray:
+    out = np.full((n,) + arr.shape[1:], fill, dtype=arr.dtype)
+    out[: arr.shape[0]] = arr
+    return out
+
+
+_E_FIELDS = {"e_flags": 0, "e_ref": 0, "e_base": 0, "e_size": 0, "e_first": 0, "e_secs": NONE,
+             "e_secs_va": NONE, "e_secs_slot": NONE, "e_secs_mac": 0, "e_eid": 0, "e_child": 0,
+             "e_page_cnt": 0, "e_va_head": NONE, "e_va_tail": NONE, "e_nva": 0,
+             "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0}
+_EP_FIELDS = {"ep_encl": 0, "ep_epc": NONE, "ep_va": NONE, "ep_slot": 0, "ep_type": 0,
+              "ep_flags": 0, "ep_prot": 0, "ep_aux": 0, "ep_secinfo": 0, "ep_mac": 0,
+              "pcmd_use": 0}
+_VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE, "va_used": 0,
+              "va_bits": 0}
+
+
+def make_dstate(content: bool, npages: int) -> DState:
+    i64 = np.int64
+    return DState(
+        **{k: np.full(0, v, dtype=i64) for k, v in _E_FIELDS.items() if k != "e_cnt"},
+        e_cnt=np.zeros((0, EC_LEN), dtype=i64),
+        ep_encl=np.zeros(0, np.uint32), ep_epc=np.zeros(0, np.int32),
+        ep_va=np.zeros(0, np.int32), ep_slot=np.zeros(0, np.uint16),
+        ep_type=np.zeros(0, np.uint8), ep_flags=np.zeros(0, np.uint8),
+        ep_prot=np.zeros(0, np.uint8), ep_aux=np.zeros(0, np.uint8),
+        ep_secinfo=np.zeros(0, np.uint16), ep_mac=np.zeros(0, i64),
+        pcmd_use=np.zeros(0, np.int32),
+        va_epc=np.zeros(0, i64), va_encl=np.zeros(0, i64), va_next=np.zeros(0, i64),
+        va_prev=np.zeros(0, i64), va_used=np.zeros(0, i64),
+        va_bits=np.zeros((0, 8), dtype=np.uint64),
+        out=np.zeros(L.W_LEN, dtype=np.uint64),
+        # One compiled call writes back at most the EPC's worth of pages.
+        sq=np.zeros((npages + 64 if content else 1, SQ_REC + L.W_LEN), dtype=i64),
+        sq_n=np.zeros(1, dtype=i64),
+    )
+
+
+class Backing:
+    """One enclave's shmem backing file, sparse: contents pages and 128-byte PCMDs.
+
+    Offsets follow the kernel (§1.5): page ``i`` at ``i*4096``, the SECS at ``size``, the
+    PCMD of page ``i`` at ``size + 4096 + i*128``.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.contents: dict[int, bytes] = {}
+        self.pcmd: dict[int, SealedPage] = {}
+
+    def secs_index(self) -> int:
+        return self.size // PAGE_SIZE
+
+    def pcmd_offset(self, index: int) -> int:
+        return self.size + PAGE_SIZE + index * 128
+
+    def store(self, index: int, sealed: SealedPage) -> None:
+        self.pcmd[index] = sealed
+
+    def load(self, index: int) -> SealedPage | None:
+        return self.pcmd.get(index)
+
+    def truncate(self, index: int) -> None:
+        self.pcmd.pop(index, None)
+
+
+class DriverOwner(Owner):
+    """The enclave driver as an owner of EPC pages (kind chosen by the kernel instance)."""
+
+    name = "driver"
+    ops = DRIVER_OPS
+
+    def __init__(self, cpu: Processor) -> None:
+        self.cpu = cpu
+        self.state = make_dstate(cpu.content, cpu.npages)
+        self.backing: dict[int, Backing] = {}
+        self._free_encl: list[int] = []
+        self._free_va: list[int] = []
+        self._ranges: list[tuple[int, int]] = []   # free (start, length) in ep_*
+        self._ep_top = 0
+
+    # -------------------------------------------------------------- table management
+    def _replace(self, **kw: np.ndarray) -> None:
+        self.state = self.state._replace(**kw)
+
+    def new_enclave(self) -> int:
+        if not self._free_encl:
+            n = self.state.e_flags.shape[0]
+            new = max(8, 2 * n)
+            self._replace(**{k: _grow(getattr(self.state, k), new, v)
+                             for k, v in _E_FIELDS.items()})
+            self._free_encl = list(range(new - 1, n - 1, -1))
+        e = self._free_encl.pop()
+        for k, v in _E_FIELDS.items():
+            getattr(self.state, k)[e] = v
+        return e
+
+    def reserve_pages(self, e: int, npages: int) -> None:
+        """Give enclave ``e`` a dense range of ``npages`` enclave-page entries."""
+        start = None
+        for i, (s, n) in enumerate(self._ranges):
+            if n >= npages:
+                start = s
+                self._ranges[i] = (s + npages, n - npages)
+                break
+        if start is None:
+            start = self._ep_top
+            self._ep_top += npages
+            cap = self.state.ep_epc.shape[0]
+            if self._ep_top > cap:
+                new = max(self._ep_top, 2 * cap, 1024)
+                self._replace(**{k: _grow(getattr(self.state, k), new, v)
+                                 for k, v in _EP_FIELDS.items()})
+        sl = slice(start, start + npages)
+        for k, v in _EP_FIELDS.items():
+            getattr(self.state, k)[sl] = v
+        self.state.ep_encl[sl] = e
+        self.state.e_first[e] = start
+
+    def release_pages(self, e: int, npages: int) -> None:
+        start = int(self.state.e_first[e])
+        self.state.ep_flags[start:start + npages] = 0
+        self._ranges.append((start, npages))
+
+    def free_enclave(self, e: int) -> None:
+        self.backing.pop(e, None)
+        self._free_encl.append(e)
+
+    def new_va(self, e: int, epc: int) -> int:
+        if not self._free_va:
+            n = self.state.va_epc.shape[0]
+            new = max(16, 2 * n)
+            self._replace(**{k: _grow(getattr(self.state, k), new, v)
+                             for k, v in _VA_FIELDS.items()})
+            self._free_va = list(range(new - 1, n - 1, -1))
+        va = self._free_va.pop()
+        ds = self.state
+        ds.va_epc[va] = epc
+        ds.va_encl[va] = e
+        ds.va_used[va] = 0
+        ds.va_bits[va] = 0
+        va_list_add_head(ds, e, va)
+        ds.e_nva[e] += 1
+        return va
+
+    def drop_va(self, va: int) -> None:
+        ds = self.state
+        va_list_del(ds, int(ds.va_encl[va]), va)
+        ds.e_nva[int(ds.va_encl[va])] -= 1
+        ds.va_epc[va] = NONE
+        ds.va_encl[va] = NONE
+        self._free_va.append(va)
+
+    def va_pages(self, e: int) -> list[int]:
+        out, va = [], int(self.state.e_va_head[e])
+        while va != NONE:
+            out.append(va)
+            va = int(self.state.va_next[va])
+        return out
+
+    def sync(self) -> None:
+        self.drain_seals()
+
+    # -------------------------------------------------------------- content mode
+    def drain_seals(self) -> None:
+        """Seal the bytes of every page the compiled reclaimer wrote back since last time."""
+        ds = self.state
+        n = int(ds.sq_n[0])
+        for i in range(n):
+            row = ds.sq[i]
+            epc, ep, secs_of = int(row[SQ_EPC]), int(row[SQ_EP]), int(row[SQ_SECS_OF])
+            record = row[SQ_REC:].astype(np.uint64)
+            sealed = self.cpu.seal_record(epc, record)
+            if ep != NONE:
+                e = int(ds.ep_encl[ep])
+                self.backing[e].store(ep - int(ds.e_first[e]), sealed)
+            else:
+                b = self.backing[secs_of]
+                b.store(b.secs_index(), sealed)
+        ds.sq_n[0] = 0
+
+
+def page_offset(ds: DState, ep: int) -> int:
+    return ep - int(ds.e_first[int(ds.ep_encl[ep])])
+
+
+__all__ = ["DriverOwner", "DState", "DRIVER_OPS", "Backing", "EpcManager"]
+
+
+# ----------------------------------------------------------------------------- the driver
+
+VM_FAULT_NOPAGE = 0     # fixed: the access is retried and succeeds
+VM_FAULT_RETRY = 1      # -EBUSY: nothing changed, the access faults again (ksgxd frees pages)
+VM_FAULT_SIGBUS = 2
+
+SGX_EINIT_SPIN_COUNT = 20
+SGX_EINIT_SLEEP_COUNT = 50
+
+
+class SgxDriver:
+    """``/dev/sgx_enclave``: enclave lifecycle, VA pages, backing store and the fault path.
+
+    Errors are returned as negative errno values, as the kernel's internal functions do;
+    :mod:`epcsim.kernel.ioctl` turns them into the uapi's results.
+    """
+
+    def __init__(self, cpu: Processor, mgr: EpcManager, owner: DriverOwner, kind: int) -> None:
+        self.cpu = cpu
+        self.mgr = mgr
+        self.owner = owner
+        self.kind = kind
+        self.sgx2 = cpu.sgx2
+        self.leaks = 0
+        self.attributes: dict[int, int] = {}
+        self.attributes_mask: dict[int, int] = {}
+        self.einit_result: dict[int, int] = {}
+        owner.driver = self
+
+    @property
+    def ds(self) -> DState:
+        return self.owner.state
+
+    # -------------------------------------------------------------- helpers
+    def ep_of(self, e: int, addr: int) -> int:
+        """Index in ``ep_*`` of the enclave page at ``addr`` (which must be in ELRANGE)."""
+        return int(self.ds.e_first[e]) + ((addr - int(self.ds.e_base[e])) >> 12)
+
+    def in_elrange(self, e: int, addr: int) -> bool:
+        base, size = int(self.ds.e_base[e]), int(self.ds.e_size[e])
+        return base <= addr < base + size
+
+    def flags(self, e: int) -> int:
+        return int(self.ds.e_flags[e])
+
+    def _free(self, page: int) -> None:
+        if self.mgr.free(page) != 0:
+            self.leaks += 1
+
+    # -------------------------------------------------------------- VA pages
+    def grow(self, e: int, reclaim: bool) -> int:
+        """``sgx_encl_grow``: a new VA page every 512 pages that may need a slot.
+
+        Returns the new VA id, -1 when none was needed, or -errno.
+        """
+        ds = self.ds
+        va = NONE
+        if int(ds.e_page_cnt[e]) % SGX_VA_SLOT_COUNT == 0:
+            epc = self.mgr.alloc(self.kind, e, reclaim)
+            if epc < 0:
+                return epc
+            if self.cpu.epa_page(epc) != 0:  # pragma: no cover - EPA only faults
+                self._free(epc)
+                return -14
+            va = self.owner.new_va(e, epc)
+        self.ds.e_page_cnt[e] += 1
+        return va
+
+    def shrink(self, e: int, va: int) -> None:
+        self.ds.e_page_cnt[e] -= 1
+        if va != NONE:
+            epc = int(self.ds.va_epc[va])
+            self.owner.drop_va(va)
+            self._free(epc)
+
+    # -------------------------------------------------------------- lifecycle
+    def open(self) -> int:
+        """``sgx_open``: a new enclave with one reference (the file's)."""
+        e = self.owner.new_enclave()
+        self.ds.e_ref[e] = 1
+        return e
+
+    def create(self, e: int, raw_secs: bytes) -> int:
+        """``sgx_encl_create``."""
+        from epcsim.arch import Attribute, Secs
+
+        ds = self.ds
+        if self.flags(e) & SGX_ENCL_CREATED:
+            return -22
+        secs = Secs.unpack(raw_secs)
+        va = self.grow(e, True)
+        if va < NONE:
+            return va
+        epc = self.mgr.alloc(self.kind, e, True)
+        if epc < 0:
+            self.shrink(e, va)
+            return epc
+        ok = self.cpu.secs_acceptable(secs)
+        try:
+            self.cpu.ecreate_page(epc, secs, raw_secs, ok=ok, context=self.cpu.page_addr(epc))
+        except Exception:
+            self._free(epc)
+            self.shrink(e, va)
+            return -5  # -EIO: the hardware refused the SECS
+        ds.e_secs[e] = epc
+        ds.e_base[e] = secs.baseaddr
+        ds.e_size[e] = secs.size
+        ds.e_eid[e] = self.cpu.secs_info(self.cpu.page_addr(epc))["eid"]
+        ds.e_flags[e] |= SGX_ENCL_CREATED | (SGX_ENCL_DEBUG if secs.attributes
+                                              & Attribute.DEBUG else 0)
+        self.attributes[e] = secs.attributes
+        self.attributes_mask[e] = int(Attribute.DEBUG | Attribute.MODE64BIT | Attribute.KSS
+                                      | Attribute.AEXNOTIFY)
+        self.owner.reserve_pages(e, secs.size >> 12)
+        self.owner.backing[e] = Backing(secs.size)
+        return 0
+
+    def add_page(self, e: int, offset: int, data: bytes, secinfo: int, measure: bool) -> int:
+        """``sgx_encl_add_page``: EADD (and 16 EEXTENDs) of one page."""
+        from epcsim.kernel.mm import PROT_READ, PROT_WRITE
+
+        ds = self.ds
+        ep = int(ds.e_first[e]) + (offset >> 12)
+        if ds.ep_flags[ep] & EP_EXISTS:
+            return -16  # -EBUSY: an entry already exists at that address
+        epc = self.mgr.alloc(self.kind, ep, True)
+        if epc < 0:
+            return epc
+        va = self.grow(e, True)
+        if va < NONE:
+            self._free(epc)
+            return va
+        secs = int(ds.e_secs[e])
+        lin = int(ds.e_base[e]) + offset
+        try:
+            self.cpu.eadd_page(epc, secs, lin, secinfo, data)
+        except Exception:
+            self._free(epc)
+            self.shrink(e, va)
+            return -5
+        pt = (secinfo >> 8) & 0xFF
+        ds.ep_flags[ep] = EP_EXISTS
+        ds.ep_type[ep] = pt
+        ds.ep_epc[ep] = epc
+        ds.ep_prot[ep] = (PROT_READ | PROT_WRITE) if pt == PageType.TCS else secinfo & 0x7
+        ds.e_child[e] += 1
+        if measure:
+            try:
+                for off in range(0, PAGE_SIZE, 256):
+                    self.cpu.eextend_page(secs, epc, off)
+            except Exception:
+                ds.ep_flags[ep] = 0
+                ds.ep_epc[ep] = NONE
+                ds.e_child[e] -= 1
+                self._free(epc)
+                return -5
+        self.mgr.mark_reclaimable(epc)
+        return 0
+
+    def init(self, e: int, sigstruct: bytes) -> int:
+        """``sgx_encl_init``: EINIT with the launch-control MSRs set to the signer."""
+        from epcsim.arch import SigStruct, SgxReturn
+        from epcsim.hw.crypto import mrsigner
+
+        if not self.flags(e) & SGX_ENCL_CREATED or self.flags(e) & SGX_ENCL_INITIALIZED:
+            return -22
+        sig = SigStruct.unpack(sigstruct)
+        if sig.vendor not in (0, 0x8086):
+            return -22
+        attrs, mask = self.attributes[e], self.attributes_mask[e]
+        if attrs & ~mask:
+            return -13  # -EACCES: e.g. PROVISIONKEY without SGX_IOC_ENCLAVE_PROVISION
+        reserved = 0xFFFFFFFFFFFFFFFF & ~int(0x7FF) | (1 << 3) | (1 << 8) | (1 << 9)
+        if sig.attributes & sig.attributemask & reserved or sig.miscselect & sig.miscmask & ~1:
+            return -22
+        secs = int(self.ds.e_secs[e])
+        rc = SgxReturn.SGX_UNMASKED_EVENT
+        try:
+            for _ in range(SGX_EINIT_SLEEP_COUNT):
+                for _ in range(SGX_EINIT_SPIN_COUNT):
+                    self.cpu.lepubkeyhash = mrsigner(sig.modulus)
+                    rc = self.cpu.einit_page(secs, sigstruct)
+                    if rc != SgxReturn.SGX_UNMASKED_EVENT:
+                        break
+                if rc != SgxReturn.SGX_UNMASKED_EVENT:
+                    break
+        except Exception:
+            return -5
+        if rc != 0:
+            self.einit_result[e] = int(rc)
+            return -1   # -EPERM
+        self.ds.e_flags[e] |= SGX_ENCL_INITIALIZED
+        return 0
+
+    # -------------------------------------------------------------- loading pages
+    def load_secs(self, e: int) -> int:
+        """``sgx_encl_load_secs``: reload an evicted SECS before any child."""
+        ds = self.ds
+        if ds.e_secs[e] != NONE:
+            return 0
+        epc = self.mgr.alloc(self.kind, e, False)
+        if epc < 0:
+            return epc
+        if self.cpu.content:
+            b = self.owner.backing[e]
+            sealed = b.load(b.secs_index())
+            va = int(ds.e_secs_va[e])
+            rc = self.cpu.eldu_page(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE,
+                                    sealed, aux=0) if sealed is not None else -1
+            if rc == 0:
+                b.truncate(b.secs_index())
+                secs_eldu_done(ds, self.mgr.ms, e, epc)
+        else:
+            rc = secs_eldu_metadata(ds, self.mgr.ms, self.cpu.st, e, epc)
+        if rc != 0:
+            self._free(epc)
+            return -14
+        return 0
+
+    def load_page(self, e: int, ep: int) -> int:
+        """``__sgx_encl_load_page``: the EPC page of a resident page, or ELDU it back."""
+        ds = self.ds
+        epc = int(ds.ep_epc[ep])
+        if epc != NONE:
+            return -16 if ds.ep_flags[ep] & EP_BEING_RECLAIMED else epc
+        rc = self.load_secs(e)
+        if rc < 0:
+            return rc
+        epc = self.mgr.alloc(self.kind, ep, False)
+        if epc < 0:
+            return epc
+        st = self.cpu.st
+        if self.cpu.content:
+            b = self.owner.backing[e]
+            index = ep - int(ds.e_first[e])
+            sealed = b.load(index)
+            va = int(ds.ep_va[ep])
+            rc = -1
+            if sealed is not None:
+                rc = self.cpu.eldu_page(epc, int(ds.va_epc[va]), int(ds.ep_slot[ep]),
+                                        int(ds.e_secs[e]), sealed, aux=int(ds.ep_aux[ep]))
+            if rc == 0:
+                b.truncate(index)
+                eldu_done(ds, self.mgr.ms, st, ep, epc)
+        else:
+            rc = eldu_metadata(ds, self.mgr.ms, st, ep, epc)
+        if rc != 0:
+            self._free(epc)
+            return -14
+        return epc
+
+    def vma_fault(self, e: int, addr: int, vma_prot: int) -> int:
+        """``sgx_vma_fault``: make the PTE for ``addr`` present, or say why not."""
+        ds = self.ds
+        if e < 0 or self.flags(e) & SGX_ENCL_DEAD:
+            return VM_FAULT_SIGBUS
+        ds.e_cnt[e, EC_FAULTS] += 1
+        ep = self.ep_of(e, addr)
+        if not ds.ep_flags[ep] & EP_EXISTS:
+            if self.sgx2:
+                return self.eaug_page(e, addr, ep)
+            return VM_FAULT_SIGBUS
+        if vma_prot & ~int(ds.ep_prot[ep]):
+            return VM_FAULT_SIGBUS
+        rc = self.load_page(e, ep)
+        if rc == -16:
+            ds.e_cnt[e, EC_EBUSY] += 1
+            return VM_FAULT_RETRY
+        if rc < 0:
+            ds.e_cnt[e, EC_SIGBUS] += 1
+            return VM_FAULT_SIGBUS
+        # vmf_insert_pfn, then test_and_clear_young: a faulted page starts old.
+        ds.ep_flags[ep] = (int(ds.ep_flags[ep]) | EP_PRESENT) & ~EP_YOUNG
+        return VM_FAULT_NOPAGE
+
+    def eaug_page(self, e: int, addr: int, ep: int) -> int:
+        """``sgx_encl_eaug_page``: add a PENDING page on first touch of an SGX2 enclave."""
+        from epcsim.kernel.mm import PROT_EXEC, PROT_READ, PROT_WRITE
+
+        ds = self.ds
+        if not self.flags(e) & SGX_ENCL_INITIALIZED:
+            return VM_FAULT_SIGBUS
+        rc = self.load_secs(e)
+        if rc == -16:
+            return VM_FAULT_RETRY
+        if rc < 0:
+            return VM_FAULT_SIGBUS
+        epc = self.mgr.alloc(self.kind, ep, False)
+        if epc == -16:
+            ds.e_cnt[e, EC_EBUSY] += 1
+            return VM_FAULT_RETRY
+        if epc < 0:
+            return VM_FAULT_SIGBUS
+        va = self.grow(e, False)
+        if va == -16:
+            self._free(epc)
+            return VM_FAULT_RETRY
+        if va < NONE:
+            self._free(epc)
+            return VM_FAULT_SIGBUS
+        try:
+            self.cpu.eaug_page(epc, int(ds.e_secs[e]), addr & ~0xFFF)
+        except Exception:
+            self._free(epc)
+            self.shrink(e, va)
+            return VM_FAULT_SIGBUS
+        ds.ep_flags[ep] = EP_EXISTS | EP_PRESENT
+        ds.ep_type[ep] = PageType.REG
+        ds.ep_prot[ep] = PROT_READ | PROT_WRITE | PROT_EXEC
+        ds.ep_epc[ep] = epc
+        ds.e_child[e] += 1
+        ds.e_cnt[e, EC_EAUG] += 1
+        self.mgr.mark_reclaimable(epc)
+        return VM_FAULT_NOPAGE
+
+    # -------------------------------------------------------------- SGX2 helpers
+    def etrack(self, e: int) -> int:
+        """``sgx_enclave_etrack``: ETRACK, IPI and retry on failure; IPI on success."""
+        from epcsim.kernel.main import count_etrack
+
+        st = self.cpu.st
+        secs = int(self.ds.e_secs[e])
+        row = int(st.row[secs])
+        count_etrack(self.mgr.ms)
+        if L.etrack(st, secs, L.CTX_HOST) != 0:
+            ipi_enclave_cpus(st, self.mgr.ms, row)
+            count_etrack(self.mgr.ms)
+            if L.etrack(st, secs, L.CTX_HOST) != 0:
+                return -14
+        ipi_enclave_cpus(st, self.mgr.ms, row)
+        return 0
+
+    def remove_page(self, e: int, ep: int) -> int:
+        """EREMOVE a resident enclave page and forget it (REMOVE_PAGES, release)."""
+        ds = self.ds
+        epc = int(ds.ep_epc[ep])
+        if epc != NONE:
+            if self.mgr.unmark_reclaimable(epc) != 0:
+                return -16
+            ds.ep_flags[ep] &= ~np.uint8(EP_PRESENT)
+            if self.mgr.free(epc) != 0:
+                self.leaks += 1
+            ds.e_child[e] -= 1
+        elif ds.ep_flags[ep] & EP_EVICTED:
+            e_ = int(ds.ep_encl[ep])
+            sgx_free_va_slot(ds, e_, int(ds.ep_va[ep]), int(ds.ep_slot[ep]), False)
+            backing_drop(ds, e_, ep - int(ds.e_first[e_]))
+            self.owner.backing[e_].truncate(ep - int(ds.e_first[e_]))
+        ds.ep_flags[ep] = 0
+        ds.ep_epc[ep] = NONE
+        ds.ep_va[ep] = NONE
+        return 0
+
+    # -------------------------------------------------------------- release
+    def release(self, e: int) -> int:
+        """``sgx_encl_release``: EREMOVE every page, the SECS last, free the VA pages.
+
+        Returns the number of EPC pages leaked (EREMOVE failed).
+        """
+        ds = self.ds
+        before = self.leaks
+        ds.e_flags[e] |= SGX_ENCL_DEAD
+        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        if self.flags(e) & SGX_ENCL_CREATED:
+            for ep in np.nonzero(ds.ep_flags[first:first + n] & EP_EXISTS)[0]:
+                self.remove_page(e, first + int(ep))
+            if ds.e_secs[e] != NONE:
+                if ds.e_child[e] == 0:
+                    self._free(int(ds.e_secs[e]))
+                else:
+                    self.leaks += 1
+                ds.e_secs[e] = NONE
+            for va in self.owner.va_pages(e):
+                epc = int(ds.va_epc[va])
+                self.owner.drop_va(va)
+                self._free(epc)
+            self.owner.release_pages(e, n)
+        ds.e_ref[e] = 0
+        self.owner.free_enclave(e)
+        self.attributes.pop(e, None)
+        return self.leaks - before
+
+    def counters(self, e: int) -> dict[str, int]:
+        ds = self.ds
+        out = {name: int(ds.e_cnt[e, i]) for i, name in enumerate(ENCL_COUNTERS)}
+        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        flags = ds.ep_flags[first:first + n]
+        out["resident"] = int((ds.ep_epc[first:first + n] >= 0).sum())
+        out["evicted"] = int(((flags & EP_EVICTED) != 0).sum())
+        out["va_pages"] = int(ds.e_nva[e])
+        out["backing_bytes"] = (int(ds.e_evicted[e]) + int(ds.e_pcmd_pages[e])) * PAGE_SIZE
+        return out
