@@ -748,8 +748,8 @@ class Processor:
         else:
             verdict = -1 if sealed.mac[8:] == bytes(8) else 0
         linaddr, pcmd_eid = sealed.linaddr, sealed.enclave_id
-        if (sealed.secinfo >> 16 or not 0 <= linaddr < 1 << 63 or not 0 <= pcmd_eid < 1 << 63
-                or not 0 <= mac64 < 1 << 63):
+        if (sealed.secinfo >> 16 or sealed.secinfo & 0xC0 or not 0 <= linaddr < 1 << 63
+                or not 0 <= pcmd_eid < 1 << 63 or not 0 <= mac64 < 1 << 63):
             # values no EWB produces: the MAC cannot match (and compiled code stays int64)
             verdict, linaddr, pcmd_eid, mac64 = 0, 0, 0, 0
         code = L.eldu(st, target, va, slot, secs, linaddr, secinfo, pcmd_eid, mac64, aux,

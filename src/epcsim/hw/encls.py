@@ -559,8 +559,10 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
         eid = i64(st.s_eid[row])
     version = i64(st.va_slots[st.row[va_page], slot])
     if verdict < 0:
+        # A child's MAC header carries the EID of the SECS named in PAGEINFO, not the PCMD's
+        # ENCLAVEID (sgx-arch.md §4.12), so EWB's record is checked against that EID.
         ok = mac == metadata_mac(i64(st.g[G_MAC_KEY]), version, eid, linaddr, secinfo, aux,
-                                 pcmd_eid)
+                                 eid if is_child_type(pt) else pcmd_eid)
     else:
         ok = verdict == 1
     if version == 0 or not ok:
