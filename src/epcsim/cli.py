@@ -50,6 +50,76 @@ def demo(metadata: bool, as_json: bool, seed: int) -> None:
     console.print(table)
 
 
+def parse_size(text: str) -> int:
+    """Sizes like 4096, 93.5MiB, 64GiB, 8M."""
+    units = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+             "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+    t = text.strip().lower().replace(" ", "")
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        raise UsageError(f"not a size: {text!r} (use e.g. 4MiB, 93.5MiB, 64GiB)") from None
+    if unit not in units or value <= 0:
+        raise UsageError(f"not a size: {text!r} (use e.g. 4MiB, 93.5MiB, 64GiB)")
+    return int(value * units[unit])
+
+
+@app.command()
+@click.option("--suite", type=click.Choice(["sgx", "all"]), default="all", show_default=True,
+              help="Which selftest suite to run.")
+@click.option("--epc-size", default="4MiB", show_default=True,
+              help="EPC of each test's machine (the oversubscribed tests use all of it).")
+@click.option("-k", "names", multiple=True, help="Run only these tests (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def selftest(suite: str, epc_size: str, names: tuple[str, ...], as_json: bool) -> None:
+    """Run the kernel's SGX selftests against the model."""
+    from epcsim.selftest import run_suite, suites
+
+    size = parse_size(epc_size)
+    if size % 4096 or size < 64 * 4096:
+        raise UsageError(f"--epc-size must be a multiple of 4 KiB and at least 256 KiB "
+                         f"(got {epc_size})")
+    chosen = list(suites()) if suite == "all" else [suite]
+    known = {n for s in chosen for n in suites()[s]}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(f"no selftest named {unknown[0]!r} in suite {suite}")
+    results = []
+    with console.status("running selftests...", spinner="dots") if not as_json else _null():
+        for s in chosen:
+            results.extend(run_suite(s, epc_size=size, names=list(names) or None))
+    if as_json:
+        click.echo(json.dumps({"tests": [
+            {"name": r.name, "suite": r.suite, "passed": r.passed, "checks": len(r.checks),
+             "seconds": round(r.seconds, 3), **({"error": r.error} if r.error else {})}
+            for r in results]}, indent=2))
+    else:
+        table = Table(title=f"selftests on a {epc_size} EPC")
+        table.add_column("test", style="bold")
+        table.add_column("suite")
+        table.add_column("result")
+        table.add_column("what it checked")
+        for r in results:
+            res = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+            what = r.error if not r.passed else "; ".join(r.checks[-3:])
+            table.add_row(r.name, r.suite, res, f"{len(r.checks)} checks, last: {what}")
+        console.print(table)
+        failed = sum(not r.passed for r in results)
+        console.print(f"{len(results) - failed} passed, {failed} failed")
+    if any(not r.passed for r in results):
+        raise click.exceptions.Exit(1)
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line and status 2."""
     args = list(sys.argv[1:] if argv is None else argv)

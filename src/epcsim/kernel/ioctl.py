@@ -154,6 +154,8 @@ class EnclaveFile:
             return handler(arg)  # type: ignore[operator]
         finally:
             self.ds.e_flags[self.e] &= ~SGX_ENCL_IOCTL
+            # ksgxd runs on its own CPU; a sequential model gives it its turn here.
+            self.driver.mgr.run_ksgxd()
 
     # -------------------------------------------------------------- SGX1
     def create(self, arg: SgxEnclaveCreate) -> int:

@@ -1,0 +1,78 @@
+"""One OS instance: the EPC manager, its owners, the enclave driver, processes.
+
+A host kernel runs on a :class:`~epcsim.hw.cpu.Processor`; a guest kernel (the
+virtualisation issue) is another instance of the same code on its virtual EPC.
+"""
+
+from __future__ import annotations
+
+from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, X86_PF_PROT, X86_PF_SGX
+from epcsim.arch import X86_PF_WRITE
+from epcsim.hw.cpu import Processor
+from epcsim.hw.memory import PROT_WRITE
+from epcsim.kernel.encl import VM_FAULT_NOPAGE, VM_FAULT_RETRY, DriverOwner, SgxDriver
+from epcsim.kernel.ioctl import EnclaveFile
+from epcsim.kernel.main import EpcManager
+from epcsim.kernel.mm import Mm
+
+# Outcomes of the #PF handler.
+FAULT_FIXED = "fixed"      # the access is retried and succeeds
+FAULT_RETRY = "retry"      # nothing changed yet (-EBUSY); the access faults again
+FAULT_SIGBUS = "sigbus"
+FAULT_SIGSEGV = "sigsegv"
+
+KIND_DRIVER = 0
+
+
+class Kernel:
+    """A kernel instance: ``kernel.mgr`` (the EPC manager), ``kernel.sgx`` (the driver)."""
+
+    def __init__(self, cpu: Processor, *, low: int = SGX_NR_LOW_PAGES,
+                 high: int = SGX_NR_HIGH_PAGES, batch: int = SGX_NR_TO_SCAN,
+                 policy: str = "sgx", events: int = 0) -> None:
+        self.cpu = cpu
+        self.driver_owner = DriverOwner(cpu)
+        self.mgr = EpcManager(cpu, [self.driver_owner], low=low, high=high, batch=batch,
+                              policy=policy, events=events)
+        self.sgx = SgxDriver(cpu, self.mgr, self.driver_owner, KIND_DRIVER)
+        self.fault_retries = 0
+
+    def open_enclave(self) -> EnclaveFile:
+        """``open("/dev/sgx_enclave")``."""
+        return EnclaveFile(self.sgx)
+
+    def new_mm(self, name: str = "mm") -> Mm:
+        return Mm(name)
+
+    def handle_page_fault(self, mm: Mm, addr: int, error_code: int) -> str:
+        """The #PF handler for a user access at ``addr``: fix it, or say which signal."""
+        vma = mm.find_vma(addr)
+        if vma is None or error_code & (X86_PF_SGX | X86_PF_PROT):
+            # EPCM violations and protection faults on present PTEs are not the kernel's to fix.
+            return FAULT_SIGSEGV
+        if error_code & X86_PF_WRITE and not vma.prot & PROT_WRITE:
+            return FAULT_SIGSEGV
+        if vma.file is None:
+            mm.map(addr, self.cpu.mem.alloc(4096), vma.prot)
+            return FAULT_FIXED
+        if isinstance(vma.file, EnclaveFile):
+            rc = self.sgx.vma_fault(vma.file.e, addr, vma.prot)
+            if rc == VM_FAULT_NOPAGE:
+                return FAULT_FIXED
+            if rc == VM_FAULT_RETRY:
+                # The CPU faults again at once; meanwhile ksgxd, woken by the failed
+                # allocation, runs on its own CPU and frees pages.
+                self.fault_retries += 1
+                self.mgr.run_ksgxd()
+                return FAULT_RETRY
+            return FAULT_SIGBUS
+        fault = getattr(vma.file, "fault", None)
+        if fault is None:
+            return FAULT_SIGBUS
+        return fault(mm, vma, addr)  # type: ignore[no-any-return]
+
+    def counters(self) -> dict[str, int]:
+        c = self.mgr.counters()
+        c["fault_retries"] = self.fault_retries
+        c["driver_leaks"] = self.sgx.leaks
+        return c
