@@ -61,6 +61,16 @@ def test_readme_quickstart_is_two_commands() -> None:
                         "python3 -m pip install '.[test]' && pytest"]
 
 
-def test_readme_python_examples_run() -> None:
-    for code in re.findall(r"```python\n(.*?)```", README.read_text(), re.S):
-        exec(compile(code, str(README), "exec"), {})
+@pytest.mark.parametrize("doc", [README] + sorted((README.parent / "docs").glob("*.md")),
+                         ids=lambda p: p.name)
+def test_documentation_examples_run(doc: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
+    for code in blocks:
+        exec(compile(code, str(doc), "exec"), {})
+
+
+def test_selftest_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["selftest", "--json", "-k", "tcs_entry", "-k", "pte_permissions"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(t["name"], t["suite"], t["passed"]) for t in doc["tests"]] == [
+        ("tcs_entry", "sgx", True), ("pte_permissions", "sgx", True)]
