@@ -868,8 +868,10 @@ class Processor:
         leaf = "ESETCONTEXT"
         self._need(self.oversub, leaf)
         page = self._epc(leaf, secs)
-        return self._result(L.esetcontext(self.st, page, context & L.MASK64), leaf,
-                            {L.OP_RCX: secs})
+        context &= L.MASK64
+        if context >> 63:  # the compiled leaf takes an int64; store the same 64 bits
+            context -= 1 << 64
+        return self._result(L.esetcontext(self.st, page, context), leaf, {L.OP_RCX: secs})
 
     def eupdatesvn(self) -> int:
         return self._result(L.eupdatesvn(self.st), "EUPDATESVN", {})
