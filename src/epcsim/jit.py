@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
+import warnings
+
 import numba
+from numba.core import config
+
+if config.DISABLE_JIT:
+    # Interpreted, numpy's unsigned scalars warn when they wrap; compiled code wraps silently.
+    # The wrap is the intended arithmetic (hashes), so the warning is noise.
+    warnings.filterwarnings("ignore", message="overflow encountered in scalar",
+                            category=RuntimeWarning)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

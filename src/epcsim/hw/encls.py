@@ -181,35 +181,33 @@ def in_elrange(st: HwState, row: int, linaddr: int) -> bool:
 
 
 @njit
+def _mix(h: np.uint64, w: np.uint64) -> np.uint64:
+    h ^= w
+    h *= np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(32)
+    return h
+
+
+@njit
 def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, aux: int,
                  pcmd_eid: int) -> int:
     """A keyed 64-bit MAC over the EWB record, for metadata mode (no page bytes).
 
-    Array arithmetic wraps silently in numpy and numba alike, so the compiled and the
-    interpreted function agree bit for bit.
+    Unsigned 64-bit arithmetic wraps in numba and numpy alike (the interpreter's overflow
+    warnings are silenced in :mod:`epcsim.jit`), so both paths agree bit for bit.
     """
-    h = np.empty(1, dtype=np.uint64)
-    t = np.empty(1, dtype=np.uint64)
-    words = np.empty(6, dtype=np.uint64)
-    words[0] = version
-    words[1] = eid
-    words[2] = linaddr
-    words[3] = secinfo
-    words[4] = aux
-    words[5] = pcmd_eid
-    h[0] = key
-    for i in range(6):
-        t[0] = words[i]
-        h ^= t
-        h *= np.uint64(0x9E3779B97F4A7C15)
-        t[0] = h[0] >> np.uint64(29)
-        h ^= t
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        t[0] = h[0] >> np.uint64(32)
-        h ^= t
+    h = np.uint64(key)
+    h = _mix(h, np.uint64(version))
+    h = _mix(h, np.uint64(eid))
+    h = _mix(h, np.uint64(linaddr))
+    h = _mix(h, np.uint64(secinfo))
+    h = _mix(h, np.uint64(aux))
+    h = _mix(h, np.uint64(pcmd_eid))
     # 63 bits, so the MAC is a plain int64 in compiled code: numba compares mixed
     # signed/unsigned 64-bit integers through float64, which would lose low bits.
-    return i64(h[0] >> np.uint64(1))
+    return i64(h >> np.uint64(1))
 
 
 @njit
