@@ -313,3 +313,23 @@ def test_world_sanity():
     assert cpu.encls(Encls.EMODPR, w.ops[Encls.EMODPR], w.encl.phys(OFF_DATA0)) == 0
     assert is_child_type(PageType.TRIM)
     chldcnt_invariant(w.env)
+
+
+@pytest.mark.parametrize("lin", [2**63, U64 + 1 - PAGE_SIZE, -PAGE_SIZE])
+def test_enclu_upper_half_linear_addresses(env, encl, lin):
+    """Linear operands with bit 63 set are ordinary 64-bit values, not a Python overflow."""
+    env.enter(encl)
+    env.eaug(encl, OFF_FREE)
+    with pytest.raises(GeneralProtectionFault):          # SECINFO outside ELRANGE
+        env.cpu.enclu(0, Enclu.EACCEPT, lin, encl.lin(OFF_FREE))
+    if not env.cpu.inside(0):
+        env.enter(encl)
+    encl.aspace.map(lin, encl.phys(OFF_DATA0), 3)      # an alias outside ELRANGE
+    assert env.cpu.eaccept(0, encl.lin(OFF_SECINFO), lin, flags=FLAGS_REG_RW | 0x8) == \
+        SgxReturn.SGX_PAGE_ATTRIBUTES_MISMATCH
+    assert env.cpu.enclave_read(0, lin, 8) == b"\xff" * 8   # EPC outside ELRANGE: abort page
+    env.cpu.eexit(0)
+    encl.aspace.map(lin, encl.phys(OFF_TCS), 3)
+    env.cpu.aspace[0] = encl.aspace
+    with pytest.raises(PageFault):                       # not the TCS's ENCLAVEADDRESS
+        env.cpu.eenter(0, lin)

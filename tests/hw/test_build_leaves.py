@@ -649,6 +649,15 @@ def test_einit_sgx_invalid_sig_struct_isvfamilyid_without_kss(env, open_encl):
         assert env.cpu.einit(*args) == SgxReturn.SGX_INVALID_SIG_STRUCT
 
 
+def test_einit_sgx_invalid_sig_struct_isvfamilyid_before_init_check(env, encl):
+    """Step 3 of sgx-arch.md §4.5: ISVFAMILYID is refused before an already-initialised SECS
+    would #GP."""
+    sig = sign_sigstruct(encl.built.mrenclave, isvfamilyid=b"\x01" * 16)
+    args = einit_args(env, encl, sig)
+    with unchanged(env):
+        assert env.cpu.einit(*args) == SgxReturn.SGX_INVALID_SIG_STRUCT
+
+
 def test_einit_isvfamilyid_with_kss(env):
     attrs = M64 | int(Attribute.KSS)
     encl = env.enclave(attributes=attrs, init=False)

@@ -104,6 +104,12 @@ def _aligned(addr: int, align: int) -> bool:
     return addr % align == 0
 
 
+def _lin(addr: int) -> int:
+    """A 64-bit linear-address register as the signed int64 the compiled leaves take."""
+    addr &= 0xFFFFFFFFFFFFFFFF
+    return addr - (1 << 64) if addr >> 63 else addr
+
+
 class Processor:
     """One SGX-capable package: EPC sections, the EPCM, logical processors and the leaves.
 
@@ -513,11 +519,14 @@ class Processor:
             return SgxReturn.SGX_UNMASKED_EVENT
         if verdict != SgxReturn.SGX_SUCCESS:
             return SgxReturn(verdict)
+        if not L.page_locked(self.st, secs) and L.is_valid_secs(self.st, secs):
+            # ISVFAMILYID comes before the measurement/INIT resource (sgx-arch.md §4.5 step 3)
+            if (any(sig.isvfamilyid)
+                    and not int(self.st.s_attr[self.st.row[secs]]) & Attribute.KSS):
+                return SgxReturn.SGX_INVALID_SIG_STRUCT
         self._result(L.einit_secs_check(self.st, secs), leaf, {L.OP_SECS: self.page_addr(secs)})
         row = int(self.st.row[secs])
         attr = int(self.st.s_attr[row])
-        if any(sig.isvfamilyid) and not attr & Attribute.KSS:
-            return SgxReturn.SGX_INVALID_SIG_STRUCT
         mr = self._measure[row].finalize()
         if mr != sig.enclavehash:
             return SgxReturn.SGX_INVALID_MEASUREMENT
@@ -927,7 +936,7 @@ class Processor:
         page = self._translate(lp, tcs)
         if page == NO_PAGE:
             raise PageFault(leaf, tcs, error_code=X86_PF_USER, why="TCS not mapped")
-        return self._result(fn(self.st, lp, page, tcs), leaf, {L.OP_RBX: tcs})
+        return self._result(fn(self.st, lp, page, _lin(tcs)), leaf, {L.OP_RBX: tcs})
 
     def eexit(self, lp: int) -> int:
         self._lp(lp, "EEXIT")
@@ -947,7 +956,7 @@ class Processor:
         self._gp_unless(_aligned(addr, Secinfo.ALIGN), leaf, addr, "SECINFO misaligned")
         row = int(self.st.lp_row[lp])
         if row != NO_PAGE:
-            self._gp_unless(L.in_elrange(self.st, row, addr), leaf, addr,
+            self._gp_unless(L.in_elrange(self.st, row, _lin(addr)), leaf, addr,
                             "SECINFO outside ELRANGE")
         page = self._translate_present(lp, leaf, addr)
         if flags is None:
@@ -975,7 +984,8 @@ class Processor:
         with self._enclave_mode(lp):
             si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
             page = self._translate_present(lp, leaf, target)
-            return self._result(L.eaccept(self.st, lp, si_page, secinfo, flags, page, target),
+            return self._result(L.eaccept(self.st, lp, si_page, _lin(secinfo), flags, page,
+                                          _lin(target)),
                                 leaf, {L.OP_RBX: secinfo, L.OP_RCX: target})
 
     def emodpe(self, lp: int, secinfo: int, target: int, flags: int | None = None) -> int:
@@ -988,7 +998,8 @@ class Processor:
         with self._enclave_mode(lp):
             si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
             page = self._translate_present(lp, leaf, target)
-            return self._result(L.emodpe(self.st, lp, si_page, secinfo, flags, page, target),
+            return self._result(L.emodpe(self.st, lp, si_page, _lin(secinfo), flags, page,
+                                         _lin(target)),
                                 leaf, {L.OP_RBX: secinfo, L.OP_RCX: target})
 
     def eacceptcopy(self, lp: int, secinfo: int, dest: int, src: int,
@@ -1003,7 +1014,7 @@ class Processor:
         with self._enclave_mode(lp):
             _, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
             code = L.eacceptcopy(self.st, lp, flags, self._translate_present(lp, leaf, dest, True),
-                                 dest, self._translate_present(lp, leaf, src), src)
+                                 _lin(dest), self._translate_present(lp, leaf, src), _lin(src))
             return self._result(code, leaf, {L.OP_RBX: secinfo, L.OP_RCX: dest, L.OP_RDX: src})
 
     # ------------------------------------------------------------------ enclave accesses
@@ -1033,11 +1044,12 @@ class Processor:
                             why="PTE permissions")
         row = int(self.st.lp_row[lp])
         page = self.page_index(phys)
-        if not L.in_elrange(self.st, row, linaddr):
+        if not L.in_elrange(self.st, row, _lin(linaddr)):
             if page is not None:  # enclave code sees the EPC of others as abort pages too
                 return NO_PAGE
             return NO_PAGE
-        code = L.access(self.st, lp, NO_PAGE if page is None else page, linaddr, write, False)
+        code = L.access(self.st, lp, NO_PAGE if page is None else page, _lin(linaddr), write,
+                        False)
         if code:
             self.aex(lp)
             raise PageFault(leaf, linaddr & ~0xFFF, error_code=code, why="EPCM")
