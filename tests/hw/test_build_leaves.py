@@ -22,8 +22,8 @@ from epcsim.hw.crypto import sign_sigstruct
 from epcsim.hw.encls import CTX_GUEST
 from epcsim.hw.epc import SECS_LOCK_MEASURE
 from hwenv import (
-    BASE, DATA0, DATA1, FLAGS_REG_RW, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_SECINFO, OFF_SSA,
-    OFF_TCS, RW, SIZE, Env, assert_same, snapshot, unchanged,
+    BASE, DATA0, DATA1, FLAGS_REG_RW, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_SECINFO,
+    OFF_SSA, OFF_TCS, RW, SIZE, Env, assert_same, snapshot, unchanged,
 )
 
 SECS_FLAGS = secinfo_flags(PageType.SECS)

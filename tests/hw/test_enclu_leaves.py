@@ -12,7 +12,7 @@ from epcsim.arch import Enclu, PageType, SecinfoFlags, SgxReturn, Tcs, secinfo_f
 from epcsim.hw.cpu import ArchFault, GeneralProtectionFault, PageFault
 from hwenv import (
     ACCEPT_AUG, ACCEPT_TCS, ACCEPT_TRIM, BASE, DATA0, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE,
-    OFF_SECINFO, OFF_SSA, OFF_TCS, RW, RX, Env, accept_pr, unchanged, unchanged_in_enclave,
+    OFF_SECINFO, OFF_SSA, OFF_TCS, RW, RX, accept_pr, unchanged, unchanged_in_enclave,
 )
 
 R = int(SecinfoFlags.R)

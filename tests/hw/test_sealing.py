@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from epcsim.arch import PAGE_SIZE, PageType, Pcmd, Secinfo, Secs, SgxReturn, Tcs
+from epcsim.arch import PAGE_SIZE, PageType, Secinfo, Secs, SgxReturn, Tcs
 from hwenv import (
     BASE, DATA0, OFF_DATA0, OFF_DATA1, OFF_SSA, OFF_TCS, Env, unchanged,
 )
