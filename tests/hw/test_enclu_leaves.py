@@ -620,17 +620,32 @@ def test_eacceptcopy_pf_source(env, encl, which):
         env.eacceptcopy(encl, 0, encl.lin(OFF_FREE), src, secinfo_flags(PageType.REG, RW))
 
 
-@pytest.mark.parametrize("which", ["unmapped", "free_page", "other_enclave"])
-def test_eacceptcopy_pf_destination(env, encl, which):
+def test_eacceptcopy_pf_destination_not_mapped(env, encl):
+    env.enter(encl)
+    with unchanged_in_enclave(env), pytest.raises(PageFault):
+        env.eacceptcopy(encl, 0, encl.lin(OFF_FREE), encl.lin(OFF_DATA0),
+                        secinfo_flags(PageType.REG, RW))
+
+
+@pytest.mark.parametrize("which", ["free_page", "other_enclave", "va_page", "secs_page"])
+def test_eacceptcopy_sgx_page_attributes_mismatch_destination(env, encl, which):
+    """"Destination must be VALID, ..., same enclave (else SGX_PAGE_ATTRIBUTES_MISMATCH)"."""
     env.enter(encl)
     dest = encl.lin(OFF_FREE)
     if which == "free_page":
-        encl.aspace.map(dest, env.free_epc(), 3)
+        page = env.free_epc()
     elif which == "other_enclave":
         other = env.enclave(base=2 * BASE)
-        encl.aspace.map(dest, other.phys(OFF_DATA0), 3)
-    with unchanged_in_enclave(env), pytest.raises(PageFault):
-        env.eacceptcopy(encl, 0, dest, encl.lin(OFF_DATA0), secinfo_flags(PageType.REG, RW))
+        page = env.eaug(other, OFF_FREE)        # pending RW REG: only the owner differs
+    elif which == "va_page":
+        page = env.va()
+    else:
+        page = encl.secs
+    encl.aspace.map(dest, page, 3)
+    with unchanged(env):
+        assert env.eacceptcopy(encl, 0, dest, encl.lin(OFF_DATA0),
+                               secinfo_flags(PageType.REG, RW)) == \
+            SgxReturn.SGX_PAGE_ATTRIBUTES_MISMATCH
 
 
 def test_eacceptcopy_gp_not_inside(env, encl):

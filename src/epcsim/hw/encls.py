@@ -927,12 +927,13 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
     if st.pt[src] != PT_REG or (sf & EPCM_R) == 0 or (sf & (
             EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0:
         return fault(PF, OP_RDX)
-    if dest == NO_PAGE or not valid(st, dest) or st.row[dest] != st.lp_row[lp]:
+    if dest == NO_PAGE:
         return fault(PF, OP_RCX)
     df = i64(st.flags[dest])
     want = EPCM_VALID | EPCM_PENDING | EPCM_R | EPCM_W
-    if (st.pt[dest] != PT_REG or (df & ~EPCM_BLOCKED) != want
-            or page_linaddr(st, dest) != dest_linaddr):
+    # VALID and the owning enclave are part of the attribute check (sgx-arch.md §7.4).
+    if (not valid(st, dest) or st.pt[dest] != PT_REG or st.row[dest] != st.lp_row[lp]
+            or (df & ~EPCM_BLOCKED) != want or page_linaddr(st, dest) != dest_linaddr):
         return PAGE_ATTRIBUTES_MISMATCH
     if st.g[G_CONTENT] != 0:
         st.data[dest, :] = st.data[src, :]
