@@ -1,0 +1,39 @@
+"""Workloads for the replay engine: trace readers/writers and synthetic generators."""
+
+from epcsim.workload.generators import (
+    GENERATORS,
+    mix,
+    phase_lengths,
+    sequential_scan,
+    uniform,
+    working_set_phases,
+    zipf,
+)
+from epcsim.workload.traces import (
+    FORMATS,
+    Chunk,
+    TraceError,
+    TraceReader,
+    open_trace,
+    write_csv,
+    write_lcs,
+    write_oracle_general,
+)
+
+__all__ = [
+    "FORMATS",
+    "GENERATORS",
+    "Chunk",
+    "TraceError",
+    "TraceReader",
+    "mix",
+    "open_trace",
+    "phase_lengths",
+    "sequential_scan",
+    "uniform",
+    "working_set_phases",
+    "write_csv",
+    "write_lcs",
+    "write_oracle_general",
+    "zipf",
+]
