@@ -269,6 +269,8 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
         ds.e_secs_slot[e] = slot
         ds.e_secs_mac[e] = np.int64(ds.out[L.W_MAC])
         ds.e_cnt[e, EC_SECS_EWB] += 1
+        # Its backing: contents at ``size``, PCMD at page index size/4096 (§1.5).
+        backing_store(ds, e, ds.e_size[e] >> 12)
         queue_seal(ds, secs, NONE, e)
         # EWB left the page invalid; EREMOVE of an invalid page is a no-op, then free.
         sgx_encl_free_epc_page(ms, st, secs)
@@ -357,6 +359,7 @@ def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
 @njit
 def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
     sgx_free_va_slot(ds, e, ds.e_secs_va[e], ds.e_secs_slot[e], True)
+    backing_drop(ds, e, ds.e_size[e] >> 12)
     ds.e_secs[e] = epc
     ds.e_secs_va[e] = NONE
     ds.e_cnt[e, EC_SECS_ELDU] += 1
@@ -647,6 +650,20 @@ class SgxDriver:
         self.ds.e_page_cnt[e] += 1
         return va
 
+    def grow_many(self, e: int, n: int, reclaim: bool) -> int:
+        """``n`` calls of :meth:`grow` at once: the VA pages ``n`` more pages need."""
+        ds = self.ds
+        have = int(ds.e_page_cnt[e])
+        need = -(-(have + n) // SGX_VA_SLOT_COUNT) - -(-have // SGX_VA_SLOT_COUNT)
+        for _ in range(need):
+            epc = self.mgr.alloc(self.kind, e, reclaim)
+            if epc < 0:
+                return epc
+            self.cpu.epa_page(epc)
+            self.owner.new_va(e, epc)
+        ds.e_page_cnt[e] = have + n
+        return 0
+
     def shrink(self, e: int, va: int) -> None:
         self.ds.e_page_cnt[e] -= 1
         if va != NONE:
@@ -753,6 +770,9 @@ class SgxDriver:
             return -13  # -EACCES: e.g. PROVISIONKEY without SGX_IOC_ENCLAVE_PROVISION
         reserved = 0xFFFFFFFFFFFFFFFF & ~int(0x7FF) | (1 << 3) | (1 << 8) | (1 << 9)
         if sig.attributes & sig.attributemask & reserved or sig.miscselect & sig.miscmask & ~1:
+            return -22
+        # XFRM likewise; the processor supports legacy XFRM (x87 | SSE) only.
+        if sig.xfrm & sig.xfrmmask & ~0x3:
             return -22
         secs = int(self.ds.e_secs[e])
         rc = SgxReturn.SGX_UNMASKED_EVENT

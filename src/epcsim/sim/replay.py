@@ -1,0 +1,711 @@
+"""The replay engine: a trace of enclave page accesses through the kernel model, compiled.
+
+Policy ``sgx`` replays the whole kernel: every tenant of the trace is an enclave built
+through the uapi (a TCS, its SSA frame and a stack page, then its pages added with EAUG on
+first touch and accepted with EACCEPT, as an SGX2 enclave with dynamic memory does); the
+manager runs with its watermarks, ksgxd and batches of 16; the driver owner writes pages
+back with EBLOCK/ETRACK/IPI/EWB and the fault path loads them with ELDU. Every step is a
+call of the same compiled functions the Python API uses: the leaves of
+:mod:`epcsim.hw.encls`, the manager of :mod:`epcsim.kernel.main`, the driver of
+:mod:`epcsim.kernel.encl`.
+
+Policies ``lru``, ``fifo`` and ``clock`` replay the manager's one-page-per-miss policies
+(watermarks 0, batch 1, direct reclaim on the faulting thread) with a page-cache owner that
+runs no leaves: the cross-check with cache simulators. Their EWB/ELDU counts are the
+evictions and loads those policies would cause.
+
+Virtual time: the thread's clock advances by the cost model's ``request`` cycles per access
+plus its own stalls (AEX, #PF, ELDU or EAUG, ERESUME, waiting for ksgxd on -EBUSY). ksgxd
+runs on its own CPU with its own clock; the thread waits for it only when an allocation
+finds no free page.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from epcsim.arch import Attribute, PageType, Secinfo, Secs, secinfo_flags
+from epcsim.hw import encls as L
+from epcsim.hw.baremetal import tcs_image
+from epcsim.hw.cpu import Processor
+from epcsim.hw.crypto import mrenclave, sign_sigstruct
+from epcsim.jit import njit, njit_closure
+from epcsim.kernel import main as M
+from epcsim.kernel.encl import (
+    EC_EAUG, EC_ELDU, EC_FAULTS, EP_EXISTS, EP_PRESENT, EP_YOUNG, NONE, eldu_metadata,
+    secs_eldu_metadata,
+)
+from epcsim.kernel.instance import KIND_DRIVER, Kernel
+from epcsim.kernel.ioctl import (
+    SGX_IOC_ENCLAVE_ADD_PAGES, SGX_IOC_ENCLAVE_CREATE, SGX_IOC_ENCLAVE_INIT, SGX_PAGE_MEASURE,
+    SgxEnclaveAddPages, SgxEnclaveCreate, SgxEnclaveInit,
+)
+from epcsim.kernel.main import EpcManager
+from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
+from epcsim.kernel.owner import WRITE_FREED, Owner, OwnerOps
+from epcsim.sim import costs as K
+
+POLICIES = ("sgx", "lru", "fifo", "clock")
+
+# Layout of a replay enclave: TCS, SSA frame, stack, then the trace's pages.
+R_TCS, R_SSA, R_STACK = 0, 1, 2
+R_FIRST = 3
+
+# Replay counters (RState.cnt).
+RC_REQUESTS, RC_HITS, RC_FAULTS, RC_EAUG, RC_ELDU, RC_EBUSY, RC_AEX, RC_ERESUME, \
+    RC_EACCEPT, RC_SIGBUS, RC_IPI_AEX = range(11)
+RC_LEN = 11
+
+# Clocks (RState.clk): the thread's, ksgxd's, and the stall split by category.
+CL_THREAD, CL_KSGXD, CL_WORK, CL_FAULT, CL_WAIT, CL_NEXT_SAMPLE, CL_STEP = range(7)
+CL_LEN = 7
+
+# Series columns: virtual time, free pages, faults, EWBs.
+S_T, S_FREE, S_FAULTS, S_EWB = range(4)
+
+
+class ReplayError(RuntimeError):
+    """The replay could not continue (an enclave got SIGBUS: nothing reclaimable)."""
+
+
+class RState(NamedTuple):
+    cnt: np.ndarray       # i64 [RC_LEN]
+    clk: np.ndarray       # i64 [CL_LEN] cycles
+    cost: np.ndarray      # i64 [K_LEN]
+    e_of_tenant: np.ndarray  # i64 per tenant id -> enclave index in the driver
+    e_lp: np.ndarray      # i64 per tenant -> logical processor of its thread
+    e_row: np.ndarray     # i64 per tenant -> the processor's SECS row
+    e_stack: np.ndarray   # i64 per tenant -> EPC page of the pinned stack
+    e_cnt: np.ndarray     # i64 [tenants, 4]: requests, faults, eaug, eldu
+    series: np.ndarray    # i64 [cap, 4]
+    series_n: np.ndarray  # i64 [1]
+    flog: np.ndarray      # i64 [cap, 3]: virtual time, tenant, page (the OS-visible faults)
+    flog_n: np.ndarray    # i64 [1]
+
+
+# ----------------------------------------------------------------------------- page-cache owner
+
+class CacheState(NamedTuple):
+    evicted: np.ndarray   # u8 per cache page index: its copy is "in the backing store"
+    resident: np.ndarray  # i64 per cache page index: EPC page or -1
+    cnt: np.ndarray       # i64 [2]: writes (EWB), loads (ELDU)
+
+
+@njit
+def c_true(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    return 1
+
+
+@njit
+def c_nop(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    return 0
+
+
+@njit
+def c_write(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    os.resident[oid] = -1
+    os.evicted[oid] = 1
+    os.cnt[0] += 1
+    M.count_ewb(ms)
+    return WRITE_FREED
+
+
+class CacheOwner(Owner):
+    name = "page-cache"
+    ops = OwnerOps(c_true, c_nop, c_true, c_nop, c_write)
+
+    def __init__(self, pages: int) -> None:
+        self.state = CacheState(np.zeros(pages, np.uint8), np.full(pages, -1, np.int64),
+                                np.zeros(2, np.int64))
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+@njit
+def _sample(rs: RState, ms: Any) -> None:
+    while rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
+        n = rs.series_n[0]
+        if n < rs.series.shape[0]:
+            rs.series[n, S_T] = rs.clk[CL_NEXT_SAMPLE]
+            rs.series[n, S_FREE] = ms.p[M.P_NR_FREE]
+            rs.series[n, S_FAULTS] = rs.cnt[RC_FAULTS]
+            rs.series[n, S_EWB] = ms.cnt[M.C_EWB]
+            rs.series_n[0] = n + 1
+        rs.clk[CL_NEXT_SAMPLE] += rs.clk[CL_STEP]
+
+
+@njit
+def _log_fault(rs: RState, tenant: int, page: int) -> None:
+    n = rs.flog_n[0]
+    if n < rs.flog.shape[0]:
+        rs.flog[n, 0] = rs.clk[CL_THREAD]
+        rs.flog[n, 1] = tenant
+        rs.flog[n, 2] = page
+    rs.flog_n[0] = n + 1
+
+
+@njit
+def _ksgxd_cost(rs: RState, ms: Any, before: np.ndarray) -> int:
+    c = rs.cost
+    return ((ms.cnt[M.C_BLOCKED] - before[0]) * c[K.K_EBLOCK]
+            + (ms.cnt[M.C_EWB_KSGXD] - before[1]) * c[K.K_EWB]
+            + (ms.cnt[M.C_ETRACK_KSGXD] - before[2]) * c[K.K_ETRACK]
+            + (ms.cnt[M.C_IPI_KSGXD] - before[3]) * c[K.K_IPI])
+
+
+def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
+    """Close the replay loop over a kernel's compiled manager entry points."""
+    alloc = reclaimer.alloc
+    ksgxd = reclaimer.ksgxd
+
+    @njit_closure
+    def run_ksgxd(os: Any, ms: Any, st: Any, rs: RState) -> None:
+        """ksgxd, woken by an allocation, runs on its own CPU from the thread's now."""
+        if ms.p[M.P_WAKE] == 0:
+            return
+        before = np.empty(4, dtype=np.int64)
+        before[0] = ms.cnt[M.C_BLOCKED]
+        before[1] = ms.cnt[M.C_EWB_KSGXD]
+        before[2] = ms.cnt[M.C_ETRACK_KSGXD]
+        before[3] = ms.cnt[M.C_IPI_KSGXD]
+        ksgxd(os, ms, st)
+        start = max(rs.clk[CL_KSGXD], rs.clk[CL_THREAD])
+        rs.clk[CL_KSGXD] = start + _ksgxd_cost(rs, ms, before)
+
+    @njit_closure
+    def get_page(os: Any, ms: Any, st: Any, rs: RState, oid: int) -> int:
+        """A page for the fault path: no reclaim under the mmap lock; wait for ksgxd."""
+        for _ in range(1_000_000):
+            page = alloc(os, ms, st, kind, oid, not sgx, 0)
+            if sgx:
+                run_ksgxd(os, ms, st, rs)
+            if page != -M.EBUSY:
+                return page
+            rs.cnt[RC_EBUSY] += 1
+            if rs.clk[CL_KSGXD] > rs.clk[CL_THREAD]:
+                rs.clk[CL_WAIT] += rs.clk[CL_KSGXD] - rs.clk[CL_THREAD]
+                rs.clk[CL_THREAD] = rs.clk[CL_KSGXD]
+            if ms.p[M.P_WAKE] == 0 and ms.count[M.lru_list(ms)] == 0:
+                return -M.ENOMEM
+        return -M.EAGAIN
+
+    @njit_closure
+    def stall(rs: RState, cycles: int) -> None:
+        rs.clk[CL_THREAD] += cycles
+        rs.clk[CL_FAULT] += cycles
+
+    @njit_closure
+    def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
+                   write: bool) -> int:
+        """One access of tenant ``t`` to its page ``page`` through the kernel model."""
+        ds = os[0]
+        c = rs.cost
+        e = rs.e_of_tenant[t]
+        lp = rs.e_lp[t]
+        ep = ds.e_first[e] + R_FIRST + page
+        lin = ds.e_base[e] + ((R_FIRST + page) << 12)
+        if st.lp_row[lp] == NONE:
+            # An IPI of the reclaimer forced an AEX: the AEP resumes the thread.
+            L.eresume(st, lp, ds.ep_epc[ds.e_first[e] + R_TCS], ds.e_base[e])
+            rs.cnt[RC_IPI_AEX] += 1
+            stall(rs, c[K.K_AEX] + c[K.K_ERESUME])
+        epc = np.int64(ds.ep_epc[ep])
+        if epc >= 0 and (ds.ep_flags[ep] & EP_PRESENT) != 0:
+            if L.access(st, lp, epc, lin, write, False) == 0:
+                ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
+                M.touch(ms, epc)
+                rs.cnt[RC_HITS] += 1
+                return 0
+        # #PF: the thread leaves the enclave, the kernel's fault handler runs.
+        L.aex(st, lp)
+        rs.cnt[RC_AEX] += 1
+        rs.cnt[RC_FAULTS] += 1
+        ds.e_cnt[e, EC_FAULTS] += 1
+        rs.e_cnt[t, 1] += 1
+        _log_fault(rs, t, page)
+        stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW])
+        if ds.e_secs[e] == NONE:
+            secs_page = get_page(os, ms, st, rs, e)
+            if secs_page < 0 or secs_eldu_metadata(ds, ms, st, e, secs_page) != 0:
+                return -1
+            stall(rs, c[K.K_ELDU])
+        fresh = (ds.ep_flags[ep] & EP_EXISTS) == 0
+        if epc < 0:
+            epc = get_page(os, ms, st, rs, ep)
+            if epc < 0:
+                return -1
+            if fresh:
+                if L.eaug(st, epc, ds.e_secs[e], lin, L.PT_REG) != 0:
+                    return -1
+                ds.ep_flags[ep] = EP_EXISTS
+                ds.ep_type[ep] = PageType.REG
+                ds.ep_prot[ep] = 7
+                ds.ep_epc[ep] = epc
+                ds.e_child[e] += 1
+                ds.e_cnt[e, EC_EAUG] += 1
+                M.sgx_mark_page_reclaimable(ms, epc)
+                rs.cnt[RC_EAUG] += 1
+                rs.e_cnt[t, 2] += 1
+                stall(rs, c[K.K_EAUG])
+            else:
+                if eldu_metadata(ds, ms, st, ep, epc) != 0:
+                    return -1
+                rs.cnt[RC_ELDU] += 1
+                rs.e_cnt[t, 3] += 1
+                stall(rs, c[K.K_ELDU])
+        ds.ep_flags[ep] = (ds.ep_flags[ep] | np.uint8(EP_PRESENT)) & ~np.uint8(EP_YOUNG)
+        L.eresume(st, lp, ds.ep_epc[ds.e_first[e] + R_TCS], ds.e_base[e])
+        rs.cnt[RC_ERESUME] += 1
+        stall(rs, c[K.K_ERESUME])
+        if fresh:
+            # The new page is PENDING: the access faults again (EPCM) and the enclave's
+            # handler accepts it with a SECINFO on its stack.
+            L.aex(st, lp)
+            L.eresume(st, lp, ds.ep_epc[ds.e_first[e] + R_TCS], ds.e_base[e])
+            stack_lin = ds.e_base[e] + (R_STACK << 12)
+            if L.eaccept(st, lp, rs.e_stack[t], stack_lin,
+                         (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) != 0:
+                return -1
+            rs.cnt[RC_EACCEPT] += 1
+            stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_ERESUME] + c[K.K_EACCEPT])
+        if L.access(st, lp, epc, lin, write, False) != 0:
+            return -1
+        ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
+        return 1
+
+    @njit_closure
+    def cache_access(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
+                     write: bool) -> int:
+        cs = os[0]
+        c = rs.cost
+        idx = rs.e_of_tenant[t] + page
+        epc = cs.resident[idx]
+        if epc >= 0:
+            M.touch(ms, epc)
+            rs.cnt[RC_HITS] += 1
+            return 0
+        rs.cnt[RC_FAULTS] += 1
+        rs.e_cnt[t, 1] += 1
+        _log_fault(rs, t, page)
+        stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW] + c[K.K_ERESUME])
+        epc = get_page(os, ms, st, rs, idx)
+        if epc < 0:
+            return -1
+        if cs.evicted[idx]:
+            cs.cnt[1] += 1
+            ms.cnt[M.C_ELDU] += 1
+            rs.cnt[RC_ELDU] += 1
+            rs.e_cnt[t, 3] += 1
+            stall(rs, c[K.K_ELDU])
+        else:
+            rs.cnt[RC_EAUG] += 1
+            rs.e_cnt[t, 2] += 1
+            stall(rs, c[K.K_EAUG])
+        cs.resident[idx] = epc
+        M.sgx_mark_page_reclaimable(ms, epc)
+        return 1
+
+    access = sgx_access if sgx else cache_access
+
+    @njit_closure
+    def replay_chunk(os: Any, ms: Any, st: Any, rs: RState, tenants: np.ndarray,
+                     pages: np.ndarray, writes: np.ndarray) -> int:
+        """Replay one chunk; returns the index of a request that failed, or -1."""
+        work = rs.cost[K.K_REQUEST]
+        for i in range(pages.shape[0]):
+            t = tenants[i]
+            rs.clk[CL_THREAD] += work
+            rs.clk[CL_WORK] += work
+            rs.cnt[RC_REQUESTS] += 1
+            rs.e_cnt[t, 0] += 1
+            if access(os, ms, st, rs, t, pages[i], writes[i]) < 0:
+                rs.cnt[RC_SIGBUS] += 1
+                return i
+            if rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
+                _sample(rs, ms)
+        return -1
+
+    return replay_chunk
+
+
+_engines: dict[tuple[int, bool], Any] = {}
+
+
+def engine_for(mgr: EpcManager, sgx: bool) -> Any:
+    key = (id(mgr.fns), sgx)
+    eng = _engines.get(key)
+    if eng is None:
+        eng = make_engine(mgr.fns, KIND_DRIVER, sgx)
+        _engines[key] = eng
+    return eng
+
+
+# ----------------------------------------------------------------------------- id mapping
+
+@njit
+def _hash_insert(keys: np.ndarray, tens: np.ndarray, vals: np.ndarray, next_id: np.ndarray,
+                 obj: np.ndarray, tenant: np.ndarray, out: np.ndarray, insert: bool) -> int:
+    """Map (tenant, object id) to a dense page number per tenant (open addressing)."""
+    mask = keys.shape[0] - 1
+    added = 0
+    for i in range(obj.shape[0]):
+        k = obj[i]
+        t = np.int64(tenant[i])
+        h = (k ^ (np.uint64(t) * np.uint64(0x9E3779B97F4A7C15))) * np.uint64(0xBF58476D1CE4E5B9)
+        j = np.int64(h >> np.uint64(20)) & mask
+        while True:
+            if vals[j] < 0:
+                if not insert:
+                    out[i] = -1
+                    break
+                keys[j] = k
+                tens[j] = t
+                vals[j] = next_id[t]
+                next_id[t] += 1
+                out[i] = vals[j]
+                added += 1
+                break
+            if keys[j] == k and tens[j] == t:
+                out[i] = vals[j]
+                break
+            j = (j + 1) & mask
+    return added
+
+
+class IdMap:
+    """Object ids to dense page numbers per tenant; identity when ids are already dense."""
+
+    def __init__(self, max_tenants: int = 1 << 16) -> None:
+        self.identity = True
+        self.max_tenants = max_tenants
+        self.footprint = np.zeros(0, dtype=np.int64)   # pages per tenant
+        self._keys = np.zeros(0, dtype=np.uint64)
+        self._tens = np.zeros(0, dtype=np.int64)
+        self._vals = np.zeros(0, dtype=np.int64)
+        self._count = 0
+        self._next = np.zeros(max_tenants, dtype=np.int64)
+        self.tenant_ids: list[int] = []
+
+    IDENTITY_LIMIT = 1 << 26  # 256 GiB of enclave pages
+
+    def scan(self, factory: Callable[[], Iterable[Any]]) -> int:
+        """First pass: each tenant's footprint. Returns the number of requests.
+
+        Object ids below ``IDENTITY_LIMIT`` are used as page numbers directly; otherwise the
+        trace is read again into a hash table that numbers pages in order of first use.
+        """
+        total = 0
+        maxes: dict[int, int] = {}
+        for ch in factory():
+            total += ch.obj.shape[0]
+            if not ch.obj.shape[0]:
+                continue
+            if int(ch.tenant.max()) >= self.max_tenants:
+                raise ValueError(f"tenant id {int(ch.tenant.max())} is too large "
+                                 f"(at most {self.max_tenants - 1})")
+            for t in np.unique(ch.tenant):
+                m = int(ch.obj[ch.tenant == t].max())
+                maxes[int(t)] = max(maxes.get(int(t), -1), m)
+            if max(maxes.values()) >= self.IDENTITY_LIMIT:
+                self.identity = False
+                break
+        if self.identity:
+            n = max(maxes) + 1 if maxes else 0
+            self.footprint = np.zeros(n, dtype=np.int64)
+            for t, m in maxes.items():
+                self.footprint[t] = m + 1
+        else:
+            total = 0
+            for ch in factory():
+                total += ch.obj.shape[0]
+                self._insert(ch)
+            n = int(np.nonzero(self._next)[0].max()) + 1 if self._next.any() else 0
+            self.footprint = self._next[:n].copy()
+        self.tenant_ids = [t for t in range(len(self.footprint)) if self.footprint[t] > 0]
+        return total
+
+    def _ensure(self, more: int) -> None:
+        need = 2 * (self._count + more)
+        if self._keys.shape[0] >= need:
+            return
+        cap = 1 << max(10, (need - 1).bit_length())
+        old = (self._keys, self._tens, self._vals)
+        self._keys = np.zeros(cap, dtype=np.uint64)
+        self._tens = np.zeros(cap, dtype=np.int64)
+        self._vals = np.full(cap, -1, dtype=np.int64)
+        live = old[2] >= 0
+        if live.any():
+            nxt = np.zeros(self.max_tenants, dtype=np.int64)
+            out = np.empty(int(live.sum()), dtype=np.int64)
+            order = np.argsort(old[2][live], kind="stable")
+            keys, tens = old[0][live][order], old[1][live][order]
+            # Re-insert in dense order per tenant so every page keeps its number.
+            for t in np.unique(tens):
+                sel = tens == t
+                _hash_insert(self._keys, self._tens, self._vals, nxt, keys[sel],
+                             tens[sel].astype(np.uint32), out[: int(sel.sum())], True)
+
+    def _insert(self, ch: Any) -> None:
+        self._ensure(ch.obj.shape[0])
+        out = np.empty(ch.obj.shape[0], dtype=np.int64)
+        self._count += _hash_insert(self._keys, self._tens, self._vals, self._next,
+                                    ch.obj.astype(np.uint64), ch.tenant, out, True)
+
+    def map(self, ch: Any) -> np.ndarray:
+        if self.identity:
+            return ch.obj.astype(np.int64)
+        out = np.empty(ch.obj.shape[0], dtype=np.int64)
+        _hash_insert(self._keys, self._tens, self._vals, self._next, ch.obj.astype(np.uint64),
+                     ch.tenant, out, False)
+        return out
+
+    def bytes(self) -> int:
+        return self._keys.nbytes + self._tens.nbytes + self._vals.nbytes
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class ReplayConfig:
+    policy: str = "sgx"
+    epc_pages: int = 24576
+    platform: K.Platform = field(default_factory=lambda: K.PRESETS["client-sgx1"])
+    low: int = 32
+    high: int = 64
+    batch: int = 16
+    series_step_s: float = 0.001
+    fault_log: int = 1 << 20
+    seed: int = 0
+
+
+@dataclass
+class ReplayResult:
+    summary: dict[str, Any]
+    per_enclave: list[dict[str, Any]]
+    series: np.ndarray
+    faults: np.ndarray
+
+
+class Replay:
+    """Build the machine for a trace's footprint, then replay its chunks."""
+
+    def __init__(self, cfg: ReplayConfig, footprint: np.ndarray, tenant_ids: list[int]) -> None:
+        if cfg.policy not in POLICIES:
+            raise ValueError(f"unknown policy {cfg.policy!r}; choose one of "
+                             f"{', '.join(POLICIES)}")
+        if cfg.epc_pages < 16:
+            raise ValueError("the EPC needs at least 16 pages")
+        self.cfg = cfg
+        self.sgx = cfg.policy == "sgx"
+        self.tenant_ids = tenant_ids
+        self.footprint = footprint
+        ntenants = len(footprint)
+        cost = cfg.platform.costs.vector()
+        step = max(1, int(cfg.series_step_s * cfg.platform.ghz * 1e9))
+        self.rs = RState(
+            cnt=np.zeros(RC_LEN, np.int64),
+            clk=np.array([0, 0, 0, 0, 0, step, step], dtype=np.int64),
+            cost=cost, e_of_tenant=np.full(ntenants, -1, np.int64),
+            e_lp=np.full(ntenants, -1, np.int64), e_row=np.full(ntenants, -1, np.int64),
+            e_stack=np.full(ntenants, -1, np.int64), e_cnt=np.zeros((ntenants, 4), np.int64),
+            series=np.zeros((4096, 4), np.int64), series_n=np.zeros(1, np.int64),
+            flog=np.zeros((cfg.fault_log, 3), np.int64), flog_n=np.zeros(1, np.int64))
+        if self.sgx:
+            self._build_sgx()
+        else:
+            self._build_cache()
+        self.engine = engine_for(self.mgr, self.sgx)
+
+    # -------------------------------------------------------------- machines
+    def _build_cache(self) -> None:
+        cfg = self.cfg
+        total = int(self.footprint.sum())
+        self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=1)
+        self.owner = CacheOwner(max(total, 1))
+        self.mgr = EpcManager(self.cpu, [self.owner], low=0, high=0, batch=1,
+                              policy=cfg.policy)
+        acc = 0
+        for t in self.tenant_ids:
+            self.rs.e_of_tenant[t] = acc
+            acc += int(self.footprint[t])
+        self.states = (self.owner.state,)
+
+    def _build_sgx(self) -> None:
+        cfg = self.cfg
+        n = len(self.tenant_ids)
+        self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1)
+        self.kernel = Kernel(self.cpu, low=cfg.low, high=cfg.high, batch=cfg.batch,
+                             policy="sgx")
+        self.mgr = self.kernel.mgr
+        self.files = []
+        base = 0x100_0000_0000
+        for lp, t in enumerate(self.tenant_ids):
+            pages = R_FIRST + int(self.footprint[t])
+            size = 8192
+            while size < pages * 4096:
+                size <<= 1
+            base = -(-base // size) * size
+            self._build_enclave(lp, t, base, size)
+            base += size
+        self.states = self.mgr.owner_states()
+
+    def _build_enclave(self, lp: int, t: int, base: int, size: int) -> None:
+        k = self.kernel
+        f = k.open_enclave()
+        secs = Secs(size=size, baseaddr=base, ssaframesize=1, attributes=Attribute.MODE64BIT,
+                    xfrm=3)
+        if f.ioctl(SGX_IOC_ENCLAVE_CREATE, SgxEnclaveCreate(secs.pack())):
+            raise ReplayError("ECREATE of the replay enclave failed (EPC too small?)")
+        tcs = tcs_image(ossa=R_SSA * 4096, nssa=1, oentry=0)
+        rw = secinfo_flags(PageType.REG, PROT_READ | PROT_WRITE)
+        image = [(R_TCS * 4096, secinfo_flags(PageType.TCS), tcs),
+                 (R_SSA * 4096, rw, bytes(4096)), (R_STACK * 4096, rw, bytes(4096))]
+        for off, flags, data in image:
+            arg = SgxEnclaveAddPages(src=data, offset=off, length=4096,
+                                     secinfo=Secinfo(flags=flags).pack(), flags=SGX_PAGE_MEASURE)
+            if f.ioctl(SGX_IOC_ENCLAVE_ADD_PAGES, arg):
+                raise ReplayError("building the replay enclave failed (EPC too small?)")
+        records = [(off, flags & ~0x7 if flags >> 8 == PageType.TCS else flags, data)
+                   for off, flags, data in image]
+        sig = sign_sigstruct(mrenclave(1, size, records), attributes=int(Attribute.MODE64BIT))
+        if f.ioctl(SGX_IOC_ENCLAVE_INIT, SgxEnclaveInit(sig)):
+            raise ReplayError("EINIT of the replay enclave failed")
+        e = f.e
+        drv, ds = k.sgx, k.sgx.ds
+        # VA pages for the whole footprint now, as if every page had been added: the fault
+        # path then never needs one (the kernel's EAUG path grows without reclaim).
+        if drv.grow_many(e, int(self.footprint[t]), True) < 0:
+            raise ReplayError("not enough EPC for the replay enclave's VA pages")
+        mm = k.new_mm(f"tenant{t}")
+        f.mmap(mm, base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED)
+        # The thread's TCS, SSA frame and stack stay resident: pinned off the LRU.
+        for r in (R_TCS, R_SSA, R_STACK):
+            ep = int(ds.e_first[e]) + r
+            epc = drv.load_page(e, ep)
+            self.mgr.unmark_reclaimable(epc)
+            ds.ep_flags[ep] |= EP_PRESENT
+        self.cpu.aspace[lp] = mm
+        self.cpu.eenter(lp, base)
+        self.rs.e_of_tenant[t] = e
+        self.rs.e_lp[t] = lp
+        self.rs.e_stack[t] = int(ds.ep_epc[int(ds.e_first[e]) + R_STACK])
+        self.files.append(f)
+
+    # -------------------------------------------------------------- replay
+    def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
+        self._grow_series()
+        bad = self.engine(self.states, self.mgr.ms, self.cpu.st, self.rs, tenants, pages,
+                          writes)
+        if bad >= 0:
+            raise ReplayError(f"request {int(self.rs.cnt[RC_REQUESTS])}: the enclave got "
+                              f"SIGBUS (no EPC page could be found)")
+
+    def _grow_series(self) -> None:
+        rs = self.rs
+        if rs.series_n[0] > rs.series.shape[0] // 2:
+            bigger = np.zeros((rs.series.shape[0] * 2, 4), np.int64)
+            bigger[: rs.series.shape[0]] = rs.series
+            self.rs = rs._replace(series=bigger)
+
+    def result(self, wall_s: float) -> ReplayResult:
+        rs, cfg = self.rs, self.cfg
+        c = self.mgr.counters()
+        ghz = cfg.platform.ghz
+        requests = int(rs.cnt[RC_REQUESTS])
+        faults = int(rs.cnt[RC_FAULTS])
+        thread = int(rs.clk[CL_THREAD])
+        work = int(rs.clk[CL_WORK])
+        summary: dict[str, Any] = {
+            "policy": cfg.policy, "platform": cfg.platform.name, "epc_pages": cfg.epc_pages,
+            "enclaves": len(self.tenant_ids), "footprint_pages": int(self.footprint.sum()),
+            "requests": requests, "hits": int(rs.cnt[RC_HITS]), "faults": faults,
+            "miss_ratio": faults / requests if requests else 0.0,
+            "eaug": int(rs.cnt[RC_EAUG]), "eldu": int(rs.cnt[RC_ELDU]),
+            "ewb": c["ewb"], "etrack": c["etrack"], "ipi": c["ipi"],
+            "ebusy_waits": int(rs.cnt[RC_EBUSY]), "ipi_aex": int(rs.cnt[RC_IPI_AEX]),
+            "ksgxd_wakeups": c["ksgxd_wakeups"], "ksgxd_batches": c["ksgxd_batches"],
+            "reclaimed_ksgxd": c["reclaimed_ksgxd"], "reclaimed_direct": c["reclaimed_direct"],
+            "virtual_time_s": thread / (ghz * 1e9),
+            "virtual_time_breakdown_s": {
+                "work": work / (ghz * 1e9),
+                "faults": int(rs.clk[CL_FAULT]) / (ghz * 1e9),
+                "waiting_for_ksgxd": int(rs.clk[CL_WAIT]) / (ghz * 1e9),
+            },
+            "ksgxd_busy_s": int(rs.clk[CL_KSGXD]) / (ghz * 1e9),
+            "slowdown": thread / work if work else 1.0,
+            "wall_s": wall_s,
+            "requests_per_s": requests / wall_s if wall_s > 0 else 0.0,
+            "sgx_nr_free_pages": self.mgr.sgx_nr_free_pages,
+        }
+        per = []
+        for t in self.tenant_ids:
+            r, f, a, d = (int(x) for x in rs.e_cnt[t])
+            per.append({"tenant": t, "pages": int(self.footprint[t]), "requests": r,
+                        "faults": f, "eaug": a, "eldu": d,
+                        "miss_ratio": f / r if r else 0.0})
+        n = int(rs.series_n[0])
+        m = min(int(rs.flog_n[0]), rs.flog.shape[0])
+        return ReplayResult(summary, per, rs.series[:n].copy(), rs.flog[:m].copy())
+
+
+def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None) -> ReplayResult:
+    """Replay a trace: ``reader_factory()`` yields chunks (called twice: scan, then replay).
+
+    ``wall_s`` runs from starting to read the trace to the end of the simulation; compiling
+    the engine (once per process, before that) is reported apart as ``compile_s``.
+    """
+    warm = time.perf_counter()
+    warm_up(cfg)
+    compile_s = time.perf_counter() - warm
+    t0 = time.perf_counter()
+    ids = IdMap()
+    ids.scan(reader_factory)
+    if not ids.tenant_ids:
+        raise ValueError("the trace has no requests")
+    rp = Replay(cfg, ids.footprint, ids.tenant_ids)
+    t1 = time.perf_counter()
+    for ch in reader_factory():
+        pages = ids.map(ch)
+        rp.feed(ch.tenant.astype(np.int64), pages, ch.write)
+        if progress is not None:
+            progress(ch.obj.shape[0])
+    t2 = time.perf_counter()
+    res = rp.result(t2 - t0)
+    res.summary["compile_s"] = compile_s
+    res.summary["setup_s"] = t1 - t0
+    res.summary["replay_s"] = t2 - t1
+    res.summary["id_map"] = "identity" if ids.identity else "hash"
+    res.summary["state_bytes"] = state_bytes(rp) + ids.bytes()
+    res.summary["state_bytes_per_page"] = res.summary["state_bytes"] / max(
+        1, cfg.epc_pages + int(ids.footprint.sum()))
+    return res
+
+
+_warmed: set[str] = set()
+
+
+def warm_up(cfg: ReplayConfig) -> None:
+    """Compile the engine for ``cfg.policy`` on a tiny machine (once per process)."""
+    kind = "sgx" if cfg.policy == "sgx" else "cache"
+    if kind in _warmed:
+        return
+    tiny = ReplayConfig(policy=cfg.policy, epc_pages=64, platform=cfg.platform, low=4, high=8,
+                        batch=4, fault_log=4)
+    rp = Replay(tiny, np.array([128], dtype=np.int64), [0])
+    pages = (np.arange(512, dtype=np.int64) * 7) % 128
+    rp.feed(np.zeros(512, np.int64), pages, np.zeros(512, np.bool_))
+    rp.result(1.0)
+    _warmed.add(kind)
+
+
+def state_bytes(rp: Replay) -> int:
+    """Bytes of every array of the processor, the manager and the owners."""
+    total = 0
+    for tup in (rp.cpu.st, rp.mgr.ms, *rp.states, rp.rs):
+        total += sum(a.nbytes for a in tup if isinstance(a, np.ndarray))
+    return total
