@@ -112,6 +112,104 @@ def selftest(suite: str, epc_size: str, names: tuple[str, ...], as_json: bool) -
         raise click.exceptions.Exit(1)
 
 
+def parse_columns(text: str | None) -> dict[str, int | str] | None:
+    """``obj=2,tenant=3`` (1-based numbers or header names) for CSV traces."""
+    if not text:
+        return None
+    out: dict[str, int | str] = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"--columns wants key=column pairs like obj=2,tenant=3 (got {text!r})")
+        v = value.strip()
+        out[key.strip()] = int(v) if v.isdigit() else v
+    return out
+
+
+@app.command()
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
+              required=True, help="Trace format (libCacheSim's binary formats, CSV, numpy).")
+@click.option("--epc-pages", type=click.IntRange(min=16), required=True,
+              help="EPC size in 4 KiB pages.")
+@click.option("--policy", type=click.Choice(["sgx", "lru", "fifo", "clock"]), default="sgx",
+              show_default=True, help="sgx: the whole kernel model; lru/fifo/clock: the "
+              "manager's one-page-per-miss policies.")
+@click.option("--platform", "platform_name", default="client-sgx1", show_default=True,
+              help="Cost model and clock: client-sgx1, server-sgx1, xeon-icx.")
+@click.option("--columns", help="CSV column map, e.g. obj=2,tenant=3,op=4 (1-based or names).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Also write summary.json, per-enclave metrics, the time series and the "
+              "OS-visible fault sequence (Parquet) here.")
+def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str,
+           columns: str | None, as_json: bool, out_dir: str | None) -> None:
+    """Replay a page-access TRACE on a platform and report what paging cost."""
+    from epcsim.sim import costs
+    from epcsim.sim.replay import ReplayConfig, ReplayError, replay_chunks
+    from epcsim.workload.traces import TraceError, open_trace
+
+    try:
+        plat = costs.preset(platform_name)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    cols = parse_columns(columns)
+    try:
+        reader = open_trace(trace, fmt, columns=cols)
+        total = reader.count()
+        cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
+        progress = _progress(total, as_json)
+        with progress as bar:
+            task = bar.add_task("replay", total=total) if bar else None
+            res = replay_chunks(cfg, lambda: open_trace(trace, fmt, columns=cols),
+                                progress=(lambda n: bar.advance(task, n)) if bar else None)
+    except TraceError as e:
+        raise UsageError(str(e)) from None
+    except (ReplayError, ValueError) as e:
+        raise UsageError(f"{e} ({trace})") from None
+    if out_dir:
+        from epcsim.sim.metrics import write_results
+
+        write_results(out_dir, res)
+    if as_json:
+        click.echo(json.dumps(res.summary, indent=2))
+        return
+    _print_summary(res.summary, f"replay of {trace}")
+
+
+def _progress(total: int | None, quiet: bool):  # type: ignore[no-untyped-def]
+    import sys as _sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    if quiet or not _sys.stderr.isatty():
+        return _NullProgress()
+    return Progress("[progress.description]{task.description}", BarColumn(),
+                    MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+class _NullProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *a: object) -> None:
+        return None
+
+
+def _print_summary(summary: dict, title: str) -> None:  # type: ignore[type-arg]
+    table = Table(title=title)
+    table.add_column("measure", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.4g}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.6g}"
+        table.add_row(key, str(value))
+    console.print(table)
+
+
 class _null:
     def __enter__(self) -> None:
         return None

@@ -9,7 +9,7 @@ import json
 import sys
 
 import numpy as np
-from conftest import Rig
+from rig import Rig
 
 
 def run(seed: int, steps: int = 600) -> dict[str, object]:

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
-from conftest import Rig
+from rig import Rig
 
 from epcsim.arch import PageType, Secs, secinfo_flags
 from epcsim.hw import encls as L

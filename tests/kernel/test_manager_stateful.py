@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from conftest import Rig
+from rig import Rig
 
 from epcsim.kernel.main import EBUSY, ENOMEM, W_FREE, W_LRU, W_UNTRACKED
 

@@ -12,7 +12,7 @@ from collections import OrderedDict, deque
 
 import numpy as np
 import pytest
-from conftest import Rig
+from rig import Rig
 
 
 def ref_misses(policy: str, trace: list[int], capacity: int) -> int:

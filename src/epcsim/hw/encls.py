@@ -27,7 +27,7 @@ from epcsim.hw.epc import (
 from epcsim.hw.tracking import (
     enter_epoch, leave_epoch, lps_inside, start_tracking_cycle, tracking_correct,
 )
-from epcsim.jit import njit
+from epcsim.jit import njit, njit_inline
 
 # Page types (arch.PageType), as plain ints for compiled code.
 PT_SECS = 0

@@ -24,7 +24,7 @@ import numpy as np
 from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor, SealedPage
-from epcsim.jit import njit
+from epcsim.jit import njit, njit_inline
 from epcsim.kernel.main import (
     C_ELDU, EpcManager, count_etrack, count_ewb, count_ipi, sgx_encl_free_epc_page,
     sgx_mark_page_reclaimable,
@@ -106,7 +106,7 @@ class DState(NamedTuple):
 
 # ----------------------------------------------------------------------------- VA slots
 
-@njit
+@njit_inline
 def va_list_del(ds: DState, e: int, va: int) -> None:
     p = ds.va_prev[va]
     n = ds.va_next[va]
@@ -122,7 +122,7 @@ def va_list_del(ds: DState, e: int, va: int) -> None:
     ds.va_prev[va] = NONE
 
 
-@njit
+@njit_inline
 def va_list_add_head(ds: DState, e: int, va: int) -> None:
     h = ds.e_va_head[e]
     ds.va_prev[va] = NONE
@@ -134,7 +134,7 @@ def va_list_add_head(ds: DState, e: int, va: int) -> None:
     ds.e_va_head[e] = va
 
 
-@njit
+@njit_inline
 def va_list_add_tail(ds: DState, e: int, va: int) -> None:
     t = ds.e_va_tail[e]
     ds.va_next[va] = NONE
@@ -179,13 +179,13 @@ def sgx_free_va_slot(ds: DState, e: int, va: int, slot: int, to_head: bool) -> N
 
 # ----------------------------------------------------------------------------- backing
 
-@njit
+@njit_inline
 def pcmd_index(ds: DState, e: int, index: int) -> int:
     """The enclave's PCMD backing page of page ``index`` (32 PCMDs share one page)."""
     return ds.e_first[e] + (index >> 5)
 
 
-@njit
+@njit_inline
 def backing_store(ds: DState, e: int, index: int) -> None:
     ds.e_evicted[e] += 1
     pi = pcmd_index(ds, e, index)
@@ -194,7 +194,7 @@ def backing_store(ds: DState, e: int, index: int) -> None:
     ds.pcmd_use[pi] += 1
 
 
-@njit
+@njit_inline
 def backing_drop(ds: DState, e: int, index: int) -> None:
     """After ELDU: the contents page is truncated, and the PCMD page once it is all zero."""
     ds.e_evicted[e] -= 1
@@ -241,7 +241,7 @@ def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> t
     return rc, va, slot
 
 
-@njit
+@njit_inline
 def queue_seal(ds: DState, epc: int, ep: int, secs_of: int) -> None:
     if sealing(ds):
         n = ds.sq_n[0]
@@ -253,7 +253,7 @@ def queue_seal(ds: DState, epc: int, ep: int, secs_of: int) -> None:
         ds.sq_n[0] = n + 1
 
 
-@njit
+@njit_inline
 def sealing(ds: DState) -> bool:
     """Content mode: the queue has room (metadata mode gives it one unused row)."""
     return ds.sq.shape[0] > 1
@@ -279,7 +279,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
 
 # ----------------------------------------------------------------------------- the owner
 
-@njit
+@njit_inline
 def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     e = ds.ep_encl[oid]
     if (ds.e_flags[e] & SGX_ENCL_DEAD) != 0 or ds.e_ref[e] <= 0:
@@ -288,13 +288,13 @@ def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     return 1
 
 
-@njit
+@njit_inline
 def drv_put(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     ds.e_ref[ds.ep_encl[oid]] -= 1
     return 0
 
 
-@njit
+@njit_inline
 def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Age by the PTE accessed bit (test and clear); refuse young pages; reserve the rest."""
     if arg == 1 and (ds.ep_flags[oid] & EP_YOUNG) != 0:
@@ -304,7 +304,7 @@ def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
     return 1
 
 
-@njit
+@njit_inline
 def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Zap the PTEs, then EBLOCK (failure only warns in the kernel)."""
     ds.ep_flags[oid] &= ~np.uint8(EP_PRESENT | EP_YOUNG)

@@ -18,6 +18,7 @@ each node is FIFO) and one reclaim LRU (head = oldest), as in kernel-sgx.md §2.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -26,7 +27,7 @@ import numpy as np
 from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import njit, njit_closure
+from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -111,7 +112,7 @@ class MgrState(NamedTuple):
 
 # ----------------------------------------------------------------------------- lists
 
-@njit
+@njit_inline
 def list_push_tail(ms: MgrState, lst: int, page: int) -> None:
     t = ms.tail[lst]
     ms.prv[page] = t
@@ -124,7 +125,7 @@ def list_push_tail(ms: MgrState, lst: int, page: int) -> None:
     ms.count[lst] += 1
 
 
-@njit
+@njit_inline
 def list_pop_head(ms: MgrState, lst: int) -> int:
     page = ms.head[lst]
     if page == NO_LINK:
@@ -141,7 +142,7 @@ def list_pop_head(ms: MgrState, lst: int) -> int:
     return page
 
 
-@njit
+@njit_inline
 def list_del(ms: MgrState, lst: int, page: int) -> None:
     p = ms.prv[page]
     n = ms.nxt[page]
@@ -158,22 +159,22 @@ def list_del(ms: MgrState, lst: int, page: int) -> None:
     ms.count[lst] -= 1
 
 
-@njit
+@njit_inline
 def lru_list(ms: MgrState) -> int:
     return ms.p[P_NNODES]
 
 
-@njit
+@njit_inline
 def where(ms: MgrState, page: int) -> int:
     return ms.where[page] & W_MASK
 
 
-@njit
+@njit_inline
 def set_where(ms: MgrState, page: int, w: int) -> None:
     ms.where[page] = w
 
 
-@njit
+@njit_inline
 def log(ms: MgrState, event: int, page: int, arg: int) -> None:
     n = ms.p[P_EV_N]
     if n < ms.ev.shape[0]:
@@ -183,7 +184,7 @@ def log(ms: MgrState, event: int, page: int, arg: int) -> None:
     ms.p[P_EV_N] = n + 1
 
 
-@njit
+@njit_inline
 def page_node(st: Any, page: int) -> int:
     for i in range(st.sec_first.shape[0]):
         if st.sec_first[i] <= page < st.sec_first[i] + st.sec_npages[i]:
@@ -193,7 +194,7 @@ def page_node(st: Any, page: int) -> int:
 
 # ----------------------------------------------------------------------------- free lists
 
-@njit
+@njit_inline
 def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     """Return a page already in the uninitialised EPCM state to its node's free list."""
     set_where(ms, page, W_FREE)
@@ -205,7 +206,7 @@ def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     log(ms, EV_FREE, page, 0)
 
 
-@njit
+@njit_inline
 def take_free_page(ms: MgrState, node: int) -> int:
     """``__sgx_alloc_epc_page``: the head of the first non-empty free list from ``node`` on."""
     n = ms.p[P_NNODES]
@@ -219,7 +220,7 @@ def take_free_page(ms: MgrState, node: int) -> int:
     return NO_LINK
 
 
-@njit
+@njit_inline
 def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
     """EREMOVE the page and free it; a failing EREMOVE leaks it, as the kernel does."""
     w = where(ms, page)
@@ -235,13 +236,13 @@ def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
     return 0
 
 
-@njit
+@njit_inline
 def sgx_mark_page_reclaimable(ms: MgrState, page: int) -> None:
     set_where(ms, page, W_LRU)
     list_push_tail(ms, lru_list(ms), page)
 
 
-@njit
+@njit_inline
 def sgx_unmark_page_reclaimable(ms: MgrState, page: int) -> int:
     """Take a page off the LRU: -EBUSY while the reclaimer holds it isolated."""
     w = where(ms, page)
@@ -253,12 +254,12 @@ def sgx_unmark_page_reclaimable(ms: MgrState, page: int) -> int:
     return 0
 
 
-@njit
+@njit_inline
 def sgx_should_reclaim(ms: MgrState, watermark: int) -> bool:
     return ms.p[P_NR_FREE] < watermark and ms.count[lru_list(ms)] > 0
 
 
-@njit
+@njit_inline
 def touch(ms: MgrState, page: int) -> None:
     """An access the policy sees (the kernel's own policy sees accesses through owners)."""
     policy = ms.p[P_POLICY]
@@ -272,25 +273,25 @@ def touch(ms: MgrState, page: int) -> None:
         ms.where[page] |= W_REF
 
 
-@njit
+@njit_inline
 def _counted(ms: MgrState, counter: int, ksgxd_counter: int) -> None:
     ms.cnt[counter] += 1
     if ms.p[P_CPU] == 1:
         ms.cnt[ksgxd_counter] += 1
 
 
-@njit
+@njit_inline
 def count_etrack(ms: MgrState) -> None:
     """Owners report the ETRACKs, IPIs and EWBs of their write operation here."""
     _counted(ms, C_ETRACK, C_ETRACK_KSGXD)
 
 
-@njit
+@njit_inline
 def count_ipi(ms: MgrState) -> None:
     _counted(ms, C_IPI, C_IPI_KSGXD)
 
 
-@njit
+@njit_inline
 def count_ewb(ms: MgrState) -> None:
     _counted(ms, C_EWB, C_EWB_KSGXD)
 
@@ -303,6 +304,7 @@ class Reclaimer(NamedTuple):
     reclaim_pages: Any
     alloc: Any
     ksgxd: Any
+    cache: bool
 
 
 _reclaimers: dict[int, Reclaimer] = {}
@@ -313,9 +315,11 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
     hit = _reclaimers.get(id(d))
     if hit is not None:
         return hit
-    get, put, reclaim, block, write = d
+    get, put, reclaim, block, write = d.get, d.put, d.reclaim, d.block, d.write
+    closure_inline = functools.partial(njit_closure_inline, cache=d.cache)
+    closure = functools.partial(njit_closure, cache=d.cache)
 
-    @njit_closure
+    @closure_inline
     def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
         """One batch in the v13 order: isolate+get, reclaim, block all, write+put, free.
 
@@ -386,7 +390,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
                 set_where(ms, page, W_UNTRACKED)
         return isolated
 
-    @njit_closure
+    @closure_inline
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
                            do_reclaim: bool, node: int) -> int:
         """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them."""
@@ -430,7 +434,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
             log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
         return rc
 
-    @njit_closure
+    @closure
     def ksgxd(os: Any, ms: MgrState, st: Any) -> int:
         """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep."""
         if ms.p[P_WAKE] == 0:
@@ -453,7 +457,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
         ms.p[P_WAKE] = 0
         return batches
 
-    r = Reclaimer(sgx_reclaim_pages, sgx_alloc_epc_page, ksgxd)
+    r = Reclaimer(sgx_reclaim_pages, sgx_alloc_epc_page, ksgxd, d.cache)
     _reclaimers[id(d)] = r
     return r
 

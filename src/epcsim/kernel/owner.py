@@ -29,10 +29,11 @@ the manager imports no owner.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from epcsim.jit import njit_closure
+from epcsim.jit import cacheable, njit_closure_inline
 
 WRITE_FREED = 0     # the page was written back (or is gone): free it after put
 WRITE_RETRY = 1     # the owner could not write it now: back to the LRU tail
@@ -64,7 +65,8 @@ class Owner:
         """Called after every manager call that may have reclaimed this owner's pages."""
 
 
-def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0) -> Callable[..., int]:
+def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0,
+                  cache: bool = False) -> Callable[..., int]:
     """A compiled ``d(owner_states, kind, ms, st, page, oid, arg)`` that calls ``fns[kind]``.
 
     Built as a chain of closures with the kind as a compile-time constant, so the tuple of
@@ -72,13 +74,13 @@ def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0) -> Callable[...
     """
     f = fns[k]
     if k == len(fns) - 1:
-        @njit_closure
+        @functools.partial(njit_closure_inline, cache=cache)
         def last(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
             return f(os[k], ms, st, page, oid, arg)
         return last
-    rest = make_dispatch(fns, k + 1)
+    rest = make_dispatch(fns, k + 1, cache)
 
-    @njit_closure
+    @functools.partial(njit_closure_inline, cache=cache)
     def step(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
         if kind == k:
             return f(os[k], ms, st, page, oid, arg)
@@ -92,6 +94,7 @@ class Dispatch(NamedTuple):
     reclaim: Callable[..., int]
     block: Callable[..., int]
     write: Callable[..., int]
+    cache: bool   # every owner is epcsim's own: closures over them may be cached on disk
 
 
 _cache: dict[tuple[int, ...], Dispatch] = {}
@@ -102,6 +105,8 @@ def dispatch_for(owners: Sequence[OwnerOps]) -> Dispatch:
     key = tuple(id(f) for ops in owners for f in ops)
     d = _cache.get(key)
     if d is None:
-        d = Dispatch(*(make_dispatch([ops[i] for ops in owners]) for i in range(5)))
+        cache = cacheable(*(f for ops in owners for f in ops))
+        d = Dispatch(*(make_dispatch([ops[i] for ops in owners], 0, cache) for i in range(5)),
+                     cache)
         _cache[key] = d
     return d

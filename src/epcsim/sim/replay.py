@@ -22,6 +22,7 @@ finds no free page.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from epcsim.hw import encls as L
 from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
-from epcsim.jit import njit, njit_closure
+from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
 from epcsim.kernel import main as M
 from epcsim.kernel.encl import (
     EC_EAUG, EC_ELDU, EC_FAULTS, EP_EXISTS, EP_PRESENT, EP_YOUNG, NONE, eldu_metadata,
@@ -96,17 +97,17 @@ class CacheState(NamedTuple):
     cnt: np.ndarray       # i64 [2]: writes (EWB), loads (ELDU)
 
 
-@njit
+@njit_inline
 def c_true(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     return 1
 
 
-@njit
+@njit_inline
 def c_nop(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     return 0
 
 
-@njit
+@njit_inline
 def c_write(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     os.resident[oid] = -1
     os.evicted[oid] = 1
@@ -126,7 +127,7 @@ class CacheOwner(Owner):
 
 # ----------------------------------------------------------------------------- shared helpers
 
-@njit
+@njit_inline
 def _sample(rs: RState, ms: Any) -> None:
     while rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
         n = rs.series_n[0]
@@ -139,7 +140,7 @@ def _sample(rs: RState, ms: Any) -> None:
         rs.clk[CL_NEXT_SAMPLE] += rs.clk[CL_STEP]
 
 
-@njit
+@njit_inline
 def _log_fault(rs: RState, tenant: int, page: int) -> None:
     n = rs.flog_n[0]
     if n < rs.flog.shape[0]:
@@ -149,7 +150,7 @@ def _log_fault(rs: RState, tenant: int, page: int) -> None:
     rs.flog_n[0] = n + 1
 
 
-@njit
+@njit_inline
 def _ksgxd_cost(rs: RState, ms: Any, before: np.ndarray) -> int:
     c = rs.cost
     return ((ms.cnt[M.C_BLOCKED] - before[0]) * c[K.K_EBLOCK]
@@ -162,8 +163,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
     """Close the replay loop over a kernel's compiled manager entry points."""
     alloc = reclaimer.alloc
     ksgxd = reclaimer.ksgxd
+    closure_inline = functools.partial(njit_closure_inline, cache=reclaimer.cache)
+    closure = functools.partial(njit_closure, cache=reclaimer.cache)
 
-    @njit_closure
+    @closure_inline
     def run_ksgxd(os: Any, ms: Any, st: Any, rs: RState) -> None:
         """ksgxd, woken by an allocation, runs on its own CPU from the thread's now."""
         if ms.p[M.P_WAKE] == 0:
@@ -177,7 +180,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         start = max(rs.clk[CL_KSGXD], rs.clk[CL_THREAD])
         rs.clk[CL_KSGXD] = start + _ksgxd_cost(rs, ms, before)
 
-    @njit_closure
+    @closure_inline
     def get_page(os: Any, ms: Any, st: Any, rs: RState, oid: int) -> int:
         """A page for the fault path: no reclaim under the mmap lock; wait for ksgxd."""
         for _ in range(1_000_000):
@@ -194,12 +197,12 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
                 return -M.ENOMEM
         return -M.EAGAIN
 
-    @njit_closure
+    @closure_inline
     def stall(rs: RState, cycles: int) -> None:
         rs.clk[CL_THREAD] += cycles
         rs.clk[CL_FAULT] += cycles
 
-    @njit_closure
+    @closure_inline
     def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
                    write: bool) -> int:
         """One access of tenant ``t`` to its page ``page`` through the kernel model."""
@@ -278,7 +281,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
         return 1
 
-    @njit_closure
+    @closure_inline
     def cache_access(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
                      write: bool) -> int:
         cs = os[0]
@@ -312,10 +315,14 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
 
     access = sgx_access if sgx else cache_access
 
-    @njit_closure
+    @closure
     def replay_chunk(os: Any, ms: Any, st: Any, rs: RState, tenants: np.ndarray,
                      pages: np.ndarray, writes: np.ndarray) -> int:
         """Replay one chunk; returns the index of a request that failed, or -1."""
+        os = unmanaged(os)
+        ms = unmanaged(ms)
+        st = unmanaged(st)
+        rs = unmanaged(rs)
         work = rs.cost[K.K_REQUEST]
         for i in range(pages.shape[0]):
             t = tenants[i]
@@ -706,6 +713,8 @@ def warm_up(cfg: ReplayConfig) -> None:
 def state_bytes(rp: Replay) -> int:
     """Bytes of every array of the processor, the manager and the owners."""
     total = 0
-    for tup in (rp.cpu.st, rp.mgr.ms, *rp.states, rp.rs):
+    for tup in (rp.cpu.st, rp.mgr.ms, *rp.states):
         total += sum(a.nbytes for a in tup if isinstance(a, np.ndarray))
-    return total
+    # The replay's own counters; its series and fault log are results, not state.
+    return total + sum(a.nbytes for name, a in rp.rs._asdict().items()
+                       if name not in ("series", "flog"))
