@@ -1,0 +1,231 @@
+"""Scenarios: a platform, a kernel configuration, enclaves with workloads, a run length.
+
+``epcsim run SCENARIO.toml`` reads one of these::
+
+    [platform]
+    preset = "client-sgx1"        # client-sgx1 | server-sgx1 | xeon-icx
+    epc_size = "93.5MiB"          # optional: overrides the preset's EPC
+    [platform.costs]              # optional: cycles overriding the cost model
+    ewb = 12000
+
+    [kernel]
+    policy = "sgx"                # sgx | lru | fifo | clock
+    low = 32
+    high = 64
+    batch = 16
+
+    [run]
+    requests = 1000000            # total accesses, shared by the enclaves by weight
+    seed = 1
+    series_step_s = 0.001
+
+    [[enclaves]]
+    name = "db"
+    size = "64MiB"                # the enclave's footprint (pages it touches)
+    workload = "zipf"             # scan | uniform | zipf | phases
+    alpha = 1.0
+    weight = 2.0
+
+    [[enclaves]]
+    name = "log"
+    trace = "log.oracleGeneral"   # or a trace file instead of a generator
+    format = "oracleGeneral"
+
+Validation errors name the key: ``enclaves[1].size: not a size: '64XB'``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from epcsim.sim import costs as K
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; one line naming the file and the key."""
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from 4096, '4KiB', '93.5MiB', '64GiB', '2M'."""
+    if isinstance(value, bool):
+        raise ValueError("a size, not a boolean")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("sizes are positive")
+        return value
+    units = {"": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
+             "mb": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "gb": 1 << 30, "t": 1 << 40,
+             "tib": 1 << 40, "tb": 1 << 40}
+    t = str(value).strip().lower().replace(" ", "")
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(num):]
+    try:
+        n = float(num)
+    except ValueError:
+        raise ValueError(f"not a size: {value!r}") from None
+    if unit not in units or n <= 0:
+        raise ValueError(f"not a size: {value!r}")
+    return int(n * units[unit])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlatformSpec(_Strict):
+    preset: str = "client-sgx1"
+    epc_size: int | str | None = None
+    nodes: int | None = Field(default=None, ge=1, le=8)
+    costs: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str) -> str:
+        K.preset(v)
+        return v
+
+    @field_validator("epc_size")
+    @classmethod
+    def _size(cls, v: int | str | None) -> int | None:
+        if v is None:
+            return None
+        n = parse_size(v)
+        if n % 4096 or n < 64 * 4096:
+            raise ValueError("the EPC must be a multiple of 4 KiB and at least 256 KiB")
+        return n
+
+
+class KernelSpec(_Strict):
+    policy: Literal["sgx", "lru", "fifo", "clock"] = "sgx"
+    low: int = Field(default=32, ge=0)
+    high: int = Field(default=64, ge=0)
+    batch: int = Field(default=16, ge=1, le=1024)
+
+
+class RunSpec(_Strict):
+    requests: int = Field(default=1_000_000, ge=1)
+    seed: int = 0
+    series_step_s: float = Field(default=0.001, gt=0)
+
+
+class EnclaveSpec(_Strict):
+    name: str
+    size: int | str | None = None
+    workload: Literal["scan", "uniform", "zipf", "phases"] | None = None
+    alpha: float = Field(default=1.0, gt=0)
+    phases: int = Field(default=4, ge=1)
+    working_set: int | str | None = None
+    weight: float = Field(default=1.0, gt=0)
+    trace: str | None = None
+    format: Literal["oracleGeneral", "lcs", "csv", "npy"] | None = None
+
+    @field_validator("size", "working_set")
+    @classmethod
+    def _size(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
+
+
+class Scenario(_Strict):
+    platform: PlatformSpec = Field(default_factory=PlatformSpec)
+    kernel: KernelSpec = Field(default_factory=KernelSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+    enclaves: list[EnclaveSpec] = Field(min_length=1)
+
+    def resolved_platform(self) -> K.Platform:
+        base = K.preset(self.platform.preset)
+        from dataclasses import replace
+
+        p = replace(base, costs=base.costs.with_cycles(**self.platform.costs))
+        if self.platform.epc_size:
+            p = replace(p, epc_bytes=int(self.platform.epc_size))  # type: ignore[arg-type]
+        if self.platform.nodes:
+            p = replace(p, nodes=self.platform.nodes)
+        return p
+
+
+def _fmt_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load(path: str | Path) -> Scenario:
+    """Read and validate a scenario; ScenarioError names the file and the key."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ScenarioError(f"no such scenario file ({p})") from None
+    except UnicodeDecodeError as e:
+        raise ScenarioError(f"not UTF-8 text at byte {e.start} ({p})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"not valid TOML: {e} ({p})") from None
+    return validate(data, str(p))
+
+
+def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ScenarioError(f"{_fmt_loc(err['loc'])}: {msg} ({where})") from None
+    for i, enc in enumerate(sc.enclaves):
+        if (enc.trace is None) == (enc.workload is None):
+            raise ScenarioError(f"enclaves[{i}]: give either a workload or a trace ({where})")
+        if enc.workload is not None and enc.size is None:
+            raise ScenarioError(f"enclaves[{i}].size: a generated workload needs a size "
+                                f"({where})")
+        if enc.trace is not None and enc.format is None:
+            raise ScenarioError(f"enclaves[{i}].format: a trace needs its format ({where})")
+        if enc.size is not None and int(enc.size) < 4096:  # type: ignore[arg-type]
+            raise ScenarioError(f"enclaves[{i}].size: at least one page ({where})")
+    if sc.kernel.low > sc.kernel.high:
+        raise ScenarioError(f"kernel.low: must not exceed kernel.high ({where})")
+    return sc
+
+
+def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The scenario's accesses: (tenant, page) arrays, interleaved by weight, and names."""
+    from epcsim.workload import generators as G
+    from epcsim.workload.traces import open_trace
+
+    rng = np.random.default_rng(sc.run.seed)
+    weights = np.array([e.weight for e in sc.enclaves], dtype=float)
+    owner = rng.choice(len(sc.enclaves), size=sc.run.requests, p=weights / weights.sum())
+    counts = np.bincount(owner, minlength=len(sc.enclaves))
+    pages = np.empty(sc.run.requests, dtype=np.int64)
+    for i, enc in enumerate(sc.enclaves):
+        n = int(counts[i])
+        seed = sc.run.seed * 1000 + i
+        if enc.trace is not None:
+            path = Path(enc.trace)
+            if not path.is_absolute():
+                path = base_dir / path
+            ids = np.concatenate([c.obj for c in open_trace(str(path), enc.format or "")]
+                                 or [np.zeros(0, np.uint64)])
+            if ids.size == 0:
+                raise ScenarioError(f"enclaves[{i}].trace: empty trace ({path})")
+            _, dense = np.unique(ids, return_inverse=True)
+            stream = np.resize(dense, n)
+        else:
+            npages = max(1, int(enc.size) // 4096)  # type: ignore[arg-type]
+            if enc.workload == "scan":
+                stream = G.sequential_scan(npages, n, seed=seed)
+            elif enc.workload == "uniform":
+                stream = G.uniform(npages, n, seed=seed)
+            elif enc.workload == "zipf":
+                stream = G.zipf(npages, n, alpha=enc.alpha, seed=seed)
+            else:
+                ws = max(1, int(enc.working_set or npages // 4) // 4096) if enc.working_set \
+                    else max(1, npages // 4)
+                stream = G.working_set_phases(npages, n, phases=enc.phases,
+                                              working_set=min(ws, npages), seed=seed)
+        pages[owner == i] = np.asarray(stream, dtype=np.int64)[:n]
+    return owner.astype(np.uint32), pages, [e.name for e in sc.enclaves]
