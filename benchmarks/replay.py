@@ -1,0 +1,85 @@
+"""Replay speed against libCacheSim, measured in one run on the same file.
+
+Run: python benchmarks/replay.py [--objects 100000] [--requests 5000000] [--cache 10000]
+
+The workload of peers-and-users.md §2.3: Zipf alpha = 1.0 over 100 000 objects, 5 000 000
+requests, a cache of 10 000 objects (10 %), one oracleGeneral file. For each engine the
+median of --repeat runs of requests per second, where epcsim's time runs from starting to
+read the trace to the end of the simulation (its wall_s) and libcachesim's is its
+``LRU.process_trace`` call on a fresh reader. Compilation happens before timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import libcachesim as lcs
+from _machine import machine
+
+from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.workload.generators import zipf
+from epcsim.workload.traces import open_trace, write_oracle_general
+
+
+def libcachesim_rps(path: str, cache: int, policy: str) -> tuple[float, float]:
+    reader = lcs.TraceReader(path, trace_type=lcs.TraceType.ORACLE_GENERAL_TRACE,
+                             reader_init_params=lcs.ReaderInitParam(ignore_obj_size=True))
+    c = {"lru": lcs.LRU, "fifo": lcs.FIFO, "clock": lcs.Clock}[policy](cache)
+    t = time.perf_counter()
+    miss, _ = c.process_trace(reader)
+    dt = time.perf_counter() - t
+    return reader.get_num_of_req() / dt if hasattr(reader, "get_num_of_req") else 0.0, miss
+
+
+def epcsim_run(path: str, cache: int, policy: str) -> dict:  # type: ignore[type-arg]
+    cfg = ReplayConfig(policy=policy, epc_pages=cache)
+    res = replay_chunks(cfg, lambda: open_trace(path, "oracleGeneral"))
+    return res.summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", type=int, default=100_000)
+    ap.add_argument("--requests", type=int, default=5_000_000)
+    ap.add_argument("--cache", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "zipf.oracleGeneral")
+    write_oracle_general(path, zipf(a.objects, a.requests, alpha=1.0, seed=1))
+    out: dict[str, object] = {"machine": machine(), "objects": a.objects,
+                              "requests": a.requests, "cache": a.cache}
+    for policy in ("lru", "sgx"):
+        epcsim_run(path, 1000, policy)  # compile
+        runs = [epcsim_run(path, a.cache, policy) for _ in range(a.repeat)]
+        out[f"epcsim_{policy}"] = {
+            "requests_per_s": statistics.median(r["requests_per_s"] for r in runs),
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "replay_s": statistics.median(r["replay_s"] for r in runs),
+            "miss_ratio": runs[0]["miss_ratio"], "compile_s": runs[0]["compile_s"],
+        }
+    n = a.requests
+    lru = []
+    for _ in range(a.repeat):
+        reader = lcs.TraceReader(path, trace_type=lcs.TraceType.ORACLE_GENERAL_TRACE,
+                                 reader_init_params=lcs.ReaderInitParam(ignore_obj_size=True))
+        cache = lcs.LRU(a.cache)
+        t = time.perf_counter()
+        miss, _ = cache.process_trace(reader)
+        lru.append((n / (time.perf_counter() - t), miss))
+    out["libcachesim_lru"] = {"requests_per_s": statistics.median(r for r, _ in lru),
+                              "miss_ratio": lru[0][1]}
+    peer = out["libcachesim_lru"]["requests_per_s"]  # type: ignore[index]
+    for policy in ("lru", "sgx"):
+        d = out[f"epcsim_{policy}"]
+        d["ratio_vs_libcachesim_lru"] = d["requests_per_s"] / peer  # type: ignore[index]
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
