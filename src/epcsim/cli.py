@@ -51,19 +51,13 @@ def demo(metadata: bool, as_json: bool, seed: int) -> None:
 
 
 def parse_size(text: str) -> int:
-    """Sizes like 4096, 93.5MiB, 64GiB, 8M."""
-    units = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
-             "g": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-    t = text.strip().lower().replace(" ", "")
-    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = t[len(num):]
+    """Sizes like 4096, 93.5MiB, 64GiB, 8M, as scenarios take them."""
+    from epcsim.workload.scenario import parse_size as parse
+
     try:
-        value = float(num)
+        return parse(text.strip())
     except ValueError:
         raise UsageError(f"not a size: {text!r} (use e.g. 4MiB, 93.5MiB, 64GiB)") from None
-    if unit not in units or value <= 0:
-        raise UsageError(f"not a size: {text!r} (use e.g. 4MiB, 93.5MiB, 64GiB)")
-    return int(value * units[unit])
 
 
 @app.command()
