@@ -115,13 +115,13 @@ RDINFO_VIRTCHILDPRESENT = 2
 MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
-@njit
+@njit_inline
 def i64(x: int) -> int:
     """A signed 64-bit integer, so compiled arithmetic never mixes signedness."""
     return np.int64(x)
 
 
-@njit
+@njit_inline
 def fault(vector: int, operand: int) -> int:
     return FAULT | (operand << 8) | vector
 
@@ -131,7 +131,7 @@ def is_fault(code: int) -> bool:
     return (code & FAULT) != 0
 
 
-@njit
+@njit_inline
 def page_locked(st: HwState, page: int) -> bool:
     """True when an injected concurrent leaf holds ``page`` (sgx-arch.md §3)."""
     for i in range(i64(st.g[G_NLOCKED])):
@@ -140,7 +140,7 @@ def page_locked(st: HwState, page: int) -> bool:
     return False
 
 
-@njit
+@njit_inline
 def lock_fault(ctx: int, operand: int) -> int:
     """A lock conflict: #GP on bare metal, an SGX_CONFLICT exit in an extended guest."""
     if ctx == CTX_GUEST:
@@ -148,33 +148,33 @@ def lock_fault(ctx: int, operand: int) -> int:
     return fault(GP, operand)
 
 
-@njit
+@njit_inline
 def is_child_type(pt: int) -> bool:
     return pt == PT_REG or pt == PT_TCS or pt == PT_TRIM or pt == PT_SS_FIRST or pt == PT_SS_REST
 
 
-@njit
+@njit_inline
 def valid(st: HwState, page: int) -> bool:
     return (st.flags[page] & EPCM_VALID) != 0
 
 
-@njit
+@njit_inline
 def is_valid_secs(st: HwState, page: int) -> bool:
     return valid(st, page) and st.pt[page] == PT_SECS
 
 
-@njit
+@njit_inline
 def initialized(st: HwState, row: int) -> bool:
     return (st.s_attr[row] & 1) != 0
 
 
-@njit
+@njit_inline
 def page_linaddr(st: HwState, page: int) -> int:
     """ENCLAVEADDRESS of a child page."""
     return i64(st.s_base[st.row[page]]) + (i64(st.lin[page]) << 12)
 
 
-@njit
+@njit_inline
 def in_elrange(st: HwState, row: int, linaddr: int) -> bool:
     base = i64(st.s_base[row])
     return base <= linaddr < base + i64(st.s_size[row])
@@ -765,17 +765,17 @@ def eupdatesvn(st: HwState) -> int:
 TCS_BUSY = 0x80
 
 
-@njit
+@njit_inline
 def tcs_cssa(st: HwState, tcs: int) -> int:
     return i64(st.tcs[tcs]) & 0xF
 
 
-@njit
+@njit_inline
 def tcs_nssa(st: HwState, tcs: int) -> int:
     return (i64(st.tcs[tcs]) >> 4) & 0x7
 
 
-@njit
+@njit_inline
 def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     if st.lp_row[lp] != NO_PAGE:
         return fault(GP, OP_RBX)
@@ -804,7 +804,7 @@ def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     rc = _enter_checks(st, lp, tcs, tcs_linaddr)
     if rc != SUCCESS:
@@ -826,7 +826,7 @@ def eexit(st: HwState, lp: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def aex(st: HwState, lp: int) -> int:
     """Asynchronous exit: state saved into SSA[CSSA], CSSA += 1, TLB flushed."""
     if st.lp_row[lp] == NO_PAGE:
@@ -941,7 +941,7 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
     return SUCCESS
 
 
-@njit
+@njit_inline
 def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: bool) -> int:
     """The EPCM checks of an enclave-mode access at TLB fill (sgx-arch.md §1.5).
 

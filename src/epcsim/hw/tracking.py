@@ -18,7 +18,7 @@ from __future__ import annotations
 from epcsim.hw.epc import NO_PAGE, HwState
 import numpy as np
 
-from epcsim.jit import njit
+from epcsim.jit import njit_inline as njit
 
 
 @njit

@@ -150,15 +150,6 @@ def _log_fault(rs: RState, tenant: int, page: int) -> None:
     rs.flog_n[0] = n + 1
 
 
-@njit_inline
-def _ksgxd_cost(rs: RState, ms: Any, before: np.ndarray) -> int:
-    c = rs.cost
-    return ((ms.cnt[M.C_BLOCKED] - before[0]) * c[K.K_EBLOCK]
-            + (ms.cnt[M.C_EWB_KSGXD] - before[1]) * c[K.K_EWB]
-            + (ms.cnt[M.C_ETRACK_KSGXD] - before[2]) * c[K.K_ETRACK]
-            + (ms.cnt[M.C_IPI_KSGXD] - before[3]) * c[K.K_IPI])
-
-
 def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
     """Close the replay loop over a kernel's compiled manager entry points."""
     alloc = reclaimer.alloc
@@ -171,14 +162,18 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         """ksgxd, woken by an allocation, runs on its own CPU from the thread's now."""
         if ms.p[M.P_WAKE] == 0:
             return
-        before = np.empty(4, dtype=np.int64)
-        before[0] = ms.cnt[M.C_BLOCKED]
-        before[1] = ms.cnt[M.C_EWB_KSGXD]
-        before[2] = ms.cnt[M.C_ETRACK_KSGXD]
-        before[3] = ms.cnt[M.C_IPI_KSGXD]
+        b0 = ms.cnt[M.C_BLOCKED]
+        b1 = ms.cnt[M.C_EWB_KSGXD]
+        b2 = ms.cnt[M.C_ETRACK_KSGXD]
+        b3 = ms.cnt[M.C_IPI_KSGXD]
         ksgxd(os, ms, st)
+        c = rs.cost
+        work = ((ms.cnt[M.C_BLOCKED] - b0) * c[K.K_EBLOCK]
+                + (ms.cnt[M.C_EWB_KSGXD] - b1) * c[K.K_EWB]
+                + (ms.cnt[M.C_ETRACK_KSGXD] - b2) * c[K.K_ETRACK]
+                + (ms.cnt[M.C_IPI_KSGXD] - b3) * c[K.K_IPI])
         start = max(rs.clk[CL_KSGXD], rs.clk[CL_THREAD])
-        rs.clk[CL_KSGXD] = start + _ksgxd_cost(rs, ms, before)
+        rs.clk[CL_KSGXD] = start + work
 
     @closure_inline
     def get_page(os: Any, ms: Any, st: Any, rs: RState, oid: int) -> int:
@@ -545,7 +540,15 @@ class Replay:
     def _build_sgx(self) -> None:
         cfg = self.cfg
         n = len(self.tenant_ids)
-        self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1)
+        # CPUID.12H:EDX[15:8]: parts with large EPCs report large enclaves; give every
+        # footprint of the trace room for its ELRANGE.
+        largest = max(int(self.footprint[t]) for t in self.tenant_ids) + R_FIRST
+        log2 = max(36, (largest * 4096 - 1).bit_length() + 1)
+        if log2 > 44:
+            raise ReplayError(f"a footprint of {largest} pages exceeds the largest enclave "
+                              f"the model supports (2^44 bytes)")
+        self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1,
+                             max_enclave_log2=log2)
         self.kernel = Kernel(self.cpu, low=cfg.low, high=cfg.high, batch=cfg.batch,
                              policy="sgx")
         self.mgr = self.kernel.mgr
