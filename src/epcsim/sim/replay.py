@@ -313,7 +313,11 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
     @closure
     def replay_chunk(os: Any, ms: Any, st: Any, rs: RState, tenants: np.ndarray,
                      pages: np.ndarray, writes: np.ndarray) -> int:
-        """Replay one chunk; returns the index of a request that failed, or -1."""
+        """Replay one chunk; returns the index of a request that failed, or -1.
+
+        Returns ``-2 - i`` after request ``i`` when the series is more than half full, so
+        the caller can grow it and go on from request ``i + 1`` (no sample is dropped).
+        """
         os = unmanaged(os)
         ms = unmanaged(ms)
         st = unmanaged(st)
@@ -330,6 +334,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
                 return i
             if rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
                 _sample(rs, ms)
+                if rs.series_n[0] > rs.series.shape[0] // 2 and i + 1 < pages.shape[0]:
+                    return -2 - i
         return -1
 
     return replay_chunk
@@ -608,9 +614,14 @@ class Replay:
 
     # -------------------------------------------------------------- replay
     def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
-        self._grow_series()
-        bad = self.engine(self.states, self.mgr.ms, self.cpu.st, self.rs, tenants, pages,
-                          writes)
+        start = 0
+        while True:
+            self._grow_series()
+            bad = self.engine(self.states, self.mgr.ms, self.cpu.st, self.rs, tenants[start:],
+                              pages[start:], writes[start:])
+            if bad >= -1:
+                break
+            start += -bad - 1
         if bad >= 0:
             raise ReplayError(f"request {int(self.rs.cnt[RC_REQUESTS])}: the enclave got "
                               f"SIGBUS (no EPC page could be found)")

@@ -1,0 +1,247 @@
+"""The ``sgx`` replay: the whole kernel model under a trace, through the CLI and the library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from simkit import (
+    SUMMARY_KEYS,
+    TIMING_KEYS,
+    captured_replays,
+    factory,
+    interleave,
+    replay_json,
+    without_timing,
+)
+
+from epcsim.kernel.encl import EP_EXISTS, EP_PRESENT
+from epcsim.kernel.main import W_LRU, W_MASK
+from epcsim.sim import costs as K
+from epcsim.sim.metrics import write_results
+from epcsim.sim.replay import R_FIRST, ReplayConfig, replay_chunks
+from epcsim.workload.generators import zipf
+from epcsim.workload.traces import write_csv, write_lcs, write_oracle_general
+
+EPC = 512
+FOOTPRINT = 2 * EPC
+REQUESTS = 60_000
+FAULT_LOG_CAP = ReplayConfig().fault_log
+
+
+@pytest.fixture(scope="module")
+def oversub(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A Zipf trace over twice the EPC, replayed once by ``epcsim replay --json --out``."""
+    d = tmp_path_factory.mktemp("oversub")
+    obj = zipf(FOOTPRINT, REQUESTS, alpha=0.9, seed=7)
+    path = d / "zipf.oracleGeneral"
+    write_oracle_general(path, obj)
+    out = d / "results"
+    with captured_replays() as made:
+        summary = replay_json(path, "oracleGeneral", EPC, "sgx", "--out", str(out))
+    return {"path": path, "obj": obj, "summary": summary, "replay": made[-1], "out": out}
+
+
+def test_summary_has_every_key(oversub) -> None:
+    s = oversub["summary"]
+    missing = [k for k in SUMMARY_KEYS if k not in s]
+    assert not missing, missing
+    assert s["policy"] == "sgx"
+    assert s["epc_pages"] == EPC
+    assert s["requests"] == REQUESTS
+    assert s["enclaves"] == 1
+    assert s["footprint_pages"] == FOOTPRINT
+
+
+def test_summary_arithmetic(oversub) -> None:
+    s = oversub["summary"]
+    assert s["wall_s"] > 0
+    assert s["requests_per_s"] == pytest.approx(s["requests"] / s["wall_s"], rel=1e-12)
+    assert s["hits"] + s["faults"] == s["requests"]
+    assert s["miss_ratio"] == pytest.approx(s["faults"] / s["requests"], rel=1e-12)
+    # Every fault either adds a page (EAUG, the first touch) or loads it back (ELDU).
+    assert s["faults"] == s["eaug"] + s["eldu"]
+    assert s["eaug"] == len(np.unique(oversub["obj"]))
+    br = s["virtual_time_breakdown_s"]
+    assert sum(br.values()) == pytest.approx(s["virtual_time_s"], rel=1e-9)
+    assert s["slowdown"] == pytest.approx(s["virtual_time_s"] / br["work"], rel=1e-9)
+    work = REQUESTS * K.PRESETS["client-sgx1"].costs.request.cycles / 3.0e9
+    assert br["work"] == pytest.approx(work, rel=1e-9)
+
+
+def test_oversubscription_pages(oversub) -> None:
+    s = oversub["summary"]
+    assert s["ewb"] > 0
+    assert s["etrack"] > 0
+    assert s["eldu"] > 0
+    # A page is loaded back only after it was written out.
+    assert s["eldu"] <= s["ewb"]
+    # ksgxd does the writing back (the fault path never reclaims under the mmap lock).
+    assert s["reclaimed_ksgxd"] + s["reclaimed_direct"] == s["ewb"]
+    assert s["ksgxd_wakeups"] > 0
+    assert s["slowdown"] > 1
+    # With half the footprint resident, faults cost far more than the work between them.
+    assert s["slowdown"] > 5
+
+
+def test_kernel_invariants_after_replay(oversub) -> None:
+    rp = oversub["replay"]
+    s = oversub["summary"]
+    assert int(rp.rs.cnt[0]) == REQUESTS  # the captured machine is the one that ran
+    rp.mgr.check()
+    census = rp.mgr.census()
+    assert census["isolated"] == 0 and census["leaked"] == 0
+    assert census["free"] == s["sgx_nr_free_pages"] == rp.mgr.sgx_nr_free_pages
+    # The driver and the manager agree on every trace page.
+    ds, ms = rp.kernel.sgx.ds, rp.mgr.ms
+    e = int(rp.rs.e_of_tenant[0])
+    eps = int(ds.e_first[e]) + R_FIRST + np.arange(FOOTPRINT)
+    epc = ds.ep_epc[eps].astype(np.int64)
+    resident = epc >= 0
+    assert (ds.ep_flags[eps] & EP_EXISTS).all(), "a touched page has no entry"
+    assert 0 < resident.sum() < EPC
+    assert len(np.unique(epc[resident])) == resident.sum(), "two pages share an EPC page"
+    assert (ms.oid[epc[resident]] == eps[resident]).all()
+    assert ((ms.where[epc[resident]] & W_MASK) == W_LRU).all()
+    assert (rp.cpu.st.flags[epc[resident]] & 0x40).all(), "a resident page is not VALID"
+    evicted = ~resident
+    assert not (ds.ep_flags[eps[evicted]] & EP_PRESENT).any(), "an evicted page is mapped"
+    assert int(ds.e_evicted[e]) == int(evicted.sum())
+
+
+def test_out_dir(oversub) -> None:
+    out: Path = oversub["out"]
+    s = oversub["summary"]
+    assert json.loads((out / "summary.json").read_text()) == s
+    series = pq.read_table(out / "series.parquet").to_pydict()
+    t = np.array(series["time_s"])
+    assert len(t) >= 10
+    assert (np.diff(t) > 0).all(), "series time is not increasing"
+    assert t[-1] <= s["virtual_time_s"]
+    f = np.array(series["faults"])
+    assert (np.diff(f) >= 0).all() and f[-1] <= s["faults"]
+    ewb = np.array(series["ewb"])
+    assert (np.diff(ewb) >= 0).all() and ewb[-1] <= s["ewb"]
+    faults = pq.read_table(out / "faults.parquet").to_pydict()
+    assert len(faults["page"]) == min(s["faults"], FAULT_LOG_CAP)
+    assert (np.diff(faults["time_s"]) > 0).all()
+    assert set(faults["tenant"]) == {0}
+    pages = np.array(faults["page"])
+    assert pages.min() >= 0 and pages.max() < FOOTPRINT
+    # Every page faults first on its first touch.
+    assert len(np.unique(pages)) == s["eaug"]
+    enclaves = pq.read_table(out / "enclaves.parquet").to_pylist()
+    assert len(enclaves) == 1
+    assert enclaves[0]["requests"] == REQUESTS
+    assert enclaves[0]["faults"] == s["faults"]
+
+
+def test_fault_log_cap(oversub, tmp_path: Path) -> None:
+    """A capped fault log keeps the first faults and Parquet holds exactly the cap."""
+    cap = 1000
+    full = replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC),
+                         factory(oversub["path"], "oracleGeneral"))
+    capped = replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC, fault_log=cap),
+                           factory(oversub["path"], "oracleGeneral"))
+    assert capped.summary["faults"] == full.summary["faults"] > cap
+    assert full.faults.shape[0] == full.summary["faults"]
+    assert capped.faults.shape[0] == cap
+    assert np.array_equal(capped.faults, full.faults[:cap])
+    write_results(str(tmp_path), capped)
+    assert pq.read_table(tmp_path / "faults.parquet").num_rows == cap
+
+
+def test_deterministic(oversub) -> None:
+    """The same trace twice: identical results but for the host's timing."""
+    runs = [replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC),
+                          factory(oversub["path"], "oracleGeneral")) for _ in range(2)]
+    a, b = runs
+    assert TIMING_KEYS <= set(a.summary)
+    assert without_timing(a.summary) == without_timing(b.summary)
+    # The CLI's run (its own process state, first in this module) agrees too.
+    assert without_timing(a.summary) == without_timing(oversub["summary"])
+    assert a.per_enclave == b.per_enclave
+    assert np.array_equal(a.series, b.series)
+    assert np.array_equal(a.faults, b.faults)
+
+
+def test_fits_in_epc(tmp_path: Path) -> None:
+    """A footprint well below the EPC: cold faults only, no paging."""
+    pages, requests = 64, 100_000
+    obj = zipf(pages, requests, alpha=0.9, seed=5)
+    path = tmp_path / "small.oracleGeneral"
+    write_oracle_general(path, obj)
+    s = replay_json(path, "oracleGeneral", EPC, "sgx")
+    assert s["requests"] == requests
+    assert s["faults"] == s["eaug"] == len(np.unique(obj))
+    assert s["ewb"] == 0 and s["eldu"] == 0 and s["etrack"] == 0 and s["ipi"] == 0
+    assert s["ksgxd_wakeups"] == 0
+    assert s["virtual_time_breakdown_s"]["waiting_for_ksgxd"] == 0
+    assert 1 < s["slowdown"] < 1.1
+
+
+@pytest.fixture(scope="module")
+def two_tenants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Tenants 1 and 3 (no tenant 0 or 2) over 300 and 500 pages on a 512-page EPC."""
+    d = tmp_path_factory.mktemp("tenants")
+    a = zipf(300, 20_000, alpha=0.9, seed=21)
+    b = zipf(500, 30_000, alpha=0.7, seed=22)
+    obj, tenant = interleave([(a, 1), (b, 3)], seed=23)
+    lcs_path = d / "two.lcs"
+    csv_path = d / "two.csv"
+    write_lcs(lcs_path, obj, version=2, tenant=tenant)
+    write_csv(csv_path, obj, tenant=tenant)
+    out = d / "results"
+    lcs_summary = replay_json(lcs_path, "lcs", EPC, "sgx", "--out", str(out))
+    csv_summary = replay_json(csv_path, "csv", EPC, "sgx", "--columns", "obj=1,tenant=2")
+    return {"obj": obj, "tenant": tenant, "lcs": lcs_summary, "csv": csv_summary,
+            "out": out, "parts": {1: a, 3: b}}
+
+
+def test_two_tenants_two_enclaves(two_tenants) -> None:
+    s = two_tenants["lcs"]
+    assert s["enclaves"] == 2
+    assert s["requests"] == len(two_tenants["obj"])
+    assert s["footprint_pages"] == 800
+    assert s["ewb"] > 0
+    per = pq.read_table(two_tenants["out"] / "enclaves.parquet").to_pylist()
+    assert len(per) == 2
+    assert sorted(r["tenant"] for r in per) == [1, 3]
+    assert sum(r["requests"] for r in per) == s["requests"]
+    assert sum(r["faults"] for r in per) == s["faults"]
+    assert sum(r["eaug"] for r in per) == s["eaug"]
+    assert sum(r["eldu"] for r in per) == s["eldu"]
+    for r in per:
+        trace = two_tenants["parts"][r["tenant"]]
+        assert r["requests"] == len(trace)
+        assert r["eaug"] == len(np.unique(trace))
+        assert r["faults"] == r["eaug"] + r["eldu"]
+    faults = pq.read_table(two_tenants["out"] / "faults.parquet").to_pydict()
+    assert len(faults["tenant"]) == s["faults"]
+    assert set(faults["tenant"]) == {1, 3}
+
+
+def test_two_tenants_csv_equals_lcs(two_tenants) -> None:
+    """The same requests as CSV with a tenant column replay exactly as the lcs file."""
+    assert without_timing(two_tenants["csv"]) == without_timing(two_tenants["lcs"])
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 7919])
+def test_series_keeps_every_step(oversub, chunk: int) -> None:
+    """A run longer than the series' first allocation keeps every sample, however the
+    trace is chunked: one sample per step of virtual time, at exact multiples of it."""
+    step_s = 1e-5
+    res = replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC, series_step_s=step_s),
+                        factory(oversub["path"], "oracleGeneral", chunk_requests=chunk))
+    ghz = K.PRESETS["client-sgx1"].ghz
+    step = int(step_s * ghz * 1e9)
+    thread = round(res.summary["virtual_time_s"] * ghz * 1e9)
+    assert thread // step > 4096  # more samples than the first allocation holds
+    assert res.series.shape[0] == thread // step
+    assert np.array_equal(res.series[:, 0], step * np.arange(1, thread // step + 1))
+    assert res.series[-1, 2] <= res.summary["faults"]
+    assert without_timing(res.summary) == without_timing(oversub["summary"])
