@@ -7,9 +7,8 @@ the same source runs as ordinary Python; the tests use that to check both paths 
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
-
 import warnings
+from typing import Any, Callable, TypeVar
 
 import numba
 from numba.core import config

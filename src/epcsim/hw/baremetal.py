@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from epcsim.arch import (
-    PAGE_SIZE, Attribute, PageInfo, PageType, Pcmd, Secinfo, Secs, SecinfoFlags, Tcs,
+    PAGE_SIZE,
+    Attribute,
+    PageInfo,
+    PageType,
+    Pcmd,
+    Secinfo,
+    SecinfoFlags,
+    Secs,
+    Tcs,
     secinfo_flags,
 )
 from epcsim.hw.cpu import Processor

@@ -19,13 +19,35 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.hw.epc import (
-    EPCM_BLOCKED, EPCM_MODIFIED, EPCM_PENDING, EPCM_PERM_MASK, EPCM_PR, EPCM_R,
-    EPCM_SECINFO_MASK, EPCM_VALID, EPCM_W, EPCM_X, G_CONTENT, G_MAC_KEY, G_NEXT_EID,
-    G_NEXT_VERSION, G_NLOCKED, G_SECS_FREE_TOP, G_VA_FREE_TOP, NO_PAGE, SECS_LOCK_EPOCH,
-    SECS_LOCK_MEASURE, SECS_LOCK_TRACKING, HwState,
+    EPCM_BLOCKED,
+    EPCM_MODIFIED,
+    EPCM_PENDING,
+    EPCM_PERM_MASK,
+    EPCM_PR,
+    EPCM_R,
+    EPCM_SECINFO_MASK,
+    EPCM_VALID,
+    EPCM_W,
+    EPCM_X,
+    G_CONTENT,
+    G_MAC_KEY,
+    G_NEXT_EID,
+    G_NEXT_VERSION,
+    G_NLOCKED,
+    G_SECS_FREE_TOP,
+    G_VA_FREE_TOP,
+    NO_PAGE,
+    SECS_LOCK_EPOCH,
+    SECS_LOCK_MEASURE,
+    SECS_LOCK_TRACKING,
+    HwState,
 )
 from epcsim.hw.tracking import (
-    enter_epoch, leave_epoch, lps_inside, start_tracking_cycle, tracking_correct,
+    enter_epoch,
+    leave_epoch,
+    lps_inside,
+    start_tracking_cycle,
+    tracking_correct,
 )
 from epcsim.jit import njit, njit_inline
 

@@ -15,9 +15,9 @@ entry epoch older than ``cbepoch - 1``, so two counters are enough.
 
 from __future__ import annotations
 
-from epcsim.hw.epc import NO_PAGE, HwState
 import numpy as np
 
+from epcsim.hw.epc import NO_PAGE, HwState
 from epcsim.jit import njit_inline as njit
 
 

@@ -22,11 +22,17 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, PageType
+from epcsim.dlist import dl_del, dl_push_head, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor, SealedPage
 from epcsim.jit import njit, njit_inline
 from epcsim.kernel.main import (
-    C_ELDU, EpcManager, count_etrack, count_ewb, count_ipi, sgx_encl_free_epc_page,
+    C_ELDU,
+    EpcManager,
+    count_etrack,
+    count_ewb,
+    count_ipi,
+    sgx_encl_free_epc_page,
     sgx_mark_page_reclaimable,
 )
 from epcsim.kernel.owner import WRITE_FREED, Owner, OwnerOps
@@ -108,42 +114,17 @@ class DState(NamedTuple):
 
 @njit_inline
 def va_list_del(ds: DState, e: int, va: int) -> None:
-    p = ds.va_prev[va]
-    n = ds.va_next[va]
-    if p == NONE:
-        ds.e_va_head[e] = n
-    else:
-        ds.va_next[p] = n
-    if n == NONE:
-        ds.e_va_tail[e] = p
-    else:
-        ds.va_prev[n] = p
-    ds.va_next[va] = NONE
-    ds.va_prev[va] = NONE
+    dl_del(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
 
 
 @njit_inline
 def va_list_add_head(ds: DState, e: int, va: int) -> None:
-    h = ds.e_va_head[e]
-    ds.va_prev[va] = NONE
-    ds.va_next[va] = h
-    if h == NONE:
-        ds.e_va_tail[e] = va
-    else:
-        ds.va_prev[h] = va
-    ds.e_va_head[e] = va
+    dl_push_head(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
 
 
 @njit_inline
 def va_list_add_tail(ds: DState, e: int, va: int) -> None:
-    t = ds.e_va_tail[e]
-    ds.va_next[va] = NONE
-    ds.va_prev[va] = t
-    if t == NONE:
-        ds.e_va_head[e] = va
-    else:
-        ds.va_next[t] = va
-    ds.e_va_tail[e] = va
+    dl_push_tail(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
 
 
 @njit
@@ -757,7 +738,7 @@ class SgxDriver:
 
     def init(self, e: int, sigstruct: bytes) -> int:
         """``sgx_encl_init``: EINIT with the launch-control MSRs set to the signer."""
-        from epcsim.arch import SigStruct, SgxReturn
+        from epcsim.arch import SgxReturn, SigStruct
         from epcsim.hw.crypto import mrsigner
 
         if not self.flags(e) & SGX_ENCL_CREATED or self.flags(e) & SGX_ENCL_INITIALIZED:

@@ -6,8 +6,14 @@ virtualisation issue) is another instance of the same code on its virtual EPC.
 
 from __future__ import annotations
 
-from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, X86_PF_PROT, X86_PF_SGX
-from epcsim.arch import X86_PF_WRITE
+from epcsim.arch import (
+    SGX_NR_HIGH_PAGES,
+    SGX_NR_LOW_PAGES,
+    SGX_NR_TO_SCAN,
+    X86_PF_PROT,
+    X86_PF_SGX,
+    X86_PF_WRITE,
+)
 from epcsim.hw.cpu import Processor
 from epcsim.hw.memory import PROT_WRITE
 from epcsim.kernel.encl import VM_FAULT_NOPAGE, VM_FAULT_RETRY, DriverOwner, SgxDriver

@@ -14,12 +14,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from epcsim.arch import (
-    PAGE_SIZE, Attribute, PageType, SGX_SECINFO_RESERVED_MASK, Secinfo, Tcs,
+    PAGE_SIZE,
+    SGX_SECINFO_RESERVED_MASK,
+    Attribute,
+    PageType,
+    Secinfo,
+    Tcs,
 )
 from epcsim.hw import encls as L
 from epcsim.kernel.encl import (
-    EP_BEING_RECLAIMED, EP_EXISTS, EP_PRESENT, EP_YOUNG, NONE, SGX_ENCL_CREATED,
-    SGX_ENCL_DEAD, SGX_ENCL_INITIALIZED, SGX_ENCL_IOCTL, SgxDriver,
+    EP_BEING_RECLAIMED,
+    EP_EXISTS,
+    EP_PRESENT,
+    EP_YOUNG,
+    NONE,
+    SGX_ENCL_CREATED,
+    SGX_ENCL_DEAD,
+    SGX_ENCL_INITIALIZED,
+    SGX_ENCL_IOCTL,
+    SgxDriver,
 )
 from epcsim.kernel.mm import PROT_EXEC, PROT_READ, PROT_WRITE, Mm
 
@@ -218,6 +231,15 @@ class EnclaveFile:
             return -EFAULT
         return epc
 
+    def _load_at(self, offset: int) -> tuple[int, int]:
+        """The SGX2 ioctls' per-page start: keep a few pages free, then load the page.
+
+        Returns (enclave page, EPC page or -errno).
+        """
+        self.driver.mgr.reclaim_direct()
+        ep = self.driver.ep_of(self.e, self.base + offset)
+        return ep, self._load(ep)
+
     def restrict_permissions(self, arg: SgxEnclaveRestrictPermissions) -> int:
         rc = self._sgx2_ready() or self.validate_offset_length(arg.offset, arg.length)
         if rc:
@@ -229,9 +251,7 @@ class EnclaveFile:
             return -EINVAL
         cpu = self.driver.cpu
         for c in range(0, arg.length, PAGE_SIZE):
-            self.driver.mgr.reclaim_direct()
-            ep = self.driver.ep_of(self.e, self.base + arg.offset + c)
-            epc = self._load(ep)
+            ep, epc = self._load_at(arg.offset + c)
             if epc < 0:
                 return epc
             if self.ds.ep_type[ep] != PageType.REG:
@@ -258,9 +278,7 @@ class EnclaveFile:
             return -EINVAL
         cpu, ds = self.driver.cpu, self.ds
         for c in range(0, arg.length, PAGE_SIZE):
-            self.driver.mgr.reclaim_direct()
-            ep = self.driver.ep_of(self.e, self.base + arg.offset + c)
-            epc = self._load(ep)
+            ep, epc = self._load_at(arg.offset + c)
             if epc < 0:
                 return epc
             old = int(ds.ep_type[ep])
@@ -301,9 +319,7 @@ class EnclaveFile:
             return -EINVAL
         cpu, ds = self.driver.cpu, self.ds
         for c in range(0, arg.length, PAGE_SIZE):
-            self.driver.mgr.reclaim_direct()
-            ep = self.driver.ep_of(self.e, self.base + arg.offset + c)
-            epc = self._load(ep)
+            ep, epc = self._load_at(arg.offset + c)
             if epc < 0:
                 return epc
             if ds.ep_type[ep] != PageType.TRIM:

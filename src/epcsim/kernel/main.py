@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
+from epcsim.dlist import dl_del, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
+from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -114,14 +115,7 @@ class MgrState(NamedTuple):
 
 @njit_inline
 def list_push_tail(ms: MgrState, lst: int, page: int) -> None:
-    t = ms.tail[lst]
-    ms.prv[page] = t
-    ms.nxt[page] = NO_LINK
-    if t == NO_LINK:
-        ms.head[lst] = page
-    else:
-        ms.nxt[t] = page
-    ms.tail[lst] = page
+    dl_push_tail(ms.head, ms.tail, ms.nxt, ms.prv, lst, page)
     ms.count[lst] += 1
 
 
@@ -130,32 +124,13 @@ def list_pop_head(ms: MgrState, lst: int) -> int:
     page = ms.head[lst]
     if page == NO_LINK:
         return NO_LINK
-    n = ms.nxt[page]
-    ms.head[lst] = n
-    if n == NO_LINK:
-        ms.tail[lst] = NO_LINK
-    else:
-        ms.prv[n] = NO_LINK
-    ms.nxt[page] = NO_LINK
-    ms.prv[page] = NO_LINK
-    ms.count[lst] -= 1
+    list_del(ms, lst, page)
     return page
 
 
 @njit_inline
 def list_del(ms: MgrState, lst: int, page: int) -> None:
-    p = ms.prv[page]
-    n = ms.nxt[page]
-    if p == NO_LINK:
-        ms.head[lst] = n
-    else:
-        ms.nxt[p] = n
-    if n == NO_LINK:
-        ms.tail[lst] = p
-    else:
-        ms.prv[n] = p
-    ms.nxt[page] = NO_LINK
-    ms.prv[page] = NO_LINK
+    dl_del(ms.head, ms.tail, ms.nxt, ms.prv, lst, page)
     ms.count[lst] -= 1
 
 

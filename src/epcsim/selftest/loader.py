@@ -16,8 +16,14 @@ from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.kernel.instance import Kernel
 from epcsim.kernel.ioctl import (
-    SGX_IOC_ENCLAVE_ADD_PAGES, SGX_IOC_ENCLAVE_CREATE, SGX_IOC_ENCLAVE_INIT, SGX_PAGE_MEASURE,
-    EnclaveFile, SgxEnclaveAddPages, SgxEnclaveCreate, SgxEnclaveInit,
+    SGX_IOC_ENCLAVE_ADD_PAGES,
+    SGX_IOC_ENCLAVE_CREATE,
+    SGX_IOC_ENCLAVE_INIT,
+    SGX_PAGE_MEASURE,
+    EnclaveFile,
+    SgxEnclaveAddPages,
+    SgxEnclaveCreate,
+    SgxEnclaveInit,
 )
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE, Mm
 from epcsim.kernel.vdso import EnclaveThread, Operation

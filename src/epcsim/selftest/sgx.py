@@ -16,15 +16,26 @@ from epcsim.arch import PAGE_SIZE, PageType, SecinfoFlags
 from epcsim.hw.cpu import Processor
 from epcsim.kernel.instance import Kernel
 from epcsim.kernel.ioctl import (
-    SGX_IOC_ENCLAVE_MODIFY_TYPES, SGX_IOC_ENCLAVE_REMOVE_PAGES,
-    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS, SgxEnclaveModifyTypes, SgxEnclaveRemovePages,
+    SGX_IOC_ENCLAVE_MODIFY_TYPES,
+    SGX_IOC_ENCLAVE_REMOVE_PAGES,
+    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
+    SgxEnclaveModifyTypes,
+    SgxEnclaveRemovePages,
     SgxEnclaveRestrictPermissions,
 )
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE
 from epcsim.kernel.vdso import EENTER, EEXIT, ERESUME, Operation, SgxEnclaveRun
 from epcsim.selftest.loader import (
-    TestEncl, op_eaccept, op_emodpe, op_get_from_address, op_get_from_buffer,
-    op_init_tcs_page, op_nop, op_put_to_address, op_put_to_buffer, setup_test_encl,
+    TestEncl,
+    op_eaccept,
+    op_emodpe,
+    op_get_from_address,
+    op_get_from_buffer,
+    op_init_tcs_page,
+    op_nop,
+    op_put_to_address,
+    op_put_to_buffer,
+    setup_test_encl,
 )
 
 MAGIC = 0x1122334455667788

@@ -38,13 +38,24 @@ from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
 from epcsim.kernel import main as M
 from epcsim.kernel.encl import (
-    EC_EAUG, EC_ELDU, EC_FAULTS, EP_EXISTS, EP_PRESENT, EP_YOUNG, NONE, eldu_metadata,
+    EC_EAUG,
+    EC_FAULTS,
+    EP_EXISTS,
+    EP_PRESENT,
+    EP_YOUNG,
+    NONE,
+    eldu_metadata,
     secs_eldu_metadata,
 )
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.ioctl import (
-    SGX_IOC_ENCLAVE_ADD_PAGES, SGX_IOC_ENCLAVE_CREATE, SGX_IOC_ENCLAVE_INIT, SGX_PAGE_MEASURE,
-    SgxEnclaveAddPages, SgxEnclaveCreate, SgxEnclaveInit,
+    SGX_IOC_ENCLAVE_ADD_PAGES,
+    SGX_IOC_ENCLAVE_CREATE,
+    SGX_IOC_ENCLAVE_INIT,
+    SGX_PAGE_MEASURE,
+    SgxEnclaveAddPages,
+    SgxEnclaveCreate,
+    SgxEnclaveInit,
 )
 from epcsim.kernel.main import EpcManager
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
