@@ -164,7 +164,10 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
     if out_dir:
         from epcsim.sim.metrics import write_results
 
-        write_results(out_dir, res)
+        try:
+            write_results(out_dir, res)
+        except OSError as e:
+            raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
         click.echo(json.dumps(res.summary, indent=2))
         return
@@ -252,9 +255,12 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 
         from epcsim.sim.metrics import write_results
 
-        write_results(out_dir, res, plat.ghz)
-        with open(os.path.join(out_dir, "scenario.resolved.json"), "w") as f:
-            _json.dump(sc.model_dump(mode="json"), f, indent=2)
+        try:
+            write_results(out_dir, res, plat.ghz)
+            with open(os.path.join(out_dir, "scenario.resolved.json"), "w") as f:
+                _json.dump(sc.model_dump(mode="json"), f, indent=2)
+        except OSError as e:
+            raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
         click.echo(json.dumps(res.summary, indent=2))
         return
