@@ -24,7 +24,7 @@ from _machine import machine
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import epcm_bytes_per_page
-from epcsim.jit import njit
+from epcsim.jit import njit, unmanaged
 
 
 def build(cpu: Processor, npages: int) -> tuple[int, np.ndarray, int]:
@@ -43,6 +43,7 @@ def build(cpu: Processor, npages: int) -> tuple[int, np.ndarray, int]:
 @njit
 def cycle(st, secs, pages, va, out, spare):  # type: ignore[no-untyped-def]
     """EBLOCK all, ETRACK, EWB each into its own slot, ELDU each back into a spare page."""
+    st, pages, out = unmanaged(st), unmanaged(pages), unmanaged(out)
     n = pages.shape[0]
     for i in range(n):
         L.eblock(st, pages[i])
