@@ -202,7 +202,7 @@ def in_elrange(st: HwState, row: int, linaddr: int) -> bool:
     return base <= linaddr < base + i64(st.s_size[row])
 
 
-@njit
+@njit_inline
 def _mix(h: np.uint64, w: np.uint64) -> np.uint64:
     h ^= w
     h *= np.uint64(0x9E3779B97F4A7C15)
@@ -212,7 +212,7 @@ def _mix(h: np.uint64, w: np.uint64) -> np.uint64:
     return h
 
 
-@njit
+@njit_inline
 def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, aux: int,
                  pcmd_eid: int) -> int:
     """A keyed 64-bit MAC over the EWB record, for metadata mode (no page bytes).
@@ -431,7 +431,7 @@ def epa(st: HwState, target: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def eblock(st: HwState, target: int) -> int:
     if page_locked(st, target):
         return EPC_PAGE_CONFLICT
@@ -452,7 +452,7 @@ def eblock(st: HwState, target: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def etrack(st: HwState, secs: int, ctx: int) -> int:
     if page_locked(st, secs):
         return lock_fault(ctx, OP_RCX)
@@ -474,7 +474,7 @@ def etrack(st: HwState, secs: int, ctx: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.ndarray) -> int:
     """EWB: evict ``target`` into VA slot ``slot`` of ``va_page``; fill ``out`` (W_*)."""
     if page_locked(st, target):
@@ -544,7 +544,7 @@ def find_evicted_secs_row(st: HwState, eid: int) -> int:
     return NO_PAGE
 
 
-@njit
+@njit_inline
 def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
          secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
          ctx: int, context: int, verdict: int) -> int:

@@ -127,7 +127,7 @@ def va_list_add_tail(ds: DState, e: int, va: int) -> None:
     dl_push_tail(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
 
 
-@njit
+@njit_inline
 def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
     """The first free slot of the first VA page; a page that fills moves to the tail."""
     va = ds.e_va_head[e]
@@ -147,7 +147,7 @@ def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
     return NONE, NONE
 
 
-@njit
+@njit_inline
 def sgx_free_va_slot(ds: DState, e: int, va: int, slot: int, to_head: bool) -> None:
     w = slot >> 6
     b = np.uint64(slot & 63)
@@ -187,7 +187,7 @@ def backing_drop(ds: DState, e: int, index: int) -> None:
 
 # ----------------------------------------------------------------------------- EWB
 
-@njit
+@njit_inline
 def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
     """IPI every CPU that may run the enclave: each LP inside takes an AEX."""
     count_ipi(ms)
@@ -196,7 +196,7 @@ def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
             L.aex(st, lp)
 
 
-@njit
+@njit_inline
 def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> tuple[int, int, int]:
     """EWB with the kernel's escalation: plain, after ETRACK, after IPIs.
 
@@ -292,7 +292,7 @@ def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     return L.eblock(st, page)
 
 
-@njit
+@njit_inline
 def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """``sgx_reclaimer_write``: EWB, bookkeeping, and the SECS after its last child."""
     e = np.int64(ds.ep_encl[oid])
@@ -321,7 +321,7 @@ DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write)
 
 # ----------------------------------------------------------------------------- ELDU
 
-@njit
+@njit_inline
 def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
     """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
     e = np.int64(ds.ep_encl[ep])
@@ -348,7 +348,7 @@ def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
     ms.oid[epc] = e
 
 
-@njit
+@njit_inline
 def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
     e = np.int64(ds.ep_encl[ep])

@@ -294,7 +294,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
     closure_inline = functools.partial(njit_closure_inline, cache=d.cache)
     closure = functools.partial(njit_closure, cache=d.cache)
 
-    @closure_inline
+    @closure
     def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
         """One batch in the v13 order: isolate+get, reclaim, block all, write+put, free.
 
