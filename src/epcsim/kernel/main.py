@@ -282,19 +282,21 @@ class Reclaimer(NamedTuple):
     cache: bool
 
 
-_reclaimers: dict[int, Reclaimer] = {}
+_reclaimers: dict[tuple[int, bool], Reclaimer] = {}
 
 
-def make_reclaimer(d: Dispatch) -> Reclaimer:
+def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
     """Close the reclaim batch, allocation and ksgxd over an owner table's dispatchers."""
-    hit = _reclaimers.get(id(d))
+    hit = _reclaimers.get((id(d), inline_batch))
     if hit is not None:
         return hit
     get, put, reclaim, block, write = d.get, d.put, d.reclaim, d.block, d.write
     closure_inline = functools.partial(njit_closure_inline, cache=d.cache)
     closure = functools.partial(njit_closure, cache=d.cache)
 
-    @closure
+    # A batch over light owners is spliced into allocation (one page per miss: the call
+    # would cost more than the batch); over the driver it stays one call, compiled once.
+    @(closure_inline if inline_batch else closure)
     def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
         """One batch in the v13 order: isolate+get, reclaim, block all, write+put, free.
 
@@ -433,7 +435,7 @@ def make_reclaimer(d: Dispatch) -> Reclaimer:
         return batches
 
     r = Reclaimer(sgx_reclaim_pages, sgx_alloc_epc_page, ksgxd, d.cache)
-    _reclaimers[id(d)] = r
+    _reclaimers[(id(d), inline_batch)] = r
     return r
 
 
@@ -495,7 +497,8 @@ class EpcManager:
         self.policy = policy
         self.ms = make_mgr_state(cpu, low=low, high=high, batch=batch,
                                  policy=POLICY_NAMES[policy], events=events)
-        self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]))
+        self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]),
+                                  all(o.inline_reclaim for o in self.owners))
         self.dirty = int(sanitize_pages(self.ms, cpu.st))
 
     # -------------------------------------------------------------- state passed to code

@@ -60,6 +60,9 @@ class Owner:
     ops: OwnerOps
     state: Any
     name: str = "owner"
+    # Owners whose operations are a few loads and stores may have the reclaim batch inlined
+    # into allocation; owners that run leaves keep it one compiled call.
+    inline_reclaim: bool = False
 
     def sync(self) -> None:
         """Called after every manager call that may have reclaimed this owner's pages."""

@@ -130,6 +130,7 @@ def c_write(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
 class CacheOwner(Owner):
     name = "page-cache"
     ops = OwnerOps(c_true, c_nop, c_true, c_nop, c_write)
+    inline_reclaim = True
 
     def __init__(self, pages: int) -> None:
         self.state = CacheState(np.zeros(pages, np.uint8), np.full(pages, -1, np.int64),
