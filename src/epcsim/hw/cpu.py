@@ -1012,21 +1012,15 @@ class Processor:
     def eaccept(self, lp: int, secinfo: int, target: int, flags: int | None = None) -> int:
         """EACCEPT(RBX=secinfo address, RCX=target address); ``flags`` stands in for the
         SECINFO bytes in metadata mode."""
-        leaf = "EACCEPT"
-        self._need(self.sgx2, leaf)
-        self._lp(lp, leaf)
-        self._gp_unless(_aligned(target, PAGE_SIZE), leaf, target, "target misaligned")
-        if not self.inside(lp):
-            raise GeneralProtectionFault(leaf, target, why="not in enclave mode")
-        with self._enclave_mode(lp):
-            si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
-            page = self._translate_present(lp, leaf, target)
-            return self._result(L.eaccept(self.st, lp, si_page, _lin(secinfo), flags, page,
-                                          _lin(target)),
-                                leaf, {L.OP_RBX: secinfo, L.OP_RCX: target})
+        return self._secinfo_leaf(lp, "EACCEPT", L.eaccept, secinfo, target, flags)
 
     def emodpe(self, lp: int, secinfo: int, target: int, flags: int | None = None) -> int:
-        leaf = "EMODPE"
+        """EMODPE(RBX=secinfo address, RCX=target address)."""
+        return self._secinfo_leaf(lp, "EMODPE", L.emodpe, secinfo, target, flags)
+
+    def _secinfo_leaf(self, lp: int, leaf: str, fn, secinfo: int, target: int,  # type: ignore[no-untyped-def]
+                      flags: int | None) -> int:
+        """The ENCLU leaves that take a SECINFO in enclave memory and a target page."""
         self._need(self.sgx2, leaf)
         self._lp(lp, leaf)
         self._gp_unless(_aligned(target, PAGE_SIZE), leaf, target, "target misaligned")
@@ -1035,8 +1029,8 @@ class Processor:
         with self._enclave_mode(lp):
             si_page, flags = self._enclu_secinfo(lp, leaf, secinfo, flags)
             page = self._translate_present(lp, leaf, target)
-            return self._result(L.emodpe(self.st, lp, si_page, _lin(secinfo), flags, page,
-                                         _lin(target)),
+            return self._result(fn(self.st, lp, si_page, _lin(secinfo), flags, page,
+                                   _lin(target)),
                                 leaf, {L.OP_RBX: secinfo, L.OP_RCX: target})
 
     def eacceptcopy(self, lp: int, secinfo: int, dest: int, src: int,
