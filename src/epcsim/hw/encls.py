@@ -254,6 +254,17 @@ def _zero_page(st: HwState, page: int) -> None:
         st.data[page, :] = 0
 
 
+@njit_inline
+def set_entry(st: HwState, page: int, flags: int, pt: int, row: int, lin: int, tcs: int) -> None:
+    """Fill a freshly allocated EPCM entry (no blocked epoch yet)."""
+    st.flags[page] = flags
+    st.pt[page] = pt
+    st.row[page] = row
+    st.lin[page] = lin
+    st.bepoch[page] = 0
+    st.tcs[page] = tcs
+
+
 # --------------------------------------------------------------------------- ENCLS (SGX1)
 
 @njit
@@ -285,12 +296,7 @@ def ecreate(st: HwState, target: int, base: int, size: int, ssaframesize: int,
     st.s_refcnt[row] = 0
     st.s_prev[row] = 0
     st.s_lock[row] = 0
-    st.flags[target] = EPCM_VALID
-    st.pt[target] = PT_SECS
-    st.row[target] = row
-    st.lin[target] = 0
-    st.bepoch[target] = 0
-    st.tcs[target] = 0
+    set_entry(st, target, EPCM_VALID, PT_SECS, row, 0, 0)
     return SUCCESS
 
 
@@ -321,12 +327,8 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
         return fault(GP, OP_SECS)
     if initialized(st, row):
         return fault(GP, OP_SECS)
-    st.flags[target] = EPCM_VALID | perms
-    st.pt[target] = pt
-    st.row[target] = row
-    st.lin[target] = (linaddr - i64(st.s_base[row])) >> 12
-    st.bepoch[target] = 0
-    st.tcs[target] = tcs_aux if pt == PT_TCS else 0
+    set_entry(st, target, EPCM_VALID | perms, pt, row,
+              (linaddr - i64(st.s_base[row])) >> 12, tcs_aux if pt == PT_TCS else 0)
     st.s_chld[row] += 1
     return SUCCESS
 
@@ -422,12 +424,7 @@ def epa(st: HwState, target: int) -> int:
     row = _pop_row(st.va_free, st.g, G_VA_FREE_TOP)
     st.va_slots[row, :] = 0
     _zero_page(st, target)
-    st.flags[target] = EPCM_VALID
-    st.pt[target] = PT_VA
-    st.row[target] = row
-    st.lin[target] = 0
-    st.bepoch[target] = 0
-    st.tcs[target] = 0
+    set_entry(st, target, EPCM_VALID, PT_VA, row, 0, 0)
     return SUCCESS
 
 
@@ -635,12 +632,8 @@ def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     if not in_elrange(st, row, linaddr):
         return fault(GP, OP_RCX)
     _zero_page(st, target)
-    st.flags[target] = EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING
-    st.pt[target] = pt
-    st.row[target] = row
-    st.lin[target] = (linaddr - i64(st.s_base[row])) >> 12
-    st.bepoch[target] = 0
-    st.tcs[target] = 0
+    set_entry(st, target, EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING, pt, row,
+              (linaddr - i64(st.s_base[row])) >> 12, 0)
     st.s_chld[row] += 1
     return SUCCESS
 
