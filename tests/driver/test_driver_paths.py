@@ -13,7 +13,9 @@ from drvkit import (
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.hw.epc import EPCM_VALID
-from epcsim.kernel.encl import EP_EVICTED, EP_PRESENT, EP_YOUNG, NONE, SGX_ENCL_DEAD
+from epcsim.kernel.encl import (
+    EP_EVICTED, EP_PRESENT, EP_YOUNG, MAX_ENCLAVES, NONE, SGX_ENCL_DEAD,
+)
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
 from epcsim.kernel.vdso import EENTER, EEXIT, SgxEnclaveRun
@@ -111,6 +113,21 @@ def _evicted(k: Kernel, b: Built) -> set[int]:
     first = int(ds.e_first[b.e])
     return {i - first for i in range(first, first + (b.size >> 12))
             if int(ds.ep_flags[i]) & EP_EVICTED}
+
+
+def test_enclave_rows_fit_ep_encl() -> None:
+    """ep_encl is u16: new_enclave refuses a row it could not hold, and reuses freed rows."""
+    k = machine(64)
+    owner = k.driver_owner
+    assert MAX_ENCLAVES == 65535 and np.iinfo(owner.state.ep_encl.dtype).max >= MAX_ENCLAVES - 1
+    rows = [owner.new_enclave() for _ in range(MAX_ENCLAVES)]
+    assert sorted(rows) == list(range(MAX_ENCLAVES))
+    with pytest.raises(RuntimeError, match="at most 65535 enclaves at once"):
+        owner.new_enclave()
+    owner.free_enclave(rows[100])
+    assert owner.new_enclave() == rows[100]
+    with pytest.raises(RuntimeError):
+        owner.new_enclave()
 
 
 def test_backing_store_pcmd_accounting() -> None:

@@ -228,7 +228,7 @@ def grow_secs_table(st: HwState, min_free: int = 1) -> HwState:
     if top >= min_free:
         return st
     old = st.s_eid.shape[0]
-    new = max(16, old * 2, old + min_free - top)
+    new = max(16, old + old // 4, old + min_free - top)
     changes = {name: _grow_rows(getattr(st, name), new) for name in _SECS_FIELDS}
     changes["s_page"][old:] = NO_PAGE
     free = np.zeros(new, dtype=np.int64)
@@ -245,7 +245,7 @@ def grow_va_table(st: HwState, min_free: int = 1) -> HwState:
     if top >= min_free:
         return st
     old = st.va_slots.shape[0]
-    new = max(16, old * 2, old + min_free - top)
+    new = max(16, old + old // 4, old + min_free - top)
     free = np.zeros(new, dtype=np.int64)
     free[:top] = st.va_free[:top]
     added = np.arange(new - 1, old - 1, -1, dtype=np.int64)

@@ -25,6 +25,7 @@ from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.dlist import dl_del, dl_push_head, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor, SealedPage
+from epcsim.hw.epc import EPCM_SECINFO_MASK
 from epcsim.jit import njit, njit_inline
 from epcsim.kernel.main import (
     C_ELDU,
@@ -52,6 +53,7 @@ EP_YOUNG = 1 << 3              # the PTE's accessed bit
 EP_EVICTED = 1 << 4            # the page's copy is in the backing store
 
 SGX_VA_SLOT_COUNT = 512
+MAX_ENCLAVES = 0xFFFF  # ep_encl is u16
 NONE = -1
 
 # Per-enclave counters (e_cnt columns).
@@ -86,7 +88,7 @@ class DState(NamedTuple):
     e_pcmd_pages: np.ndarray  # i64 backing pages holding at least one PCMD
     e_cnt: np.ndarray       # i64 [enclaves, EC_LEN]
     # enclave pages
-    ep_encl: np.ndarray     # u32
+    ep_encl: np.ndarray     # u16 (new_enclave keeps enclave rows below 65535)
     ep_epc: np.ndarray      # i32
     ep_va: np.ndarray       # i32
     ep_slot: np.ndarray     # u16
@@ -94,9 +96,9 @@ class DState(NamedTuple):
     ep_flags: np.ndarray    # u8
     ep_prot: np.ndarray     # u8 vm_max_prot_bits (PROT_READ|WRITE|EXEC)
     ep_aux: np.ndarray      # u8 state sealed with the page (TCS)
-    ep_secinfo: np.ndarray  # u16 PCMD.SECINFO of the evicted copy
+    ep_secinfo: np.ndarray  # u8 PCMD.SECINFO flags (bits 0-5); the type byte is ep_type
     ep_mac: np.ndarray      # i64 PCMD.MAC (metadata mode)
-    pcmd_use: np.ndarray    # i32 per (enclave, PCMD backing page): PCMDs in use
+    pcmd_use: np.ndarray    # u8 per (enclave, PCMD backing page): PCMDs in use, at most 32
     # VA pages
     va_epc: np.ndarray      # i64
     va_encl: np.ndarray     # i64
@@ -302,7 +304,7 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
         ds.ep_va[oid] = va
         ds.ep_slot[oid] = slot
         ds.ep_mac[oid] = np.int64(ds.out[L.W_MAC])
-        ds.ep_secinfo[oid] = np.int64(ds.out[L.W_SECINFO])
+        ds.ep_secinfo[oid] = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
         ds.ep_aux[oid] = np.int64(ds.out[L.W_AUX])
         ds.ep_flags[oid] |= np.uint8(EP_EVICTED)
         backing_store(ds, e, oid - ds.e_first[e])
@@ -354,8 +356,9 @@ def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     e = np.int64(ds.ep_encl[ep])
     secs = ds.e_secs[e]
     lin = ds.e_base[e] + ((ep - ds.e_first[e]) << 12)
+    secinfo = (np.int64(ds.ep_type[ep]) << 8) | np.int64(ds.ep_secinfo[ep])
     rc = L.eldu(st, epc, ds.va_epc[ds.ep_va[ep]], np.int64(ds.ep_slot[ep]), secs, lin,
-                np.int64(ds.ep_secinfo[ep]), ds.e_eid[e], ds.ep_mac[ep], np.int64(ds.ep_aux[ep]),
+                secinfo, ds.e_eid[e], ds.ep_mac[ep], np.int64(ds.ep_aux[ep]),
                 False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
         eldu_done(ds, ms, st, ep, epc)
@@ -396,12 +399,12 @@ def make_dstate(content: bool, npages: int) -> DState:
     return DState(
         **{k: np.full(0, v, dtype=i64) for k, v in _E_FIELDS.items() if k != "e_cnt"},
         e_cnt=np.zeros((0, EC_LEN), dtype=i64),
-        ep_encl=np.zeros(0, np.uint32), ep_epc=np.zeros(0, np.int32),
+        ep_encl=np.zeros(0, np.uint16), ep_epc=np.zeros(0, np.int32),
         ep_va=np.zeros(0, np.int32), ep_slot=np.zeros(0, np.uint16),
         ep_type=np.zeros(0, np.uint8), ep_flags=np.zeros(0, np.uint8),
         ep_prot=np.zeros(0, np.uint8), ep_aux=np.zeros(0, np.uint8),
-        ep_secinfo=np.zeros(0, np.uint16), ep_mac=np.zeros(0, i64),
-        pcmd_use=np.zeros(0, np.int32),
+        ep_secinfo=np.zeros(0, np.uint8), ep_mac=np.zeros(0, i64),
+        pcmd_use=np.zeros(0, np.uint8),
         va_epc=np.zeros(0, i64), va_encl=np.zeros(0, i64), va_next=np.zeros(0, i64),
         va_prev=np.zeros(0, i64), va_used=np.zeros(0, i64),
         va_bits=np.zeros((0, 8), dtype=np.uint64),
@@ -466,6 +469,9 @@ class DriverOwner(Owner):
             self._replace(**{k: _grow(getattr(self.state, k), new, v)
                              for k, v in _E_FIELDS.items()})
             self._free_encl = list(range(new - 1, n - 1, -1))
+        if self._free_encl[-1] >= MAX_ENCLAVES:
+            # ep_encl is u16: a row it cannot hold would alias another enclave.
+            raise RuntimeError(f"at most {MAX_ENCLAVES} enclaves at once")
         e = self._free_encl.pop()
         for k, v in _E_FIELDS.items():
             getattr(self.state, k)[e] = v
