@@ -346,9 +346,9 @@ class EnclaveFile:
         if not flags & SGX_ENCL_CREATED:
             return -EINVAL
         want = prot & (PROT_READ | PROT_WRITE | PROT_EXEC)
-        if flags & SGX_ENCL_INITIALIZED and self.driver.sgx2:
-            if start < self.base or end > self.base + self.size:
-                return -EINVAL
+        # "Disallow mapping outside enclave's address range" (v6.0, every part).
+        if flags & SGX_ENCL_INITIALIZED and (start < self.base or end > self.base + self.size):
+            return -EACCES
         ds = self.ds
         for addr in range(max(start, self.base), min(end, self.base + self.size), PAGE_SIZE):
             ep = self.driver.ep_of(self.e, addr)
