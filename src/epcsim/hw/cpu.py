@@ -638,6 +638,10 @@ class Processor:
         self._gp_unless(rbx == PageType.VA, leaf, epc, "RBX must be PT_VA")
         return self.epa_page(self._epc(leaf, epc))
 
+    def reserve_va_rows(self, n: int) -> None:
+        """Make room for ``n`` more VA pages at once (the model's version table)."""
+        self.st = grow_va_table(self.st, n)
+
     def epa_page(self, page: int) -> int:
         while True:
             code = L.epa(self.st, page)

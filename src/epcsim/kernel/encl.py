@@ -98,7 +98,7 @@ class DState(NamedTuple):
     ep_aux: np.ndarray      # u8 state sealed with the page (TCS)
     ep_secinfo: np.ndarray  # u8 PCMD.SECINFO flags (bits 0-5); the type byte is ep_type
     ep_mac: np.ndarray      # i64 PCMD.MAC (metadata mode)
-    pcmd_use: np.ndarray    # u8 per (enclave, PCMD backing page): PCMDs in use, at most 32
+    pcmd_use: np.ndarray    # u8 per 32 entries of ep_* (one PCMD backing page): PCMDs in use
     # VA pages
     va_epc: np.ndarray      # i64
     va_encl: np.ndarray     # i64
@@ -164,8 +164,12 @@ def sgx_free_va_slot(ds: DState, e: int, va: int, slot: int, to_head: bool) -> N
 
 @njit_inline
 def pcmd_index(ds: DState, e: int, index: int) -> int:
-    """The enclave's PCMD backing page of page ``index`` (32 PCMDs share one page)."""
-    return ds.e_first[e] + (index >> 5)
+    """The enclave's PCMD backing page of page ``index`` (32 PCMDs share one page).
+
+    Enclave ranges start and end on multiples of 32 entries, so one counter per group of
+    32 entries of ``ep_*`` serves every enclave.
+    """
+    return (ds.e_first[e] + index) >> 5
 
 
 @njit_inline
@@ -387,9 +391,9 @@ _E_FIELDS = {"e_flags": 0, "e_ref": 0, "e_base": 0, "e_size": 0, "e_first": 0, "
              "e_secs_va": NONE, "e_secs_slot": NONE, "e_secs_mac": 0, "e_eid": 0, "e_child": 0,
              "e_page_cnt": 0, "e_va_head": NONE, "e_va_tail": NONE, "e_nva": 0,
              "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0}
+PCMDS_PER_PAGE = 32
 _EP_FIELDS = {"ep_encl": 0, "ep_epc": NONE, "ep_va": NONE, "ep_slot": 0, "ep_type": 0,
-              "ep_flags": 0, "ep_prot": 0, "ep_aux": 0, "ep_secinfo": 0, "ep_mac": 0,
-              "pcmd_use": 0}
+              "ep_flags": 0, "ep_prot": 0, "ep_aux": 0, "ep_secinfo": 0, "ep_mac": 0}
 _VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE, "va_used": 0,
               "va_bits": 0}
 
@@ -479,6 +483,7 @@ class DriverOwner(Owner):
 
     def reserve_pages(self, e: int, npages: int) -> None:
         """Give enclave ``e`` a dense range of ``npages`` enclave-page entries."""
+        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE
         start = None
         for i, (s, n) in enumerate(self._ranges):
             if n >= npages:
@@ -491,15 +496,19 @@ class DriverOwner(Owner):
             cap = self.state.ep_epc.shape[0]
             if self._ep_top > cap:
                 new = max(self._ep_top, 2 * cap, 1024)
-                self._replace(**{k: _grow(getattr(self.state, k), new, v)
-                                 for k, v in _EP_FIELDS.items()})
+                changes = {k: _grow(getattr(self.state, k), new, v)
+                           for k, v in _EP_FIELDS.items()}
+                changes["pcmd_use"] = _grow(self.state.pcmd_use, new // PCMDS_PER_PAGE + 1)
+                self._replace(**changes)
         sl = slice(start, start + npages)
         for k, v in _EP_FIELDS.items():
             getattr(self.state, k)[sl] = v
+        self.state.pcmd_use[start // PCMDS_PER_PAGE:(start + npages) // PCMDS_PER_PAGE] = 0
         self.state.ep_encl[sl] = e
         self.state.e_first[e] = start
 
     def release_pages(self, e: int, npages: int) -> None:
+        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE
         start = int(self.state.e_first[e])
         self.state.ep_flags[start:start + npages] = 0
         self._ranges.append((start, npages))
@@ -642,6 +651,7 @@ class SgxDriver:
         ds = self.ds
         have = int(ds.e_page_cnt[e])
         need = -(-(have + n) // SGX_VA_SLOT_COUNT) - -(-have // SGX_VA_SLOT_COUNT)
+        self.cpu.reserve_va_rows(need)
         for _ in range(need):
             epc = self.mgr.alloc(self.kind, e, reclaim)
             if epc < 0:
