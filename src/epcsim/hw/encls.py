@@ -300,10 +300,9 @@ def ecreate(st: HwState, target: int, base: int, size: int, ssaframesize: int,
     return SUCCESS
 
 
-@njit
-def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_aux: int,
-         tcs_ok: bool) -> int:
-    """EADD after its operand checks (SECINFO type is REG or TCS, reserved bits clear)."""
+@njit_inline
+def free_target_and_secs(st: HwState, target: int, secs: int) -> int:
+    """EADD's and EAUG's common EPCM checks: a free, unlocked target and a resident SECS."""
     if page_locked(st, target):
         return fault(GP, OP_RCX)
     if valid(st, target):
@@ -312,6 +311,16 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
         return fault(GP, OP_SECS)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_SECS)
+    return SUCCESS
+
+
+@njit
+def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_aux: int,
+         tcs_ok: bool) -> int:
+    """EADD after its operand checks (SECINFO type is REG or TCS, reserved bits clear)."""
+    rc = free_target_and_secs(st, target, secs)
+    if rc != SUCCESS:
+        return rc
     row = i64(st.row[secs])
     pt = (secinfo >> 8) & 0xFF
     perms = secinfo & EPCM_PERM_MASK
@@ -618,14 +627,9 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
 @njit
 def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     """EAUG after operand checks; ``pt`` is PT_REG unless a shadow-stack page was asked for."""
-    if page_locked(st, target):
-        return fault(GP, OP_RCX)
-    if valid(st, target):
-        return fault(PF, OP_RCX)
-    if page_locked(st, secs):
-        return fault(GP, OP_SECS)
-    if not is_valid_secs(st, secs):
-        return fault(PF, OP_SECS)
+    rc = free_target_and_secs(st, target, secs)
+    if rc != SUCCESS:
+        return rc
     row = i64(st.row[secs])
     if not initialized(st, row):
         return fault(GP, OP_SECS)
