@@ -216,60 +216,35 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     """Run a SCENARIO.toml: platform, kernel, enclaves with workloads."""
     from pathlib import Path
 
-    from epcsim.sim.replay import ReplayConfig, ReplayError, replay_chunks
-    from epcsim.workload.scenario import ScenarioError, load, requests_for
-    from epcsim.workload.traces import Chunk, TraceError
+    from epcsim.sim.replay import ReplayError
+    from epcsim.sim.runner import run_scenario, total_requests, write_run
+    from epcsim.workload.scenario import ScenarioError, load
+    from epcsim.workload.traces import TraceError
 
     try:
         sc = load(scenario)
-        plat = sc.resolved_platform()
-        tenants, pages, names = requests_for(sc, Path(scenario).resolve().parent)
+        with _progress(total_requests(sc), as_json) as bar:
+            task = bar.add_task("run", total=total_requests(sc)) if bar else None
+            out = run_scenario(sc, Path(scenario).resolve().parent, scenario_name=scenario,
+                               progress=(lambda n: bar.advance(task, n)) if bar else None)
     except (ScenarioError, TraceError) as e:
         raise UsageError(str(e)) from None
-    cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,
-                       low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
-                       series_step_s=sc.run.series_step_s, seed=sc.run.seed)
-    step = 1 << 20
-
-    def chunks():  # type: ignore[no-untyped-def]
-        for i in range(0, len(pages), step):
-            t = tenants[i:i + step]
-            yield Chunk(pages[i:i + step].astype(np.uint64), t, np.zeros(len(t), np.bool_))
-
-    import numpy as np
-
-    try:
-        with _progress(len(pages), as_json) as bar:
-            task = bar.add_task("run", total=len(pages)) if bar else None
-            res = replay_chunks(cfg, chunks,
-                                progress=(lambda n: bar.advance(task, n)) if bar else None)
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({scenario})") from None
-    for row in res.per_enclave:
-        row["name"] = names[row["tenant"]]
-    res.summary["scenario"] = str(scenario)
-    res.summary["per_enclave"] = res.per_enclave
     if out_dir:
-        import json as _json
-        import os
-
-        from epcsim.sim.metrics import write_results
-
         try:
-            write_results(out_dir, res, plat.ghz)
-            with open(os.path.join(out_dir, "scenario.resolved.json"), "w") as f:
-                _json.dump(sc.model_dump(mode="json"), f, indent=2)
+            write_run(out_dir, out, sc)
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
-        click.echo(json.dumps(res.summary, indent=2))
+        click.echo(json.dumps(out.summary, indent=2))
         return
-    _print_summary({k: v for k, v in res.summary.items() if k != "per_enclave"},
+    _print_summary({k: v for k, v in out.summary.items() if not isinstance(v, list)},
                    f"run of {scenario}")
     table = Table(title="per enclave")
     for col in ("name", "pages", "requests", "faults", "miss_ratio"):
         table.add_column(col)
-    for row in res.per_enclave:
+    for row in out.summary["per_enclave"]:
         table.add_row(row["name"], str(row["pages"]), str(row["requests"]),
                       str(row["faults"]), f"{row['miss_ratio']:.4f}")
     console.print(table)
