@@ -55,3 +55,23 @@ def dl_del(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
         prv[n] = p
     nxt[item] = END
     prv[item] = END
+
+
+@njit_inline
+def dl_move_tail(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
+                 lst: int, item: int) -> None:
+    """``list_move_tail`` for an item already on ``lst``: the LRU's hit path, in one step."""
+    t = tail[lst]
+    if t == item:
+        return
+    p = prv[item]
+    n = nxt[item]     # not END: the item is not the tail
+    if p == END:
+        head[lst] = n
+    else:
+        nxt[p] = n
+    prv[n] = p
+    prv[item] = t
+    nxt[item] = END
+    nxt[t] = item
+    tail[lst] = item

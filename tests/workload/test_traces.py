@@ -266,20 +266,27 @@ def test_streams_in_several_chunks(tmp_path, fmt):
     assert r.count() == (None if fmt == "csv" else n)
 
 
-def test_binary_reader_reads_in_chunks_not_whole_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mapped", [True, False])
+def test_binary_reader_reads_in_chunks_not_whole_file(tmp_path, monkeypatch, mapped):
+    """Mapped files are decoded a chunk at a time; unmappable ones read a chunk at a time."""
     obj = np.arange(1000, dtype=np.uint64)
     p = tmp_path / "t.og"
     write_oracle_general(p, obj)
     counts = []
-    real = np.fromfile
+    real = np.frombuffer if mapped else np.fromfile
 
     def spy(*args, **kw):
         counts.append(kw.get("count"))
         return real(*args, **kw)
 
-    monkeypatch.setattr(T.np, "fromfile", spy)
-    list(open_trace(p, "oracleGeneral", chunk_requests=128))
+    monkeypatch.setattr(T.np, "frombuffer" if mapped else "fromfile", spy)
+    if not mapped:
+        def no_mmap(*a, **kw):
+            raise OSError("not mappable")
+        monkeypatch.setattr(T.mmap, "mmap", no_mmap)
+    got = np.concatenate([c.obj for c in open_trace(p, "oracleGeneral", chunk_requests=128)])
     assert counts == [128] * 7 + [1000 - 7 * 128]
+    np.testing.assert_array_equal(got, obj)
 
 
 def test_path_object_and_reiteration(tmp_path):

@@ -24,8 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
-from epcsim.dlist import dl_del, dl_push_tail
+from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX_NR_TO_SCAN_MAX
+from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline
@@ -109,6 +109,7 @@ class MgrState(NamedTuple):
     cnt: np.ndarray     # i64 counters
     p: np.ndarray       # i64 parameters and scalars
     ev: np.ndarray      # i64 [cap, 3] event log (cap 0: off)
+    chunk: np.ndarray   # i64 [batch]: the pages of the batch being reclaimed
 
 
 # ----------------------------------------------------------------------------- lists
@@ -240,10 +241,7 @@ def touch(ms: MgrState, page: int) -> None:
     policy = ms.p[P_POLICY]
     if policy == POLICY_LRU:
         if where(ms, page) == W_LRU:
-            lst = lru_list(ms)
-            if ms.tail[lst] != page:
-                list_del(ms, lst, page)
-                list_push_tail(ms, lst, page)
+            dl_move_tail(ms.head, ms.tail, ms.nxt, ms.prv, lru_list(ms), page)
     elif policy == POLICY_CLOCK:
         ms.where[page] |= W_REF
 
@@ -304,7 +302,10 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
         """
         lst = lru_list(ms)
         policy = ms.p[P_POLICY]
-        chunk = np.empty(nr, dtype=np.int64)
+        # The batch's own array, not a new one per call: with one page per miss the
+        # allocation cost more than the rest of the batch.
+        nr = min(nr, ms.chunk.shape[0])
+        chunk = ms.chunk
         n = 0
         isolated = 0
         budget = 2 * ms.count[lst] + 1
@@ -454,6 +455,7 @@ def make_mgr_state(cpu: Processor, *, low: int, high: int, batch: int, policy: i
         count=np.zeros(nnodes + 1, dtype=np.int64),
         cnt=np.zeros(len(COUNTERS), dtype=np.int64), p=p,
         ev=np.zeros((events, 3), dtype=np.int64),
+        chunk=np.zeros(max(batch, SGX_NR_TO_SCAN_MAX), dtype=np.int64),
     )
 
 
@@ -540,6 +542,8 @@ class EpcManager:
     def reclaim_pages(self, nr: int | None = None) -> int:
         """One ``sgx_reclaim_pages`` batch on the caller's CPU; returns pages isolated."""
         n = int(self.ms.p[P_BATCH]) if nr is None else nr
+        if n > self.ms.chunk.shape[0]:
+            self.ms = self.ms._replace(chunk=np.zeros(n, dtype=np.int64))
         isolated = int(self.fns.reclaim_pages(self.owner_states(), self.ms, self.cpu.st, n))
         self._sync_owners()
         return isolated
