@@ -187,12 +187,15 @@ def take_free_page(ms: MgrState, node: int) -> int:
     """``__sgx_alloc_epc_page``: the head of the first non-empty free list from ``node`` on."""
     n = ms.p[P_NNODES]
     start = node if 0 <= node < n else 0
-    for i in range(n):
-        lst = (start + i) % n
+    lst = start
+    for _ in range(n):
         page = list_pop_head(ms, lst)
         if page != NO_LINK:
             ms.p[P_NR_FREE] -= 1
             return page
+        lst += 1            # not ``% n``: a division costs more than the rest of the loop
+        if lst == n:
+            lst = 0
     return NO_LINK
 
 
