@@ -250,6 +250,61 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     console.print(table)
 
 
+@app.command()
+@click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Where points and sweep.parquet go [default: SWEEP.results beside it]. "
+              "Run again to resume: finished points are kept.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run the points on a Dask distributed cluster (tcp://host:8786).")
+@click.option("--plot", "metric", help="Then draw this summary value ...")
+@click.option("--x", "x_param", help="... against this grid parameter (dotted key).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | None,
+          metric: str | None, x_param: str | None, as_json: bool) -> None:
+    """Run a scenario over a grid of parameters; one row per point in sweep.parquet."""
+    from pathlib import Path
+
+    from epcsim.sweep.execute import SweepRunError, run_sweep
+    from epcsim.sweep.spec import SweepError, load_sweep
+
+    if (metric is None) != (x_param is None):
+        raise UsageError("--plot METRIC and --x PARAM go together")
+    try:
+        spec = load_sweep(sweep_file)
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+    out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
+    total = len(spec.points())
+    try:
+        with _progress(total, as_json) as bar:
+            task = bar.add_task("sweep", total=total) if bar else None
+            outcome = run_sweep(spec, out, workers=workers, scheduler=scheduler,
+                                progress=(lambda d, t: bar.update(task, completed=d))
+                                if bar else None)
+    except SweepRunError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write results: {e.strerror} ({out})") from None
+    doc = {"points": total, "computed": outcome.computed, "reused": outcome.reused,
+           "table": str(outcome.table_path)}
+    if metric and x_param:
+        from epcsim.sweep.plot import PlotError, plot_metric
+
+        try:
+            files = plot_metric(outcome.table_path, metric, x_param,
+                                out / f"{metric}-vs-{x_param}")
+        except PlotError as e:
+            raise UsageError(f"{e} ({outcome.table_path})") from None
+        doc["plots"] = [str(f) for f in files]
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary(doc, f"sweep {sweep_file}")
+
+
 class _null:
     def __enter__(self) -> None:
         return None
