@@ -95,7 +95,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
     rows = [P.read_row(p) for p in files]
     table_path = out_dir / TABLE
     tmp = out_dir / f".{TABLE}.{os.getpid()}.tmp"
-    pq.write_table(P.to_table(rows), tmp)
+    pq.write_table(P.to_table(rows, list(spec.grid)), tmp)
     os.replace(tmp, table_path)
     return SweepOutcome(len(todo), total - len(todo), table_path)
 

@@ -67,12 +67,12 @@ def read_row(path: Path) -> dict[str, Any]:
     return row
 
 
-def to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """Rows in grid order as one table; a column's values share one Arrow type."""
+def to_table(rows: list[dict[str, Any]], grid_keys: list[str]) -> pa.Table:
+    """Rows in grid order as one table: the point, its parameters in the grid's order, then
+    the summary by name; a column's values share one Arrow type."""
     rows = sorted(rows, key=lambda r: r["point"])
     seen = {k for r in rows for k in r}
-    params = [k for r in rows for k in r if k.startswith("param.")]
-    names = ["point"] + list(dict.fromkeys(params))
+    names = ["point"] + [f"param.{k}" for k in grid_keys]
     names += sorted(seen - set(names))
     cols = {}
     for name in names:
