@@ -33,8 +33,11 @@ def test_local_cluster_with_two_workers_matches_one_local_worker(
             workers = client.scheduler_info()["workers"]
             assert len(workers) == 2
             # Both workers ran points: the sweep really was spread over the cluster.
-            counts = client.run(lambda dask_worker: len(dask_worker.state.log))
-            assert all(n > 0 for n in counts.values())
+            ran = client.run(lambda dask_worker: sorted(
+                {str(e[0]) for e in dask_worker.state.log
+                 if str(e[0]).startswith("epcsim-point-") and "memory" in e}))
+            assert all(ran.values()), ran
+            assert sum(len(keys) for keys in ran.values()) == 8
     assert (doc["points"], doc["computed"]) == (8, 8)
     assert main(["sweep", str(sweep_file), "--workers", "1", "--out", str(tmp_path / "one"),
                  "--json"]) == 0
