@@ -232,8 +232,10 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({scenario})") from None
     if out_dir:
+        from epcsim.sim.runner import with_absolute_traces
+
         try:
-            write_run(out_dir, out, sc)
+            write_run(out_dir, out, with_absolute_traces(sc, Path(scenario).resolve().parent))
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
