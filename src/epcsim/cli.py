@@ -307,6 +307,30 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     _print_summary(doc, f"sweep {sweep_file}")
 
 
+@app.command()
+@click.argument("results_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Where the plots and report.html go [default: DIR/report].")
+@click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
+def report(results_dir: str, out_dir: str | None, as_json: bool) -> None:
+    """Plots (PNG, SVG) and a self-contained report.html from a results DIR."""
+    from epcsim.report.results import ResultsError
+    from epcsim.report.write import write_report
+
+    try:
+        files = write_report(results_dir, out_dir)
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write the report: {e.strerror} ({out_dir or results_dir})") \
+            from None
+    if as_json:
+        click.echo(json.dumps({"files": [str(f) for f in files]}, indent=2))
+        return
+    for f in files:
+        click.echo(str(f))
+
+
 class _null:
     def __enter__(self) -> None:
         return None
