@@ -29,10 +29,68 @@ def app() -> None:
 
 
 @app.command()
-@click.option("--metadata", is_flag=True, help="Run without page contents.")
-@click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the keys.")
-def demo(metadata: bool, as_json: bool, seed: int) -> None:
+@click.option("--walk", is_flag=True, help="Walk one enclave through its leaves instead.")
+@click.option("--metadata", is_flag=True, help="The walk without page contents (implies --walk).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the steps) as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the walk's keys.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write the results, a working-set sweep and the report here.")
+def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | None) -> None:
+    """Two enclaves on an oversubscribed 93.5 MiB client EPC: paging, summary, report."""
+    if walk or metadata:
+        if out_dir:
+            raise UsageError("--out goes with the scenario demo, not --walk")
+        _walk(metadata, as_json, seed)
+        return
+    from pathlib import Path
+
+    from epcsim.demo_scenario import demo_requests, run_demo, write_demo
+
+    total = demo_requests()
+    with _progress(total, as_json) as bar:
+        task = bar.add_task("demo", total=total) if bar else None
+        sc, out = run_demo(progress=(lambda n: bar.advance(task, n)) if bar else None)
+    files: list[Path] = []
+    if out_dir:
+        try:
+            with _progress(1, as_json) as bar:
+                task = bar.add_task("working-set sweep", total=None) if bar else None
+                files = write_demo(Path(out_dir), sc, out, sweep_progress=(
+                    lambda d, t: bar.update(task, completed=d, total=t)) if bar else None)
+        except OSError as e:
+            raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
+    if as_json:
+        click.echo(json.dumps(out.summary, indent=2))
+        return
+    _print_demo(out.summary, sc.resolved_platform().epc_bytes)
+    if files:
+        console.print(f"report: {files[-1]}")
+
+
+DEMO_MEASURES = ("epc_pages", "footprint_pages", "requests", "faults", "miss_ratio", "eaug",
+                 "eldu", "ewb", "etrack", "ipi", "ksgxd_wakeups", "virtual_time_s",
+                 "slowdown", "sgx_nr_free_pages", "wall_s")
+
+
+def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg]
+    _print_summary({k: summary[k] for k in DEMO_MEASURES if k in summary},
+                   f"epcsim demo: {summary.get('enclaves')} enclaves on a "
+                   f"{epc_bytes / 2**20:g} MiB EPC ({summary.get('platform')})")
+    for key, title in (("per_enclave", "per enclave"), ("vms", "per VM")):
+        rows = summary.get(key) or []
+        if not rows:
+            continue
+        table = Table(title=title)
+        cols = list(dict.fromkeys(c for r in rows for c in r))
+        for col in cols:
+            table.add_column(col, justify="left" if col == "name" else "right")
+        for r in rows:
+            table.add_row(*(f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                            for c in cols))
+        console.print(table)
+
+
+def _walk(metadata: bool, as_json: bool, seed: int) -> None:
     """Walk one enclave through its life on the processor model."""
     from epcsim.demo import enclave_life
 
