@@ -31,3 +31,19 @@ def test_manager_imports_no_owner() -> None:
     owners = {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.cgroup",
               "epcsim.kernel.ioctl", "epcsim.kernel.instance"}
     assert not mods & owners, mods & owners
+
+
+def test_report_and_sweep_read_results_not_live_state() -> None:
+    # report/ draws from files alone; sweep/ runs points through sim.runner (run_scenario)
+    # and never reaches the processor, the kernel or the engine's state.
+    for f in (SRC / "report").glob("*.py"):
+        bad = {m for m in imports(f)
+               if m.startswith(("epcsim.hw", "epcsim.kernel", "epcsim.sim", "epcsim.workload",
+                                "epcsim.sweep"))}
+        assert not bad, f"report/{f.name} imports {bad}"
+    allowed = {"epcsim.sim.runner", "epcsim.sim.replay", "epcsim.workload.scenario",
+               "epcsim.workload.traces"}
+    for f in (SRC / "sweep").glob("*.py"):
+        bad = {m for m in imports(f) if m.startswith(("epcsim.hw", "epcsim.kernel"))
+               or (m.startswith(("epcsim.sim", "epcsim.workload")) and m not in allowed)}
+        assert not bad, f"sweep/{f.name} imports {bad}"

@@ -33,7 +33,7 @@ def test_demo_walks_an_enclave_through_its_life(content: bool) -> None:
 
 
 def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--json"]) == 0
+    assert main(["demo", "--walk", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {s["leaf"] for s in doc["steps"]} >= {"ECREATE", "EWB", "ELDU", "EREMOVE"}
 
@@ -47,7 +47,7 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str],
 
 
 def test_console_script_runs() -> None:
-    out = subprocess.run([sys.executable, "-m", "epcsim.cli", "demo", "--metadata"],
+    out = subprocess.run([sys.executable, "-m", "epcsim.cli", "demo", "--walk", "--metadata"],
                          capture_output=True, text=True, check=True).stdout
     assert "EWB" in out and "SGX_NOT_TRACKED" in out
 

@@ -29,10 +29,68 @@ def app() -> None:
 
 
 @app.command()
-@click.option("--metadata", is_flag=True, help="Run without page contents.")
-@click.option("--json", "as_json", is_flag=True, help="Print the steps as JSON.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the keys.")
-def demo(metadata: bool, as_json: bool, seed: int) -> None:
+@click.option("--walk", is_flag=True, help="Walk one enclave through its leaves instead.")
+@click.option("--metadata", is_flag=True, help="The walk without page contents (implies --walk).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary (or the steps) as JSON.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the walk's keys.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write the results, a working-set sweep and the report here.")
+def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | None) -> None:
+    """Two enclaves on an oversubscribed 93.5 MiB client EPC: paging, summary, report."""
+    if walk or metadata:
+        if out_dir:
+            raise UsageError("--out goes with the scenario demo, not --walk")
+        _walk(metadata, as_json, seed)
+        return
+    from pathlib import Path
+
+    from epcsim.demo_scenario import demo_requests, run_demo, write_demo
+
+    total = demo_requests()
+    with _progress(total, as_json) as bar:
+        task = bar.add_task("demo", total=total) if bar else None
+        sc, out = run_demo(progress=(lambda n: bar.advance(task, n)) if bar else None)
+    files: list[Path] = []
+    if out_dir:
+        try:
+            with _progress(1, as_json) as bar:
+                task = bar.add_task("working-set sweep", total=None) if bar else None
+                files = write_demo(Path(out_dir), sc, out, sweep_progress=(
+                    lambda d, t: bar.update(task, completed=d, total=t)) if bar else None)
+        except OSError as e:
+            raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
+    if as_json:
+        click.echo(json.dumps(out.summary, indent=2))
+        return
+    _print_demo(out.summary, sc.resolved_platform().epc_bytes)
+    if files:
+        console.print(f"report: {files[-1]}")
+
+
+DEMO_MEASURES = ("epc_pages", "footprint_pages", "requests", "faults", "miss_ratio", "eaug",
+                 "eldu", "ewb", "etrack", "ipi", "ksgxd_wakeups", "virtual_time_s",
+                 "slowdown", "sgx_nr_free_pages", "wall_s")
+
+
+def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg]
+    _print_summary({k: summary[k] for k in DEMO_MEASURES if k in summary},
+                   f"epcsim demo: {summary.get('enclaves')} enclaves on a "
+                   f"{epc_bytes / 2**20:g} MiB EPC ({summary.get('platform')})")
+    for key, title in (("per_enclave", "per enclave"), ("vms", "per VM")):
+        rows = summary.get(key) or []
+        if not rows:
+            continue
+        table = Table(title=title)
+        cols = list(dict.fromkeys(c for r in rows for c in r))
+        for col in cols:
+            table.add_column(col, justify="left" if col == "name" else "right")
+        for r in rows:
+            table.add_row(*(f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                            for c in cols))
+        console.print(table)
+
+
+def _walk(metadata: bool, as_json: bool, seed: int) -> None:
     """Walk one enclave through its life on the processor model."""
     from epcsim.demo import enclave_life
 
@@ -232,8 +290,10 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({scenario})") from None
     if out_dir:
+        from epcsim.sim.runner import with_absolute_traces
+
         try:
-            write_run(out_dir, out, sc)
+            write_run(out_dir, out, with_absolute_traces(sc, Path(scenario).resolve().parent))
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -248,6 +308,85 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
         table.add_row(row["name"], str(row["pages"]), str(row["requests"]),
                       str(row["faults"]), f"{row['miss_ratio']:.4f}")
     console.print(table)
+
+
+@app.command()
+@click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Where points and sweep.parquet go [default: SWEEP.results beside it]. "
+              "Run again to resume: finished points are kept.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Local worker processes.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run the points on a Dask distributed cluster (tcp://host:8786).")
+@click.option("--plot", "metric", help="Then draw this summary value ...")
+@click.option("--x", "x_param", help="... against this grid parameter (dotted key).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | None,
+          metric: str | None, x_param: str | None, as_json: bool) -> None:
+    """Run a scenario over a grid of parameters; one row per point in sweep.parquet."""
+    from pathlib import Path
+
+    from epcsim.sweep.execute import SweepRunError, run_sweep
+    from epcsim.sweep.spec import SweepError, load_sweep
+
+    if (metric is None) != (x_param is None):
+        raise UsageError("--plot METRIC and --x PARAM go together")
+    try:
+        spec = load_sweep(sweep_file)
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+    out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
+    total = len(spec.points())
+    try:
+        with _progress(total, as_json) as bar:
+            task = bar.add_task("sweep", total=total) if bar else None
+            outcome = run_sweep(spec, out, workers=workers, scheduler=scheduler,
+                                progress=(lambda d, t: bar.update(task, completed=d))
+                                if bar else None)
+    except SweepRunError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write results: {e.strerror} ({out})") from None
+    doc = {"points": total, "computed": outcome.computed, "reused": outcome.reused,
+           "table": str(outcome.table_path)}
+    if metric and x_param:
+        from epcsim.sweep.plot import PlotError, plot_metric
+
+        try:
+            files = plot_metric(outcome.table_path, metric, x_param,
+                                out / f"{metric}-vs-{x_param}")
+        except PlotError as e:
+            raise UsageError(f"{e} ({outcome.table_path})") from None
+        doc["plots"] = [str(f) for f in files]
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary(doc, f"sweep {sweep_file}")
+
+
+@app.command()
+@click.argument("results_dir", metavar="DIR", type=click.Path(file_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Where the plots and report.html go [default: DIR/report].")
+@click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
+def report(results_dir: str, out_dir: str | None, as_json: bool) -> None:
+    """Plots (PNG, SVG) and a self-contained report.html from a results DIR."""
+    from epcsim.report.results import ResultsError
+    from epcsim.report.write import write_report
+
+    try:
+        files = write_report(results_dir, out_dir)
+    except ResultsError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write the report: {e.strerror} ({out_dir or results_dir})") \
+            from None
+    if as_json:
+        click.echo(json.dumps({"files": [str(f) for f in files]}, indent=2))
+        return
+    for f in files:
+        click.echo(str(f))
 
 
 class _null:

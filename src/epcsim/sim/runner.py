@@ -66,7 +66,18 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         "series": series_table(res.series, plat.ghz),
         "faults": faults_table(res.faults, plat.ghz),
     }
+    if sc.run.mrc:
+        from epcsim.sim.mrc import mrc_table
+
+        tables["mrc"] = mrc_table(tenants, pages, names, plat.epc_pages)
     return RunOutput(summary, tables)
+
+
+def with_absolute_traces(sc: Scenario, base_dir: Path) -> Scenario:
+    """``sc`` with trace paths made absolute, so its resolved copy runs from anywhere."""
+    encl = [e.model_copy(update={"trace": str((base_dir / e.trace).resolve())})
+            if e.trace is not None else e for e in sc.enclaves]
+    return sc.model_copy(update={"enclaves": encl})
 
 
 def total_requests(sc: Scenario) -> int:

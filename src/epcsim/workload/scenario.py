@@ -18,6 +18,7 @@
     requests = 1000000            # total accesses, shared by the enclaves by weight
     seed = 1
     series_step_s = 0.001
+    mrc = false                   # true: the LRU miss-ratio curve across EPC sizes too
 
     [[enclaves]]
     name = "db"
@@ -111,6 +112,7 @@ class RunSpec(_Strict):
     requests: int = Field(default=1_000_000, ge=1)
     seed: int = 0
     series_step_s: float = Field(default=0.001, gt=0)
+    mrc: bool = False             # also write the LRU miss-ratio curve (mrc.parquet)
 
 
 class EnclaveSpec(_Strict):
@@ -159,7 +161,9 @@ def load(path: str | Path) -> Scenario:
     """Read and validate a scenario; ScenarioError names the file and the key."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8")
+        # scenario.resolved.json, as ``epcsim run --out`` writes it, repeats a run exactly.
+        data = _read_json(text, p) if p.suffix == ".json" else tomllib.loads(text)
     except FileNotFoundError:
         raise ScenarioError(f"no such scenario file ({p})") from None
     except UnicodeDecodeError as e:
@@ -167,6 +171,18 @@ def load(path: str | Path) -> Scenario:
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"not valid TOML: {e} ({p})") from None
     return validate(data, str(p))
+
+
+def _read_json(text: str, p: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ScenarioError(f"not valid JSON: {e} ({p})") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"a scenario is a JSON object ({p})")
+    return data
 
 
 def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:

@@ -1,0 +1,7 @@
+"""``python -m epcsim``: the ``epcsim`` command."""
+
+import sys
+
+from epcsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,36 @@
+"""``epcsim report DIR``: every figure as PNG and SVG, and ``report.html``, under DIR/report."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from epcsim.report.html import page
+from epcsim.report.plots import figures
+from epcsim.report.results import load_results
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Draw what the results hold; returns the files written (report.html last)."""
+    res = load_results(results_dir)
+    out = Path(out_dir) if out_dir else res.path / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    import matplotlib.pyplot as plt
+
+    written: list[Path] = []
+    images: list[tuple[str, str, bytes]] = []
+    for f in figures(res):
+        buf = io.BytesIO()
+        f.fig.savefig(buf, format="png", dpi=110)
+        png = out / f"{f.name}.png"
+        png.write_bytes(buf.getvalue())
+        svg = out / f"{f.name}.svg"
+        f.fig.savefig(svg, format="svg")
+        plt.close(f.fig)
+        written += [png, svg]
+        images.append((f.title, f.caption, buf.getvalue()))
+    name = res.summary.get("scenario") or res.path.name
+    doc = out / "report.html"
+    doc.write_text(page(res, images, f"epcsim report: {name}"), encoding="utf-8")
+    written.append(doc)
+    return written

@@ -1,0 +1,140 @@
+"""Run a sweep's points: in this process, on local worker processes, or on a Dask cluster.
+
+Each point runs ``epcsim run``'s own entry point (``sim.runner.run_scenario``) and comes
+back as one row; the parent keeps every finished row as a file (``points``) the moment it
+arrives, then gathers all rows into ``sweep.parquet``. Whatever computes a point, the row
+is the same: a run is deterministic, so ``--workers 1``, ``--workers N`` and
+``--scheduler`` give one table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from epcsim.sweep import points as P
+from epcsim.sweep.spec import SweepSpec
+
+TABLE = "sweep.parquet"
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did: rows computed now, rows found finished, and the gathered table."""
+
+    computed: int
+    reused: int
+    table_path: Path
+
+
+def compute_point(index: int, params: dict[str, Any], scenario: dict[str, Any],
+                  base_dir: str) -> dict[str, Any]:
+    """Run one point and return its row (importable by worker processes and Dask workers).
+
+    A point the machine cannot run (e.g. every page pinned) is a row with ``error`` set,
+    so one bad corner of a grid does not lose the others.
+    """
+    from epcsim.sim.replay import ReplayError
+    from epcsim.sim.runner import run_scenario
+    from epcsim.workload.scenario import validate
+    from epcsim.workload.traces import TraceError
+
+    sc = validate(scenario, f"point {index}")
+    try:
+        out = run_scenario(sc, Path(base_dir), scenario_name=f"point {index}")
+    except (ReplayError, TraceError, ValueError) as e:
+        return {**P.row_for(index, params, {}), "error": str(e)}
+    return P.row_for(index, params, out.summary)
+
+
+def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
+              scheduler: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
+    """Compute every point not yet on disk under ``out_dir``, then write ``sweep.parquet``.
+
+    ``progress(done, total)`` is called as points finish (finished ones count at once).
+    """
+    points_dir = out_dir / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "sweep.resolved.json", "w") as f:
+        f.write(spec.to_json())
+    todo = []
+    files = []
+    for index, params in enumerate(spec.points()):
+        scenario = spec.scenario_for(params)
+        path = P.point_file(points_dir, index, scenario)
+        files.append(path)
+        if not path.exists():
+            todo.append((index, params, scenario, path))
+    total = len(files)
+    done = total - len(todo)
+    if progress:
+        progress(done, total)
+
+    def finished(path: Path, row: dict[str, Any]) -> None:
+        nonlocal done
+        P.write_atomic(path, row)
+        done += 1
+        if progress:
+            progress(done, total)
+
+    base = str(spec.base_dir)
+    if scheduler:
+        _on_dask(scheduler, todo, base, finished)
+    elif workers <= 1:
+        for index, params, scenario, path in todo:
+            finished(path, compute_point(index, params, scenario, base))
+    else:
+        _on_processes(workers, todo, base, finished)
+
+    rows = [P.read_row(p) for p in files]
+    table_path = out_dir / TABLE
+    tmp = out_dir / f".{TABLE}.{os.getpid()}.tmp"
+    pq.write_table(P.to_table(rows, list(spec.grid)), tmp)
+    os.replace(tmp, table_path)
+    return SweepOutcome(len(todo), total - len(todo), table_path)
+
+
+def _on_processes(workers: int, todo: list[Any], base: str,
+                  finished: Callable[[Path, dict[str, Any]], None]) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: a fresh interpreter per worker shares no locks or threads with the
+    # parent (the progress bar runs a thread), and numba loads its disk cache there.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {pool.submit(compute_point, i, params, sc, base): path
+                   for i, params, sc, path in todo}
+        for fut in as_completed(futures):
+            finished(futures[fut], fut.result())
+
+
+def _on_dask(address: str, todo: list[Any], base: str,
+             finished: Callable[[Path, dict[str, Any]], None]) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise SweepRunError("--scheduler needs Dask: pip install 'epcsim[dask]'") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise SweepRunError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+    try:
+        futures = {}
+        for i, params, sc, path in todo:
+            futures[client.submit(compute_point, i, params, sc, base,
+                                  key=f"epcsim-point-{path.stem}")] = path
+        for fut in as_completed(list(futures)):
+            finished(futures[fut], fut.result())
+    finally:
+        client.close()
+
+
+class SweepRunError(RuntimeError):
+    """The sweep could not run (no Dask, no scheduler); one line for the user."""
