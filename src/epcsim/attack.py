@@ -24,10 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
 from epcsim.arch import PAGE_SIZE, SgxReturn
 from epcsim.hw.cpu import ArchFault, Processor
 from epcsim.hw.epc import EPCM_VALID
 from epcsim.kernel.backing import PCMD_SIZE, Backing
+from epcsim.kernel.encl import EP_PRESENT
 from epcsim.kernel.instance import Kernel
 from epcsim.kernel.mm import Vma
 from epcsim.kernel.vdso import EENTER, EEXIT, ERESUME, Operation, SgxEnclaveRun
@@ -126,9 +129,11 @@ class Lab:
 
     def write(self, i: int, addr: int, value: int) -> None:
         """Enclave ``i`` stores ``value`` at ``addr``; raises AccessFailed if it cannot."""
-        run = self._enter(i, op_put_to_address(addr, value))
+        op = op_put_to_address(addr, value)
+        op.values["put"] = value
+        run = self._enter(i, op)
         if run.function != EEXIT:
-            self.pending[i] = (addr, Operation("put", []))
+            self.pending[i] = (addr, op)
             raise AccessFailed(run)
         self.values[(i, addr)] = value
 
@@ -142,14 +147,23 @@ class Lab:
         return int(op.values["value"])
 
     def resume(self, i: int) -> int | None:
-        """ERESUME enclave ``i``'s interrupted access (after the OS undid its attack)."""
+        """ERESUME enclave ``i``'s interrupted access (after the OS undid its attack).
+
+        Returns the value a resumed load read (None for a store, which is now recorded).
+        """
         addr, op = self.pending.pop(i)
         encl = self.enclaves[i]
-        run = SgxEnclaveRun(tcs=encl.tcs[0])
-        assert encl.thread.enter(run, ERESUME) == 0
+        if encl.tcs[0] in encl.thread.pending:
+            run = SgxEnclaveRun(tcs=encl.tcs[0])
+            assert encl.thread.enter(run, ERESUME) == 0
+        else:
+            run = self._enter(i, op)            # EENTER itself failed: the TCS did not load
         if run.function != EEXIT:
             self.pending[i] = (addr, op)
             raise AccessFailed(run)
+        if "put" in op.values:
+            self.values[(i, addr)] = op.values["put"]
+            return None
         return op.values.get("value")
 
     def verify(self) -> bool:
@@ -233,6 +247,9 @@ def _first_data(lab: Lab, i: int = 0) -> tuple[int, int]:
 
 
 def _ret(rc: int) -> str:
+    """An ENCLS result by name; a fault (the driver's -vector) as #PF/#GP."""
+    if rc < 0:
+        return {-14: "#PF", -13: "#GP", -1: "no copy"}.get(rc, f"vector {-rc}")
     return SgxReturn(rc).name
 
 
@@ -546,4 +563,67 @@ ATTACKS: dict[str, Callable[[Lab], AttackResult]] = {
     "read-epc-from-outside": read_epc_from_outside,
 }
 
-__all__ = ["ATTACKS", "AccessFailed", "AttackResult", "Blob", "Lab"]
+
+
+# ------------------------------------------------------------------ the channel SGX leaves open
+
+class PageFaultTracer:
+    """The OS's view of an enclave's execution: the page-fault sequence, and the power to
+    make every access to a page of ``watch`` fault.
+
+    While installed, each #PF the kernel handles for enclave ``i`` is recorded as the page's
+    offset in ELRANGE (the AEX hides the low 12 bits of the address, so pages are all the OS
+    learns). With ``isolate=True`` the OS, after fixing a fault, clears the PTEs of every
+    other page of ``watch``: the next access to any of them faults again. Clearing PTEs is an
+    ordinary OS power (the reclaimer does it); SGX cannot forbid it (Xu et al., S&P 2015).
+    """
+
+    def __init__(self, lab: Lab, i: int, watch: list[int], *, isolate: bool = True) -> None:
+        self.lab = lab
+        self.i = i
+        self.watch = sorted({a & ~0xFFF for a in watch})
+        self.isolate = isolate
+        self.faults: list[int] = []       # page offsets in ELRANGE, in order
+        self._orig: Callable[..., str] | None = None
+
+    def __enter__(self) -> PageFaultTracer:
+        kernel = self.lab.kernel
+        self._orig = kernel.handle_page_fault
+        encl = self.lab.enclaves[self.i]
+        base = encl.base
+
+        def traced(mm: object, addr: int, error_code: int) -> str:
+            assert self._orig is not None
+            outcome = self._orig(mm, addr, error_code)
+            if mm is encl.mm:
+                self.faults.append((addr & ~0xFFF) - base)
+                if self.isolate:
+                    self.unmap_all(except_page=addr & ~0xFFF)
+            return outcome
+
+        kernel.handle_page_fault = traced  # type: ignore[method-assign]
+        if self.isolate:
+            self.unmap_all()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lab.kernel.__dict__.pop("handle_page_fault", None)
+
+    def unmap_all(self, except_page: int = -1) -> None:
+        """Clear the PTEs of the watched pages (but ``except_page``)."""
+        ds = self.lab.kernel.sgx.ds
+        for page in self.watch:
+            if page != except_page:
+                ep = self.lab.ep(self.i, page)
+                ds.ep_flags[ep] &= ~np.uint8(EP_PRESENT)
+
+    def table(self):  # type: ignore[no-untyped-def]
+        """The fault sequence as the ``faults`` table of a run: (sequence, tenant, page)."""
+        import pyarrow as pa
+
+        return pa.table({"seq": list(range(len(self.faults))),
+                         "tenant": [self.i] * len(self.faults),
+                         "page": [f >> 12 for f in self.faults]})
+
+
+__all__ = ["ATTACKS", "AccessFailed", "AttackResult", "Blob", "Lab", "PageFaultTracer"]

@@ -24,7 +24,7 @@ import numpy as np
 from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.dlist import dl_del, dl_push_head, dl_push_tail
 from epcsim.hw import encls as L
-from epcsim.hw.cpu import Processor, SealedPage
+from epcsim.hw.cpu import ArchFault, Processor, SealedPage
 from epcsim.hw.epc import EPCM_SECINFO_MASK
 from epcsim.jit import njit, njit_inline
 from epcsim.kernel.backing import Backing
@@ -768,6 +768,24 @@ class SgxDriver:
         return 0
 
     # -------------------------------------------------------------- loading pages
+    def _eldu(self, epc: int, va_epc: int, slot: int, secs: int, sealed: SealedPage | None,
+              aux: int) -> int:
+        """ELDU of what the backing store holds; the leaf's result, or -vector if it faulted.
+
+        The backing store is the OS's memory and may hold anything (a PCMD naming another page
+        type makes ELDU fault on the SECS operand): the kernel's ``encls_faulted`` fixup turns
+        a fault into an error (-EFAULT) rather than an oops, and so does this.
+        """
+        if sealed is None:
+            rc = -1
+        else:
+            try:
+                rc = int(self.cpu.eldu_page(epc, va_epc, slot, secs, sealed, aux=aux))
+            except ArchFault as f:
+                rc = -f.vector
+        self.last_eldu = rc
+        return rc
+
     def load_secs(self, e: int) -> int:
         """``sgx_encl_load_secs``: reload an evicted SECS before any child."""
         ds = self.ds
@@ -780,9 +798,7 @@ class SgxDriver:
             b = self.owner.backing[e]
             sealed = b.load(b.secs_index(), 0)
             va = int(ds.e_secs_va[e])
-            rc = self.cpu.eldu_page(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE,
-                                    sealed, aux=0) if sealed is not None else -1
-            self.last_eldu = int(rc)
+            rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE, sealed, 0)
             if rc == 0:
                 b.truncate(b.secs_index())
                 secs_eldu_done(ds, self.mgr.ms, e, epc)
@@ -812,11 +828,8 @@ class SgxDriver:
             # PAGEINFO.LINADDR comes from the page's place in ELRANGE, never from the file.
             sealed = b.load(index, int(ds.e_base[e]) + (index << 12))
             va = int(ds.ep_va[ep])
-            rc = -1
-            if sealed is not None:
-                rc = self.cpu.eldu_page(epc, int(ds.va_epc[va]), int(ds.ep_slot[ep]),
-                                        int(ds.e_secs[e]), sealed, aux=int(ds.ep_aux[ep]))
-            self.last_eldu = int(rc)
+            rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.ep_slot[ep]), int(ds.e_secs[e]),
+                            sealed, int(ds.ep_aux[ep]))
             if rc == 0:
                 b.truncate(index)
                 eldu_done(ds, self.mgr.ms, st, ep, epc)
