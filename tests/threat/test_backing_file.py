@@ -7,7 +7,7 @@ import os
 
 from drvkit import assert_all_free
 
-from epcsim.arch import PAGE_SIZE, Pcmd, PageType
+from epcsim.arch import PAGE_SIZE, PageType, Pcmd
 from epcsim.attack import Lab
 from epcsim.cli import main
 from epcsim.kernel.backing import Backing
@@ -78,3 +78,12 @@ def test_selftest_threat_model_suite_passes(capsys) -> None:  # type: ignore[no-
     assert len(names) == 13 and all(t["passed"] for t in doc["tests"])
     assert all(t["suite"] == "threat-model" for t in doc["tests"])
     assert "replay_old_version" in names and "map_foreign_page" in names
+
+
+def test_pcmd_bytes_are_the_architectural_layout() -> None:
+    from epcsim.hw.cpu import SealedPage
+    from epcsim.kernel.backing import pcmd_bytes
+
+    for secinfo, eid, mac in ((0x20B, 7, bytes(range(16))), (0x100, 2**63 - 1, b"\xff" * 16)):
+        s = SealedPage(secinfo, eid, mac, 0x1000, None)
+        assert pcmd_bytes(s) == s.pcmd().pack()

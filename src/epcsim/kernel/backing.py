@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import tempfile
 import weakref
 
@@ -47,6 +48,17 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
                                              offset, length) == 0:
         return
     os.pwrite(fd, bytes(length), offset)  # pragma: no cover - a file system without holes
+
+
+def pcmd_bytes(sealed: SealedPage) -> bytes:
+    """The 128-byte PCMD of a sealed page (:class:`~epcsim.arch.Pcmd` layout, packed directly:
+    SECINFO.FLAGS @0, reserved, ENCLAVEID @64, reserved, MAC @112)."""
+    return (struct.pack("<Q", sealed.secinfo) + _ZERO56 + struct.pack("<Q", sealed.enclave_id)
+            + _ZERO40 + bytes(sealed.mac).ljust(16, b"\0"))
+
+
+_ZERO56 = bytes(56)
+_ZERO40 = bytes(40)
 
 
 def _close_file(fd: int, path: str) -> None:
@@ -127,7 +139,7 @@ class Backing:
         fd = self.fd()
         if sealed.contents is not None:
             os.pwrite(fd, sealed.contents, self.contents_offset(index))
-        os.pwrite(fd, sealed.pcmd().pack(), self.pcmd_offset(index))
+        os.pwrite(fd, pcmd_bytes(sealed), self.pcmd_offset(index))
         if index not in self.pcmd:
             self.pcmd.add(index)
             self._charge(index)
@@ -173,4 +185,4 @@ class Backing:
         return os.fstat(self._fd).st_blocks * 512
 
 
-__all__ = ["Backing", "PCMD_SIZE", "default_backing_dir", "punch_hole"]
+__all__ = ["PCMD_SIZE", "Backing", "default_backing_dir", "punch_hole"]
