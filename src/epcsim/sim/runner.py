@@ -66,6 +66,12 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         "series": series_table(res.series, plat.ghz),
         "faults": faults_table(res.faults, plat.ghz),
     }
+    if sc.run.content:
+        from epcsim.sim.content import content_run
+
+        summary["content"], tables["content"] = content_run(
+            tenants, pages, names, epc_pages=plat.epc_pages, seed=sc.run.seed,
+            backing_dir=sc.run.backing_dir)
     return RunOutput(summary, tables)
 
 

@@ -18,6 +18,8 @@
     requests = 1000000            # total accesses, shared by the enclaves by weight
     seed = 1
     series_step_s = 0.001
+    content = false               # optional: also replay with page contents, verified
+    backing_dir = "/var/tmp"      # optional: where content mode's backing files go
 
     [[enclaves]]
     name = "db"
@@ -111,6 +113,8 @@ class RunSpec(_Strict):
     requests: int = Field(default=1_000_000, ge=1)
     seed: int = 0
     series_step_s: float = Field(default=0.001, gt=0)
+    content: bool = False
+    backing_dir: str | None = None
 
 
 class EnclaveSpec(_Strict):
