@@ -31,3 +31,11 @@ def test_manager_imports_no_owner() -> None:
     owners = {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.cgroup",
               "epcsim.kernel.ioctl", "epcsim.kernel.instance"}
     assert not mods & owners, mods & owners
+
+
+def test_backing_store_knows_no_owner() -> None:
+    """The backing store serves any owner (driver, virtual EPC): it imports none of them."""
+    mods = imports(SRC / "kernel" / "backing.py")
+    owners = {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.ioctl",
+              "epcsim.kernel.instance", "epcsim.kernel.main"}
+    assert not mods & owners, mods & owners
