@@ -47,3 +47,11 @@ def test_report_and_sweep_read_results_not_live_state() -> None:
         bad = {m for m in imports(f) if m.startswith(("epcsim.hw", "epcsim.kernel"))
                or (m.startswith(("epcsim.sim", "epcsim.workload")) and m not in allowed)}
         assert not bad, f"sweep/{f.name} imports {bad}"
+
+
+def test_backing_store_knows_no_owner() -> None:
+    """The backing store serves any owner (driver, virtual EPC): it imports none of them."""
+    mods = imports(SRC / "kernel" / "backing.py")
+    owners = {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.ioctl",
+              "epcsim.kernel.instance", "epcsim.kernel.main"}
+    assert not mods & owners, mods & owners

@@ -35,7 +35,6 @@ from epcsim.arch import (
     SIGSTRUCT_HEADER2,
     Attribute,
     PageType,
-    Secinfo,
     SgxReturn,
     SigStruct,
 )
@@ -66,9 +65,12 @@ def mac_header(eid: int, linaddr: int, secinfo_flags: int) -> bytes:
     """
     _check_u64("eid", eid)
     _check_u64("linaddr", linaddr)
-    secinfo = Secinfo(flags=int(secinfo_flags) & _MAC_SECINFO_MASK).pack()
-    header = struct.pack("<QQ", eid, linaddr) + secinfo
-    return header + bytes(MAC_HEADER_SIZE - len(header))
+    # SECINFO is FLAGS (u64) then 56 reserved zero bytes: packed directly, as this runs for
+    # every page sealed or opened.
+    return struct.pack("<QQQ", eid, linaddr, int(secinfo_flags) & _MAC_SECINFO_MASK) + _PAD
+
+
+_PAD = bytes(MAC_HEADER_SIZE - 24)
 
 
 def _gcm_iv(version: int) -> bytes:
@@ -132,7 +134,7 @@ class Measurement:
     EINIT; ``finalize`` corresponds to EINIT's SHA-256 finalisation.
     """
 
-    __slots__ = ("_hash", "_blocks")
+    __slots__ = ("_blocks", "_hash")
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()

@@ -24,9 +24,10 @@ import numpy as np
 from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.dlist import dl_del, dl_push_head, dl_push_tail
 from epcsim.hw import encls as L
-from epcsim.hw.cpu import Processor, SealedPage
+from epcsim.hw.cpu import ArchFault, Processor, SealedPage
 from epcsim.hw.epc import EPCM_SECINFO_MASK
 from epcsim.jit import njit, njit_inline
+from epcsim.kernel.backing import Backing
 from epcsim.kernel.main import (
     C_ELDU,
     EpcManager,
@@ -419,44 +420,17 @@ def make_dstate(content: bool, npages: int) -> DState:
     )
 
 
-class Backing:
-    """One enclave's shmem backing file, sparse: contents pages and 128-byte PCMDs.
-
-    Offsets follow the kernel (§1.5): page ``i`` at ``i*4096``, the SECS at ``size``, the
-    PCMD of page ``i`` at ``size + 4096 + i*128``.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.contents: dict[int, bytes] = {}
-        self.pcmd: dict[int, SealedPage] = {}
-
-    def secs_index(self) -> int:
-        return self.size // PAGE_SIZE
-
-    def pcmd_offset(self, index: int) -> int:
-        return self.size + PAGE_SIZE + index * 128
-
-    def store(self, index: int, sealed: SealedPage) -> None:
-        self.pcmd[index] = sealed
-
-    def load(self, index: int) -> SealedPage | None:
-        return self.pcmd.get(index)
-
-    def truncate(self, index: int) -> None:
-        self.pcmd.pop(index, None)
-
-
 class DriverOwner(Owner):
     """The enclave driver as an owner of EPC pages (kind chosen by the kernel instance)."""
 
     name = "driver"
     ops = DRIVER_OPS
 
-    def __init__(self, cpu: Processor) -> None:
+    def __init__(self, cpu: Processor, backing_dir: str | None = None) -> None:
         self.cpu = cpu
         self.state = make_dstate(cpu.content, cpu.npages)
         self.backing: dict[int, Backing] = {}
+        self.backing_dir = backing_dir
         self._free_encl: list[int] = []
         self._free_va: list[int] = []
         self._ranges: list[tuple[int, int]] = []   # free (start, length) in ep_*
@@ -514,7 +488,9 @@ class DriverOwner(Owner):
         self._ranges.append((start, npages))
 
     def free_enclave(self, e: int) -> None:
-        self.backing.pop(e, None)
+        b = self.backing.pop(e, None)
+        if b is not None:
+            b.close()
         self._free_encl.append(e)
 
     def new_va(self, e: int, epc: int) -> int:
@@ -602,6 +578,7 @@ class SgxDriver:
         self.kind = kind
         self.sgx2 = cpu.sgx2
         self.leaks = 0
+        self.last_eldu = 0   # the last content-mode ELDU's result (what the leaf returned)
         self.attributes: dict[int, int] = {}
         self.attributes_mask: dict[int, int] = {}
         self.einit_result: dict[int, int] = {}
@@ -707,7 +684,7 @@ class SgxDriver:
         self.attributes_mask[e] = int(Attribute.DEBUG | Attribute.MODE64BIT | Attribute.KSS
                                       | Attribute.AEXNOTIFY)
         self.owner.reserve_pages(e, secs.size >> 12)
-        self.owner.backing[e] = Backing(secs.size)
+        self.owner.backing[e] = Backing(secs.size, self.owner.backing_dir)
         return 0
 
     def add_page(self, e: int, offset: int, data: bytes, secinfo: int, measure: bool) -> int:
@@ -791,6 +768,24 @@ class SgxDriver:
         return 0
 
     # -------------------------------------------------------------- loading pages
+    def _eldu(self, epc: int, va_epc: int, slot: int, secs: int, sealed: SealedPage | None,
+              aux: int) -> int:
+        """ELDU of what the backing store holds; the leaf's result, or -vector if it faulted.
+
+        The backing store is the OS's memory and may hold anything (a PCMD naming another page
+        type makes ELDU fault on the SECS operand): the kernel's ``encls_faulted`` fixup turns
+        a fault into an error (-EFAULT) rather than an oops, and so does this.
+        """
+        if sealed is None:
+            rc = -1
+        else:
+            try:
+                rc = int(self.cpu.eldu_page(epc, va_epc, slot, secs, sealed, aux=aux))
+            except ArchFault as f:
+                rc = -f.vector
+        self.last_eldu = rc
+        return rc
+
     def load_secs(self, e: int) -> int:
         """``sgx_encl_load_secs``: reload an evicted SECS before any child."""
         ds = self.ds
@@ -801,10 +796,9 @@ class SgxDriver:
             return epc
         if self.cpu.content:
             b = self.owner.backing[e]
-            sealed = b.load(b.secs_index())
+            sealed = b.load(b.secs_index(), 0)
             va = int(ds.e_secs_va[e])
-            rc = self.cpu.eldu_page(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE,
-                                    sealed, aux=0) if sealed is not None else -1
+            rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE, sealed, 0)
             if rc == 0:
                 b.truncate(b.secs_index())
                 secs_eldu_done(ds, self.mgr.ms, e, epc)
@@ -831,12 +825,11 @@ class SgxDriver:
         if self.cpu.content:
             b = self.owner.backing[e]
             index = ep - int(ds.e_first[e])
-            sealed = b.load(index)
+            # PAGEINFO.LINADDR comes from the page's place in ELRANGE, never from the file.
+            sealed = b.load(index, int(ds.e_base[e]) + (index << 12))
             va = int(ds.ep_va[ep])
-            rc = -1
-            if sealed is not None:
-                rc = self.cpu.eldu_page(epc, int(ds.va_epc[va]), int(ds.ep_slot[ep]),
-                                        int(ds.e_secs[e]), sealed, aux=int(ds.ep_aux[ep]))
+            rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.ep_slot[ep]), int(ds.e_secs[e]),
+                            sealed, int(ds.ep_aux[ep]))
             if rc == 0:
                 b.truncate(index)
                 eldu_done(ds, self.mgr.ms, st, ep, epc)

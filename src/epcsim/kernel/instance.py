@@ -35,9 +35,9 @@ class Kernel:
 
     def __init__(self, cpu: Processor, *, low: int = SGX_NR_LOW_PAGES,
                  high: int = SGX_NR_HIGH_PAGES, batch: int = SGX_NR_TO_SCAN,
-                 policy: str = "sgx", events: int = 0) -> None:
+                 policy: str = "sgx", events: int = 0, backing_dir: str | None = None) -> None:
         self.cpu = cpu
-        self.driver_owner = DriverOwner(cpu)
+        self.driver_owner = DriverOwner(cpu, backing_dir)
         self.mgr = EpcManager(cpu, [self.driver_owner], low=low, high=high, batch=batch,
                               policy=policy, events=events)
         self.sgx = SgxDriver(cpu, self.mgr, self.driver_owner, KIND_DRIVER)

@@ -18,9 +18,9 @@ class Result:
 
 
 def suites() -> dict[str, dict[str, Callable[..., None]]]:
-    from epcsim.selftest import sgx
+    from epcsim.selftest import sgx, threat
 
-    return {"sgx": sgx.TESTS}
+    return {"sgx": sgx.TESTS, "threat-model": threat.TESTS}
 
 
 def run_suite(suite: str, *, epc_size: int | None = None, names: list[str] | None = None,

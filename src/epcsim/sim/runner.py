@@ -70,6 +70,12 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         from epcsim.sim.mrc import mrc_table
 
         tables["mrc"] = mrc_table(tenants, pages, names, plat.epc_pages)
+    if sc.run.content:
+        from epcsim.sim.content import content_run
+
+        summary["content"], tables["content"] = content_run(
+            tenants, pages, names, epc_pages=plat.epc_pages, seed=sc.run.seed,
+            backing_dir=sc.run.backing_dir)
     return RunOutput(summary, tables)
 
 

@@ -19,6 +19,8 @@
     seed = 1
     series_step_s = 0.001
     mrc = false                   # true: the LRU miss-ratio curve across EPC sizes too
+    content = false               # optional: also replay with page contents, verified
+    backing_dir = "/var/tmp"      # optional: where content mode's backing files go
 
     [[enclaves]]
     name = "db"
@@ -113,6 +115,8 @@ class RunSpec(_Strict):
     seed: int = 0
     series_step_s: float = Field(default=0.001, gt=0)
     mrc: bool = False             # also write the LRU miss-ratio curve (mrc.parquet)
+    content: bool = False
+    backing_dir: str | None = None
 
 
 class EnclaveSpec(_Strict):
