@@ -107,7 +107,7 @@ class Lab:
             setup_test_encl(self.kernel, heap_pages * PAGE_SIZE, base=LAB_BASE)
             for _ in range(enclaves)]
         self.values: dict[tuple[int, int], int] = {}
-        self.pending: dict[int, tuple[int, Operation]] = {}   # enclave -> (addr, read op)
+        self.pending: dict[int, tuple[int, Operation]] = {}   # enclave -> interrupted access
         if fill:
             for i in range(enclaves):
                 for n, addr in enumerate(self.pages(i)):

@@ -65,15 +65,18 @@ def _files(points: Path) -> dict[str, tuple[int, int]]:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in points.glob("*.json")}
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_killed_sweep_resumes_without_recomputing_or_losing_points(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        workers: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Points big enough (2 M requests each) that the process dies between two of them.
+    # The whole process group is killed: the sweep and, with --workers 2, its workers.
     sweep = write_sweep(tmp_path, requests=2_000_000)
     out = tmp_path / "killed"
     points = out / "points"
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-m", "epcsim", "sweep", str(sweep), "--out",
-                             str(out)], env=env, start_new_session=True,
+                             str(out), "--workers", str(workers)], env=env,
+                            start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None:

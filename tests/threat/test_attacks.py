@@ -107,3 +107,27 @@ def test_a_tampered_page_stays_unreadable_until_the_genuine_copy_returns(lab: La
     assert lab.resume(0) == want
     assert int(lab.cpu.st.flags[lab.epc_of(0, addr)]) & EPCM_VALID
     assert lab.verify() and lab.clean()
+
+
+def test_a_child_pcmd_in_the_secs_place_faults_eldu_and_the_kernel_survives(lab: Lab) -> None:
+    """ELDU of the SECS slot holding a TCS's blob: the PCMD names a child type, so the leaf
+    wants a SECS operand and faults (#PF); the driver turns the fault into SIGBUS, as the
+    kernel's encls_faulted fixup does, instead of crashing."""
+    addr = lab.pages(0)[2] + 8
+    want = lab.values[(0, addr)]
+    lab.evict_all()
+    b = lab.backing(0)
+    secs, tcs = b.secs_index(), 0
+    assert {secs, tcs} <= b.pcmd
+    blob_secs = lab.blob(0, lab.enclaves[0].base + secs * 4096)
+    blob_tcs = lab.blob(0, lab.enclaves[0].base + tcs * 4096)
+    lab.put_blob(0, lab.enclaves[0].base + secs * 4096, blob_tcs)
+    with pytest.raises(AccessFailed) as failed:
+        lab.read(0, addr)
+    assert failed.value.seen == "SIGBUS"
+    assert lab.kernel.sgx.last_eldu == -14                  # the #PF vector
+    assert int(lab.kernel.sgx.ds.e_secs[lab.e(0)]) == -1   # the SECS is still out
+    assert lab.clean()
+    lab.put_blob(0, lab.enclaves[0].base + secs * 4096, blob_secs)
+    assert lab.resume(0) == want
+    assert lab.verify() and lab.clean()

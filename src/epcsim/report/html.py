@@ -43,8 +43,8 @@ def _table(rows: list[dict[str, Any]], title: str) -> str:
 
 def page(res: Results, images: list[tuple[str, str, bytes]], title: str) -> str:
     """``images``: (title, caption, PNG bytes) in order."""
-    parts = [f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+    parts = [(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+              f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"),
              f"<h1>{html.escape(title)}</h1>"]
     scalars = [{"measure": k, "value": v} for k, v in res.summary.items()
                if not isinstance(v, list)]

@@ -196,7 +196,7 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     """Set ``a.b.0.c`` in nested tables/lists, creating tables on the way."""
     parts = _parts(key)
     node: Any = data
-    for part, nxt in zip(parts, parts[1:], strict=False):
+    for part, nxt in itertools.pairwise(parts):
         if isinstance(part, int):
             node = node[part]
         else:
