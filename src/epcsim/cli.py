@@ -61,7 +61,7 @@ def parse_size(text: str) -> int:
 
 
 @app.command()
-@click.option("--suite", type=click.Choice(["sgx", "all"]), default="all", show_default=True,
+@click.option("--suite", type=click.Choice(["sgx", "cgroup", "all"]), default="all", show_default=True,
               help="Which selftest suite to run.")
 @click.option("--epc-size", default="4MiB", show_default=True,
               help="EPC of each test's machine (the oversubscribed tests use all of it).")
