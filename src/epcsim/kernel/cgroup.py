@@ -353,6 +353,13 @@ def _pages(value: int | str | None) -> int:
     return n // PAGE_SIZE
 
 
+def _number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CgroupError(f"-EINVAL: not a number of bytes: {text!r}") from None
+
+
 def _bytes(pages: int) -> int | str:
     return "max" if pages < 0 else pages * PAGE_SIZE
 
@@ -547,9 +554,10 @@ class EpcCgroups:
             words = text.split()
             if len(words) != 2 or words[0] != "sgx_epc":
                 raise CgroupError(f"-EINVAL: misc.max takes 'sgx_epc <bytes|max>', not {text!r}")
-            self.set_max(path, words[1] if words[1] == "max" else int(words[1]))
+            self.set_max(path, words[1] if words[1] == "max" else _number(words[1]))
         elif file == "memory.max":
-            self.set_memory_max(path, text.strip() if text.strip() == "max" else int(text))
+            t = text.strip()
+            self.set_memory_max(path, t if t == "max" else _number(t))
         else:
             raise CgroupError(f"-EACCES: {file} is read-only or unknown")
 

@@ -78,8 +78,8 @@ class Harness:
     checks: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # Metadata mode: the cases are about charging and reclaim, not page contents.
-        self.cpu = Processor(epc_size=self.epc_size, content=False, n_lps=16, seed=self.seed)
+        # Content mode: the value an enclave reads back went through EWB and ELDU.
+        self.cpu = Processor(epc_size=self.epc_size, content=True, n_lps=16, seed=self.seed)
         self.kernel = Kernel(self.cpu)
         self.cg = EpcCgroups(self.kernel.mgr)
         self.cg.mkdir(TEST_ROOT)
