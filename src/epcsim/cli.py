@@ -241,12 +241,27 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
         return
     _print_summary({k: v for k, v in out.summary.items() if not isinstance(v, list)},
                    f"run of {scenario}")
+    if "pods" in out.summary:
+        _print_pods(out.summary["pods"])
+        return
     table = Table(title="per enclave")
     for col in ("name", "pages", "requests", "faults", "miss_ratio"):
         table.add_column(col)
     for row in out.summary["per_enclave"]:
         table.add_row(row["name"], str(row["pages"]), str(row["requests"]),
                       str(row["faults"]), f"{row['miss_ratio']:.4f}")
+    console.print(table)
+
+
+def _print_pods(pods: list[dict]) -> None:  # type: ignore[type-arg]
+    table = Table(title="per pod")
+    cols = ("name", "node", "status", "peak", "limit_hits", "eldu", "paging_cost_s",
+            "slowdown")
+    for col in cols:
+        table.add_column(col)
+    for row in pods:
+        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                        for c in cols))
     console.print(table)
 
 

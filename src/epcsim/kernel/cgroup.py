@@ -391,7 +391,6 @@ class EpcCgroups:
         self.paths: dict[str, int] = {"/": ROOT}
         self._free: list[int] = list(range(self._cap - 1, 0, -1))
         self._init_row(ROOT, NONE)
-        self.oom_killer: Any = None
 
     # -------------------------------------------------------------- table
     @property
@@ -496,8 +495,8 @@ class EpcCgroups:
     def set_oom(self, path: str, on: bool = True) -> None:
         """Option (dropped in v6): tear down an enclave when only unreclaimable pages remain.
 
-        Needs an :attr:`oom_killer` (a callable ``(cgroup id) -> bool`` that frees an
-        enclave of the subtree; :class:`epcsim.kernel.cgroup_oom.EpcOomKiller` is one).
+        The flag is recorded (``CG_OOM``) for an OOM path to read; the tear-down is not
+        modelled yet, so the cgroup still gets -ENOMEM as in v6 and later.
         """
         self.cgt[self.cgroup_id(path), CG_OOM] = int(on)
 
