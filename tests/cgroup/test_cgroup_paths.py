@@ -97,7 +97,9 @@ def test_next_cg_walks_every_descendant_in_turn() -> None:
     sub = [int(sgx_cgroup_next_get(ms, a)) for _ in range(3)]
     assert sorted(sub) == sorted([a, ids["/a/x"], ids["/a/y"]])
     cg.rmdir("/a/y")
-    assert all(int(ms.cgt[r, CG_NEXT]) != ids["/a/y"] for r in range(ms.cgt.shape[0]))
+    assert all(int(ms.cgt[r, CG_NEXT]) != ids["/a/y"] for r in cg.paths.values())
+    sub = [int(sgx_cgroup_next_get(ms, a)) for _ in range(4)]
+    assert sorted(sub) == sorted([a, a, ids["/a/x"], ids["/a/x"]])
 
 
 def test_should_reclaim_keeps_headroom_above_the_low_limit() -> None:
