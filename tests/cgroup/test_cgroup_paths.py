@@ -148,3 +148,28 @@ def test_cgroupfs_errors() -> None:
     assert cg.read("/", "misc.capacity") == f"sgx_epc {256 * PAGE_SIZE}"
     with pytest.raises(CgroupError, match="EBUSY"):
         EpcCgroups(k.mgr)
+
+
+def test_oom_killer_option_tears_down_the_biggest_other_enclave() -> None:
+    from epcsim.kernel.encl import SGX_ENCL_DEAD
+
+    k, cg = machine()
+    cg.mkdir("/o", max=24 * PAGE_SIZE)
+    cg.enter("/o")
+    built = []
+    with pytest.raises(LoaderError, match="errno 12"):
+        for i in range(40):                  # each pins a VA page (and its SECS while resident)
+            built.append(setup_test_encl(k, PAGE_SIZE, base=(0x20 + i) << 32))
+    cg.check()
+    cg.set_oom("/o", killer=k.sgx.oom_kill)
+    late = setup_test_encl(k, PAGE_SIZE, base=0x80 << 32)   # an enclave is torn down for it
+    assert cg.events("/o")["oom_kill"] >= 1
+    dead = [b for b in built if k.sgx.ds.e_flags[b.file.e] & SGX_ENCL_DEAD]
+    assert dead and not k.sgx.ds.e_flags[late.file.e] & SGX_ENCL_DEAD
+    for b in dead:
+        assert int(k.sgx.ds.e_secs[b.file.e]) == -1 and int(k.sgx.ds.e_nva[b.file.e]) == 0
+    cg.check()
+    for b in [*built, late]:
+        assert b.close() == 0
+    assert cg.current("/o") == 0
+    cg.check()

@@ -27,7 +27,7 @@ to misc, which has ``max`` only) and the EPC OOM killer (v2-v5, dropped in v6).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -391,6 +391,7 @@ class EpcCgroups:
         self.paths: dict[str, int] = {"/": ROOT}
         self._free: list[int] = list(range(self._cap - 1, 0, -1))
         self._init_row(ROOT, NONE)
+        self.oom_killer: Callable[[set[int]], bool] | None = None
 
     # -------------------------------------------------------------- table
     @property
@@ -492,13 +493,34 @@ class EpcCgroups:
         """Option (dropped in 2022): reclaim a cgroup back under ``value`` after a charge."""
         self.cgt[self.cgroup_id(path), CG_HIGH] = _pages(value)
 
-    def set_oom(self, path: str, on: bool = True) -> None:
+    def set_oom(self, path: str, on: bool = True,
+                killer: Callable[[set[int]], bool] | None = None) -> None:
         """Option (dropped in v6): tear down an enclave when only unreclaimable pages remain.
 
-        The flag is recorded (``CG_OOM``) for an OOM path to read; the tear-down is not
-        modelled yet, so the cgroup still gets -ENOMEM as in v6 and later.
+        ``killer`` gets the ids of the cgroup's subtree and frees an enclave of it (the
+        driver's :meth:`~epcsim.kernel.encl.SgxDriver.oom_kill`); the allocation that got
+        -ENOMEM at this cgroup's limit is then retried.
         """
         self.cgt[self.cgroup_id(path), CG_OOM] = int(on)
+        if killer is not None:
+            self.oom_killer = killer
+        on_any = bool(self.cgt[:, CG_OOM].any())
+        self.mgr.on_enomem = self._oom if on_any else None
+
+    def _oom(self) -> bool:
+        """``sgx_epc_oom``: the allocating task's first cgroup at its limit with OOM on."""
+        cgt = self.cgt
+        c = int(self.mgr.ms.p[P_CG])
+        while c >= 0:
+            m = int(cgt[c, CG_MAX])
+            full = m >= 0 and int(cgt[c, CGT_USAGE]) + 1 > m
+            if full and cgt[c, CG_OOM] and self.oom_killer is not None:
+                if self.oom_killer(set(self.subtree(c))):
+                    cgt[c, CG_OOM_KILLS] += 1
+                    return True
+                return False
+            c = int(cgt[c, CGT_PARENT])
+        return False
 
     @property
     def capacity(self) -> int:

@@ -618,6 +618,7 @@ class SgxDriver:
         self.attributes: dict[int, int] = {}
         self.attributes_mask: dict[int, int] = {}
         self.einit_result: dict[int, int] = {}
+        self.current_e = -1
         owner.driver = self
 
     @property
@@ -693,6 +694,50 @@ class SgxDriver:
     def _current(self, e: int) -> None:
         """The enclave's process is ``current``: its pages are charged to its cgroup."""
         self.mgr.ms.p[P_CG] = self.ds.e_cg[e]
+        self.current_e = e
+
+    def oom_kill(self, cgroups: set[int]) -> bool:
+        """The EPC OOM killer of the v2-v5 cgroup series (dropped in v6), as an option.
+
+        Picks the live enclave of ``cgroups`` holding the most EPC pages (not the one
+        allocating now), marks it dead, zaps and frees every page it has, SECS and VA
+        pages included, and keeps its row until its file is closed. Its threads get
+        SIGBUS at their next fault. Returns whether an enclave was torn down.
+        """
+        ds = self.ds
+        best, most = -1, 0
+        for e in range(ds.e_flags.shape[0]):
+            if (e == self.current_e or int(ds.e_cg[e]) not in cgroups
+                    or not ds.e_flags[e] & SGX_ENCL_CREATED or ds.e_flags[e] & SGX_ENCL_DEAD
+                    or ds.e_ref[e] <= 0):
+                continue
+            first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+            held = int((ds.ep_epc[first:first + n] >= 0).sum()) + int(ds.e_nva[e]) + int(
+                ds.e_secs[e] != NONE)
+            if held > most:
+                best, most = e, held
+        if best < 0:
+            return False
+        self.teardown(best)
+        return True
+
+    def teardown(self, e: int) -> None:
+        """Free every EPC page of ``e`` now; the row stays until :meth:`release`."""
+        ds = self.ds
+        ds.e_flags[e] |= SGX_ENCL_DEAD
+        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        for ep in np.nonzero(ds.ep_flags[first:first + n] & EP_EXISTS)[0]:
+            self.remove_page(e, first + int(ep))
+        if ds.e_secs[e] != NONE:
+            if ds.e_child[e] == 0:
+                self._free(int(ds.e_secs[e]))
+            else:
+                self.leaks += 1
+            ds.e_secs[e] = NONE
+        for va in self.owner.va_pages(e):
+            epc = int(ds.va_epc[va])
+            self.owner.drop_va(va)
+            self._free(epc)
 
     def create(self, e: int, raw_secs: bytes) -> int:
         """``sgx_encl_create``."""

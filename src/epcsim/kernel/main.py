@@ -27,7 +27,7 @@ attached ``cg`` and ``cgt`` are empty and the per-page state stays 14 bytes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -658,6 +658,9 @@ class EpcManager:
         self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]),
                                   all(o.inline_reclaim for o in self.owners))
         self.charge: ChargeFactory | None = None
+        # Called when an allocation gets -ENOMEM; True when it freed something worth a retry
+        # (the EPC cgroup's optional OOM killer sets it).
+        self.on_enomem: Callable[[], bool] | None = None
         self.dirty = int(sanitize_pages(self.ms, cpu.st))
 
     def attach_charge(self, charge: ChargeFactory, ncg: int, columns: int) -> None:
@@ -689,6 +692,10 @@ class EpcManager:
         page = int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
                                   reclaim, node))
         self._sync_owners()
+        while page == -ENOMEM and self.on_enomem is not None and self.on_enomem():
+            page = int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
+                                      reclaim, node))
+            self._sync_owners()
         return page
 
     def free(self, page: int) -> int:
