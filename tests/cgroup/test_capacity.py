@@ -69,7 +69,9 @@ def test_a_run_reports_pods_and_cgroups() -> None:
     assert pods["pinned"]["status"].startswith("failed") and pods["pinned"]["requests"] == 0
     lim = pods["limited"]
     assert lim["status"] == "ok" and lim["peak"] <= 256 * 1024
-    assert lim["limit_hits"] > 0 and lim["eldu"] > 0 and lim["slowdown"] > 1.0
+    # Its limit made the cgroup reclaim from its own LRU (async work running ahead of the
+    # charges, so misc.events max may stay 0) and the evicted pages came back with ELDU.
+    assert lim["reclaimed"] > 0 and lim["eldu"] > 0 and lim["slowdown"] > 1.0
     assert pods["free"]["limit_hits"] == 0
     cgs = {(c["node"], c["path"]): c for c in s["cgroups"]}
     assert all(set(c) >= {"path", "max", "peak", "current", "events_max", "reclaimed"}
