@@ -12,6 +12,7 @@ from epcsim.arch import PAGE_SIZE, Attribute, PageType, Secinfo, Secs, secinfo_f
 from epcsim.hw.cpu import Processor
 from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.kernel.instance import Kernel
+from epcsim.kernel.main import CGT_PARENT, P_WAKE
 from epcsim.kernel.ioctl import (
     SGX_IOC_ENCLAVE_ADD_PAGES,
     SGX_IOC_ENCLAVE_CREATE,
@@ -74,7 +75,7 @@ class CgroupMachine(RuleBasedStateMachine):
                 limit = self.cg.max(self.cg.path_of(c))
                 cur = self.cg.current(self.cg.path_of(c))
                 assert limit == "max" or cur <= limit, f"cgroup {c}: {cur} > {limit}"
-                c = int(self.cg.cgt[c, 0])
+                c = int(self.cg.cgt[c, CGT_PARENT])
 
     @precondition(lambda self: self.files)
     @rule(i=st.integers(0, 100))
@@ -85,7 +86,7 @@ class CgroupMachine(RuleBasedStateMachine):
 
     @rule()
     def ksgxd(self) -> None:
-        self.k.mgr.ms.p[4] = 1     # wake it, as an allocation under the low watermark does
+        self.k.mgr.ms.p[P_WAKE] = 1   # wake it, as an allocation under the low watermark does
         self.k.mgr.run_ksgxd()
 
     @invariant()
