@@ -55,3 +55,10 @@ def test_backing_store_knows_no_owner() -> None:
     owners = {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.ioctl",
               "epcsim.kernel.instance", "epcsim.kernel.main"}
     assert not mods & owners, mods & owners
+
+
+def test_cgroup_imports_no_owner() -> None:
+    """The EPC cgroup charges pages of any owner: it knows the manager, not the driver."""
+    mods = imports(SRC / "kernel" / "cgroup.py")
+    assert not mods & {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.ioctl",
+                       "epcsim.kernel.instance"}, mods

@@ -119,8 +119,8 @@ def parse_size(text: str) -> int:
 
 
 @app.command()
-@click.option("--suite", type=click.Choice(["sgx", "threat-model", "all"]), default="all",
-              show_default=True,
+@click.option("--suite", type=click.Choice(["sgx", "cgroup", "threat-model", "all"]),
+              default="all", show_default=True,
               help="Which selftest suite to run.")
 @click.option("--epc-size", default="4MiB", show_default=True,
               help="EPC of each test's machine (the oversubscribed tests use all of it).")
@@ -302,6 +302,9 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
         return
     _print_summary({k: v for k, v in out.summary.items() if not isinstance(v, list)},
                    f"run of {scenario}")
+    if "pods" in out.summary:
+        _print_pods(out.summary["pods"])
+        return
     table = Table(title="per enclave")
     for col in ("name", "pages", "requests", "faults", "miss_ratio"):
         table.add_column(col)
@@ -388,6 +391,18 @@ def report(results_dir: str, out_dir: str | None, as_json: bool) -> None:
         return
     for f in files:
         click.echo(str(f))
+
+
+def _print_pods(pods: list[dict]) -> None:  # type: ignore[type-arg]
+    table = Table(title="per pod")
+    cols = ("name", "node", "status", "peak", "limit_hits", "eldu", "paging_cost_s",
+            "slowdown")
+    for col in cols:
+        table.add_column(col)
+    for row in pods:
+        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
+                        for c in cols))
+    console.print(table)
 
 
 class _null:

@@ -28,8 +28,10 @@ from epcsim.hw.cpu import ArchFault, Processor, SealedPage
 from epcsim.hw.epc import EPCM_SECINFO_MASK
 from epcsim.jit import njit, njit_inline
 from epcsim.kernel.backing import Backing
+from epcsim.kernel.cgroup import mem_cgroup_charge, mem_cgroup_may_charge
 from epcsim.kernel.main import (
     C_ELDU,
+    P_CG,
     EpcManager,
     count_etrack,
     count_ewb,
@@ -88,6 +90,7 @@ class DState(NamedTuple):
     e_evicted: np.ndarray   # i64 pages in the backing store (contents)
     e_pcmd_pages: np.ndarray  # i64 backing pages holding at least one PCMD
     e_cnt: np.ndarray       # i64 [enclaves, EC_LEN]
+    e_cg: np.ndarray        # i64 the cgroup of the process that opened the enclave
     # enclave pages
     ep_encl: np.ndarray     # u16 (new_enclave keeps enclave rows below 65535)
     ep_epc: np.ndarray      # i32
@@ -174,22 +177,29 @@ def pcmd_index(ds: DState, e: int, index: int) -> int:
 
 
 @njit_inline
-def backing_store(ds: DState, e: int, index: int) -> None:
+def backing_store(ds: DState, ms: Any, e: int, index: int) -> None:
     ds.e_evicted[e] += 1
     pi = pcmd_index(ds, e, index)
+    grown = 1
     if ds.pcmd_use[pi] == 0:
         ds.e_pcmd_pages[e] += 1
+        grown = 2
     ds.pcmd_use[pi] += 1
+    # The backing is shmem of the enclave's process: charged to its memory cgroup.
+    mem_cgroup_charge(ms, ds.e_cg[e], grown)
 
 
 @njit_inline
-def backing_drop(ds: DState, e: int, index: int) -> None:
+def backing_drop(ds: DState, ms: Any, e: int, index: int) -> None:
     """After ELDU: the contents page is truncated, and the PCMD page once it is all zero."""
     ds.e_evicted[e] -= 1
     pi = pcmd_index(ds, e, index)
     ds.pcmd_use[pi] -= 1
+    shrunk = 1
     if ds.pcmd_use[pi] == 0:
         ds.e_pcmd_pages[e] -= 1
+        shrunk = 2
+    mem_cgroup_charge(ms, ds.e_cg[e], -shrunk)
 
 
 # ----------------------------------------------------------------------------- EWB
@@ -258,7 +268,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
         ds.e_secs_mac[e] = np.int64(ds.out[L.W_MAC])
         ds.e_cnt[e, EC_SECS_EWB] += 1
         # Its backing: contents at ``size``, PCMD at page index size/4096 (§1.5).
-        backing_store(ds, e, ds.e_size[e] >> 12)
+        backing_store(ds, ms, e, ds.e_size[e] >> 12)
         queue_seal(ds, secs, NONE, e)
         # EWB left the page invalid; EREMOVE of an invalid page is a no-op, then free.
         sgx_encl_free_epc_page(ms, st, secs)
@@ -288,6 +298,9 @@ def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
     if arg == 1 and (ds.ep_flags[oid] & EP_YOUNG) != 0:
         ds.ep_flags[oid] &= ~np.uint8(EP_YOUNG)
         return 0
+    # sgx_encl_alloc_backing: a contents page and perhaps a PCMD page, or skip the page.
+    if not mem_cgroup_may_charge(ms, ds.e_cg[ds.ep_encl[oid]], 2):
+        return 0
     ds.ep_flags[oid] |= np.uint8(EP_BEING_RECLAIMED)
     return 1
 
@@ -312,7 +325,7 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
         ds.ep_secinfo[oid] = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
         ds.ep_aux[oid] = np.int64(ds.out[L.W_AUX])
         ds.ep_flags[oid] |= np.uint8(EP_EVICTED)
-        backing_store(ds, e, oid - ds.e_first[e])
+        backing_store(ds, ms, e, oid - ds.e_first[e])
         ds.e_cnt[e, EC_EWB] += 1
         queue_seal(ds, page, oid, NONE)
     ds.ep_epc[oid] = NONE
@@ -333,7 +346,7 @@ def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
     """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
     e = np.int64(ds.ep_encl[ep])
     sgx_free_va_slot(ds, e, np.int64(ds.ep_va[ep]), np.int64(ds.ep_slot[ep]), True)
-    backing_drop(ds, e, ep - ds.e_first[e])
+    backing_drop(ds, ms, e, ep - ds.e_first[e])
     ds.ep_va[ep] = NONE
     ds.ep_flags[ep] &= ~np.uint8(EP_EVICTED)
     ds.ep_epc[ep] = epc
@@ -347,7 +360,7 @@ def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
 @njit
 def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
     sgx_free_va_slot(ds, e, ds.e_secs_va[e], ds.e_secs_slot[e], True)
-    backing_drop(ds, e, ds.e_size[e] >> 12)
+    backing_drop(ds, ms, e, ds.e_size[e] >> 12)
     ds.e_secs[e] = epc
     ds.e_secs_va[e] = NONE
     ds.e_cnt[e, EC_SECS_ELDU] += 1
@@ -391,7 +404,7 @@ def _grow(arr: np.ndarray, n: int, fill: int = 0) -> np.ndarray:
 _E_FIELDS = {"e_flags": 0, "e_ref": 0, "e_base": 0, "e_size": 0, "e_first": 0, "e_secs": NONE,
              "e_secs_va": NONE, "e_secs_slot": NONE, "e_secs_mac": 0, "e_eid": 0, "e_child": 0,
              "e_page_cnt": 0, "e_va_head": NONE, "e_va_tail": NONE, "e_nva": 0,
-             "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0}
+             "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0, "e_cg": 0}
 PCMDS_PER_PAGE = 32
 _EP_FIELDS = {"ep_encl": 0, "ep_epc": NONE, "ep_va": NONE, "ep_slot": 0, "ep_type": 0,
               "ep_flags": 0, "ep_prot": 0, "ep_aux": 0, "ep_secinfo": 0, "ep_mac": 0}
@@ -582,6 +595,7 @@ class SgxDriver:
         self.attributes: dict[int, int] = {}
         self.attributes_mask: dict[int, int] = {}
         self.einit_result: dict[int, int] = {}
+        self.current_e = -1
         owner.driver = self
 
     @property
@@ -626,6 +640,7 @@ class SgxDriver:
     def grow_many(self, e: int, n: int, reclaim: bool) -> int:
         """``n`` calls of :meth:`grow` at once: the VA pages ``n`` more pages need."""
         ds = self.ds
+        self._current(e)
         have = int(ds.e_page_cnt[e])
         need = -(-(have + n) // SGX_VA_SLOT_COUNT) - -(-have // SGX_VA_SLOT_COUNT)
         self.cpu.reserve_va_rows(need)
@@ -650,7 +665,56 @@ class SgxDriver:
         """``sgx_open``: a new enclave with one reference (the file's)."""
         e = self.owner.new_enclave()
         self.ds.e_ref[e] = 1
+        self.ds.e_cg[e] = self.mgr.ms.p[P_CG]
         return e
+
+    def _current(self, e: int) -> None:
+        """The enclave's process is ``current``: its pages are charged to its cgroup."""
+        self.mgr.ms.p[P_CG] = self.ds.e_cg[e]
+        self.current_e = e
+
+    def oom_kill(self, cgroups: set[int]) -> bool:
+        """The EPC OOM killer of the v2-v5 cgroup series (dropped in v6), as an option.
+
+        Picks the live enclave of ``cgroups`` holding the most EPC pages (not the one
+        allocating now), marks it dead, zaps and frees every page it has, SECS and VA
+        pages included, and keeps its row until its file is closed. Its threads get
+        SIGBUS at their next fault. Returns whether an enclave was torn down.
+        """
+        ds = self.ds
+        best, most = -1, 0
+        for e in range(ds.e_flags.shape[0]):
+            if (e == self.current_e or int(ds.e_cg[e]) not in cgroups
+                    or not ds.e_flags[e] & SGX_ENCL_CREATED or ds.e_flags[e] & SGX_ENCL_DEAD
+                    or ds.e_ref[e] <= 0):
+                continue
+            first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+            held = int((ds.ep_epc[first:first + n] >= 0).sum()) + int(ds.e_nva[e]) + int(
+                ds.e_secs[e] != NONE)
+            if held > most:
+                best, most = e, held
+        if best < 0:
+            return False
+        self.teardown(best)
+        return True
+
+    def teardown(self, e: int) -> None:
+        """Free every EPC page of ``e`` now; the row stays until :meth:`release`."""
+        ds = self.ds
+        ds.e_flags[e] |= SGX_ENCL_DEAD
+        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        for ep in np.nonzero(ds.ep_flags[first:first + n] & EP_EXISTS)[0]:
+            self.remove_page(e, first + int(ep))
+        if ds.e_secs[e] != NONE:
+            if ds.e_child[e] == 0:
+                self._free(int(ds.e_secs[e]))
+            else:
+                self.leaks += 1
+            ds.e_secs[e] = NONE
+        for va in self.owner.va_pages(e):
+            epc = int(ds.va_epc[va])
+            self.owner.drop_va(va)
+            self._free(epc)
 
     def create(self, e: int, raw_secs: bytes) -> int:
         """``sgx_encl_create``."""
@@ -659,6 +723,7 @@ class SgxDriver:
         ds = self.ds
         if self.flags(e) & SGX_ENCL_CREATED:
             return -22
+        self._current(e)
         secs = Secs.unpack(raw_secs)
         va = self.grow(e, True)
         if va < NONE:
@@ -695,6 +760,7 @@ class SgxDriver:
         ep = int(ds.e_first[e]) + (offset >> 12)
         if ds.ep_flags[ep] & EP_EXISTS:
             return -16  # -EBUSY: an entry already exists at that address
+        self._current(e)
         epc = self.mgr.alloc(self.kind, ep, True)
         if epc < 0:
             return epc
@@ -815,6 +881,7 @@ class SgxDriver:
         epc = int(ds.ep_epc[ep])
         if epc != NONE:
             return -16 if ds.ep_flags[ep] & EP_BEING_RECLAIMED else epc
+        self._current(e)
         rc = self.load_secs(e)
         if rc < 0:
             return rc
@@ -845,6 +912,7 @@ class SgxDriver:
         ds = self.ds
         if e < 0 or self.flags(e) & SGX_ENCL_DEAD:
             return VM_FAULT_SIGBUS
+        self._current(e)
         ds.e_cnt[e, EC_FAULTS] += 1
         ep = self.ep_of(e, addr)
         if not ds.ep_flags[ep] & EP_EXISTS:
@@ -935,7 +1003,7 @@ class SgxDriver:
         elif ds.ep_flags[ep] & EP_EVICTED:
             e_ = int(ds.ep_encl[ep])
             sgx_free_va_slot(ds, e_, int(ds.ep_va[ep]), int(ds.ep_slot[ep]), False)
-            backing_drop(ds, e_, ep - int(ds.e_first[e_]))
+            backing_drop(ds, self.mgr.ms, e_, ep - int(ds.e_first[e_]))
             self.owner.backing[e_].truncate(ep - int(ds.e_first[e_]))
         ds.ep_flags[ep] = 0
         ds.ep_epc[ep] = NONE

@@ -14,12 +14,20 @@ knows no owner. Pages are integers; per page the manager keeps 14 bytes:
 
 Lists: one free list per NUMA node (allocation takes the head, freeing appends to the tail, so
 each node is FIFO) and one reclaim LRU (head = oldest), as in kernel-sgx.md §2.
+
+EPC cgroups (kernel-sgx.md §7.2) add, only when attached, one more LRU per cgroup after the
+global one (the root cgroup's LRU *is* the global one), a ``cg`` entry per page naming the
+cgroup it is charged to, and a charge table ``cgt`` of which the manager reads three columns
+(parent, usage, reclaimed): enough to put a page on its cgroup's LRU and to uncharge it when
+it is freed. Every decision about limits is made by the charge operations handed to
+:func:`make_reclaimer` (:class:`ChargeOps`), as owners are handed over; with no cgroup
+attached ``cg`` and ``cgt`` are empty and the per-page state stays 14 bytes.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -65,6 +73,7 @@ P_CPU = 5           # 1 while ksgxd runs (whose virtual CPU the work is charged 
 P_NR_FREE = 6       # sgx_nr_free_pages
 P_NNODES = 7
 P_EV_N = 8          # events logged so far
+P_CG = 9            # the cgroup of the task allocating now (``current``'s misc cgroup)
 P_LEN = 16
 
 # Counters (MgrState.cnt): kernel names where the kernel has one.
@@ -110,6 +119,15 @@ class MgrState(NamedTuple):
     p: np.ndarray       # i64 parameters and scalars
     ev: np.ndarray      # i64 [cap, 3] event log (cap 0: off)
     chunk: np.ndarray   # i64 [batch]: the pages of the batch being reclaimed
+    cg: np.ndarray      # u16 per page: the cgroup it is charged to (length 0: no cgroups)
+    cgt: np.ndarray     # i64 [cgroups, columns] charge table (0 rows: no cgroups)
+
+
+# Columns of the charge table the manager itself maintains; the cgroup controller owns the rest.
+CGT_PARENT = 0      # parent cgroup, -1 for the root
+CGT_USAGE = 1       # pages charged to the cgroup's subtree (misc.current / 4096)
+CGT_RECLAIMED = 2   # pages written back from this cgroup's own LRU
+CGT_MANAGER_COLS = 3
 
 
 # ----------------------------------------------------------------------------- lists
@@ -138,6 +156,31 @@ def list_del(ms: MgrState, lst: int, page: int) -> None:
 @njit_inline
 def lru_list(ms: MgrState) -> int:
     return ms.p[P_NNODES]
+
+
+@njit_inline
+def page_lru(ms: MgrState, page: int) -> int:
+    """``sgx_epc_page_lru``: the LRU of the cgroup the page is charged to (root: global)."""
+    if ms.cg.shape[0] == 0:
+        return ms.p[P_NNODES]
+    return ms.p[P_NNODES] + np.int64(ms.cg[page])
+
+
+@njit_inline
+def cg_charge(ms: MgrState, cg: int) -> None:
+    """Count one page in ``cg`` and every ancestor (the limits were checked by the caller)."""
+    c = cg
+    while c >= 0:
+        ms.cgt[c, CGT_USAGE] += 1
+        c = ms.cgt[c, CGT_PARENT]
+
+
+@njit_inline
+def cg_uncharge(ms: MgrState, cg: int) -> None:
+    c = cg
+    while c >= 0:
+        ms.cgt[c, CGT_USAGE] -= 1
+        c = ms.cgt[c, CGT_PARENT]
 
 
 @njit_inline
@@ -173,6 +216,10 @@ def page_node(st: Any, page: int) -> int:
 @njit_inline
 def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     """Return a page already in the uninitialised EPCM state to its node's free list."""
+    if ms.cg.shape[0] != 0:
+        # The page remembers its cgroup from allocation to here (sgx_cgroup_uncharge).
+        cg_uncharge(ms, np.int64(ms.cg[page]))
+        ms.cg[page] = 0
     set_where(ms, page, W_FREE)
     ms.kind[page] = 0
     ms.oid[page] = 0
@@ -204,7 +251,7 @@ def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
     """EREMOVE the page and free it; a failing EREMOVE leaks it, as the kernel does."""
     w = where(ms, page)
     if w == W_LRU:
-        list_del(ms, lru_list(ms), page)
+        list_del(ms, page_lru(ms, page), page)
     rc = L.eremove(st, page, L.CTX_HOST)
     if rc != 0:
         set_where(ms, page, W_LEAKED)
@@ -218,7 +265,7 @@ def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
 @njit_inline
 def sgx_mark_page_reclaimable(ms: MgrState, page: int) -> None:
     set_where(ms, page, W_LRU)
-    list_push_tail(ms, lru_list(ms), page)
+    list_push_tail(ms, page_lru(ms, page), page)
 
 
 @njit_inline
@@ -228,14 +275,23 @@ def sgx_unmark_page_reclaimable(ms: MgrState, page: int) -> int:
     if w == W_ISOLATED:
         return -EBUSY
     if w == W_LRU:
-        list_del(ms, lru_list(ms), page)
+        list_del(ms, page_lru(ms, page), page)
         set_where(ms, page, W_UNTRACKED)
     return 0
 
 
 @njit_inline
 def sgx_should_reclaim(ms: MgrState, watermark: int) -> bool:
-    return ms.p[P_NR_FREE] < watermark and ms.count[lru_list(ms)] > 0
+    return ms.p[P_NR_FREE] < watermark and lru_pages(ms) > 0
+
+
+@njit_inline
+def lru_pages(ms: MgrState) -> int:
+    """Pages on every LRU (the global one, and each cgroup's when cgroups are attached)."""
+    n = ms.p[P_NNODES]
+    if ms.head.shape[0] == n + 1:
+        return ms.count[n]
+    return np.int64(ms.count[n:].sum())
 
 
 @njit_inline
@@ -244,7 +300,7 @@ def touch(ms: MgrState, page: int) -> None:
     policy = ms.p[P_POLICY]
     if policy == POLICY_LRU:
         if where(ms, page) == W_LRU:
-            dl_move_tail(ms.head, ms.tail, ms.nxt, ms.prv, lru_list(ms), page)
+            dl_move_tail(ms.head, ms.tail, ms.nxt, ms.prv, page_lru(ms, page), page)
     elif policy == POLICY_CLOCK:
         ms.where[page] |= W_REF
 
@@ -281,29 +337,61 @@ class Reclaimer(NamedTuple):
     alloc: Any
     ksgxd: Any
     cache: bool
+    reclaim_list: Any = None
 
 
-_reclaimers: dict[tuple[int, bool], Reclaimer] = {}
+class ChargeOps(NamedTuple):
+    """What a resource controller hands the manager at assembly (the EPC cgroup's charging).
+
+    All are compiled; the manager calls them and never looks at how they decide:
+
+    ``try_charge(os, ms, st, reclaim)``  charge ``current``'s cgroup one page, reclaiming
+        from its subtree as needed: the cgroup (>= 0), or -ENOMEM / -EBUSY / -EAGAIN
+    ``commit(ms, page, cg)``    the page now belongs to ``cg`` (freeing it uncharges)
+    ``cancel(ms, cg)``          undo a charge whose physical allocation failed
+    ``reclaim_global(os, ms, st, nr)``  global reclaim (ksgxd, physical EPC exhausted)
+    ``lru_pages(ms)``           pages on all LRUs (``sgx_can_reclaim_global``)
+    ``async_work(os, ms, st)``  run queued per-cgroup reclaim work; returns batches run
+    """
+
+    try_charge: Any
+    commit: Any
+    cancel: Any
+    reclaim_global: Any
+    lru_pages: Any
+    async_work: Any
 
 
-def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
-    """Close the reclaim batch, allocation and ksgxd over an owner table's dispatchers."""
-    hit = _reclaimers.get((id(d), inline_batch))
+ChargeFactory = Any   # (reclaim_list, cache) -> ChargeOps
+
+_reclaimers: dict[tuple[int, bool, int], Reclaimer] = {}
+
+
+def make_reclaimer(d: Dispatch, inline_batch: bool = False,
+                   charge: ChargeFactory | None = None) -> Reclaimer:
+    """Close the reclaim batch, allocation and ksgxd over an owner table's dispatchers.
+
+    ``charge``, when given, is called with the compiled batch (over one LRU) and returns the
+    :class:`ChargeOps` allocation and ksgxd go through.
+    """
+    hit = _reclaimers.get((id(d), inline_batch, id(charge)))
     if hit is not None:
         return hit
     get, put, reclaim, block, write = d.get, d.put, d.reclaim, d.block, d.write
     closure_inline = functools.partial(njit_closure_inline, cache=d.cache)
     closure = functools.partial(njit_closure, cache=d.cache)
+    inline = inline_batch and charge is None
 
     # A batch over light owners is spliced into allocation (one page per miss: the call
     # would cost more than the batch); over the driver it stays one call, compiled once.
-    @(closure_inline if inline_batch else closure)
-    def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
-        """One batch in the v13 order: isolate+get, reclaim, block all, write+put, free.
+    @(closure_inline if inline else closure)
+    def sgx_reclaim_list(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+        """One batch from LRU ``lst`` in the v13 order: isolate+get, reclaim, block all,
+        write+put, free.
 
         Returns the number of pages isolated (what the cgroup series calls "attempted").
+        Refused pages go back to the tail of their own cgroup's LRU.
         """
-        lst = lru_list(ms)
         policy = ms.p[P_POLICY]
         # The batch's own array, not a new one per call: with one page per miss the
         # allocation cost more than the rest of the batch.
@@ -338,7 +426,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
             page = chunk[i]
             if reclaim(os, ms.kind[page], ms, st, page, ms.oid[page], age) == 0:
                 set_where(ms, page, W_LRU)
-                list_push_tail(ms, lst, page)
+                list_push_tail(ms, page_lru(ms, page), page)
                 put(os, ms.kind[page], ms, st, page, ms.oid[page], 0)
                 ms.cnt[C_REFUSED] += 1
                 log(ms, EV_REFUSE, page, 0)
@@ -362,20 +450,63 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
                     ms.cnt[C_RECLAIMED_KSGXD] += 1
                 else:
                     ms.cnt[C_RECLAIMED_DIRECT] += 1
+                if ms.cg.shape[0] != 0:
+                    ms.cgt[np.int64(ms.cg[page]), CGT_RECLAIMED] += 1
                 sgx_free_epc_page(ms, st, page)
             elif verdict == WRITE_RETRY:
                 ms.cnt[C_WRITE_RETRY] += 1
                 set_where(ms, page, W_LRU)
-                list_push_tail(ms, lst, page)
+                list_push_tail(ms, page_lru(ms, page), page)
             else:
                 set_where(ms, page, W_UNTRACKED)
         return isolated
+
+    @(closure_inline if inline else closure)
+    def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
+        """One batch from the global LRU."""
+        return sgx_reclaim_list(os, ms, st, nr, lru_list(ms))
+
+    if charge is None:
+        @closure_inline
+        def try_charge(os: Any, ms: MgrState, st: Any, do_reclaim: bool) -> int:
+            return 0
+
+        @closure_inline
+        def commit(ms: MgrState, page: int, cg: int) -> None:
+            pass
+
+        @closure_inline
+        def cancel(ms: MgrState, cg: int) -> None:
+            pass
+
+        reclaim_global = sgx_reclaim_pages
+
+        @closure_inline
+        def all_lru_pages(ms: MgrState) -> int:
+            return ms.count[lru_list(ms)]
+
+        @closure_inline
+        def async_work(os: Any, ms: MgrState, st: Any) -> int:
+            return 0
+    else:
+        ops = charge(sgx_reclaim_list, d.cache)
+        try_charge, commit, cancel = ops.try_charge, ops.commit, ops.cancel
+        reclaim_global, all_lru_pages, async_work = (ops.reclaim_global, ops.lru_pages,
+                                                     ops.async_work)
 
     @closure_inline
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
                            do_reclaim: bool, node: int) -> int:
         """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them."""
-        lst = lru_list(ms)
+        cg = try_charge(os, ms, st, do_reclaim)
+        if cg < 0:
+            if cg == -ENOMEM:
+                ms.cnt[C_ALLOC_ENOMEM] += 1
+            elif cg == -EBUSY:
+                ms.cnt[C_ALLOC_EBUSY] += 1
+            else:
+                ms.cnt[C_ALLOC_EAGAIN] += 1
+            return cg
         rc = 0
         idle = 0
         while True:
@@ -384,32 +515,36 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
                 set_where(ms, page, W_UNTRACKED)
                 ms.kind[page] = kind
                 ms.oid[page] = oid
+                commit(ms, page, cg)
                 ms.cnt[C_ALLOC] += 1
                 log(ms, EV_ALLOC, page, kind)
                 rc = page
                 break
-            if ms.count[lst] == 0:
+            if all_lru_pages(ms) == 0:
                 ms.cnt[C_ALLOC_ENOMEM] += 1
+                cancel(ms, cg)
                 return -ENOMEM
             if not do_reclaim:
                 ms.cnt[C_ALLOC_EBUSY] += 1
                 rc = -EBUSY
+                cancel(ms, cg)
                 break
             ms.cnt[C_DIRECT] += 1
             before = ms.p[P_NR_FREE]
-            sgx_reclaim_pages(os, ms, st, ms.p[P_BATCH])
+            reclaim_global(os, ms, st, ms.p[P_BATCH])
             if ms.p[P_NR_FREE] == before:
                 idle += 1
                 # The kernel would spin in cond_resched(); a sequential model with no other
                 # thread to make progress must not, so a reclaimer that frees nothing over
                 # two passes of the whole LRU gives up with -EAGAIN.
-                if idle > 2 * (ms.count[lst] // max(ms.p[P_BATCH], 1) + 2):
+                if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
                     ms.cnt[C_ALLOC_EAGAIN] += 1
                     rc = -EAGAIN
+                    cancel(ms, cg)
                     break
             else:
                 idle = 0
-        if sgx_should_reclaim(ms, ms.p[P_LOW]) and ms.p[P_WAKE] == 0:
+        if ms.p[P_NR_FREE] < ms.p[P_LOW] and all_lru_pages(ms) > 0 and ms.p[P_WAKE] == 0:
             ms.p[P_WAKE] = 1
             ms.cnt[C_WAKEUPS] += 1
             log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
@@ -417,20 +552,23 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
 
     @closure
     def ksgxd(os: Any, ms: MgrState, st: Any) -> int:
-        """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep."""
+        """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep.
+
+        Queued per-cgroup reclaim work runs first, on the same CPU (the model's workqueue).
+        """
         if ms.p[P_WAKE] == 0:
             return 0
         ms.p[P_CPU] = 1
-        batches = 0
+        batches = async_work(os, ms, st)
         idle = 0
-        while sgx_should_reclaim(ms, ms.p[P_HIGH]):
+        while ms.p[P_NR_FREE] < ms.p[P_HIGH] and all_lru_pages(ms) > 0:
             before = ms.p[P_NR_FREE]
-            sgx_reclaim_pages(os, ms, st, ms.p[P_BATCH])
+            reclaim_global(os, ms, st, ms.p[P_BATCH])
             batches += 1
             ms.cnt[C_KSGXD_BATCHES] += 1
             if ms.p[P_NR_FREE] == before:
                 idle += 1
-                if idle > 2 * (ms.count[lru_list(ms)] // max(ms.p[P_BATCH], 1) + 2):
+                if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
                     break
             else:
                 idle = 0
@@ -438,8 +576,8 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False) -> Reclaimer:
         ms.p[P_WAKE] = 0
         return batches
 
-    r = Reclaimer(sgx_reclaim_pages, sgx_alloc_epc_page, ksgxd, d.cache)
-    _reclaimers[(id(d), inline_batch)] = r
+    r = Reclaimer(reclaim_global, sgx_alloc_epc_page, ksgxd, d.cache, sgx_reclaim_list)
+    _reclaimers[(id(d), inline_batch, id(charge))] = r
     return r
 
 
@@ -459,7 +597,27 @@ def make_mgr_state(cpu: Processor, *, low: int, high: int, batch: int, policy: i
         cnt=np.zeros(len(COUNTERS), dtype=np.int64), p=p,
         ev=np.zeros((events, 3), dtype=np.int64),
         chunk=np.zeros(max(batch, SGX_NR_TO_SCAN_MAX), dtype=np.int64),
+        cg=np.zeros(0, dtype=np.uint16), cgt=np.zeros((0, CGT_MANAGER_COLS), dtype=np.int64),
     )
+
+
+def with_charge_table(ms: MgrState, ncg: int, columns: int) -> MgrState:
+    """``ms`` with room for ``ncg`` cgroups: their LRUs, a ``cg`` per page, the table.
+
+    Existing rows, lists and charges are kept (the table grows as cgroups are created).
+    """
+    nn = int(ms.p[P_NNODES])
+    old = ms.cgt.shape[0]
+    nlists = nn + max(ncg, 1)
+    head = np.full(nlists, NO_LINK, dtype=np.int64)
+    tail = np.full(nlists, NO_LINK, dtype=np.int64)
+    count = np.zeros(nlists, dtype=np.int64)
+    k = ms.head.shape[0]
+    head[:k], tail[:k], count[:k] = ms.head, ms.tail, ms.count
+    cgt = np.zeros((ncg, columns), dtype=np.int64)
+    cgt[:old, : ms.cgt.shape[1]] = ms.cgt
+    cg = ms.cg if ms.cg.shape[0] else np.zeros(ms.where.shape[0], dtype=np.uint16)
+    return ms._replace(head=head, tail=tail, count=count, cg=cg, cgt=cgt)
 
 
 @njit
@@ -504,7 +662,23 @@ class EpcManager:
                                  policy=POLICY_NAMES[policy], events=events)
         self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]),
                                   all(o.inline_reclaim for o in self.owners))
+        self.charge: ChargeFactory | None = None
+        # Called when an allocation gets -ENOMEM; True when it freed something worth a retry
+        # (the EPC cgroup's optional OOM killer sets it).
+        self.on_enomem: Callable[[], bool] | None = None
         self.dirty = int(sanitize_pages(self.ms, cpu.st))
+
+    def attach_charge(self, charge: ChargeFactory, ncg: int, columns: int) -> None:
+        """Assemble the manager with a resource controller's :class:`ChargeOps`.
+
+        Called before any page is allocated to an owner (pages allocated earlier would be
+        charged to nobody), and again with a larger ``ncg`` when the controller grows.
+        """
+        self.ms = with_charge_table(self.ms, ncg, columns)
+        if self.charge is not charge:
+            self.charge = charge
+            self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]),
+                                      all(o.inline_reclaim for o in self.owners), charge)
 
     # -------------------------------------------------------------- state passed to code
     def owner_states(self) -> tuple[Any, ...]:
@@ -523,6 +697,10 @@ class EpcManager:
         page = int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
                                   reclaim, node))
         self._sync_owners()
+        while page == -ENOMEM and self.on_enomem is not None and self.on_enomem():
+            page = int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,
+                                      reclaim, node))
+            self._sync_owners()
         return page
 
     def free(self, page: int) -> int:
@@ -573,7 +751,7 @@ class EpcManager:
 
     @property
     def lru_pages(self) -> int:
-        return int(self.ms.count[-1])
+        return int(self.ms.count[int(self.ms.p[P_NNODES]):].sum())
 
     def sgx_total_bytes(self) -> dict[int, int]:
         """Bytes of EPC per NUMA node (sysfs ``node/nodeN/x86/sgx_total_bytes``)."""
@@ -602,8 +780,10 @@ class EpcManager:
                 "untracked": int((w == W_UNTRACKED).sum()), "leaked": int((w == W_LEAKED).sum())}
 
     def bytes_per_page(self) -> float:
-        per_page = sum(getattr(self.ms, f).nbytes for f in ("nxt", "prv", "where", "kind", "oid"))
-        fixed = sum(getattr(self.ms, f).nbytes for f in ("head", "tail", "count", "cnt", "p"))
+        per_page = sum(getattr(self.ms, f).nbytes
+                       for f in ("nxt", "prv", "where", "kind", "oid", "cg"))
+        fixed = sum(getattr(self.ms, f).nbytes
+                    for f in ("head", "tail", "count", "cnt", "p", "cgt"))
         return (per_page + fixed) / self.cpu.npages
 
     def check(self) -> None:
@@ -613,14 +793,16 @@ class EpcManager:
         w = ms.where & W_MASK
         seen = np.zeros(n, dtype=np.int64)
         nn = int(ms.p[P_NNODES])
-        for lst in range(nn + 1):
+        for lst in range(ms.head.shape[0]):
             page, prev, k = int(ms.head[lst]), NO_LINK, 0
             while page != NO_LINK:
                 assert k <= n, "list cycle"
                 assert int(ms.prv[page]) == prev, f"broken back link at page {page}"
                 seen[page] += 1
-                expect = W_LRU if lst == nn else W_FREE
+                expect = W_LRU if lst >= nn else W_FREE
                 assert w[page] == expect, f"page {page} on list {lst} but where={w[page]}"
+                if lst >= nn and ms.cg.shape[0]:
+                    assert int(ms.cg[page]) == lst - nn, f"page {page} on a foreign LRU"
                 if lst < nn:
                     assert self.cpu.page_node(page) == lst, f"page {page} on a foreign node"
                     assert not self.cpu.st.flags[page] & 0x40, f"free page {page} is VALID"

@@ -18,21 +18,27 @@ class Result:
 
 
 def suites() -> dict[str, dict[str, Callable[..., None]]]:
-    from epcsim.selftest import sgx, threat
+    from epcsim.selftest import cgroup, sgx, threat
 
-    return {"sgx": sgx.TESTS, "threat-model": threat.TESTS}
+    return {"sgx": sgx.TESTS, "cgroup": cgroup.TESTS, "threat-model": threat.TESTS}
+
+
+def harness_for(suite: str):  # type: ignore[no-untyped-def]
+    """The suite's harness class: a fresh machine per test."""
+    from epcsim.selftest import cgroup, sgx
+
+    return {"sgx": sgx.Harness, "cgroup": cgroup.Harness, "threat-model": sgx.Harness}[suite]
 
 
 def run_suite(suite: str, *, epc_size: int | None = None, names: list[str] | None = None,
               seed: int = 0) -> Iterator[Result]:
     """Run the named suite's tests, each on a fresh machine; yield one result per test."""
-    from epcsim.selftest import sgx
-
     tests = suites()[suite]
+    harness = harness_for(suite)
     for name, fn in tests.items():
         if names and name not in names:
             continue
-        h = sgx.Harness(epc_size=epc_size or sgx.DEFAULT_EPC, seed=seed)
+        h = harness(epc_size=epc_size or 4 << 20, seed=seed)
         t = time.perf_counter()
         try:
             fn(h)

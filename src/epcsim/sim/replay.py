@@ -200,7 +200,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
             if rs.clk[CL_KSGXD] > rs.clk[CL_THREAD]:
                 rs.clk[CL_WAIT] += rs.clk[CL_KSGXD] - rs.clk[CL_THREAD]
                 rs.clk[CL_THREAD] = rs.clk[CL_KSGXD]
-            if ms.p[M.P_WAKE] == 0 and ms.count[M.lru_list(ms)] == 0:
+            if ms.p[M.P_WAKE] == 0 and M.lru_pages(ms) == 0:
                 return -M.ENOMEM
         return -M.EAGAIN
 
@@ -217,6 +217,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         c = rs.cost
         e = rs.e_of_tenant[t]
         lp = rs.e_lp[t]
+        ms.p[M.P_CG] = ds.e_cg[e]   # the tenant's process is current (its EPC cgroup)
         ep = ds.e_first[e] + R_FIRST + page
         lin = ds.e_base[e] + ((R_FIRST + page) << 12)
         if st.lp_row[lp] == NONE:

@@ -42,6 +42,12 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
     Raises ScenarioError/TraceError for bad input and ReplayError/ValueError when the
     machine cannot run it (both one line for the user).
     """
+    if sc.pods:
+        # Capacity planning: pods in EPC cgroups, packed onto nodes (sim/capacity.py).
+        from epcsim.sim.capacity import run_pods
+
+        summary, tables = run_pods(sc, base_dir, scenario_name, progress)
+        return RunOutput(summary, tables)
     plat = sc.resolved_platform()
     tenants, pages, names = requests_for(sc, base_dir)
     cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,

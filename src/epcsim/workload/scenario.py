@@ -34,6 +34,20 @@
     trace = "log.oracleGeneral"   # or a trace file instead of a generator
     format = "oracleGeneral"
 
+Capacity planning replaces ``[[enclaves]]`` by pods placed in EPC cgroups and packed onto
+nodes (docs/cgroups.md)::
+
+    [cluster]
+    node_epc = "64MiB"            # EPC of each node
+    nodes = 2
+
+    [[pods]]
+    name = "redis"
+    epc_request = "24MiB"         # what the scheduler packs by
+    epc_limit = "32MiB"           # misc.max of the pod's cgroup (omit: no limit)
+    size = "48MiB"                # then a workload, as for an enclave
+    workload = "zipf"
+
 Validation errors name the key: ``enclaves[1].size: not a size: '64XB'``.
 """
 
@@ -136,11 +150,37 @@ class EnclaveSpec(_Strict):
         return None if v is None else parse_size(v)
 
 
+class ClusterSpec(_Strict):
+    node_epc: int | str
+    nodes: int = Field(default=1, ge=1, le=1024)
+
+    @field_validator("node_epc")
+    @classmethod
+    def _size(cls, v: int | str) -> int:
+        n = parse_size(v)
+        if n % 4096 or n < 64 * 4096:
+            raise ValueError("a node's EPC must be a multiple of 4 KiB and at least 256 KiB")
+        return n
+
+
+class PodSpec(EnclaveSpec):
+    epc_request: int | str
+    epc_limit: int | str | None = None
+    memory_limit: int | str | None = None
+
+    @field_validator("epc_request", "epc_limit", "memory_limit")
+    @classmethod
+    def _bytes(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
+
+
 class Scenario(_Strict):
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     kernel: KernelSpec = Field(default_factory=KernelSpec)
     run: RunSpec = Field(default_factory=RunSpec)
-    enclaves: list[EnclaveSpec] = Field(min_length=1)
+    enclaves: list[EnclaveSpec] = Field(default_factory=list)
+    cluster: ClusterSpec | None = None
+    pods: list[PodSpec] = Field(default_factory=list)
 
     def resolved_platform(self) -> K.Platform:
         base = K.preset(self.platform.preset)
@@ -196,16 +236,28 @@ def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise ScenarioError(f"{_fmt_loc(err['loc'])}: {msg} ({where})") from None
-    for i, enc in enumerate(sc.enclaves):
+    if not sc.enclaves and not sc.pods:
+        raise ScenarioError(f"enclaves: at least one enclave (or [[pods]]) ({where})")
+    if sc.pods and sc.enclaves:
+        raise ScenarioError(f"pods: a scenario has [[enclaves]] or [[pods]], not both ({where})")
+    if sc.pods and sc.cluster is None:
+        raise ScenarioError(f"cluster: [[pods]] need a [cluster] with node_epc ({where})")
+    for i, pod in enumerate(sc.pods):
+        if pod.epc_request > sc.cluster.node_epc:  # type: ignore[operator,union-attr]
+            raise ScenarioError(f"pods[{i}].epc_request: larger than a node's EPC ({where})")
+        if pod.trace is not None:
+            raise ScenarioError(f"pods[{i}].trace: pods take a generated workload ({where})")
+    for i, enc in enumerate(sc.enclaves or sc.pods):
+        kind = "enclaves" if sc.enclaves else "pods"
         if (enc.trace is None) == (enc.workload is None):
-            raise ScenarioError(f"enclaves[{i}]: give either a workload or a trace ({where})")
+            raise ScenarioError(f"{kind}[{i}]: give either a workload or a trace ({where})")
         if enc.workload is not None and enc.size is None:
-            raise ScenarioError(f"enclaves[{i}].size: a generated workload needs a size "
+            raise ScenarioError(f"{kind}[{i}].size: a generated workload needs a size "
                                 f"({where})")
         if enc.trace is not None and enc.format is None:
-            raise ScenarioError(f"enclaves[{i}].format: a trace needs its format ({where})")
+            raise ScenarioError(f"{kind}[{i}].format: a trace needs its format ({where})")
         if enc.size is not None and int(enc.size) < 4096:  # type: ignore[arg-type]
-            raise ScenarioError(f"enclaves[{i}].size: at least one page ({where})")
+            raise ScenarioError(f"{kind}[{i}].size: at least one page ({where})")
     if sc.kernel.low > sc.kernel.high:
         raise ScenarioError(f"kernel.low: must not exceed kernel.high ({where})")
     return sc

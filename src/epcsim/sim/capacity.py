@@ -1,0 +1,232 @@
+"""Capacity planning: pods with EPC requests and limits, packed onto nodes, replayed in cgroups.
+
+What operators ask before deploying a limit (peers-and-users.md §4): what will it cost?
+A scenario with ``[cluster]`` and ``[[pods]]`` is answered in three steps:
+
+1. **Pack** the pods onto nodes by their ``epc_request`` (first fit, largest request first,
+   as a scheduler tracking a nominal EPC resource does); a pod that fits nowhere is
+   *unscheduled*.
+2. **Admit**: every pod gets a cgroup ``/kubepods/<name>`` with ``misc.max = epc_limit``
+   (and ``memory.max``, if given). A pod whose limit is below the pages it can never give
+   back (SECS, VA pages for its footprint, its thread's TCS, SSA and stack) fails at start:
+   the kernel would return -ENOMEM to its first allocation past them.
+3. **Replay** each node's pods with the kernel model (the replay engine, policy ``sgx``) in
+   their cgroups: a limit is enforced by per-cgroup reclaim, the node's EPC by global
+   reclaim. A pod whose allocation fails (-ENOMEM: SIGBUS) is stopped and reported.
+
+Per pod: peak EPC usage, limit hits (``misc.events`` max), pages reclaimed from it, its
+faults, ELDUs and EAUGs, the paging cost (its stall cycles under the cost model) and its
+slowdown (its work plus its stalls, over its work).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.cgroup import EpcCgroups
+from epcsim.sim import costs as K
+from epcsim.sim.replay import (
+    CL_THREAD,
+    R_FIRST,
+    RC_REQUESTS,
+    Replay,
+    ReplayConfig,
+)
+from epcsim.workload.scenario import EnclaveSpec, Scenario, requests_for
+
+VA_SLOTS = 512
+SAMPLES = 200          # per-cgroup usage samples per node
+
+
+@dataclass
+class Placement:
+    nodes: list[list[int]]          # pod indices per node
+    unscheduled: list[int]
+
+
+def pack(requests: list[int], node_epc: int, nodes: int) -> Placement:
+    """First fit decreasing by request; ties keep the scenario's order."""
+    free = [node_epc] * nodes
+    out: list[list[int]] = [[] for _ in range(nodes)]
+    left = []
+    for i in sorted(range(len(requests)), key=lambda i: (-requests[i], i)):
+        for n in range(nodes):
+            if requests[i] <= free[n]:
+                free[n] -= requests[i]
+                out[n].append(i)
+                break
+        else:
+            left.append(i)
+    return Placement([sorted(x) for x in out], sorted(left))
+
+
+def unreclaimable_pages(footprint_pages: int) -> int:
+    """Pages a replay enclave never gives back: SECS, VA pages, TCS + SSA + stack."""
+    return 1 + -(-(footprint_pages + R_FIRST) // VA_SLOTS) + R_FIRST
+
+
+class PodReplay(Replay):
+    """A node's replay with each tenant's enclave opened inside its pod's cgroup."""
+
+    def __init__(self, cfg: ReplayConfig, footprint: np.ndarray, tenant_ids: list[int],
+                 paths: list[str], limits: list[int | None],
+                 memory: list[int | None]) -> None:
+        self._paths, self._limits, self._memory = paths, limits, memory
+        self.cg: EpcCgroups | None = None
+        super().__init__(cfg, footprint, tenant_ids)
+
+    def _build_enclave(self, lp: int, t: int, base: int, size: int) -> None:
+        if self.cg is None:
+            # Before the first enclave: nothing is allocated yet, nothing is charged to nobody.
+            self.cg = EpcCgroups(self.mgr, capacity=len(self._paths) + 2)
+            self.cg.mkdir("/kubepods")
+            for p, lim, mem in zip(self._paths, self._limits, self._memory):
+                self.cg.mkdir(p, max=lim)
+                if mem is not None:
+                    self.cg.set_memory_max(p, mem)
+        with self.cg.charging(self._paths[t]):
+            super()._build_enclave(lp, t, base, size)
+
+    def feed_tolerant(self, tenants: np.ndarray, pages: np.ndarray,
+                      writes: np.ndarray, failed: set[int]) -> None:
+        """Like ``feed``, but a tenant whose access fails is stopped and the rest go on."""
+        keep = ~np.isin(tenants, list(failed)) if failed else np.ones(len(tenants), bool)
+        tenants, pages, writes = tenants[keep], pages[keep], writes[keep]
+        start = 0
+        while start < len(tenants):
+            self._grow_series()
+            bad = self.engine(self.states, self.mgr.ms, self.cpu.st, self.rs,
+                              tenants[start:], pages[start:], writes[start:])
+            if bad == -1:
+                return
+            if bad < -1:
+                start += -bad - 1
+                continue
+            t = int(tenants[start + bad])
+            failed.add(t)
+            rest = slice(start + bad + 1, None)
+            mask = tenants[rest] != t
+            tenants = np.concatenate([tenants[:start + bad + 1], tenants[rest][mask]])
+            pages = np.concatenate([pages[:start + bad + 1], pages[rest][mask]])
+            writes = np.concatenate([writes[:start + bad + 1], writes[rest][mask]])
+            start += bad + 1
+
+
+def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
+             progress: Any = None) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """Pack, admit and replay the pods of ``sc``: (summary, tables)."""
+    assert sc.cluster is not None
+    plat = sc.resolved_platform()
+    node_epc = int(sc.cluster.node_epc)
+    pods = sc.pods
+    place = pack([int(p.epc_request) for p in pods], node_epc, sc.cluster.nodes)
+    cost = plat.costs.vector()
+    per_pod: dict[int, dict[str, Any]] = {}
+    cg_rows: list[dict[str, Any]] = []
+    series_rows: list[dict[str, Any]] = []
+    for i in place.unscheduled:
+        per_pod[i] = _pod_row(pods[i], -1, "unscheduled: no node has room for its request")
+    node_pages = node_epc // PAGE_SIZE
+    cfg = ReplayConfig(policy="sgx", epc_pages=node_pages, platform=plat, low=sc.kernel.low,
+                       high=sc.kernel.high, batch=sc.kernel.batch,
+                       series_step_s=sc.run.series_step_s, seed=sc.run.seed)
+    total_requests = 0
+    for n, members in enumerate(place.nodes):
+        admitted = []
+        for i in members:
+            pages = max(1, int(pods[i].size) // PAGE_SIZE)  # type: ignore[arg-type]
+            lim = pods[i].epc_limit
+            need = unreclaimable_pages(pages)
+            if lim is not None and int(lim) // PAGE_SIZE <= need:
+                per_pod[i] = _pod_row(pods[i], n, f"failed: misc.max holds {int(lim) // PAGE_SIZE}"
+                                      f" pages, the pod pins {need} unreclaimable pages (-ENOMEM)")
+            else:
+                admitted.append(i)
+        if not admitted:
+            continue
+        enc = [EnclaveSpec(**pods[i].model_dump(include=set(EnclaveSpec.model_fields)))
+               for i in admitted]
+        share = sum(pods[i].weight for i in admitted) / sum(p.weight for p in pods)
+        sub = sc.model_copy(update={"enclaves": enc, "pods": [], "cluster": None,
+                                    "run": sc.run.model_copy(update={
+                                        "requests": max(1, int(sc.run.requests * share)),
+                                        "seed": sc.run.seed + n})})
+        tenants, pages_, _ = requests_for(sub, base_dir)
+        footprint = np.array([max(1, int(e.size) // PAGE_SIZE) for e in enc],  # type: ignore[arg-type]
+                             dtype=np.int64)
+        paths = [f"/kubepods/{pods[i].name}" for i in admitted]
+        rp = PodReplay(cfg, footprint, list(range(len(admitted))), paths,
+                       [pods[i].epc_limit for i in admitted],  # type: ignore[misc]
+                       [pods[i].memory_limit for i in admitted])  # type: ignore[misc]
+        assert rp.cg is not None
+        failed: set[int] = set()
+        tenants = tenants.astype(np.int64)
+        step = max(1, len(tenants) // SAMPLES)
+        ghz = plat.ghz
+        for s in range(0, len(tenants), step):
+            rp.feed_tolerant(tenants[s:s + step], pages_[s:s + step].astype(np.int64),
+                             np.zeros(min(step, len(tenants) - s), np.bool_), failed)
+            t_s = int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9)
+            for row in rp.cg.summary():
+                if row["path"].startswith("/kubepods/"):
+                    series_rows.append({"node": n, "t_s": t_s, "path": row["path"],
+                                        "current": row["current"]})
+            if progress is not None:
+                progress(min(step, len(tenants) - s))
+        total_requests += int(rp.rs.cnt[RC_REQUESTS])
+        for row in rp.cg.summary():
+            cg_rows.append({"node": n, **row})
+        for t, i in enumerate(admitted):
+            r, f, a, d = (int(x) for x in rp.rs.e_cnt[t])
+            path = paths[t]
+            work = r * int(cost[K.K_REQUEST])
+            stall = (f * int(cost[K.K_AEX] + cost[K.K_PF] + cost[K.K_FAULT_SW]
+                              + cost[K.K_ERESUME])
+                     + d * int(cost[K.K_ELDU])
+                     + a * int(cost[K.K_EAUG] + cost[K.K_EACCEPT] + cost[K.K_AEX]
+                               + cost[K.K_PF] + cost[K.K_ERESUME]))
+            reclaimed = rp.cg.reclaimed(path)
+            paging = d * int(cost[K.K_ELDU]) + reclaimed * int(cost[K.K_EWB] + cost[K.K_EBLOCK])
+            status = "failed: an allocation got -ENOMEM (SIGBUS)" if t in failed else "ok"
+            per_pod[i] = {**_pod_row(pods[i], n, status), "requests": r, "faults": f,
+                          "eaug": a, "eldu": d, "peak": rp.cg.peak(path),
+                          "limit_hits": rp.cg.events(path)["max"], "reclaimed": reclaimed,
+                          "paging_cost_s": paging / (ghz * 1e9),
+                          "slowdown": (work + stall) / work if work else 1.0}
+    rows = [per_pod[i] for i in range(len(pods))]
+    summary: dict[str, Any] = {
+        "scenario": scenario_name, "mode": "capacity", "platform": plat.name,
+        "node_epc": node_epc, "nodes": sc.cluster.nodes,
+        "nodes_used": sum(1 for m in place.nodes if m),
+        "requests": total_requests,
+        "pods": rows,
+        "failures": sum(1 for r in rows if r["status"] != "ok"),
+        "cgroups": [{k: r[k] for k in ("node", "path", "max", "peak", "current",
+                                        "events_max", "reclaimed")} for r in cg_rows],
+    }
+    tables = {
+        "pods": pa.Table.from_pylist([_numeric(r, "epc_limit") for r in rows]),
+        "cgroups": pa.Table.from_pylist([_numeric(r, "max") for r in cg_rows]) if cg_rows
+        else pa.table({"path": pa.array([], pa.string())}),
+        "cgroup_series": pa.Table.from_pylist(series_rows) if series_rows
+        else pa.table({"t_s": pa.array([], pa.float64())}),
+    }
+    return summary, tables
+
+
+def _pod_row(pod: Any, node: int, status: str) -> dict[str, Any]:
+    return {"name": pod.name, "node": node, "status": status,
+            "epc_request": int(pod.epc_request),
+            "epc_limit": "max" if pod.epc_limit is None else int(pod.epc_limit),
+            "size": int(pod.size), "requests": 0, "faults": 0, "eaug": 0, "eldu": 0,
+            "peak": 0, "limit_hits": 0, "reclaimed": 0, "paging_cost_s": 0.0, "slowdown": 1.0}
+
+
+def _numeric(row: dict[str, Any], key: str) -> dict[str, Any]:
+    """A Parquet column has one type: "max" (no limit) is written as -1."""
+    return {**row, key: -1 if row[key] == "max" else row[key]}
