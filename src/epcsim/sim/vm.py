@@ -55,7 +55,7 @@ ENCLAVE_BASE = 0x10_0000_0000
 HEADER_PAGES = 2     # TCS, SSA
 
 
-class VmError(RuntimeError):
+class VmError(ValueError):
     """A VM that cannot start or run (one line for the user)."""
 
 
@@ -131,6 +131,8 @@ class Vm:
         self.enclaves: list[GuestEnclave] = []
         self.balloon: list[int] = []
         self.requests = 0
+        self.balancer: Any = None    # the host's balloon policy, called on its turns
+        self._in_turn = False
         self.host_turn()
 
     # -------------------------------------------------------------- host side
@@ -147,8 +149,16 @@ class Vm:
                               f"vEPC do not fit in the host's free EPC")
 
     def host_turn(self) -> None:
-        if self.mode != "reserved":
-            self.host.vepc.refill()  # type: ignore[union-attr]
+        if self._in_turn:
+            return
+        self._in_turn = True
+        try:
+            if self.balancer is not None:
+                self.balancer()
+            if self.mode != "reserved":
+                self.host.vepc.refill()  # type: ignore[union-attr]
+        finally:
+            self._in_turn = False
 
     def held(self) -> int:
         """Host EPC pages behind this VM's EPC now."""
