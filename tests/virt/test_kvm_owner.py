@@ -83,6 +83,7 @@ def test_host_tracking_conflict_is_hidden_from_the_guest() -> None:
     k, vm, e = _vm()
     cpu = vm.cpu
     cpu.aspace[0] = e.mm
+    assert vm.kernel.handle_page_fault(e.mm, e.base, 0x4) == "fixed"   # map the TCS
     assert cpu.eenter(0, e.base) == 0                   # a vCPU runs inside the enclave
     g = _guest_page(vm, e, 0)
     secs_g = int(vm.kernel.sgx.ds.e_secs[e.file.e])

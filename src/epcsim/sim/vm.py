@@ -168,17 +168,20 @@ class Vm:
         return int((self.file.ept == EPT_EVICTED).sum())
 
     def inflate(self, n: int, keep: int = 32) -> int:
-        """Balloon: the guest gives back up to ``n`` pages the host holds; returns how many.
+        """Balloon: the guest gives up ``n`` of its pages; returns how many host pages that
+        freed.
 
         The guest's balloon driver allocates from its own manager (with reclaim, so the
         guest evicts its own pages as it sees fit); the host then frees the host pages
         behind what it got.
         """
         freed = 0
-        tries = 0
+        taken = 0
         st = self.host.cpu.st
-        while freed < n and self.epc_pages - len(self.balloon) > keep and tries < 4 * n:
-            tries += 1
+        # The balloon takes guest pages, backed or not: an unbacked page taken is one the
+        # guest can no longer make the host back.
+        while taken < n and self.epc_pages - len(self.balloon) > keep:
+            taken += 1
             g = self.kernel.mgr.alloc(KIND_DRIVER, 0, True)
             if g < 0:
                 break
