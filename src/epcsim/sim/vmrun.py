@@ -78,13 +78,13 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
                 _inflate(balloons, plat, 4 * v.ecall + sc.kernel.batch)
         for vm in vms:
             vm.balancer = balance
-    # Enclaves, and who runs when.
+    # Enclaves, and who runs when. An enclave is built when it starts, so the first part
+    # of a run holds only the enclaves that run in it.
     rng = np.random.default_rng(sc.run.seed)
-    slots: list[tuple[Vm, Any, Any]] = []
+    slots: list[list[Any]] = []
     for vm, spec in zip(vms, [s for s in sc.vms if s.name in {x.name for x in vms}]):
         for j, es in enumerate(spec.enclaves):
-            enc = vm.add_enclave(es.name, int(es.size) // PAGE_SIZE, vcpu=j)
-            slots.append((vm, enc, es))
+            slots.append([vm, None, es, j])
     total_ecalls = max(1, sc.run.requests // v.ecall)
     if slots:
         weights = np.array([es.weight for _, _, es in slots])
@@ -98,16 +98,23 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
             sel = (when >= t0) & (when < nxt)
             choice[sel] = rng.choice(len(slots), size=int(sel.sum()), p=p / p.sum())
         counts = np.bincount(choice, minlength=len(slots))
-        streams = [_stream(es.workload, enc.npages, int(counts[k]) * v.ecall, es.alpha,
-                           sc.run.seed * 1000 + k)
-                   for k, (_, enc, es) in enumerate(slots)]
-        writes = [rng.random(s.size) < es.writes for s, (_, _, es) in zip(streams, slots)]
+        streams = [_stream(es.workload, int(es.size) // PAGE_SIZE, int(counts[k]) * v.ecall,
+                           es.alpha, sc.run.seed * 1000 + k)
+                   for k, (_, _, es, _) in enumerate(slots)]
+        writes = [rng.random(s.size) < es.writes for s, (_, _, es, _) in zip(streams, slots)]
+        for slot in slots:
+            if slot[2].start == 0:
+                slot[1] = slot[0].add_enclave(slot[2].name, int(slot[2].size) // PAGE_SIZE,
+                                              vcpu=slot[3])
         pos = np.zeros(len(slots), dtype=np.int64)
         ecalls = {vm.name: 0 for vm in vms}
         series: list[dict[str, Any]] = []
         for t in range(total_ecalls):
             k = int(choice[t])
-            vm, enc, _ = slots[k]
+            vm, enc, es, j = slots[k]
+            if enc is None:
+                enc = slots[k][1] = vm.add_enclave(es.name, int(es.size) // PAGE_SIZE,
+                                                   vcpu=j)
             a, b = int(pos[k]), int(pos[k]) + v.ecall
             vm.run(enc, streams[k][a:b], writes[k][a:b])
             pos[k] = b
