@@ -10,6 +10,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from epcsim.hw.epc import EPCM_VALID, EPT_EVICTED, X_VA
 from epcsim.kernel.instance import KIND_KVM
+from epcsim.kernel.main import P_WAKE
 from epcsim.sim.vm import Vm, host_kernel
 
 HOST_PAGES = 160
@@ -46,7 +47,7 @@ class SharedEpc(RuleBasedStateMachine):
     @rule(vm=S.integers(0, 1))
     def guest_ksgxd_to_high(self, vm: int) -> None:
         v = self.vms[vm]
-        v.kernel.mgr.ms.p[4] = 1       # wake ksgxd as a failed allocation would
+        v.kernel.mgr.ms.p[P_WAKE] = 1   # wake ksgxd as a failed allocation would
         v.kernel.mgr.run_ksgxd()
         v.host_turn()
 
