@@ -87,8 +87,8 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
             slots.append([vm, None, es, j])
     total_ecalls = max(1, sc.run.requests // v.ecall)
     if slots:
-        weights = np.array([es.weight for _, _, es in slots])
-        starts = np.array([es.start for _, _, es in slots])
+        weights = np.array([es.weight for _, _, es, _ in slots])
+        starts = np.array([es.start for _, _, es, _ in slots])
         when = np.arange(total_ecalls) / total_ecalls
         choice = np.empty(total_ecalls, dtype=np.int64)
         for t0 in sorted(set(starts.tolist())):
