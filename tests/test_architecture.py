@@ -62,3 +62,18 @@ def test_cgroup_imports_no_owner() -> None:
     mods = imports(SRC / "kernel" / "cgroup.py")
     assert not mods & {"epcsim.kernel.encl", "epcsim.kernel.virt", "epcsim.kernel.ioctl",
                        "epcsim.kernel.instance"}, mods
+
+
+def test_virt_and_driver_owners_do_not_import_each_other() -> None:
+    assert "epcsim.kernel.encl" not in imports(SRC / "kernel" / "virt.py")
+    assert "epcsim.kernel.ioctl" not in imports(SRC / "kernel" / "virt.py")
+    assert "epcsim.kernel.virt" not in imports(SRC / "kernel" / "encl.py")
+    assert "epcsim.kernel.virt" not in imports(SRC / "kernel" / "ioctl.py")
+
+
+def test_guest_kernel_code_knows_nothing_of_virtualization() -> None:
+    # A guest runs the same manager and driver; only the processor view differs.
+    for name in ("main.py", "owner.py", "encl.py", "ioctl.py", "mm.py", "vdso.py"):
+        mods = imports(SRC / "kernel" / name)
+        assert not {m for m in mods if m in ("epcsim.hw.vmx", "epcsim.kernel.virt",
+                                             "epcsim.sim.vm")}, name

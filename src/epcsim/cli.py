@@ -308,10 +308,21 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     table = Table(title="per enclave")
     for col in ("name", "pages", "requests", "faults", "miss_ratio"):
         table.add_column(col)
-    for row in out.summary["per_enclave"]:
+    for row in out.summary.get("per_enclave", []):
         table.add_row(row["name"], str(row["pages"]), str(row["requests"]),
                       str(row["faults"]), f"{row['miss_ratio']:.4f}")
-    console.print(table)
+    if out.summary.get("per_enclave"):
+        console.print(table)
+    if out.summary.get("vms"):
+        cols = ("name", "mode", "status", "guest_faults", "guest_ewb", "host_ewb",
+                "host_eldu", "vm_exits", "conflict_exits", "slowdown")
+        vt = Table(title="per VM")
+        for col in cols:
+            vt.add_column(col)
+        for row in out.summary["vms"]:
+            vt.add_row(*(f"{row[c]:.3f}" if isinstance(row.get(c), float)
+                         else str(row.get(c, "")) for c in cols))
+        console.print(vt)
 
 
 @app.command()

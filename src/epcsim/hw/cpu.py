@@ -213,6 +213,10 @@ class Processor:
                 return base + ((page - first) << 12)
         raise IndexError(f"EPC page {page} does not exist")
 
+    def host_page(self, page: int) -> int:
+        """The EPCM index of EPC page ``page`` (a guest's view maps it through the EPT)."""
+        return page
+
     def page_node(self, page: int) -> int:
         for i, (base, end, first) in enumerate(self._sec_bounds):
             if first <= page < first + ((end - base) >> 12):
@@ -282,6 +286,7 @@ class Processor:
         page = self.page_index(addr)
         if page is None:
             raise ValueError(f"{addr:#x} is not an EPC address")
+        page = self.host_page(page)
         st = self.st
         f = int(st.flags[page])
         entry: dict[str, int | bool] = {
@@ -298,6 +303,8 @@ class Processor:
 
     def _row_of_secs(self, secs_addr: int) -> int:
         page = self.page_index(secs_addr)
+        if page is not None:
+            page = self.host_page(page)
         if page is None or not L.is_valid_secs(self.st, page):
             raise ValueError(f"{secs_addr:#x} is not a resident SECS")
         return int(self.st.row[page])
@@ -462,6 +469,7 @@ class Processor:
                 break
             self.st = grow_secs_table(self.st)
         rc = self._result(code, "ECREATE", {L.OP_RCX: self.page_addr(target)})
+        target = self.host_page(target)
         row = int(self.st.row[target])
         m = Measurement()
         m.ecreate(secs.ssaframesize, secs.size)
@@ -500,6 +508,7 @@ class Processor:
         code = L.eadd(self.st, target, secs, linaddr, secinfo, tcs_aux, tcs_ok)
         rc = self._result(code, "EADD", {L.OP_RCX: self.page_addr(target),
                                          L.OP_SECS: self.page_addr(secs)})
+        target, secs = self.host_page(target), self.host_page(secs)
         row = int(self.st.row[secs])
         measured = secinfo & ~0x7 if pt == PageType.TCS else secinfo
         self._measure[row].eadd(linaddr - int(self.st.s_base[row]), measured)
@@ -526,6 +535,7 @@ class Processor:
         code = L.eextend(self.st, secs, page)
         rc = self._result(code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
                                             L.OP_SECS: self.page_addr(secs)})
+        page = self.host_page(page)
         row = int(self.st.row[page])
         if self.content:
             chunk = self.st.data[page, offset:offset + 256].tobytes()
@@ -556,12 +566,14 @@ class Processor:
             return SgxReturn.SGX_UNMASKED_EVENT
         if verdict != SgxReturn.SGX_SUCCESS:
             return SgxReturn(verdict)
+        secs_arg, secs = secs, self.host_page(secs)
         if not L.page_locked(self.st, secs) and L.is_valid_secs(self.st, secs):
             # ISVFAMILYID comes before the measurement/INIT resource (sgx-arch.md §4.5 step 3)
             if (any(sig.isvfamilyid)
                     and not int(self.st.s_attr[self.st.row[secs]]) & Attribute.KSS):
                 return SgxReturn.SGX_INVALID_SIG_STRUCT
-        self._result(L.einit_secs_check(self.st, secs), leaf, {L.OP_SECS: self.page_addr(secs)})
+        self._result(L.einit_secs_check(self.st, secs_arg), leaf,
+                     {L.OP_SECS: self.page_addr(secs_arg)})
         row = int(self.st.row[secs])
         attr = int(self.st.s_attr[row])
         mr = self._measure[row].finalize()
@@ -595,12 +607,13 @@ class Processor:
         return self.eremove_page(self._epc("EREMOVE", epc), ctx)
 
     def eremove_page(self, page: int, ctx: int = L.CTX_HOST) -> int:
-        was_secs = L.is_valid_secs(self.st, page)
-        row = int(self.st.row[page])
+        hp = self.host_page(page)
+        was_secs = L.is_valid_secs(self.st, hp)
+        row = int(self.st.row[hp])
         code = L.eremove(self.st, page, ctx)
         rc = self._result(code, "EREMOVE", {L.OP_RCX: self.page_addr(page)})
         if rc == SgxReturn.SGX_SUCCESS:
-            self._staged.pop(page, None)
+            self._staged.pop(hp, None)
             if was_secs:
                 self._measure.pop(row, None)
                 self._mrenclave.pop(row, None)
@@ -614,6 +627,7 @@ class Processor:
         rc = self._result(code, "EDBGRD", {L.OP_RCX: addr})
         if rc != SgxReturn.SGX_SUCCESS:
             return rc, 0
+        page = self.host_page(page)
         off = addr & 0xFFF
         if self.st.pt[page] == PageType.VA:
             slot = int(self.st.va_slots[self.st.row[page], off >> 3])
@@ -628,6 +642,7 @@ class Processor:
         rc = self._result(code, "EDBGWR", {L.OP_RCX: addr})
         if rc == SgxReturn.SGX_SUCCESS and self.content:
             off = addr & 0xFFF
+            page = self.host_page(page)
             self.st.data[page, off:off + 8] = np.frombuffer(
                 (value & L.MASK64).to_bytes(8, "little"), dtype=np.uint8)
         return rc
@@ -707,6 +722,7 @@ class Processor:
         In content mode the page's bytes (still in the now-invalid EPC page: compiled EWB
         leaves them for this step) are sealed with AES-GCM and wiped.
         """
+        target = self.host_page(target)
         version = int(out[L.W_VERSION])
         secinfo, linaddr = int(out[L.W_SECINFO]), int(out[L.W_LINADDR])
         pcmd_eid = int(out[L.W_PCMD_EID])
@@ -777,15 +793,17 @@ class Processor:
         """
         st = self.st
         version = 0
-        if L.valid(st, va) and st.pt[va] == PageType.VA:
-            version = int(st.va_slots[st.row[va], slot])
+        hva = self.host_page(va)
+        if L.valid(st, hva) and st.pt[hva] == PageType.VA:
+            version = int(st.va_slots[st.row[hva], slot])
         if aux is None:
             aux = self._aux.get(version, 0)
         secinfo = sealed.secinfo & 0xFFFF
         pt = (secinfo >> 8) & 0xFF
         eid = 0
-        if L.is_child_type(pt) and secs >= 0 and L.is_valid_secs(st, secs):
-            eid = int(st.s_eid[st.row[secs]])
+        hsecs = self.host_page(secs) if L.is_child_type(pt) and secs >= 0 else secs
+        if L.is_child_type(pt) and hsecs >= 0 and L.is_valid_secs(st, hsecs):
+            eid = int(st.s_eid[st.row[hsecs]])
         plaintext = None
         mac64 = int.from_bytes(sealed.mac[:8], "little") if len(sealed.mac) == 16 else -1
         if self.content:
@@ -810,6 +828,7 @@ class Processor:
                                        else secs_addr})
         if rc == SgxReturn.SGX_SUCCESS:
             self._aux.pop(version, None)
+            target = self.host_page(target)
             if plaintext is not None:
                 if pt == PageType.VA:
                     st.va_slots[st.row[target]] = np.frombuffer(plaintext, dtype=np.uint64)
@@ -866,7 +885,7 @@ class Processor:
         self._need(self.sgx2, "EMODT")
         nssa = 1
         if self.content and pt == PageType.TCS:
-            nssa = Tcs.unpack(self.st.data[page].tobytes()).nssa
+            nssa = Tcs.unpack(self.st.data[self.host_page(page)].tobytes()).nssa
         return self._result(L.emodt(self.st, pt, page, nssa), "EMODT",
                             {L.OP_RCX: self.page_addr(page)})
 
@@ -1005,7 +1024,7 @@ class Processor:
                 raise ValueError(f"{leaf}: metadata mode needs the SECINFO flags passed in")
             if page == NO_PAGE:
                 raise PageFault(leaf, addr, error_code=X86_PF_USER | X86_PF_SGX)
-            si = Secinfo.unpack(self.st.data[page, addr & 0xFFF:(addr & 0xFFF) + 64].tobytes())
+            si = Secinfo.unpack(self.st.data[self.host_page(page), addr & 0xFFF:(addr & 0xFFF) + 64].tobytes())
             self._gp_unless(self._secinfo_reserved_ok(si), leaf, addr, "SECINFO reserved bits")
             flags = si.flags
         else:
@@ -1100,7 +1119,7 @@ class Processor:
         if not self.content:
             return bytes(size)
         off = linaddr & 0xFFF
-        return self.st.data[page, off:off + size].tobytes()
+        return self.st.data[self.host_page(page), off:off + size].tobytes()
 
     def enclave_write(self, lp: int, linaddr: int, data: bytes) -> None:
         page = self._access(lp, linaddr, len(data), True)
@@ -1110,7 +1129,7 @@ class Processor:
             return
         if self.content:
             off = linaddr & 0xFFF
-            self.st.data[page, off:off + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            self.st.data[self.host_page(page), off:off + len(data)] = np.frombuffer(data, dtype=np.uint8)
 
     # ------------------------------------------------------------------ CPUID
     def cpuid_epc_sections(self) -> list[tuple[int, int, int, int]]:

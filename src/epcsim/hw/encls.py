@@ -35,11 +35,32 @@ from epcsim.hw.epc import (
     G_NEXT_VERSION,
     G_NLOCKED,
     G_SECS_FREE_TOP,
+    G_NULL_PAGE,
+    G_RSV_TOP,
     G_VA_FREE_TOP,
+    G_XLOG_N,
     NO_PAGE,
     SECS_LOCK_EPOCH,
     SECS_LOCK_MEASURE,
     SECS_LOCK_TRACKING,
+    EPT_NONE,
+    V_EPT_BASE,
+    V_GUEST,
+    V_VM,
+    VC_CONFLICT,
+    VC_ELDU,
+    VC_EPT,
+    X_A,
+    X_AUX,
+    X_BLOCKED,
+    X_CTX,
+    X_EID,
+    X_LIN,
+    X_MAC,
+    X_SECINFO,
+    X_SECS,
+    X_SLOT,
+    X_VA,
     HwState,
 )
 from epcsim.hw.tracking import (
@@ -265,12 +286,114 @@ def set_entry(st: HwState, page: int, flags: int, pt: int, row: int, lin: int, t
     st.tcs[page] = tcs
 
 
+# --------------------------------------------------------------------------- EPT
+
+# A guest's leaves name EPC pages by guest page number. Every leaf maps each EPC operand
+# through the EPT first (host context: one branch). A guest page the host evicted is an EPT
+# violation: the host's exit handler reloads it before the guest's leaf runs, so the guest
+# never sees it. The handler's mechanism is here (ELDUC/ELDBC into a page of the reserve the
+# host filled in advance, EDECVIRTCHILD or ESETCONTEXT, an exit counted); its policy (what
+# to evict, how large a reserve, where the reserve comes from) is the host kernel's
+# (epcsim.kernel.virt), which refills the reserve after every guest operation.
+
+@njit_inline
+def ctx_of(st: HwState, ctx: int) -> int:
+    """The context a leaf runs in: a guest view's VMCS overrides the caller's claim."""
+    if st.vmcs[V_GUEST] != 0:
+        return CTX_GUEST
+    return ctx
+
+
+@njit_inline
+def tx(st: HwState, page: int) -> int:
+    """An EPC operand as the processor addresses it (guest: through the EPT)."""
+    if st.vmcs[V_GUEST] == 0 or page < 0:
+        return page
+    return ept_walk(st, page, False)
+
+
+@njit_inline
+def txw(st: HwState, page: int) -> int:
+    """An operand the leaf makes VALID: an unpopulated guest page gets a host page first."""
+    if st.vmcs[V_GUEST] == 0 or page < 0:
+        return page
+    return ept_walk(st, page, True)
+
+
+@njit
+def ept_walk(st: HwState, page: int, populate: bool) -> int:
+    i = i64(st.vmcs[V_EPT_BASE]) + page
+    st.xrec[i, X_A] = 1
+    h = i64(st.ept[i])
+    if h >= 0:
+        return h
+    if h == EPT_NONE:
+        null = i64(st.g[G_NULL_PAGE]) - 1
+        if not populate and null >= 0:
+            # An unpopulated page is invalid: the host's never-valid page answers the same.
+            return null
+        return ept_take(st, i)
+    return ept_reload(st, i)
+
+
+@njit
+def ept_take(st: HwState, i: int) -> int:
+    """Map EPT entry ``i`` to a page of the reserve, and log it for the host."""
+    top = i64(st.g[G_RSV_TOP])
+    if top == 0:
+        raise RuntimeError("EPT violation with the host's reserve empty")
+    st.g[G_RSV_TOP] = top - 1
+    h = i64(st.rsv[top - 1])
+    st.ept[i] = h
+    n = i64(st.g[G_XLOG_N])
+    st.xlog[n] = i
+    st.g[G_XLOG_N] = n + 1
+    st.vcnt[st.vmcs[V_VM], VC_EPT] += 1
+    return h
+
+
+@njit
+def ept_reload(st: HwState, i: int) -> int:
+    """The exit handler for a host-evicted page: its SECS first, then the page itself."""
+    pt = (i64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
+    secs = NO_PAGE
+    if is_child_type(pt):
+        j = i64(st.xrec[i, X_SECS])
+        secs = i64(st.ept[j])
+        if secs < 0:
+            secs = ept_reload_one(st, j, NO_PAGE)
+    return ept_reload_one(st, i, secs)
+
+
+@njit
+def ept_reload_one(st: HwState, i: int, secs: int) -> int:
+    guest = st.vmcs[V_GUEST]
+    st.vmcs[V_GUEST] = 0            # VM exit: the handler's leaves run in VMX root
+    h = ept_take(st, i)
+    pt = (i64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
+    rc = eldu_at(st, h, i64(st.xrec[i, X_VA]), i64(st.xrec[i, X_SLOT]), secs,
+                 i64(st.xrec[i, X_LIN]), i64(st.xrec[i, X_SECINFO]), i64(st.xrec[i, X_EID]),
+                 i64(st.xrec[i, X_MAC]), i64(st.xrec[i, X_AUX]), st.xrec[i, X_BLOCKED] != 0,
+                 True, CTX_HOST, 0, -1)
+    if rc != SUCCESS:
+        raise RuntimeError("ELDUC of a host-evicted guest page failed")
+    if is_child_type(pt):
+        virtchild(st, h, secs, -1)
+    elif pt == PT_SECS:
+        esetcontext(st, h, i64(st.xrec[i, X_CTX]))
+    st.xrec[i, X_VA] = NO_PAGE
+    st.vcnt[st.vmcs[V_VM], VC_ELDU] += 1
+    st.vmcs[V_GUEST] = guest        # VM entry: the guest's leaf resumes
+    return h
+
+
 # --------------------------------------------------------------------------- ENCLS (SGX1)
 
 @njit
 def ecreate(st: HwState, target: int, base: int, size: int, ssaframesize: int,
             miscselect: int, attributes: int, xfrm: int, secs_ok: bool, context: int) -> int:
     """ECREATE after its operand checks; ``secs_ok`` is the validation of the copied SECS."""
+    target = txw(st, target)
     if page_locked(st, target):
         return fault(GP, OP_RCX)
     if valid(st, target):
@@ -318,6 +441,8 @@ def free_target_and_secs(st: HwState, target: int, secs: int) -> int:
 def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_aux: int,
          tcs_ok: bool) -> int:
     """EADD after its operand checks (SECINFO type is REG or TCS, reserved bits clear)."""
+    target = txw(st, target)
+    secs = tx(st, secs)
     rc = free_target_and_secs(st, target, secs)
     if rc != SUCCESS:
         return rc
@@ -345,6 +470,8 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
 @njit
 def eextend(st: HwState, secs: int, chunk_page: int) -> int:
     """EEXTEND's EPCM checks; the caller measures the chunk on success."""
+    secs = tx(st, secs)
+    chunk_page = tx(st, chunk_page)
     if page_locked(st, chunk_page):
         return fault(GP, OP_RCX)
     if not valid(st, chunk_page) or (st.pt[chunk_page] != PT_REG and st.pt[chunk_page] != PT_TCS):
@@ -360,6 +487,7 @@ def eextend(st: HwState, secs: int, chunk_page: int) -> int:
 @njit
 def einit_secs_check(st: HwState, secs: int) -> int:
     """EINIT step 3: the SECS operand must be a resident, uninitialized SECS."""
+    secs = tx(st, secs)
     if page_locked(st, secs):
         return fault(GP, OP_SECS)
     if not is_valid_secs(st, secs):
@@ -372,6 +500,8 @@ def einit_secs_check(st: HwState, secs: int) -> int:
 
 @njit
 def eremove(st: HwState, target: int, ctx: int) -> int:
+    target = tx(st, target)
+    ctx = ctx_of(st, ctx)
     if page_locked(st, target):
         return lock_fault(ctx, OP_RCX)
     f = st.flags[target]
@@ -403,6 +533,7 @@ def eremove(st: HwState, target: int, ctx: int) -> int:
 @njit
 def edbg_check(st: HwState, page: int, write: bool, offset: int) -> int:
     """EDBGRD/EDBGWR EPCM checks; the caller moves the 8 bytes on success."""
+    page = tx(st, page)
     if page_locked(st, page):
         return fault(GP, OP_RCX)
     if not valid(st, page):
@@ -424,6 +555,7 @@ def edbg_check(st: HwState, page: int, write: bool, offset: int) -> int:
 
 @njit
 def epa(st: HwState, target: int) -> int:
+    target = txw(st, target)
     if page_locked(st, target):
         return fault(GP, OP_RCX)
     if valid(st, target):
@@ -439,6 +571,7 @@ def epa(st: HwState, target: int) -> int:
 
 @njit_inline
 def eblock(st: HwState, target: int) -> int:
+    target = tx(st, target)
     if page_locked(st, target):
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
@@ -460,6 +593,36 @@ def eblock(st: HwState, target: int) -> int:
 
 @njit_inline
 def etrack(st: HwState, secs: int, ctx: int) -> int:
+    secs = tx(st, secs)
+    if st.vmcs[V_GUEST] != 0:
+        return etrack_guest(st, secs)
+    return etrack_host(st, secs, ctx)
+
+
+@njit
+def etrack_guest(st: HwState, secs: int) -> int:
+    """A guest's ETRACK: an SGX_CONFLICT exit is the host's to resolve.
+
+    A conflict with a tracking cycle the host started (ETRACKC) is hidden: the host kicks
+    the LPs still inside (AEX), which completes its cycle, and resumes the guest at the
+    ETRACK, which now succeeds. Any other conflict is the guest's own and the handler
+    reflects the architectural result of bare metal.
+    """
+    rc = etrack_host(st, secs, CTX_GUEST)
+    if (rc & VMEXIT) == 0:
+        return rc
+    st.vcnt[st.vmcs[V_VM], VC_CONFLICT] += 1
+    row = i64(st.row[secs])
+    if (st.s_lock[row] & SECS_TRACK_BY_HOST) != 0 and (rc & 0xFF) == Q_TRACKING_REFERENCE:
+        for lp in range(st.lp_row.shape[0]):
+            if st.lp_row[lp] == row:
+                aex(st, lp)
+        return etrack_host(st, secs, CTX_GUEST)
+    return etrack_host(st, secs, CTX_HOST)
+
+
+@njit_inline
+def etrack_host(st: HwState, secs: int, ctx: int) -> int:
     if page_locked(st, secs):
         return lock_fault(ctx, OP_RCX)
     if valid(st, secs) and st.pt[secs] == PT_SECS:
@@ -483,6 +646,9 @@ def etrack(st: HwState, secs: int, ctx: int) -> int:
 @njit_inline
 def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.ndarray) -> int:
     """EWB: evict ``target`` into VA slot ``slot`` of ``va_page``; fill ``out`` (W_*)."""
+    target = tx(st, target)
+    va_page = tx(st, va_page)
+    ctx = ctx_of(st, ctx)
     if page_locked(st, target):
         return lock_fault(ctx, OP_RCX)
     if page_locked(st, va_page):
@@ -559,6 +725,19 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
     ``secs`` is ignored unless the PCMD names a child type. ``verdict`` is -1 in metadata
     mode (check the 64-bit ``mac``), else the AES-GCM result of content mode (1 verified).
     """
+    target = txw(st, target)
+    va_page = tx(st, va_page)
+    if is_child_type((secinfo >> 8) & 0xFF):
+        secs = tx(st, secs)
+    return eldu_at(st, target, va_page, slot, secs, linaddr, secinfo, pcmd_eid, mac, aux,
+                   blocked, conflict_codes, ctx_of(st, ctx), context, verdict)
+
+
+@njit_inline
+def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
+            secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool,
+            conflict_codes: bool, ctx: int, context: int, verdict: int) -> int:
+    """ELDU on EPCM indices (the host's exit handler reloads through this)."""
     if page_locked(st, target) or page_locked(st, va_page):
         if conflict_codes:
             if ctx == CTX_GUEST and page_locked(st, target):
@@ -627,6 +806,8 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
 @njit
 def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     """EAUG after operand checks; ``pt`` is PT_REG unless a shadow-stack page was asked for."""
+    target = txw(st, target)
+    secs = tx(st, secs)
     rc = free_target_and_secs(st, target, secs)
     if rc != SUCCESS:
         return rc
@@ -644,6 +825,7 @@ def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
 
 @njit
 def emodpr(st: HwState, perms: int, target: int) -> int:
+    target = tx(st, target)
     if page_locked(st, target):
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
@@ -663,6 +845,7 @@ def emodpr(st: HwState, perms: int, target: int) -> int:
 
 @njit
 def emodt(st: HwState, new_pt: int, target: int, nssa: int) -> int:
+    target = tx(st, target)
     if page_locked(st, target):
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
@@ -690,6 +873,7 @@ def emodt(st: HwState, new_pt: int, target: int, nssa: int) -> int:
 @njit
 def erdinfo(st: HwState, page: int, out: np.ndarray) -> int:
     """ERDINFO for an EPC page; out = [STATUS, FLAGS, ENCLAVECONTEXT]."""
+    page = tx(st, page)
     if page_locked(st, page):
         return EPC_PAGE_CONFLICT
     if not valid(st, page):
@@ -718,6 +902,8 @@ def erdinfo(st: HwState, page: int, out: np.ndarray) -> int:
 
 @njit
 def etrackc(st: HwState, page: int, ctx: int) -> int:
+    page = tx(st, page)
+    ctx = ctx_of(st, ctx)
     if page_locked(st, page):
         return EPC_PAGE_CONFLICT
     if not valid(st, page):
@@ -813,6 +999,7 @@ def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
 
 @njit
 def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
+    tcs = tx(st, tcs)
     rc = _enter_checks(st, lp, tcs, tcs_linaddr)
     if rc != SUCCESS:
         return rc
@@ -825,6 +1012,7 @@ def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
 
 @njit_inline
 def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
+    tcs = tx(st, tcs)
     rc = _enter_checks(st, lp, tcs, tcs_linaddr)
     if rc != SUCCESS:
         return rc
@@ -877,6 +1065,8 @@ def _secinfo_page_ok(st: HwState, lp: int, page: int, linaddr: int) -> bool:
 def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
             target: int, target_linaddr: int) -> int:
     """EACCEPT: the enclave consents to an EAUG, EMODPR or EMODT of ``target``."""
+    secinfo_page = tx(st, secinfo_page)
+    target = tx(st, target)
     if st.lp_row[lp] == NO_PAGE:
         return fault(GP, OP_RBX)
     if not _secinfo_page_ok(st, lp, secinfo_page, secinfo_linaddr):
@@ -914,6 +1104,8 @@ def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secin
 def emodpe(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
            target: int, target_linaddr: int) -> int:
     """EMODPE: the enclave extends R/W/X of one of its REG pages."""
+    secinfo_page = tx(st, secinfo_page)
+    target = tx(st, target)
     if st.lp_row[lp] == NO_PAGE:
         return fault(GP, OP_RBX)
     if not _secinfo_page_ok(st, lp, secinfo_page, secinfo_linaddr):
@@ -934,6 +1126,8 @@ def emodpe(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinf
 def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int,
                 src: int, src_linaddr: int) -> int:
     """EACCEPTCOPY: fill a pending page from another page of the enclave and accept it."""
+    dest = tx(st, dest)
+    src = tx(st, src)
     if st.lp_row[lp] == NO_PAGE:
         return fault(GP, OP_RBX)
     req_pt = (secinfo >> 8) & 0xFF
@@ -966,6 +1160,7 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
 
     Returns 0, or the #PF error code (with the SGX bit) the access raises.
     """
+    page = tx(st, page)
     err = 0x4 | 0x1 | 0x8000  # user, present, SGX
     if write:
         err |= 0x2

@@ -59,7 +59,29 @@ G_MAX_ENCL_LOG2 = 6   # log2 of the largest enclave in 64-bit mode (CPUID.12H:ED
 G_NLOCKED = 7         # number of injected lock conflicts in ``locked``
 G_OVERSUB = 8         # 1 when the part implements the OVERSUB leaves (CPUID.12H:EAX[6])
 G_SGX2 = 9            # 1 when the part implements SGX2 (EAUG, EMODPR, EMODT, EACCEPT...)
+G_RSV_TOP = 10        # host pages in the exit handler's reserve (``rsv``)
+G_XLOG_N = 11         # entries in ``xlog`` since the host last read it
+G_NULL_PAGE = 12      # 1 + a host page that is never valid (unpopulated guest pages), or 0
 G_LEN = 16
+
+# VMCS fields of the executing context (``HwState.vmcs``): the host's is all zeros.
+V_GUEST = 0           # 1 while a guest runs (leaves translate their EPC operands)
+V_EPT_BASE = 1        # the guest's first entry in ``ept``
+V_NPAGES = 2          # guest EPC pages (entries of ``ept`` the guest owns)
+V_VM = 3              # the VM's row in ``vcnt``
+V_LEN = 4
+
+# EPT entries that name no host page.
+EPT_NONE = -1         # never populated, or dropped while free in the guest
+EPT_EVICTED = -2      # the host wrote it back; ``xrec`` holds what ELDUC needs
+
+# Columns of ``xrec``: the host's record of a guest page it evicted.
+X_VA, X_SLOT, X_SECINFO, X_LIN, X_EID, X_MAC, X_AUX, X_SECS, X_CTX, X_BLOCKED, X_A = range(11)
+X_LEN = 11            # X_SECS: the SECS's EPT index; X_A: the EPT accessed bit
+
+# Per-VM exit counters (``vcnt`` columns).
+VC_EPT, VC_ELDU, VC_CONFLICT, VC_STARVED = range(4)
+VC_LEN = 4
 
 # SECS-table lock bits (injected concurrency, sgx-arch.md §3 "Concurrency rules").
 SECS_LOCK_PAGE = 0x1        # the SECS page itself is in use by another leaf
@@ -114,6 +136,13 @@ class HwState(NamedTuple):
     # scalars and injected conflicts
     g: np.ndarray             # u64 [G_LEN]
     locked: np.ndarray        # i64 [MAX_LOCKED] EPC pages "in use by another leaf"
+    # virtualization (zero-length until a virtual EPC exists; see epcsim.hw.vmx)
+    vmcs: np.ndarray          # i64 [V_LEN] the executing context (each guest view has its own)
+    ept: np.ndarray           # i64 guest EPC page (+ V_EPT_BASE) -> host page, or EPT_*
+    xrec: np.ndarray          # i64 [len(ept), X_LEN] records of host-evicted guest pages
+    rsv: np.ndarray           # i64 free host pages the exit handler may use at once
+    xlog: np.ndarray          # i64 EPT entries the exit handler filled since the host looked
+    vcnt: np.ndarray          # i64 [VMs, VC_LEN] exits per VM
 
 
 @dataclass(frozen=True)
@@ -213,6 +242,9 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
         lp_tcs=np.full(n_lps, NO_PAGE, dtype=np.int64),
         g=g,
         locked=np.full(MAX_LOCKED, NO_PAGE, dtype=np.int64),
+        vmcs=np.zeros(V_LEN, dtype=np.int64), ept=np.zeros(0, dtype=np.int64),
+        xrec=np.zeros((0, X_LEN), dtype=np.int64), rsv=np.zeros(0, dtype=np.int64),
+        xlog=np.zeros(0, dtype=np.int64), vcnt=np.zeros((0, VC_LEN), dtype=np.int64),
     )
     st = grow_secs_table(st, secs_rows)
     return grow_va_table(st, va_rows)

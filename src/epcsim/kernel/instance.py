@@ -20,6 +20,7 @@ from epcsim.kernel.encl import VM_FAULT_NOPAGE, VM_FAULT_RETRY, DriverOwner, Sgx
 from epcsim.kernel.ioctl import EnclaveFile
 from epcsim.kernel.main import EpcManager
 from epcsim.kernel.mm import Mm
+from epcsim.kernel.owner import Owner
 
 # Outcomes of the #PF handler.
 FAULT_FIXED = "fixed"      # the access is retried and succeeds
@@ -28,6 +29,7 @@ FAULT_SIGBUS = "sigbus"
 FAULT_SIGSEGV = "sigsegv"
 
 KIND_DRIVER = 0
+KIND_KVM = 1
 
 
 class Kernel:
@@ -35,17 +37,36 @@ class Kernel:
 
     def __init__(self, cpu: Processor, *, low: int = SGX_NR_LOW_PAGES,
                  high: int = SGX_NR_HIGH_PAGES, batch: int = SGX_NR_TO_SCAN,
-                 policy: str = "sgx", events: int = 0, backing_dir: str | None = None) -> None:
+                 policy: str = "sgx", events: int = 0, backing_dir: str | None = None,
+                 kvm: bool = False) -> None:
         self.cpu = cpu
         self.driver_owner = DriverOwner(cpu, backing_dir)
-        self.mgr = EpcManager(cpu, [self.driver_owner], low=low, high=high, batch=batch,
+        owners: list[Owner] = [self.driver_owner]
+        if kvm:
+            # A host that runs VMs: KVM is the second owner kind, /dev/sgx_vepc its file.
+            from epcsim.kernel.virt import KvmOwner
+
+            self.kvm_owner = KvmOwner(cpu)
+            owners.append(self.kvm_owner)
+        self.mgr = EpcManager(cpu, owners, low=low, high=high, batch=batch,
                               policy=policy, events=events)
         self.sgx = SgxDriver(cpu, self.mgr, self.driver_owner, KIND_DRIVER)
+        self.vepc = None
+        if kvm:
+            from epcsim.kernel.virt import VirtEpc
+
+            self.vepc = VirtEpc(cpu, self.mgr, self.kvm_owner, KIND_KVM)
         self.fault_retries = 0
 
     def open_enclave(self) -> EnclaveFile:
         """``open("/dev/sgx_enclave")``."""
         return EnclaveFile(self.sgx)
+
+    def open_vepc(self):  # type: ignore[no-untyped-def]
+        """``open("/dev/sgx_vepc")`` (a kernel built with ``kvm=True``)."""
+        if self.vepc is None:
+            raise OSError(19, "no /dev/sgx_vepc: the kernel runs no KVM owner")
+        return self.vepc.open()
 
     def new_mm(self, name: str = "mm") -> Mm:
         return Mm(name)

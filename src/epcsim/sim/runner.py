@@ -49,6 +49,8 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         summary, tables = run_pods(sc, base_dir, scenario_name, progress)
         return RunOutput(summary, tables)
     plat = sc.resolved_platform()
+    if not sc.enclaves:
+        return _run_vms_only(sc, plat, scenario_name)
     tenants, pages, names = requests_for(sc, base_dir)
     cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,
                        low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
@@ -82,6 +84,21 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         summary["content"], tables["content"] = content_run(
             tenants, pages, names, epc_pages=plat.epc_pages, seed=sc.run.seed,
             backing_dir=sc.run.backing_dir)
+    if sc.vms:
+        # VMs run on a host of their own with the same platform (sim/vmrun.py).
+        from epcsim.sim.vmrun import run_vms
+
+        summary["vms"], vm_tables = run_vms(sc, plat)
+        tables.update(vm_tables)
+    return RunOutput(summary, tables)
+
+
+def _run_vms_only(sc: Scenario, plat: Any, scenario_name: str) -> RunOutput:
+    from epcsim.sim.vmrun import run_vms
+
+    rows, tables = run_vms(sc, plat)
+    summary = {"scenario": scenario_name, "platform": plat.name, "epc_pages": plat.epc_pages,
+               "vms": rows}
     return RunOutput(summary, tables)
 
 

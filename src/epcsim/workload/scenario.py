@@ -174,6 +174,55 @@ class PodSpec(EnclaveSpec):
         return None if v is None else parse_size(v)
 
 
+class VmEnclaveSpec(_Strict):
+    """An enclave inside a VM (``[[vms.enclaves]]``)."""
+
+    name: str
+    size: int | str                      # data pages it touches
+    workload: Literal["scan", "uniform", "zipf"] = "uniform"
+    alpha: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0)
+    writes: float = Field(default=0.5, ge=0, le=1)
+    start: float = Field(default=0.0, ge=0, lt=1)   # fraction of the run before it runs
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: int | str) -> int:
+        n = parse_size(v)
+        if n < 4096:
+            raise ValueError("at least one page")
+        return n
+
+
+class VmSpec(_Strict):
+    """A virtual machine (``[[vms]]``): its vEPC, vCPUs, mode and guest enclaves."""
+
+    name: str
+    mode: Literal["reserved", "oversubscribed", "balloon"] = "reserved"
+    epc_size: int | str
+    vcpus: int = Field(default=1, ge=1, le=64)
+    enclaves: list[VmEnclaveSpec] = Field(default_factory=list)
+
+    @field_validator("epc_size")
+    @classmethod
+    def _size(cls, v: int | str) -> int:
+        n = parse_size(v)
+        if n % 4096 or n < 64 * 4096:
+            raise ValueError("a vEPC must be a multiple of 4 KiB and at least 256 KiB")
+        return n
+
+
+class VirtSpec(_Strict):
+    """How the host runs its VMs (``[virt]``)."""
+
+    mode: Literal["reserved", "oversubscribed", "balloon"] | None = None  # overrides vms
+    reserve: int = Field(default=128, ge=8)          # host pages for EPT violations
+    ecall: int = Field(default=8, ge=1, le=4096)     # accesses per ECALL
+    guest_low: int = Field(default=8, ge=0)
+    guest_high: int = Field(default=16, ge=0)
+    series_every: int = Field(default=64, ge=1)      # ECALLs between samples
+
+
 class Scenario(_Strict):
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     kernel: KernelSpec = Field(default_factory=KernelSpec)
@@ -181,6 +230,8 @@ class Scenario(_Strict):
     enclaves: list[EnclaveSpec] = Field(default_factory=list)
     cluster: ClusterSpec | None = None
     pods: list[PodSpec] = Field(default_factory=list)
+    vms: list[VmSpec] = Field(default_factory=list)
+    virt: VirtSpec = Field(default_factory=VirtSpec)
 
     def resolved_platform(self) -> K.Platform:
         base = K.preset(self.platform.preset)
@@ -236,8 +287,13 @@ def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise ScenarioError(f"{_fmt_loc(err['loc'])}: {msg} ({where})") from None
-    if not sc.enclaves and not sc.pods:
-        raise ScenarioError(f"enclaves: at least one enclave (or [[pods]]) ({where})")
+    if not sc.enclaves and not sc.pods and not sc.vms:
+        raise ScenarioError(f"enclaves: at least one enclave (or [[pods]], or [[vms]]) "
+                            f"({where})")
+    names = [v.name for v in sc.vms]
+    for i, v in enumerate(sc.vms):
+        if v.name in names[:i]:
+            raise ScenarioError(f"vms[{i}].name: {v.name!r} is used twice ({where})")
     if sc.pods and sc.enclaves:
         raise ScenarioError(f"pods: a scenario has [[enclaves]] or [[pods]], not both ({where})")
     if sc.pods and sc.cluster is None:

@@ -1,0 +1,240 @@
+"""VMX for SGX: the EPT over EPC pages, a guest's view of the processor, the exit handler's
+reserve.
+
+A guest sees EPC sections of its own (what its CPUID reports) and numbers its EPC pages from
+0. The processor keeps one ``ept`` array for every guest: entry ``V_EPT_BASE + n`` of a guest
+is the host page behind its page ``n`` (or :data:`~epcsim.hw.epc.EPT_NONE` /
+:data:`~epcsim.hw.epc.EPT_EVICTED`). A :class:`GuestCpu` is a :class:`~epcsim.hw.cpu.Processor`
+whose state shares every array with the host's except its VMCS (``vmcs``: guest mode, its
+EPT base), its sections and its logical processors (views of the host's rows for its
+vCPUs); the compiled leaves see a value of the same type, so nothing is compiled twice, and
+map each EPC operand through the EPT when the VMCS says guest (:func:`epcsim.hw.encls.tx`).
+
+What the host's EPT-violation handler needs while a guest leaf runs lives here too, as
+arrays: a reserve of free host pages (``rsv``), the record of each host-evicted guest page
+(``xrec``), and a log of the entries the handler filled (``xlog``). Which pages go into the
+reserve, and what the host does with the log, is the host kernel's policy
+(:mod:`epcsim.kernel.virt`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from epcsim.arch import PAGE_SIZE
+from epcsim.hw import encls as L
+from epcsim.hw.cpu import Processor
+from epcsim.hw.epc import (
+    EPT_NONE,
+    G_NULL_PAGE,
+    G_RSV_TOP,
+    G_XLOG_N,
+    NO_PAGE,
+    V_EPT_BASE,
+    V_GUEST,
+    V_LEN,
+    V_NPAGES,
+    V_VM,
+    VC_LEN,
+    X_LEN,
+    X_VA,
+    EpcSection,
+    HwState,
+)
+from epcsim.hw.memory import Memory
+
+GUEST_EPC_BASE = 0x1_0000_0000   # guest-physical base of a guest's first EPC section
+
+
+def add_ept(cpu: Processor, npages: int, align: int = 512) -> tuple[int, int]:
+    """Room in the EPT for a guest of ``npages`` EPC pages: (VM row, first entry).
+
+    Ranges start on multiples of ``align`` entries, so a host VA page serving 512 entries
+    never spans two guests.
+    """
+    st = cpu.st
+    base = -(-st.ept.shape[0] // align) * align
+    n = base + npages
+    ept = np.full(n, EPT_NONE, dtype=np.int64)
+    ept[:st.ept.shape[0]] = st.ept
+    xrec = np.zeros((n, X_LEN), dtype=np.int64)
+    xrec[:st.xrec.shape[0]] = st.xrec
+    xrec[st.xrec.shape[0]:, X_VA] = NO_PAGE
+    vm = st.vcnt.shape[0]
+    vcnt = np.zeros((vm + 1, VC_LEN), dtype=np.int64)
+    vcnt[:vm] = st.vcnt
+    cpu.st = st._replace(ept=ept, xrec=xrec, vcnt=vcnt)
+    return vm, base
+
+
+def set_reserve_capacity(cpu: Processor, n: int) -> None:
+    """Let the exit handler hold up to ``n`` host pages in reserve (keeps those it holds)."""
+    st = cpu.st
+    top = int(st.g[G_RSV_TOP])
+    if n < top:
+        raise ValueError("the reserve holds more pages than the new capacity")
+    rsv = np.full(n, NO_PAGE, dtype=np.int64)
+    rsv[:top] = st.rsv[:top]
+    xlog = np.zeros(n, dtype=np.int64)
+    n_log = int(st.g[G_XLOG_N])
+    xlog[:n_log] = st.xlog[:n_log]
+    cpu.st = st._replace(rsv=rsv, xlog=xlog)
+
+
+def reserve_size(cpu: Processor) -> int:
+    return int(cpu.st.g[G_RSV_TOP])
+
+
+def reserve_capacity(cpu: Processor) -> int:
+    return int(cpu.st.rsv.shape[0])
+
+
+def push_reserve(cpu: Processor, page: int) -> None:
+    """Hand a free, invalid host page to the exit handler."""
+    st = cpu.st
+    top = int(st.g[G_RSV_TOP])
+    if top >= st.rsv.shape[0]:
+        raise ValueError("the reserve is full")
+    if st.flags[page] & 0x40:
+        raise ValueError(f"host page {page} is VALID; the reserve takes free pages only")
+    st.rsv[top] = page
+    st.g[G_RSV_TOP] = top + 1
+
+
+def pop_reserve(cpu: Processor) -> int:
+    """Take a page back from the reserve (NO_PAGE when empty)."""
+    st = cpu.st
+    top = int(st.g[G_RSV_TOP])
+    if top == 0:
+        return NO_PAGE
+    st.g[G_RSV_TOP] = top - 1
+    return int(st.rsv[top - 1])
+
+
+def drain_exit_log(cpu: Processor) -> np.ndarray:
+    """The EPT entries the exit handler mapped since the last call, oldest first."""
+    st = cpu.st
+    n = int(st.g[G_XLOG_N])
+    out = st.xlog[:n].copy()
+    st.g[G_XLOG_N] = 0
+    return out
+
+
+def set_null_page(cpu: Processor, page: int) -> None:
+    """A host page that stays invalid: what unpopulated guest pages read as."""
+    cpu.st.g[G_NULL_PAGE] = page + 1
+
+
+class GuestCpu(Processor):
+    """The processor as a guest sees it: its own EPC sections and vCPUs, the host's EPCM.
+
+    Every leaf runs in guest context and maps EPC operands through the EPT; the host's
+    Python-side records (measurements, staged EADD bytes, sealed state) are shared, keyed by
+    what the hardware keys them by.
+    """
+
+    def __init__(self, host: Processor, vm: int, ept_base: int, npages: int,
+                 lp_base: int, n_vcpus: int, *, nodes: int = 1) -> None:
+        from epcsim.hw.cpu import split_epc
+
+        if lp_base < 0 or lp_base + n_vcpus > host.n_lps:
+            raise ValueError("the vCPUs must be logical processors of the host")
+        self.host = host
+        self.vm = vm
+        self.ept_base = ept_base
+        self.sections = split_epc(npages * PAGE_SIZE, nodes, base=GUEST_EPC_BASE)
+        self.content = host.content
+        self.sgx2 = host.sgx2
+        self.oversub = host.oversub
+        self.max_enclave_log2 = host.max_enclave_log2
+        self.key = host.key
+        self.mem = Memory(self.in_prm)
+        self.aspace = [None] * n_vcpus
+        self.lepubkeyhash = bytes(32)    # the guest's virtual IA32_SGXLEPUBKEYHASHn
+        self.pending_unmasked_events = 0
+        self._measure = host._measure
+        self._mrenclave = host._mrenclave
+        self._mrsigner = host._mrsigner
+        self._staged = host._staged
+        self._aux = host._aux
+        self._ewb_out = np.zeros(L.W_LEN, dtype=np.uint64)
+        self._rd_out = np.zeros(3, dtype=np.uint64)
+        self.vmcs = np.zeros(V_LEN, dtype=np.int64)
+        self.vmcs[V_GUEST] = 1
+        self.vmcs[V_EPT_BASE] = ept_base
+        self.vmcs[V_NPAGES] = npages
+        self.vmcs[V_VM] = vm
+        self._lps = slice(lp_base, lp_base + n_vcpus)
+        self._npages = npages
+        first = np.zeros(len(self.sections), dtype=np.int64)
+        acc = 0
+        for i, s in enumerate(self.sections):
+            first[i] = acc
+            acc += s.npages
+        self._sec = {"sec_base": np.array([s.base for s in self.sections], dtype=np.uint64),
+                     "sec_first": first,
+                     "sec_npages": np.array([s.npages for s in self.sections], dtype=np.int64),
+                     "sec_node": np.array([s.node for s in self.sections], dtype=np.int32)}
+        self._sec_bounds = [(s.base, s.base + s.size, int(first[i]))
+                            for i, s in enumerate(self.sections)]
+        self._host_st: HwState | None = None
+        self._view: HwState | None = None
+        self.trapped = 0   # ECREATE/EINIT exits (KVM runs them on the guest's behalf)
+
+    # The view is rebuilt whenever the host's tuple changes (a table grew).
+    @property  # type: ignore[override]
+    def st(self) -> HwState:
+        h = self.host.st
+        if h is not self._host_st:
+            self._view = h._replace(vmcs=self.vmcs, lp_row=h.lp_row[self._lps],
+                                    lp_epoch=h.lp_epoch[self._lps], lp_tcs=h.lp_tcs[self._lps],
+                                    **self._sec)
+            self._host_st = h
+        assert self._view is not None
+        return self._view
+
+    @st.setter
+    def st(self, value: HwState) -> None:
+        h = self.host.st
+        self.host.st = value._replace(vmcs=h.vmcs, lp_row=h.lp_row, lp_epoch=h.lp_epoch,
+                                      lp_tcs=h.lp_tcs, sec_base=h.sec_base,
+                                      sec_first=h.sec_first, sec_npages=h.sec_npages,
+                                      sec_node=h.sec_node)
+
+    @property
+    def npages(self) -> int:
+        return self._npages
+
+    def host_page(self, page: int) -> int:
+        return int(L.tx(self.st, page))
+
+    def guest_page_of(self, host_page: int) -> int | None:
+        """The guest page the EPT maps to ``host_page`` (None when none does)."""
+        ept = self.host.st.ept[self.ept_base:self.ept_base + self._npages]
+        hit = np.nonzero(ept == host_page)[0]
+        return int(hit[0]) if hit.size else None
+
+    def epcm(self, addr: int) -> dict[str, int | bool]:
+        page = self.page_index(addr)
+        if page is None:
+            raise ValueError(f"{addr:#x} is not an EPC address")
+        st = self.st
+        h = self.host_page(page)
+        out = self.host.epcm(self.host.page_addr(h))
+        if "enclavesecs" in out:
+            g = self.guest_page_of(int(st.s_page[st.row[h]]))
+            out["enclavesecs"] = self.page_addr(g) if g is not None else 0
+        return out
+
+    def ecreate_page(self, *args, **kw) -> int:  # type: ignore[no-untyped-def, override]
+        self.trapped += 1
+        return super().ecreate_page(*args, **kw)
+
+    def einit_page(self, *args, **kw) -> int:  # type: ignore[no-untyped-def, override]
+        self.trapped += 1
+        return super().einit_page(*args, **kw)
+
+
+__all__ = ["GuestCpu", "add_ept", "set_reserve_capacity", "push_reserve", "pop_reserve",
+           "drain_exit_log", "set_null_page", "reserve_size", "reserve_capacity",
+           "GUEST_EPC_BASE", "EpcSection"]
