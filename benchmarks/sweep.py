@@ -1,6 +1,7 @@
 """Sweep throughput on 1 and 2 local worker processes (points per second).
 
 Run: python benchmarks/sweep.py [--points 16] [--requests 3000000] [--policy lru] [--repeat 3]
+     [--kinds warm,cold]
 
 A grid of ``--points`` EPC sizes over the two-enclave example. Two measures, each the median
 of ``--repeat`` runs:
@@ -72,12 +73,13 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3_000_000)
     ap.add_argument("--policy", default="lru")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--kinds", default="warm,cold", help="warm, cold or both")
     a = ap.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         spec = sweep_file(tmp, a.points, a.requests, a.policy)
-        for kind in ("warm", "cold"):
+        for kind in a.kinds.split(","):
             rates = {}
             for workers in (1, 2):
                 times = []
