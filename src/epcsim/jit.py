@@ -8,7 +8,8 @@ the same source runs as ordinary Python; the tests use that to check both paths 
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numba
 from numba.core import config
@@ -45,7 +46,84 @@ def njit_closure(fn: F, cache: bool = False) -> F:
     importable under the same name, and the load fails instead of missing. So closures over
     epcsim's own owners are cached and closures over anybody else's are compiled per process.
     """
-    return numba.njit(cache=cache, nogil=True)(fn)  # type: ignore[no-any-return]
+    return _closure_cached(numba.njit(nogil=True)(fn), cache)
+
+
+def _closure_cached(disp: Any, cache: bool) -> Any:
+    if cache and not config.DISABLE_JIT:
+        disp._cache = _ClosureCache(disp.py_func)
+    return disp
+
+
+def _package_stamp() -> str:
+    """Names, sizes and times of every source file of epcsim: a closure's compiled code
+    depends on the functions it closes over, which may live in any of them."""
+    global _STAMP
+    if _STAMP is None:
+        import hashlib
+        from pathlib import Path
+
+        h = hashlib.sha256()
+        for f in sorted(Path(__file__).parent.rglob("*.py")):
+            st = f.stat()
+            h.update(f"{f.relative_to(Path(__file__).parent)}:{st.st_size}:{st.st_mtime_ns};"
+                     .encode())
+        _STAMP = h.hexdigest()
+    return _STAMP
+
+
+_STAMP: str | None = None
+
+
+def _stable(x: Any) -> Any:
+    """A description of a closure cell that is the same in every process.
+
+    numba keys a closure's cache entry on the pickled cells, and a pickled dispatcher
+    carries a per-process id, so closures over compiled functions were compiled again in
+    every process (a minute for the replay engine). A dispatcher is described instead by its
+    module, name, bytecode and, recursively, its own cells; anything else keeps numba's
+    pickle.
+    """
+    from numba.core.dispatcher import Dispatcher
+
+    if isinstance(x, Dispatcher):
+        fn = x.py_func
+        cells = tuple(_stable(c.cell_contents) for c in fn.__closure__ or ())
+        return ("fn", fn.__module__, fn.__qualname__, fn.__code__.co_code, cells)
+    if isinstance(x, tuple):
+        return tuple(_stable(v) for v in x)
+    if x is None or isinstance(x, (bool, int, float, str, bytes)):
+        return x
+    from numba.core.serialize import dumps
+
+    return ("pickle", dumps(x))
+
+
+def _make_closure_cache() -> Any:
+    import hashlib
+
+    from numba.core.caching import FunctionCache
+
+    class ClosureCache(FunctionCache):  # type: ignore[misc]
+        def _index_key(self, sig, codegen):  # type: ignore[no-untyped-def]
+            fn = self._py_func
+            cells = repr(tuple(_stable(c.cell_contents) for c in fn.__closure__ or ()))
+            digest = hashlib.sha256((cells + _package_stamp()).encode()).hexdigest()
+            return (sig, codegen.magic_tuple(),
+                    (hashlib.sha256(fn.__code__.co_code).hexdigest(), digest))
+    return ClosureCache
+
+
+class _LazyClosureCache:
+    def __call__(self, py_func: Any) -> Any:
+        global _ClosureCacheType
+        if _ClosureCacheType is None:
+            _ClosureCacheType = _make_closure_cache()
+        return _ClosureCacheType(py_func)
+
+
+_ClosureCacheType: Any = None
+_ClosureCache = _LazyClosureCache()
 
 
 def _unmanaged_value(context, builder, ty, value):  # type: ignore[no-untyped-def]
@@ -90,7 +168,7 @@ unmanaged = _make_unmanaged()
 
 def njit_closure_inline(fn: F, cache: bool = False) -> F:
     """:func:`njit_closure`, spliced into its callers (the owner dispatch chain)."""
-    return numba.njit(cache=cache, nogil=True, inline="always")(fn)  # type: ignore[no-any-return]
+    return _closure_cached(numba.njit(nogil=True, inline="always")(fn), cache)
 
 
 def cacheable(*fns: object) -> bool:
