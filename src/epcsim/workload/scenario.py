@@ -231,7 +231,7 @@ def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
         raise ScenarioError(f"enclaves: a scenario needs enclaves or vms ({where})")
     names = [v.name for v in sc.vms]
     for i, v in enumerate(sc.vms):
-        if names.count(v.name) > 1:
+        if v.name in names[:i]:
             raise ScenarioError(f"vms[{i}].name: {v.name!r} is used twice ({where})")
     for i, enc in enumerate(sc.enclaves):
         if (enc.trace is None) == (enc.workload is None):
