@@ -10,7 +10,7 @@ from epcsim.sim.vm import Vm, host_kernel
 
 def _arrays(obj: object) -> list[np.ndarray]:
     out = []
-    for value in getattr(obj, "_asdict", lambda: {})().values():
+    for value in getattr(obj, "_asdict", dict)().values():
         if isinstance(value, np.ndarray):
             out.append(value)
     return out
