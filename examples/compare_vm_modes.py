@@ -12,10 +12,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from epcsim.sim.runner import run_scenario  # noqa: E402
-from epcsim.workload.scenario import load  # noqa: E402
+from epcsim.sim.runner import run_scenario
+from epcsim.workload.scenario import load
 
 HERE = Path(__file__).resolve().parent
 COLS = ("name", "status", "guest_faults", "guest_ewb", "guest_eldu", "host_ewb", "host_eldu",

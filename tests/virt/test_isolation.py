@@ -10,7 +10,7 @@ from epcsim.sim.vm import Vm, host_kernel
 
 def _arrays(obj: object) -> list[np.ndarray]:
     out = []
-    for value in getattr(obj, "_asdict", lambda: {})().values():
+    for value in getattr(obj, "_asdict", dict)().values():
         if isinstance(value, np.ndarray):
             out.append(value)
     return out
@@ -36,3 +36,13 @@ def test_guest_and_host_share_only_the_processor() -> None:
     assert guest.cpu.st.vmcs is not host.cpu.st.vmcs
     assert guest.cpu.npages == 96 and guest.cpu.sections[0].base != host.cpu.sections[0].base
     assert guest.cpu.cpuid_epc_sections()[0][2] & ~0xFFF == 96 * 4096
+
+
+def test_no_vm_means_no_bytes_per_page() -> None:
+    from epcsim.hw.cpu import Processor
+
+    for pages in (64, 4096):
+        st = Processor(epc_size=pages * 4096).st
+        extra = sum(getattr(st, f).nbytes for f in ("vmcs", "ept", "xrec", "rsv", "xlog",
+                                                     "vcnt"))
+        assert extra == 32      # the host's VMCS; every per-page array is empty

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import sys
 
 from virtkit import guest_eadd, guest_ecreate, host, prefault, vepc
 
@@ -14,9 +15,8 @@ from epcsim.kernel.main import W_UNTRACKED
 from epcsim.kernel.mm import MAP_PRIVATE, PROT_READ, PROT_WRITE
 from epcsim.kernel.virt import SGX_IOC_VEPC_REMOVE_ALL, sgx_virt_ecreate, sgx_virt_einit
 
-import sys
 sys.path.insert(0, __file__.rsplit("/", 2)[0] + "/driver")
-from drvkit import small_enclave  # noqa: E402
+from drvkit import small_enclave
 
 
 def test_mmap_must_be_shared() -> None:

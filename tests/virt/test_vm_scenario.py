@@ -22,9 +22,9 @@ def _small(mode: str, **virt: object) -> dict:  # type: ignore[type-arg]
             "kernel": {"low": 8, "high": 16},
             "virt": {"mode": mode, "reserve": 48, **virt},
             "vms": [{"name": "a", "epc_size": "768KiB", "enclaves": [
-                        {"name": "x", "size": "256KiB", "workload": "zipf"}]},
+                        {"name": "x", "size": "384KiB", "workload": "zipf"}]},
                     {"name": "b", "epc_size": "768KiB", "enclaves": [
-                        {"name": "y", "size": "320KiB", "start": 0.5}]}]}
+                        {"name": "y", "size": "448KiB", "start": 0.5}]}]}
 
 
 @pytest.mark.parametrize("patch,where", [

@@ -3,11 +3,18 @@ into a VMM's address space, and the guest's leaves run on the pages KVM gave it.
 
 from __future__ import annotations
 
-from epcsim.arch import PAGE_SIZE, X86_PF_USER, X86_PF_WRITE, Attribute, PageType, Secs
-from epcsim.arch import secinfo_flags
+from epcsim.arch import (
+    PAGE_SIZE,
+    X86_PF_USER,
+    X86_PF_WRITE,
+    Attribute,
+    PageType,
+    Secs,
+    secinfo_flags,
+)
 from epcsim.hw.cpu import Processor
 from epcsim.kernel.instance import Kernel
-from epcsim.kernel.mm import MAP_SHARED, Mm, PROT_READ, PROT_WRITE
+from epcsim.kernel.mm import MAP_SHARED, PROT_READ, PROT_WRITE, Mm
 from epcsim.kernel.virt import VepcFile
 
 VMM_BASE = 0x7F00_0000_0000

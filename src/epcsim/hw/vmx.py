@@ -38,7 +38,6 @@ from epcsim.hw.epc import (
     VC_LEN,
     X_LEN,
     X_VA,
-    EpcSection,
     HwState,
 )
 from epcsim.hw.memory import Memory
@@ -235,6 +234,15 @@ class GuestCpu(Processor):
         return super().einit_page(*args, **kw)
 
 
-__all__ = ["GuestCpu", "add_ept", "set_reserve_capacity", "push_reserve", "pop_reserve",
-           "drain_exit_log", "set_null_page", "reserve_size", "reserve_capacity",
-           "GUEST_EPC_BASE", "EpcSection"]
+__all__ = [
+    "GUEST_EPC_BASE",
+    "GuestCpu",
+    "add_ept",
+    "drain_exit_log",
+    "pop_reserve",
+    "push_reserve",
+    "reserve_capacity",
+    "reserve_size",
+    "set_null_page",
+    "set_reserve_capacity",
+]

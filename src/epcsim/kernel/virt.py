@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from epcsim.arch import PageType, SgxReturn
+from epcsim.arch import SgxReturn
 from epcsim.hw import encls as L
 from epcsim.hw import vmx
 from epcsim.hw.cpu import ArchFault, Processor
@@ -523,13 +523,12 @@ def sgx_virt_einit(cpu: Processor, sigstruct: int, token: int, secs: int,
     return int(rc), 0
 
 
-def page_type_of(cpu: Processor, page: int) -> int | None:
-    """The EPCM type of a host page, None when invalid (for reports and tests)."""
-    st = cpu.st
-    if not int(st.flags[page]) & 0x40:
-        return None
-    return int(st.pt[page])
-
-
-__all__ = ["VirtEpc", "VepcFile", "KvmOwner", "KVM_OPS", "SGX_IOC_VEPC_REMOVE_ALL",
-           "sgx_virt_ecreate", "sgx_virt_einit", "PageType"]
+__all__ = [
+    "KVM_OPS",
+    "SGX_IOC_VEPC_REMOVE_ALL",
+    "KvmOwner",
+    "VepcFile",
+    "VirtEpc",
+    "sgx_virt_ecreate",
+    "sgx_virt_einit",
+]

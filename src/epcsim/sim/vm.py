@@ -309,4 +309,4 @@ def host_kernel(epc_pages: int, n_lps: int, **kw: Any) -> Kernel:
     return Kernel(Processor(epc_size=epc_pages * PAGE_SIZE, n_lps=n_lps), kvm=True, **kw)
 
 
-__all__ = ["Vm", "VmError", "GuestEnclave", "GuestOs", "host_kernel", "MODES"]
+__all__ = ["MODES", "GuestEnclave", "GuestOs", "Vm", "VmError", "host_kernel"]
