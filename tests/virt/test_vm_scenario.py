@@ -47,7 +47,7 @@ def test_bad_vm_keys_are_one_line_errors(tmp_path: Path, patch: dict, where: str
 def test_duplicate_vm_names_and_empty_scenarios_are_refused() -> None:
     with pytest.raises(ScenarioError, match=r"vms\[1\]\.name"):
         validate({"vms": [{"name": "a", "epc_size": "1MiB"}, {"name": "a", "epc_size": "1MiB"}]})
-    with pytest.raises(ScenarioError, match="enclaves or vms"):
+    with pytest.raises(ScenarioError, match="enclaves, pods or vms"):
         validate({})
 
 

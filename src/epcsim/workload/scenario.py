@@ -288,8 +288,7 @@ def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
         msg = err["msg"].removeprefix("Value error, ")
         raise ScenarioError(f"{_fmt_loc(err['loc'])}: {msg} ({where})") from None
     if not sc.enclaves and not sc.pods and not sc.vms:
-        raise ScenarioError(f"enclaves: at least one enclave (or [[pods]], or [[vms]]) "
-                            f"({where})")
+        raise ScenarioError(f"enclaves: a scenario needs enclaves, pods or vms ({where})")
     names = [v.name for v in sc.vms]
     for i, v in enumerate(sc.vms):
         if v.name in names[:i]:
