@@ -16,6 +16,11 @@ from rich.table import Table
 console = Console()
 
 
+# The per-VM columns a terminal shows (--json has them all).
+VM_COLUMNS = ("name", "mode", "status", "guest_faults", "guest_ewb", "host_ewb", "host_eldu",
+              "vm_exits", "conflict_exits", "slowdown")
+
+
 class UsageError(click.ClickException):
     """Bad input from the user: one line on stderr, exit status 2."""
 
@@ -72,16 +77,28 @@ DEMO_MEASURES = ("epc_pages", "footprint_pages", "requests", "faults", "miss_rat
                  "slowdown", "sgx_nr_free_pages", "wall_s")
 
 
+def _and_vms(summary: dict) -> str:  # type: ignore[type-arg]
+    vms = summary.get("vms") or []
+    if not vms:
+        return ""
+    modes = sorted({str(v.get("mode")) for v in vms})
+    return f" and {len(vms)} VM{'s' if len(vms) > 1 else ''} ({', '.join(modes)})"
+
+
 def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg]
     _print_summary({k: summary[k] for k in DEMO_MEASURES if k in summary},
-                   f"epcsim demo: {summary.get('enclaves')} enclaves on a "
-                   f"{epc_bytes / 2**20:g} MiB EPC ({summary.get('platform')})")
+                   f"epcsim demo: {summary.get('enclaves')} enclaves"
+                   f"{_and_vms(summary)} on a {epc_bytes / 2**20:g} MiB EPC "
+                   f"({summary.get('platform')})")
+    shown = {"per_enclave": ("name", "pages", "requests", "faults", "eaug", "eldu",
+                             "miss_ratio"),
+             "vms": VM_COLUMNS}
     for key, title in (("per_enclave", "per enclave"), ("vms", "per VM")):
         rows = summary.get(key) or []
         if not rows:
             continue
         table = Table(title=title)
-        cols = list(dict.fromkeys(c for r in rows for c in r))
+        cols = [c for c in shown[key] if any(c in r for r in rows)]
         for col in cols:
             table.add_column(col, justify="left" if col == "name" else "right")
         for r in rows:
@@ -314,8 +331,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     if out.summary.get("per_enclave"):
         console.print(table)
     if out.summary.get("vms"):
-        cols = ("name", "mode", "status", "guest_faults", "guest_ewb", "host_ewb",
-                "host_eldu", "vm_exits", "conflict_exits", "slowdown")
+        cols = VM_COLUMNS
         vt = Table(title="per VM")
         for col in cols:
             vt.add_column(col)

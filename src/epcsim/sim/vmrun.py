@@ -85,7 +85,7 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
     for vm, spec in zip(vms, [s for s in sc.vms if s.name in {x.name for x in vms}]):
         for j, es in enumerate(spec.enclaves):
             slots.append([vm, None, es, j])
-    total_ecalls = max(1, sc.run.requests // v.ecall)
+    total_ecalls = max(1, (v.requests or sc.run.requests) // v.ecall)
     if slots:
         weights = np.array([es.weight for _, _, es, _ in slots])
         starts = np.array([es.start for _, _, es, _ in slots])

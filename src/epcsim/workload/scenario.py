@@ -221,6 +221,9 @@ class VirtSpec(_Strict):
     guest_low: int = Field(default=8, ge=0)
     guest_high: int = Field(default=16, ge=0)
     series_every: int = Field(default=64, ge=1)      # ECALLs between samples
+    # Accesses of all VMs together; [run] requests when not given. VMs run through the
+    # guest kernel's Python paths, so a scenario that also has enclaves gives them fewer.
+    requests: int | None = Field(default=None, ge=1)
 
 
 class Scenario(_Strict):
