@@ -45,11 +45,14 @@ def test_demo_runs_pages_and_writes_results_and_report(
 def test_demo_table_shows_vm_rows_when_the_run_has_them() -> None:
     summary = {"epc_pages": 23936, "enclaves": 2, "platform": "client-sgx1",
                "per_enclave": [{"name": "db", "faults": 3}],
-               "vms": [{"name": "guest0", "epc_pages": 4096, "faults": 17}]}
+               "vms": [{"name": "guest0", "mode": "oversubscribed", "host_ewb": 4096,
+                        "epc_pages": 8192}]}
     with console.capture() as cap:
         _print_demo(summary, 98041856)
     text = cap.get()
     assert "per VM" in text and "guest0" in text and "4096" in text
+    assert "and 1 VM (oversubscribed)" in " ".join(text.split())  # the title wraps
+    assert "8192" not in text     # the terminal shows the per-VM columns that matter
     with console.capture() as cap:
         _print_demo({**summary, "vms": []}, 98041856)
     assert "per VM" not in cap.get()
