@@ -700,8 +700,13 @@ class SgxDriver:
 
     def teardown(self, e: int) -> None:
         """Free every EPC page of ``e`` now; the row stays until :meth:`release`."""
+        self.ds.e_flags[e] |= SGX_ENCL_DEAD
+        self._free_epc_pages(e)
+
+    def _free_epc_pages(self, e: int) -> None:
+        """Every EPC page of ``e``: its pages, then its SECS (a leak if children remain),
+        then its VA pages."""
         ds = self.ds
-        ds.e_flags[e] |= SGX_ENCL_DEAD
         first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
         for ep in np.nonzero(ds.ep_flags[first:first + n] & EP_EXISTS)[0]:
             self.remove_page(e, first + int(ep))
@@ -1019,20 +1024,9 @@ class SgxDriver:
         ds = self.ds
         before = self.leaks
         ds.e_flags[e] |= SGX_ENCL_DEAD
-        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        n = int(ds.e_size[e]) >> 12
         if self.flags(e) & SGX_ENCL_CREATED:
-            for ep in np.nonzero(ds.ep_flags[first:first + n] & EP_EXISTS)[0]:
-                self.remove_page(e, first + int(ep))
-            if ds.e_secs[e] != NONE:
-                if ds.e_child[e] == 0:
-                    self._free(int(ds.e_secs[e]))
-                else:
-                    self.leaks += 1
-                ds.e_secs[e] = NONE
-            for va in self.owner.va_pages(e):
-                epc = int(ds.va_epc[va])
-                self.owner.drop_va(va)
-                self._free(epc)
+            self._free_epc_pages(e)
             self.owner.release_pages(e, n)
         ds.e_ref[e] = 0
         self.owner.free_enclave(e)
