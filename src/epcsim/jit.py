@@ -7,12 +7,14 @@ the same source runs as ordinary Python; the tests use that to check both paths 
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numba
 from numba.core import config
+from numba.core.caching import FunctionCache
 
 if config.DISABLE_JIT:
     # Interpreted, numpy's unsigned scalars warn when they wrap; compiled code wraps silently.
@@ -60,7 +62,6 @@ def _package_stamp() -> str:
     depends on the functions it closes over, which may live in any of them."""
     global _STAMP
     if _STAMP is None:
-        import hashlib
         from pathlib import Path
 
         h = hashlib.sha256()
@@ -99,31 +100,15 @@ def _stable(x: Any) -> Any:
     return ("pickle", dumps(x))
 
 
-def _make_closure_cache() -> Any:
-    import hashlib
+class _ClosureCache(FunctionCache):  # type: ignore[misc]
+    """numba's function cache with a closure's cells keyed by :func:`_stable`."""
 
-    from numba.core.caching import FunctionCache
-
-    class ClosureCache(FunctionCache):  # type: ignore[misc]
-        def _index_key(self, sig, codegen):  # type: ignore[no-untyped-def]
-            fn = self._py_func
-            cells = repr(tuple(_stable(c.cell_contents) for c in fn.__closure__ or ()))
-            digest = hashlib.sha256((cells + _package_stamp()).encode()).hexdigest()
-            return (sig, codegen.magic_tuple(),
-                    (hashlib.sha256(fn.__code__.co_code).hexdigest(), digest))
-    return ClosureCache
-
-
-class _LazyClosureCache:
-    def __call__(self, py_func: Any) -> Any:
-        global _ClosureCacheType
-        if _ClosureCacheType is None:
-            _ClosureCacheType = _make_closure_cache()
-        return _ClosureCacheType(py_func)
-
-
-_ClosureCacheType: Any = None
-_ClosureCache = _LazyClosureCache()
+    def _index_key(self, sig, codegen):  # type: ignore[no-untyped-def]
+        fn = self._py_func
+        cells = repr(tuple(_stable(c.cell_contents) for c in fn.__closure__ or ()))
+        digest = hashlib.sha256((cells + _package_stamp()).encode()).hexdigest()
+        return (sig, codegen.magic_tuple(),
+                (hashlib.sha256(fn.__code__.co_code).hexdigest(), digest))
 
 
 def _unmanaged_value(context, builder, ty, value):  # type: ignore[no-untyped-def]

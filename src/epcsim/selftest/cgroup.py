@@ -53,20 +53,14 @@ from epcsim.selftest.loader import (
     op_get_from_buffer,
     op_put_to_buffer,
 )
+from epcsim.selftest.sgx import DEFAULT_EPC, MAGIC, SelftestFailure
 
-DEFAULT_EPC = 4 << 20
 CHUNK_PAGES = 64
 TEST_ROOT = "/sgx_selftest"
-MAGIC = 0x1122334455667788
-
 _DONE = object()
 PASSED = "passed"
 FAILED = "failed"
 KILLED = "killed"
-
-
-class SelftestFailure(AssertionError):
-    pass
 
 
 @dataclass
