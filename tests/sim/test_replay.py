@@ -245,3 +245,38 @@ def test_series_keeps_every_step(oversub, chunk: int) -> None:
     assert np.array_equal(res.series[:, 0], step * np.arange(1, thread // step + 1))
     assert res.series[-1, 2] <= res.summary["faults"]
     assert without_timing(res.summary) == without_timing(oversub["summary"])
+
+
+def _held_by_sample(out: Path) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """free pages per sample, and each tenant's pages per sample, from a run's files."""
+    free = np.asarray(pq.read_table(out / "series.parquet").column("free_pages"))
+    held = pq.read_table(out / "enclave_series.parquet").to_pydict()
+    tenants = np.asarray(held["tenant"])
+    pages = np.asarray(held["pages"])
+    return free, {int(t): pages[tenants == t] for t in np.unique(tenants)}
+
+
+def test_enclave_series_accounts_for_the_epc(two_tenants) -> None:
+    """Per-enclave usage over time: at every sample the two enclaves' pages and the VA
+    pages (allocated up front, never evicted) add up to the EPC in use."""
+    free, per = _held_by_sample(two_tenants["out"])
+    assert sorted(per) == [1, 3]
+    assert all(len(v) == len(free) for v in per.values())
+    assert len(free) > 10
+    va = EPC - free - per[1] - per[3]
+    assert np.all(va == va[0]) and va[0] > 0
+    # Both enclaves hold their SECS and pinned TCS, SSA and stack from the start.
+    assert min(per[1].min(), per[3].min()) >= R_FIRST + 1
+
+
+@pytest.mark.parametrize("policy", ["lru", "clock"])
+def test_enclave_series_cache_policies(two_tenants, tmp_path: Path, policy: str) -> None:
+    """With the one-page-per-miss policies every used EPC page belongs to a tenant."""
+    d = tmp_path / "lcs"
+    write_lcs(d, two_tenants["obj"], version=2, tenant=two_tenants["tenant"])
+    out = tmp_path / "out"
+    replay_json(d, "lcs", EPC, policy, "--out", str(out))
+    free, per = _held_by_sample(out)
+    assert len(free) > 10
+    assert np.array_equal(per[1] + per[3], EPC - free)
+    assert per[1].max() > 0 and per[3].max() > 0

@@ -7,6 +7,9 @@ Files written by :func:`write_results`:
 ``series.parquet``         fixed virtual-time steps: time (s), free pages, faults/s, EWB/s
 ``faults.parquet``         the OS-visible page-fault sequence: time (s), tenant, page,
                            in order (what a malicious OS observes)
+``enclave_series.parquet`` at the series' times: EPC pages each enclave holds (its resident
+                           pages and its SECS; one row per sample and enclave, the first
+                           64 enclaves of a trace)
 """
 
 from __future__ import annotations
@@ -30,6 +33,19 @@ def series_table(series: np.ndarray, ghz: float) -> pa.Table:
                      "ewb": series[:, 3], "faults_per_s": faults / dt, "ewb_per_s": ewb / dt})
 
 
+def held_table(res: Any, ghz: float, names: list[str] | None = None) -> pa.Table:
+    """Per-enclave usage over time, long form: ``time_s``, ``tenant``, ``name``, ``pages``."""
+    held, tenants = res.held, res.held_tenants
+    n, k = held.shape
+    t = np.repeat(res.series[:n, 0] / (ghz * 1e9), k)
+    ten = np.tile(tenants, n)
+    label = [names[int(x)] if names is not None else str(int(x)) for x in tenants]
+    return pa.table({"time_s": t, "tenant": ten,
+                     "name": pa.array(np.tile(np.array(label, dtype=object), n).tolist(),
+                                      pa.string()),
+                     "pages": held.reshape(-1).astype(np.int64)})
+
+
 def faults_table(faults: np.ndarray, ghz: float) -> pa.Table:
     return pa.table({"time_s": faults[:, 0] / (ghz * 1e9), "tenant": faults[:, 1],
                      "page": faults[:, 2]})
@@ -48,3 +64,4 @@ def write_results(out_dir: str, res: Any, ghz: float | None = None) -> None:
                    os.path.join(out_dir, "enclaves.parquet"))
     pq.write_table(series_table(res.series, ghz), os.path.join(out_dir, "series.parquet"))
     pq.write_table(faults_table(res.faults, ghz), os.path.join(out_dir, "faults.parquet"))
+    pq.write_table(held_table(res, ghz), os.path.join(out_dir, "enclave_series.parquet"))

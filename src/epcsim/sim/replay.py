@@ -80,6 +80,9 @@ CL_LEN = 7
 # Series columns: virtual time, free pages, faults, EWBs.
 S_T, S_FREE, S_FAULTS, S_EWB = range(4)
 
+# Tenants whose EPC usage is sampled with the series (the first ones of the trace).
+SAMPLED_TENANTS = 64
+
 
 class ReplayError(RuntimeError):
     """The replay could not continue (an enclave got SIGBUS: nothing reclaimable)."""
@@ -91,13 +94,17 @@ class RState(NamedTuple):
     cost: np.ndarray      # i64 [K_LEN]
     e_of_tenant: np.ndarray  # i64 per tenant id -> enclave index in the driver
     e_lp: np.ndarray      # i64 per tenant -> logical processor of its thread
-    e_row: np.ndarray     # i64 per tenant -> the processor's SECS row
+    e_row: np.ndarray     # i64 per tenant -> its position in the machine's tenant order
     e_stack: np.ndarray   # i64 per tenant -> EPC page of the pinned stack
     e_cnt: np.ndarray     # i64 [tenants, 4]: requests, faults, eaug, eldu
     series: np.ndarray    # i64 [cap, 4]
     series_n: np.ndarray  # i64 [1]
     flog: np.ndarray      # i64 [cap, 3]: virtual time, tenant, page (the OS-visible faults)
     flog_n: np.ndarray    # i64 [1]
+    # Per-enclave usage at each sample, for the first SAMPLED_TENANTS tenants (a trace may
+    # have thousands; a column each would outweigh the state).
+    tseries: np.ndarray   # i32 [cap, sampled]: EPC pages the tenant holds
+    t_sampled: np.ndarray  # i64 [sampled]: the tenant id of each column
 
 
 # ----------------------------------------------------------------------------- page-cache owner
@@ -106,6 +113,8 @@ class CacheState(NamedTuple):
     evicted: np.ndarray   # u8 per cache page index: its copy is "in the backing store"
     resident: np.ndarray  # i64 per cache page index: EPC page or -1
     cnt: np.ndarray       # i64 [2]: writes (EWB), loads (ELDU)
+    starts: np.ndarray    # i64 per tenant in index order: its first cache page index
+    held: np.ndarray      # i64 per tenant in index order: cache pages resident in the EPC
 
 
 @njit_inline
@@ -123,6 +132,8 @@ def c_write(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
     os.resident[oid] = -1
     os.evicted[oid] = 1
     os.cnt[0] += 1
+    # The write-back is the one place a page leaves its tenant: find the tenant's range.
+    os.held[np.searchsorted(os.starts, oid, side="right") - 1] -= 1
     M.count_ewb(ms)
     return WRITE_FREED
 
@@ -132,24 +143,28 @@ class CacheOwner(Owner):
     ops = OwnerOps(c_true, c_nop, c_true, c_nop, c_write)
     inline_reclaim = True
 
-    def __init__(self, pages: int) -> None:
+    def __init__(self, pages: int, starts: np.ndarray) -> None:
         self.state = CacheState(np.zeros(pages, np.uint8), np.full(pages, -1, np.int64),
-                                np.zeros(2, np.int64))
+                                np.zeros(2, np.int64), np.asarray(starts, np.int64),
+                                np.zeros(len(starts), np.int64))
 
 
 # ----------------------------------------------------------------------------- shared helpers
 
 @njit_inline
-def _sample(rs: RState, ms: Any) -> None:
-    while rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
-        n = rs.series_n[0]
-        if n < rs.series.shape[0]:
-            rs.series[n, S_T] = rs.clk[CL_NEXT_SAMPLE]
-            rs.series[n, S_FREE] = ms.p[M.P_NR_FREE]
-            rs.series[n, S_FAULTS] = rs.cnt[RC_FAULTS]
-            rs.series[n, S_EWB] = ms.cnt[M.C_EWB]
-            rs.series_n[0] = n + 1
-        rs.clk[CL_NEXT_SAMPLE] += rs.clk[CL_STEP]
+def _held_sgx(os: Any, rs: RState, n: int) -> None:
+    """Each sampled enclave's EPC pages: its SECS's resident children, and the SECS."""
+    ds = os[0]
+    for j in range(rs.t_sampled.shape[0]):
+        e = rs.e_of_tenant[rs.t_sampled[j]]
+        rs.tseries[n, j] = ds.e_child[e] + (1 if ds.e_secs[e] != NONE else 0)
+
+
+@njit_inline
+def _held_cache(os: Any, rs: RState, n: int) -> None:
+    cs = os[0]
+    for j in range(rs.t_sampled.shape[0]):
+        rs.tseries[n, j] = cs.held[j]
 
 
 @njit_inline
@@ -203,6 +218,21 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
             if ms.p[M.P_WAKE] == 0 and M.lru_pages(ms) == 0:
                 return -M.ENOMEM
         return -M.EAGAIN
+
+    held = _held_sgx if sgx else _held_cache
+
+    @closure_inline
+    def sample(os: Any, ms: Any, rs: RState) -> None:
+        while rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
+            n = rs.series_n[0]
+            if n < rs.series.shape[0]:
+                rs.series[n, S_T] = rs.clk[CL_NEXT_SAMPLE]
+                rs.series[n, S_FREE] = ms.p[M.P_NR_FREE]
+                rs.series[n, S_FAULTS] = rs.cnt[RC_FAULTS]
+                rs.series[n, S_EWB] = ms.cnt[M.C_EWB]
+                held(os, rs, n)
+                rs.series_n[0] = n + 1
+            rs.clk[CL_NEXT_SAMPLE] += rs.clk[CL_STEP]
 
     @closure_inline
     def stall(rs: RState, cycles: int) -> None:
@@ -318,6 +348,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
             rs.e_cnt[t, 2] += 1
             stall(rs, c[K.K_EAUG])
         cs.resident[idx] = epc
+        cs.held[rs.e_row[t]] += 1
         M.sgx_mark_page_reclaimable(ms, epc)
         return 1
 
@@ -396,7 +427,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
                 now = rs.clk[CL_THREAD]
             if now >= next_sample:
                 rs.clk[CL_THREAD] = now
-                _sample(rs, ms)
+                sample(os, ms, rs)
                 next_sample = rs.clk[CL_NEXT_SAMPLE]
                 if rs.series_n[0] > rs.series.shape[0] // 2 and i + 1 < n:
                     ret = -2 - i
@@ -590,6 +621,8 @@ class ReplayResult:
     per_enclave: list[dict[str, Any]]
     series: np.ndarray
     faults: np.ndarray
+    held: np.ndarray          # [samples, k]: EPC pages of each sampled tenant (series times)
+    held_tenants: np.ndarray  # [k]: which tenant each column of ``held`` is
 
 
 class Replay:
@@ -615,7 +648,11 @@ class Replay:
             e_lp=np.full(ntenants, -1, np.int64), e_row=np.full(ntenants, -1, np.int64),
             e_stack=np.full(ntenants, -1, np.int64), e_cnt=np.zeros((ntenants, 4), np.int64),
             series=np.zeros((4096, 4), np.int64), series_n=np.zeros(1, np.int64),
-            flog=np.zeros((cfg.fault_log, 3), np.int64), flog_n=np.zeros(1, np.int64))
+            flog=np.zeros((cfg.fault_log, 3), np.int64), flog_n=np.zeros(1, np.int64),
+            tseries=np.zeros((4096, min(len(tenant_ids), SAMPLED_TENANTS)), np.int32),
+            t_sampled=np.asarray(tenant_ids[:SAMPLED_TENANTS], np.int64))
+        for row, t in enumerate(tenant_ids):
+            self.rs.e_row[t] = row
         if self.sgx:
             self._build_sgx()
         else:
@@ -627,13 +664,13 @@ class Replay:
         cfg = self.cfg
         total = int(self.footprint.sum())
         self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=1)
-        self.owner = CacheOwner(max(total, 1))
-        self.mgr = EpcManager(self.cpu, [self.owner], low=0, high=0, batch=1,
-                              policy=cfg.policy)
         acc = 0
         for t in self.tenant_ids:
             self.rs.e_of_tenant[t] = acc
             acc += int(self.footprint[t])
+        self.owner = CacheOwner(max(total, 1), self.rs.e_of_tenant[self.tenant_ids])
+        self.mgr = EpcManager(self.cpu, [self.owner], low=0, high=0, batch=1,
+                              policy=cfg.policy)
         self.states = (self.owner.state,)
 
     def _build_sgx(self) -> None:
@@ -726,9 +763,12 @@ class Replay:
     def _grow_series(self) -> None:
         rs = self.rs
         if rs.series_n[0] > rs.series.shape[0] // 2:
-            bigger = np.zeros((rs.series.shape[0] * 2, 4), np.int64)
-            bigger[: rs.series.shape[0]] = rs.series
-            self.rs = rs._replace(series=bigger)
+            cap = rs.series.shape[0]
+            bigger = np.zeros((cap * 2, 4), np.int64)
+            bigger[:cap] = rs.series
+            held = np.zeros((cap * 2, rs.tseries.shape[1]), np.int32)
+            held[:cap] = rs.tseries
+            self.rs = rs._replace(series=bigger, tseries=held)
 
     def result(self, wall_s: float) -> ReplayResult:
         rs, cfg = self.rs, self.cfg
@@ -768,7 +808,8 @@ class Replay:
                         "miss_ratio": f / r if r else 0.0})
         n = int(rs.series_n[0])
         m = min(int(rs.flog_n[0]), rs.flog.shape[0])
-        return ReplayResult(summary, per, rs.series[:n].copy(), rs.flog[:m].copy())
+        return ReplayResult(summary, per, rs.series[:n].copy(), rs.flog[:m].copy(),
+                            rs.tseries[:n].copy(), rs.t_sampled.copy())
 
 
 def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None) -> ReplayResult:

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from epcsim.sim.metrics import faults_table, series_table
+from epcsim.sim.metrics import faults_table, held_table, series_table
 from epcsim.sim.replay import ReplayConfig, replay_chunks
 from epcsim.workload.scenario import Scenario, requests_for
 from epcsim.workload.traces import Chunk
@@ -73,6 +73,7 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         else pa.table({"tenant": pa.array([], pa.int64())}),
         "series": series_table(res.series, plat.ghz),
         "faults": faults_table(res.faults, plat.ghz),
+        "enclave_series": held_table(res, plat.ghz, names),
     }
     if sc.run.mrc:
         from epcsim.sim.mrc import mrc_table
