@@ -94,17 +94,22 @@ def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg
                              "miss_ratio"),
              "vms": VM_COLUMNS}
     for key, title in (("per_enclave", "per enclave"), ("vms", "per VM")):
-        rows = summary.get(key) or []
-        if not rows:
-            continue
-        table = Table(title=title)
-        cols = [c for c in shown[key] if any(c in r for r in rows)]
-        for col in cols:
-            table.add_column(col, justify="left" if col == "name" else "right")
-        for r in rows:
-            table.add_row(*(f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, ""))
-                            for c in cols))
-        console.print(table)
+        _print_rows(title, summary.get(key) or [], shown[key])
+
+
+def _print_rows(title: str, rows: list[dict], columns: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+    """A table of the columns some row has. Headers break at their underscores, so ten
+    columns fit an 80-column terminal instead of being cut to an ellipsis."""
+    if not rows:
+        return
+    table = Table(title=title)
+    cols = [c for c in columns if any(c in r for r in rows)]
+    for col in cols:
+        table.add_column(col.replace("_", " "), justify="left" if col == "name" else "right")
+    for r in rows:
+        table.add_row(*(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+                        for c in cols))
+    console.print(table)
 
 
 def _walk(metadata: bool, as_json: bool, seed: int) -> None:
@@ -322,23 +327,9 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     if "pods" in out.summary:
         _print_pods(out.summary["pods"])
         return
-    table = Table(title="per enclave")
-    for col in ("name", "pages", "requests", "faults", "miss_ratio"):
-        table.add_column(col)
-    for row in out.summary.get("per_enclave", []):
-        table.add_row(row["name"], str(row["pages"]), str(row["requests"]),
-                      str(row["faults"]), f"{row['miss_ratio']:.4f}")
-    if out.summary.get("per_enclave"):
-        console.print(table)
-    if out.summary.get("vms"):
-        cols = VM_COLUMNS
-        vt = Table(title="per VM")
-        for col in cols:
-            vt.add_column(col)
-        for row in out.summary["vms"]:
-            vt.add_row(*(f"{row[c]:.3f}" if isinstance(row.get(c), float)
-                         else str(row.get(c, "")) for c in cols))
-        console.print(vt)
+    _print_rows("per enclave", out.summary.get("per_enclave") or [],
+                ("name", "pages", "requests", "faults", "miss_ratio"))
+    _print_rows("per VM", out.summary.get("vms") or [], VM_COLUMNS)
 
 
 @app.command()

@@ -7,7 +7,8 @@ miss-ratio curve or a sweep.
 
 Per-owner tables from other parts of a run follow one convention: ``<kind>_series`` (e.g.
 ``cgroup_series``, ``vm_series``) with ``time_s``, a name column (``name``, ``cgroup``,
-``vm`` or ``owner``) and the pages in use (``pages``, ``current_pages`` or ``usage_pages``);
+``vm`` or ``owner``) and the pages in use (``pages``, ``current_pages``, ``usage_pages`` or
+``host_pages``);
 cgroup tables may add their limit (``max_pages`` or ``limit_pages``: misc.max in pages).
 """
 
@@ -23,7 +24,7 @@ import pyarrow as pa
 from epcsim.report.results import Results
 
 NAME_COLUMNS = ("name", "cgroup", "vm", "owner")
-USAGE_COLUMNS = ("pages", "current_pages", "usage_pages")
+USAGE_COLUMNS = ("pages", "current_pages", "usage_pages", "host_pages")
 LIMIT_COLUMNS = ("max_pages", "limit_pages")
 
 

@@ -612,6 +612,11 @@ class ReplayConfig:
     batch: int = 16
     series_step_s: float = 0.001
     fault_log: int = 1 << 20
+    # A host shared with virtual machines (policy ``sgx`` only): the kernel runs the KVM
+    # owner beside the driver, and the processor has ``extra_lps`` more logical processors
+    # for their vCPUs, after the replay's own.
+    kvm: bool = False
+    extra_lps: int = 0
     seed: int = 0
 
 
@@ -683,10 +688,10 @@ class Replay:
         if log2 > 44:
             raise ReplayError(f"a footprint of {largest} pages exceeds the largest enclave "
                               f"the model supports (2^44 bytes)")
-        self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1,
+        self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1 + cfg.extra_lps,
                              max_enclave_log2=log2)
         self.kernel = Kernel(self.cpu, low=cfg.low, high=cfg.high, batch=cfg.batch,
-                             policy="sgx")
+                             policy="sgx", kvm=cfg.kvm)
         self.mgr = self.kernel.mgr
         self.files = []
         base = 0x100_0000_0000
@@ -751,7 +756,10 @@ class Replay:
         start = 0
         while True:
             self._grow_series()
-            bad = self.engine(self.states, self.mgr.ms, self.cpu.st, self.rs, tenants[start:],
+            # The owners' tuples are read at every call: a VM sharing the host replaces
+            # the KVM owner's when it opens /dev/sgx_vepc or maps its EPT range.
+            bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
+                              tenants[start:],
                               pages[start:], writes[start:])
             if bad >= -1:
                 break
@@ -812,27 +820,47 @@ class Replay:
                             rs.tseries[:n].copy(), rs.t_sampled.copy())
 
 
-def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None) -> ReplayResult:
+Beside = Callable[["Replay"], Callable[[float], None]]
+
+
+def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None,
+                  beside: Beside | None = None, slices: int = 1) -> ReplayResult:
     """Replay a trace: ``reader_factory()`` yields chunks (called twice: scan, then replay).
 
     ``wall_s`` runs from starting to read the trace to the end of the simulation; compiling
     the engine (once per process, before that) is reported apart as ``compile_s``.
+
+    ``beside`` shares the machine with other work (virtual machines): called once with the
+    built :class:`Replay`, it returns a function that is given, after each of ``slices``
+    equal parts of the trace, the fraction of requests replayed so far, and runs its own
+    share up to there on the same processor and kernel.
     """
     warm = time.perf_counter()
     warm_up(cfg)
     compile_s = time.perf_counter() - warm
     t0 = time.perf_counter()
     ids = IdMap()
-    ids.scan(reader_factory, keep_bytes=KEEP_BYTES)
+    total = ids.scan(reader_factory, keep_bytes=KEEP_BYTES)
     if not ids.tenant_ids:
         raise ValueError("the trace has no requests")
     rp = Replay(cfg, ids.footprint, ids.tenant_ids)
+    step = beside(rp) if beside is not None else None
+    part = max(1, -(-total // max(1, slices)))
+    done = 0
     t1 = time.perf_counter()
     for ch in ids.kept if ids.kept is not None else reader_factory():
         pages = ids.map(ch)
-        rp.feed(ch.tenant, pages, ch.write)
+        n = ch.obj.shape[0]
+        for a in range(0, n, part if step is not None else max(n, 1)):
+            b = min(n, a + part) if step is not None else n
+            rp.feed(ch.tenant[a:b], pages[a:b], ch.write[a:b])
+            done += b - a
+            if step is not None:
+                step(done / total)
         if progress is not None:
-            progress(ch.obj.shape[0])
+            progress(n)
+    if step is not None:
+        step(1.0)
     t2 = time.perf_counter()
     res = rp.result(t2 - t0)
     res.summary["compile_s"] = compile_s
@@ -854,11 +882,11 @@ _warmed: set[str] = set()
 
 def warm_up(cfg: ReplayConfig) -> None:
     """Compile the engine for ``cfg.policy`` on a tiny machine (once per process)."""
-    kind = "sgx" if cfg.policy == "sgx" else "cache"
+    kind = ("sgx+kvm" if cfg.kvm else "sgx") if cfg.policy == "sgx" else "cache"
     if kind in _warmed:
         return
     tiny = ReplayConfig(policy=cfg.policy, epc_pages=64, platform=cfg.platform, low=4, high=8,
-                        batch=4, fault_log=4)
+                        batch=4, fault_log=4, kvm=cfg.kvm and cfg.policy == "sgx")
     rp = Replay(tiny, np.array([128], dtype=np.int64), [0])
     pages = (np.arange(512, dtype=np.int64) * 7) % 128
     rp.feed(np.zeros(512, np.uint32), pages, np.zeros(512, np.bool_))

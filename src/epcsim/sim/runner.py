@@ -20,11 +20,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from epcsim.sim.metrics import faults_table, held_table, series_table
-from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.sim.replay import CL_THREAD, Replay, ReplayConfig, replay_chunks
+from epcsim.sim.vmrun import VmRun, extra_lps, run_vms
 from epcsim.workload.scenario import Scenario, requests_for
 from epcsim.workload.traces import Chunk
 
 Progress = Callable[[int], None]
+
+# A scenario's VMs run between this many equal parts of its enclaves' trace.
+VM_SLICES = 200
 
 
 @dataclass
@@ -52,17 +56,30 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
     if not sc.enclaves:
         return _run_vms_only(sc, plat, scenario_name)
     tenants, pages, names = requests_for(sc, base_dir)
+    # Enclaves and VMs share one host when the kernel model runs (policy sgx); the cache
+    # policies have no kernel for a VM to run on, so their VMs get a host of their own.
+    shared = bool(sc.vms) and sc.kernel.policy == "sgx"
     cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,
                        low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
-                       series_step_s=sc.run.series_step_s, seed=sc.run.seed)
+                       series_step_s=sc.run.series_step_s, seed=sc.run.seed,
+                       kvm=shared, extra_lps=extra_lps(sc) if shared else 0)
     step = 1 << 20
+    vm_run: list[VmRun] = []
+
+    def beside(rp: Replay) -> Callable[[float], None]:
+        ghz = plat.ghz
+        run = VmRun(sc, plat, rp.kernel, lp_base=len(rp.tenant_ids) + 1,
+                    clock=lambda: int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9))
+        vm_run.append(run)
+        return run.step
 
     def chunks():  # type: ignore[no-untyped-def]
         for i in range(0, len(pages), step):
             t = tenants[i:i + step]
             yield Chunk(pages[i:i + step].astype(np.uint64), t, np.zeros(len(t), np.bool_))
 
-    res = replay_chunks(cfg, chunks, progress=progress)
+    res = replay_chunks(cfg, chunks, progress=progress, beside=beside if shared else None,
+                        slices=VM_SLICES)
     for row in res.per_enclave:
         row["name"] = names[row["tenant"]]
     summary = res.summary
@@ -85,18 +102,18 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         summary["content"], tables["content"] = content_run(
             tenants, pages, names, epc_pages=plat.epc_pages, seed=sc.run.seed,
             backing_dir=sc.run.backing_dir)
-    if sc.vms:
-        # VMs run on a host of their own with the same platform (sim/vmrun.py).
-        from epcsim.sim.vmrun import run_vms
-
+    if vm_run:
+        summary["host"] = "shared"
+        summary["vms"], vm_tables = vm_run[0].finish()
+        tables.update(vm_tables)
+    elif sc.vms:
+        summary["host"] = "separate"
         summary["vms"], vm_tables = run_vms(sc, plat)
         tables.update(vm_tables)
     return RunOutput(summary, tables)
 
 
 def _run_vms_only(sc: Scenario, plat: Any, scenario_name: str) -> RunOutput:
-    from epcsim.sim.vmrun import run_vms
-
     rows, tables = run_vms(sc, plat)
     summary = {"scenario": scenario_name, "platform": plat.name, "epc_pages": plat.epc_pages,
                "vms": rows}

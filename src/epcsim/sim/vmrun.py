@@ -1,6 +1,8 @@
 """Run a scenario's ``[[vms]]`` on one host: per-VM summaries, a ``vms`` table and a series.
 
-All VMs share the host's EPC (``[platform]``) and its kernel (``[kernel]``). ECALLs are
+All VMs share the host's EPC (``[platform]``) and its kernel (``[kernel]``); in a scenario
+with ``[[enclaves]]`` too, that host is the replay's (sim/runner.py), and the VMs' ECALLs run
+between parts of the enclaves' trace, in step with it. ECALLs are
 interleaved by the enclaves' weights; an enclave with ``start = 0.5`` runs only in the second
 half, which is how a scenario moves from working sets that fit to working sets that do not.
 
@@ -13,12 +15,14 @@ of its enclave work alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.instance import Kernel
 from epcsim.sim.costs import Platform
 from epcsim.sim.vm import Vm, VmError, host_kernel
 from epcsim.workload import generators as G
@@ -49,48 +53,75 @@ def _cycles(s: dict[str, Any], plat: Platform, ecalls: int) -> tuple[int, int]:
 
 
 def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
-    """Boot every VM, build its enclaves, run the ECALLs, read every page back."""
-    v = sc.virt
+    """Boot every VM on a host of its own, build its enclaves, run the ECALLs, read back."""
     n_lps = sum(vm.vcpus for vm in sc.vms) + 1
     host = host_kernel(plat.epc_pages, n_lps, low=sc.kernel.low, high=sc.kernel.high,
                        batch=sc.kernel.batch, policy=sc.kernel.policy)
-    vms: list[Vm] = []
-    failed: list[dict[str, Any]] = []
-    lp = 1
-    for i, spec in enumerate(sc.vms):
-        mode = v.mode or spec.mode
-        try:
-            vm = Vm(host, spec.name, int(spec.epc_size) // PAGE_SIZE, vcpus=spec.vcpus,
-                    lp_base=lp, mode=mode, low=v.guest_low, high=v.guest_high,
-                    batch=sc.kernel.batch, reserve=v.reserve,
-                    vmm_base=0x7F00_0000_0000 + i * (1 << 36))
-        except VmError as e:
-            failed.append({"name": spec.name, "mode": mode, "status": "sigbus",
-                           "error": str(e)})
-            continue
-        lp += spec.vcpus
-        vms.append(vm)
-    balloons = [vm for vm in vms if vm.mode == "balloon"]
-    low_water = v.reserve // 2 + 2 * v.ecall + sc.kernel.high
-    if balloons:
-        def balance() -> None:
-            if host.mgr.sgx_nr_free_pages < low_water:
-                _inflate(balloons, plat, 4 * v.ecall + sc.kernel.batch)
-        for vm in vms:
-            vm.balancer = balance
-    # Enclaves, and who runs when. An enclave is built when it starts, so the first part
-    # of a run holds only the enclaves that run in it.
-    rng = np.random.default_rng(sc.run.seed)
-    slots: list[list[Any]] = []
-    for vm, spec in zip(vms, [s for s in sc.vms if s.name in {x.name for x in vms}]):
-        for j, es in enumerate(spec.enclaves):
-            slots.append([vm, None, es, j])
-    total_ecalls = max(1, (v.requests or sc.run.requests) // v.ecall)
-    if slots:
+    run = VmRun(sc, plat, host, lp_base=1)
+    run.step(1.0)
+    return run.finish()
+
+
+def extra_lps(sc: Scenario) -> int:
+    """Logical processors the scenario's VMs need on a host they share."""
+    return sum(vm.vcpus for vm in sc.vms)
+
+
+class VmRun:
+    """The scenario's VMs on ``host``, run in steps so other work can share the host.
+
+    ``step(f)`` runs the ECALLs up to fraction ``f`` of the run; ``clock``, when given, is
+    the host's virtual time in seconds (the series' ``time_s``); otherwise a sample's time is
+    that of the VM furthest along (the VMs run side by side on their own vCPUs).
+    """
+
+    def __init__(self, sc: Scenario, plat: Platform, host: Kernel, *, lp_base: int,
+                 clock: Callable[[], float] | None = None) -> None:
+        v = sc.virt
+        self.sc, self.plat, self.host, self.clock = sc, plat, host, clock
+        vms: list[Vm] = []
+        failed: list[dict[str, Any]] = []
+        lp = lp_base
+        for i, spec in enumerate(sc.vms):
+            mode = v.mode or spec.mode
+            try:
+                vm = Vm(host, spec.name, int(spec.epc_size) // PAGE_SIZE, vcpus=spec.vcpus,
+                        lp_base=lp, mode=mode, low=v.guest_low, high=v.guest_high,
+                        batch=sc.kernel.batch, reserve=v.reserve,
+                        vmm_base=0x7F00_0000_0000 + i * (1 << 36))
+            except VmError as e:
+                failed.append({"name": spec.name, "mode": mode, "status": "sigbus",
+                               "error": str(e)})
+                continue
+            lp += spec.vcpus
+            vms.append(vm)
+        self.vms, self.failed = vms, failed
+        balloons = [vm for vm in vms if vm.mode == "balloon"]
+        low_water = v.reserve // 2 + 2 * v.ecall + sc.kernel.high
+        if balloons:
+            def balance() -> None:
+                if host.mgr.sgx_nr_free_pages < low_water:
+                    _inflate(balloons, plat, 4 * v.ecall + sc.kernel.batch)
+            for vm in vms:
+                vm.balancer = balance
+        # Enclaves, and who runs when. An enclave is built when it starts, so the first part
+        # of a run holds only the enclaves that run in it.
+        rng = np.random.default_rng(sc.run.seed)
+        slots: list[list[Any]] = []
+        for vm, spec in zip(vms, [s for s in sc.vms if s.name in {x.name for x in vms}]):
+            for j, es in enumerate(spec.enclaves):
+                slots.append([vm, None, es, j])
+        self.slots = slots
+        self.total_ecalls = max(1, (v.requests or sc.run.requests) // v.ecall) if slots else 0
+        self.t = 0
+        self.ecalls = {vm.name: 0 for vm in vms}
+        self.series: list[dict[str, Any]] = []
+        if not slots:
+            return
         weights = np.array([es.weight for _, _, es, _ in slots])
         starts = np.array([es.start for _, _, es, _ in slots])
-        when = np.arange(total_ecalls) / total_ecalls
-        choice = np.empty(total_ecalls, dtype=np.int64)
+        when = np.arange(self.total_ecalls) / self.total_ecalls
+        choice = np.empty(self.total_ecalls, dtype=np.int64)
         for t0 in sorted(set(starts.tolist())):
             active = starts <= t0
             p = np.where(active, weights, 0.0)
@@ -98,54 +129,72 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
             sel = (when >= t0) & (when < nxt)
             choice[sel] = rng.choice(len(slots), size=int(sel.sum()), p=p / p.sum())
         counts = np.bincount(choice, minlength=len(slots))
-        streams = [_stream(es.workload, int(es.size) // PAGE_SIZE, int(counts[k]) * v.ecall,
-                           es.alpha, sc.run.seed * 1000 + k)
-                   for k, (_, _, es, _) in enumerate(slots)]
-        writes = [rng.random(s.size) < es.writes for s, (_, _, es, _) in zip(streams, slots)]
+        self.choice = choice
+        self.streams = [_stream(es.workload, int(es.size) // PAGE_SIZE,
+                                int(counts[k]) * v.ecall, es.alpha, sc.run.seed * 1000 + k)
+                        for k, (_, _, es, _) in enumerate(slots)]
+        self.writes = [rng.random(s.size) < es.writes
+                       for s, (_, _, es, _) in zip(self.streams, slots)]
         for slot in slots:
             if slot[2].start == 0:
                 slot[1] = slot[0].add_enclave(slot[2].name, int(slot[2].size) // PAGE_SIZE,
                                               vcpu=slot[3])
-        pos = np.zeros(len(slots), dtype=np.int64)
-        ecalls = {vm.name: 0 for vm in vms}
-        series: list[dict[str, Any]] = []
-        for t in range(total_ecalls):
-            k = int(choice[t])
-            vm, enc, es, j = slots[k]
+        self.pos = np.zeros(len(slots), dtype=np.int64)
+
+    def step(self, upto: float) -> None:
+        """Run the ECALLs that fall before fraction ``upto`` of the run."""
+        v = self.sc.virt
+        end = self.total_ecalls if upto >= 1.0 else min(self.total_ecalls,
+                                                         int(upto * self.total_ecalls))
+        while self.t < end:
+            t = self.t
+            k = int(self.choice[t])
+            vm, enc, es, j = self.slots[k]
             if enc is None:
-                enc = slots[k][1] = vm.add_enclave(es.name, int(es.size) // PAGE_SIZE,
-                                                   vcpu=j)
-            a, b = int(pos[k]), int(pos[k]) + v.ecall
-            vm.run(enc, streams[k][a:b], writes[k][a:b])
-            pos[k] = b
-            ecalls[vm.name] += 1
-            if t % v.series_every == 0 or t == total_ecalls - 1:
-                for x in vms:
-                    series.append({"ecall": t, "vm": x.name, "mode": x.mode,
-                                   "host_pages": x.held(),
-                                   "host_evicted": x.evicted_by_host(),
-                                   "host_free": host.mgr.sgx_nr_free_pages})
-    else:
-        ecalls = {vm.name: 0 for vm in vms}
-        series = []
-    rows: list[dict[str, Any]] = []
-    for vm in vms:
-        s = vm.summary()
-        cyc, base = _cycles(s, plat, ecalls[vm.name])
-        s["status"] = "ran"
-        s["seconds"] = cyc / (plat.ghz * 1e9)
-        s["slowdown"] = cyc / base if base else 1.0
-        # Every page of every guest enclave reads back the version last written.
-        s["readback_mismatches"] = vm.check()
-        s["pages_checked"] = sum(e.npages for e in vm.enclaves)
-        rows.append(s)
-    host.mgr.check()
-    rows += failed
-    cols = sorted({key for r in rows for key in r if key != "error"})
-    table = pa.table({c: [r.get(c) for r in rows] for c in cols})
-    series_t = (pa.Table.from_pylist(series) if series
-                else pa.table({"ecall": pa.array([], pa.int64())}))
-    return rows, {"vms": table, "vm_series": series_t}
+                enc = self.slots[k][1] = vm.add_enclave(es.name, int(es.size) // PAGE_SIZE,
+                                                        vcpu=j)
+            a, b = int(self.pos[k]), int(self.pos[k]) + v.ecall
+            vm.run(enc, self.streams[k][a:b], self.writes[k][a:b])
+            self.pos[k] = b
+            self.ecalls[vm.name] += 1
+            if t % v.series_every == 0 or t == self.total_ecalls - 1:
+                self._sample(t)
+            self.t += 1
+
+    def _sample(self, t: int) -> None:
+        if self.clock is not None:
+            now = self.clock()
+        else:
+            now = max(self._cycles(vm)[0] for vm in self.vms) / (self.plat.ghz * 1e9)
+        for x in self.vms:
+            self.series.append({"ecall": t, "time_s": now, "vm": x.name, "mode": x.mode,
+                                "host_pages": x.held(),
+                                "host_evicted": x.evicted_by_host(),
+                                "host_free": self.host.mgr.sgx_nr_free_pages})
+
+    def _cycles(self, vm: Vm) -> tuple[int, int]:
+        return _cycles(vm.summary(), self.plat, self.ecalls[vm.name])
+
+    def finish(self) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
+        """Per-VM rows (every page of every guest enclave read back) and the tables."""
+        rows: list[dict[str, Any]] = []
+        for vm in self.vms:
+            s = vm.summary()
+            cyc, base = _cycles(s, self.plat, self.ecalls[vm.name])
+            s["status"] = "ran"
+            s["seconds"] = cyc / (self.plat.ghz * 1e9)
+            s["slowdown"] = cyc / base if base else 1.0
+            # Every page of every guest enclave reads back the version last written.
+            s["readback_mismatches"] = vm.check()
+            s["pages_checked"] = sum(e.npages for e in vm.enclaves)
+            rows.append(s)
+        self.host.mgr.check()
+        rows += self.failed
+        cols = sorted({key for r in rows for key in r if key != "error"})
+        table = pa.table({c: [r.get(c) for r in rows] for c in cols})
+        series_t = (pa.Table.from_pylist(self.series) if self.series
+                    else pa.table({"ecall": pa.array([], pa.int64())}))
+        return rows, {"vms": table, "vm_series": series_t}
 
 
 def _inflate(balloons: list[Vm], plat: Platform, n: int) -> None:
@@ -164,4 +213,4 @@ def _inflate(balloons: list[Vm], plat: Platform, n: int) -> None:
             return
 
 
-__all__ = ["run_vms"]
+__all__ = ["VmRun", "extra_lps", "run_vms"]
