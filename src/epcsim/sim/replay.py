@@ -771,8 +771,12 @@ class Replay:
         return ReplayResult(summary, per, rs.series[:n].copy(), rs.flog[:m].copy())
 
 
-def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None) -> ReplayResult:
+def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None,
+                  make_replay: Any = None) -> ReplayResult:
     """Replay a trace: ``reader_factory()`` yields chunks (called twice: scan, then replay).
+
+    ``make_replay(cfg, footprint, tenant_ids)`` builds the machine instead of
+    :class:`Replay` (a subclass: enclaves in EPC cgroups, ``sim/capacity.py``).
 
     ``wall_s`` runs from starting to read the trace to the end of the simulation; compiling
     the engine (once per process, before that) is reported apart as ``compile_s``.
@@ -785,7 +789,7 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     ids.scan(reader_factory, keep_bytes=KEEP_BYTES)
     if not ids.tenant_ids:
         raise ValueError("the trace has no requests")
-    rp = Replay(cfg, ids.footprint, ids.tenant_ids)
+    rp = (make_replay or Replay)(cfg, ids.footprint, ids.tenant_ids)
     t1 = time.perf_counter()
     for ch in ids.kept if ids.kept is not None else reader_factory():
         pages = ids.map(ch)

@@ -56,13 +56,21 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
                        low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
                        series_step_s=sc.run.series_step_s, seed=sc.run.seed)
     step = 1 << 20
+    make_replay, cg_replay = None, []
+    if sc.cgroup_tree("enclaves"):
+        # Enclaves in EPC cgroups: the same engine over a kernel with the controller
+        # attached; chunks of about 1/200 of the run, one cgroup_series sample each.
+        from epcsim.sim.capacity import cgroup_replay
+
+        make_replay, cg_replay = cgroup_replay(sc, scenario_name)
+        step = max(1, min(step, len(pages) // 200))
 
     def chunks():  # type: ignore[no-untyped-def]
         for i in range(0, len(pages), step):
             t = tenants[i:i + step]
             yield Chunk(pages[i:i + step].astype(np.uint64), t, np.zeros(len(t), np.bool_))
 
-    res = replay_chunks(cfg, chunks, progress=progress)
+    res = replay_chunks(cfg, chunks, progress=progress, make_replay=make_replay)
     for row in res.per_enclave:
         row["name"] = names[row["tenant"]]
     summary = res.summary
@@ -74,6 +82,15 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         "series": series_table(res.series, plat.ghz),
         "faults": faults_table(res.faults, plat.ghz),
     }
+    if cg_replay:
+        from epcsim.sim.capacity import cgroup_report
+
+        summary["cgroups"], cg_tables = cgroup_report(cg_replay[0])
+        tables.update(cg_tables)
+        for row in res.per_enclave:
+            row["cgroup"] = sc.enclaves[row["tenant"]].cgroup or "/"
+            row["status"] = ("failed: an allocation got -ENOMEM (SIGBUS)"
+                             if row["tenant"] in cg_replay[0].failed else "ok")
     if sc.run.mrc:
         from epcsim.sim.mrc import mrc_table
 
@@ -90,6 +107,7 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
 
         summary["vms"], vm_tables = run_vms(sc, plat)
         tables.update(vm_tables)
+        _add_vm_cgroups(summary, vm_tables)
     return RunOutput(summary, tables)
 
 
@@ -99,7 +117,17 @@ def _run_vms_only(sc: Scenario, plat: Any, scenario_name: str) -> RunOutput:
     rows, tables = run_vms(sc, plat)
     summary = {"scenario": scenario_name, "platform": plat.name, "epc_pages": plat.epc_pages,
                "vms": rows}
+    _add_vm_cgroups(summary, tables)
     return RunOutput(summary, tables)
+
+
+def _add_vm_cgroups(summary: dict[str, Any], vm_tables: dict[str, pa.Table]) -> None:
+    """VMs in EPC cgroups: their rows join ``cgroups`` (``host`` says which host)."""
+    from epcsim.sim.vmrun import cgroup_rows
+
+    rows = cgroup_rows(vm_tables)
+    if rows:
+        summary["cgroups"] = summary.get("cgroups", []) + rows
 
 
 def with_absolute_traces(sc: Scenario, base_dir: Path) -> Scenario:

@@ -9,6 +9,10 @@ handler, ELDU, ERESUME), guest write-backs, and the exits the host causes it (EP
 with the host's ELDU, kicks, SGX_CONFLICT exits, trapped ECREATE/EINIT). Host reclaim runs on
 host CPUs and is reported, not charged to a guest. ``slowdown`` is a VM's time over the time
 of its enclave work alone.
+
+A VM that names a ``cgroup`` has its VMM run in that EPC cgroup (``misc.max`` from its
+``epc_limit`` or ``[[cgroups]]``): its vEPC is charged there (docs/cgroups.md), and the
+summary gets ``cgroups`` rows (``host = "vms"``) and a ``vm_cgroups`` table.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.sim.costs import Platform
 from epcsim.sim.vm import Vm, VmError, host_kernel
 from epcsim.workload import generators as G
@@ -49,11 +54,21 @@ def _cycles(s: dict[str, Any], plat: Platform, ecalls: int) -> tuple[int, int]:
 
 
 def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
-    """Boot every VM, build its enclaves, run the ECALLs, read every page back."""
+    """Boot every VM, build its enclaves, run the ECALLs, read every page back.
+
+    With cgroups, ``vm_cgroups`` holds the per-cgroup report (:func:`cgroup_rows`).
+    """
     v = sc.virt
     n_lps = sum(vm.vcpus for vm in sc.vms) + 1
     host = host_kernel(plat.epc_pages, n_lps, low=sc.kernel.low, high=sc.kernel.high,
                        batch=sc.kernel.batch, policy=sc.kernel.policy)
+    tree = sc.cgroup_tree("vms")
+    cgroups = None
+    if tree:
+        # Attached before the first VM: every vEPC page is charged from the start.
+        cgroups = EpcCgroups(host.mgr, capacity=len(tree) + 4)
+        for path, (epc, mem) in sorted(tree.items()):
+            cgroups.makedirs(path, max=epc, memory_max=mem)
     vms: list[Vm] = []
     failed: list[dict[str, Any]] = []
     lp = 1
@@ -63,10 +78,11 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
             vm = Vm(host, spec.name, int(spec.epc_size) // PAGE_SIZE, vcpus=spec.vcpus,
                     lp_base=lp, mode=mode, low=v.guest_low, high=v.guest_high,
                     batch=sc.kernel.batch, reserve=v.reserve,
-                    vmm_base=0x7F00_0000_0000 + i * (1 << 36))
+                    vmm_base=0x7F00_0000_0000 + i * (1 << 36),
+                    cgroup=spec.cgroup if cgroups is not None else None, cgroups=cgroups)
         except VmError as e:
             failed.append({"name": spec.name, "mode": mode, "status": "sigbus",
-                           "error": str(e)})
+                           "error": str(e), "cgroup": spec.cgroup})
             continue
         lp += spec.vcpus
         vms.append(vm)
@@ -138,6 +154,7 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
         # Every page of every guest enclave reads back the version last written.
         s["readback_mismatches"] = vm.check()
         s["pages_checked"] = sum(e.npages for e in vm.enclaves)
+        s["cgroup"] = vm.cgroup
         rows.append(s)
     host.mgr.check()
     rows += failed
@@ -145,7 +162,23 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
     table = pa.table({c: [r.get(c) for r in rows] for c in cols})
     series_t = (pa.Table.from_pylist(series) if series
                 else pa.table({"ecall": pa.array([], pa.int64())}))
-    return rows, {"vms": table, "vm_series": series_t}
+    tables = {"vms": table, "vm_series": series_t}
+    if cgroups is not None:
+        cgroups.check()
+        cg_rows = [{"host": "vms", **r} for r in cgroups.summary()]
+        tables["vm_cgroups"] = pa.Table.from_pylist(
+            [{**r, "max": -1 if r["max"] == "max" else r["max"]} for r in cg_rows])
+    return rows, tables
+
+
+def cgroup_rows(tables: dict[str, pa.Table]) -> list[dict[str, Any]]:
+    """The ``cgroups`` summary rows of a VM run (none when no VM named a cgroup)."""
+    t = tables.get("vm_cgroups")
+    if t is None:
+        return []
+    keys = ("host", "path", "max", "peak", "current", "events_max", "reclaimed")
+    return [{k: ("max" if k == "max" and r[k] < 0 else r[k]) for k in keys}
+            for r in t.to_pylist()]
 
 
 def _inflate(balloons: list[Vm], plat: Platform, n: int) -> None:
@@ -164,4 +197,4 @@ def _inflate(balloons: list[Vm], plat: Platform, n: int) -> None:
             return
 
 
-__all__ = ["run_vms"]
+__all__ = ["cgroup_rows", "run_vms"]
