@@ -373,8 +373,8 @@ class EpcCgroups:
 
     Tasks are placed with :meth:`enter` (the ``current`` task's cgroup); an enclave belongs
     to the cgroup its process was in when it opened ``/dev/sgx_enclave``, and every page it
-    allocates is charged there. Other owners (the KVM virtual EPC) place themselves with
-    :meth:`cgroup_id` and set ``current`` before allocating (:meth:`charging`); their pages
+    allocates is charged there. A ``/dev/sgx_vepc`` file remembers the cgroup of the VMM that
+    opened it and charges its pages there (:mod:`epcsim.kernel.virt`); in upstream mode they
     are never on an LRU, so the cgroup treats them as unreclaimable.
     """
 
