@@ -252,7 +252,9 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
         sgx_cgroup_reclaim_pages(os, ms, st, cg, 1, False)
         return ms.cgt[cg, CGT_USAGE] < before
 
-    @closure
+    # Spliced into every allocation: a call would pass the processor's and the manager's
+    # tuples of arrays each time, which cost more than a charge that succeeds.
+    @closure_inline
     def sgx_cgroup_try_charge(os: Any, ms: Any, st: Any, do_reclaim: bool) -> int:
         cg = ms.p[P_CG]
         idle = 0
