@@ -142,3 +142,16 @@ def test_oversubscribed_vms_stay_under_their_limits() -> None:
     assert rows["/vms"]["current"] == rows["/vms/a"]["current"] + rows["/vms/b"]["current"]
     assert out.tables["vm_cgroups"].num_rows == len(rows)
     assert rows["/"]["current"] - rows["/vms"]["current"] >= PAGE_SIZE   # KVM's own pages
+
+
+def test_an_enclave_that_gets_enomem_stops_and_the_others_go_on() -> None:
+    # a's EPC limit forces eviction, its memory.max refuses the backing store: once its
+    # cgroup can neither reclaim nor charge, its allocation gets -ENOMEM (SIGBUS).
+    data = _enclaves()
+    data["enclaves"][0]["memory_limit"] = "64KiB"
+    out = run_scenario(validate(data), Path("."))
+    per = {r["name"]: r for r in out.summary["per_enclave"]}
+    assert per["a"]["status"].startswith("failed") and "ENOMEM" in per["a"]["status"]
+    assert per["b"]["status"] == per["c"]["status"] == "ok"
+    assert per["b"]["requests"] > 0.9 * 20000 / 3     # b ran to the end of its share
+    assert per["a"]["requests"] < 20000 / 3
