@@ -252,7 +252,9 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
         sgx_cgroup_reclaim_pages(os, ms, st, cg, 1, False)
         return ms.cgt[cg, CGT_USAGE] < before
 
-    @closure
+    # Spliced into every allocation: a call would pass the processor's and the manager's
+    # tuples of arrays each time, which cost more than a charge that succeeds.
+    @closure_inline
     def sgx_cgroup_try_charge(os: Any, ms: Any, st: Any, do_reclaim: bool) -> int:
         cg = ms.p[P_CG]
         idle = 0
@@ -373,8 +375,8 @@ class EpcCgroups:
 
     Tasks are placed with :meth:`enter` (the ``current`` task's cgroup); an enclave belongs
     to the cgroup its process was in when it opened ``/dev/sgx_enclave``, and every page it
-    allocates is charged there. Other owners (the KVM virtual EPC) place themselves with
-    :meth:`cgroup_id` and set ``current`` before allocating (:meth:`charging`); their pages
+    allocates is charged there. A ``/dev/sgx_vepc`` file remembers the cgroup of the VMM that
+    opened it and charges its pages there (:mod:`epcsim.kernel.virt`); in upstream mode they
     are never on an LRU, so the cgroup treats them as unreclaimable.
     """
 
@@ -392,6 +394,7 @@ class EpcCgroups:
         self._free: list[int] = list(range(self._cap - 1, 0, -1))
         self._init_row(ROOT, NONE)
         self.oom_killer: Callable[[set[int]], bool] | None = None
+        mgr.move_charge = self.move_charge
 
     # -------------------------------------------------------------- table
     @property
@@ -453,6 +456,21 @@ class EpcCgroups:
         if max is not None:
             self.set_max(p, max)
         return c
+
+    def makedirs(self, path: str, *, max: int | str | None = None,  # noqa: A002
+                 memory_max: int | str | None = None) -> int:
+        """``mkdir -p``: create ``path`` and its missing ancestors; set its limits if given."""
+        p = self._norm(path)
+        parts = [x for x in p.split("/") if x]
+        for k in range(1, len(parts) + 1):
+            sub = "/" + "/".join(parts[:k])
+            if sub not in self.paths:
+                self.mkdir(sub)
+        if max is not None:
+            self.set_max(p, max)
+        if memory_max is not None:
+            self.set_memory_max(p, memory_max)
+        return self.paths[p]
 
     def rmdir(self, path: str) -> None:
         """Remove an empty cgroup (no children, nothing charged)."""
@@ -602,6 +620,48 @@ class EpcCgroups:
         finally:
             self.mgr.ms.p[P_CG] = before
 
+    def at_limit(self, path: str) -> str | None:
+        """The first cgroup from ``path`` to the root whose ``misc.max`` refuses one more
+        page, or None."""
+        c = self.cgroup_id(path)
+        cgt = self.cgt
+        while c >= 0:
+            m = int(cgt[c, CG_MAX])
+            if m >= 0 and int(cgt[c, CGT_USAGE]) + 1 > m:
+                return self.path_of(c)
+            c = int(cgt[c, CGT_PARENT])
+        return None
+
+    def move_charge(self, page: int, to: int) -> None:
+        """Hand an in-use page's charge to cgroup ``to`` without asking its limits.
+
+        For a page nobody may refuse: KVM's exit handler maps a page of the host's reserve
+        (charged to the root, as KVM's own pages are) behind a guest page of a VM whose VMM
+        runs in ``to``. The page is the VM's from then on, so ``to`` is charged, past its
+        ``misc.max`` if it must be (the handler cannot fail the guest), and the limit is
+        enforced after the fact: ``to``'s async reclaim is queued, as after any charge that
+        leaves the cgroup without headroom. The page must be off every LRU.
+        """
+        ms = self.mgr.ms
+        cgt = self.cgt
+        old = int(ms.cg[page])
+        if old == to:
+            return
+        assert int(ms.where[page]) & 0x7F != 1, "move the charge before the page is on an LRU"
+        c = old
+        while c >= 0:
+            cgt[c, CGT_USAGE] -= 1
+            c = int(cgt[c, CGT_PARENT])
+        c = to
+        while c >= 0:
+            cgt[c, CGT_USAGE] += 1
+            cgt[c, CG_PEAK] = max(cgt[c, CG_PEAK], cgt[c, CGT_USAGE])
+            c = int(cgt[c, CGT_PARENT])
+        ms.cg[page] = to
+        if sgx_cgroup_should_reclaim(ms, to):
+            cgt[to, CG_ASYNC] = 1
+            ms.p[P_WAKE] = 1
+
     # -------------------------------------------------------------- reports
     def summary(self) -> list[dict[str, Any]]:
         """Per cgroup: path, max, peak, current, events_max, reclaimed (bytes, pages)."""
@@ -616,6 +676,15 @@ class EpcCgroups:
                         "memory_current": int(row[CG_MEM_USAGE]) * PAGE_SIZE,
                         "memory_events_max": int(row[CG_MEM_EVENTS])})
         return out
+
+    def series_rows(self, time_s: float) -> list[dict[str, Any]]:
+        """One ``cgroup_series`` sample: ``misc.current`` and ``misc.max`` (NaN: "max") in
+        pages per cgroup, the columns ``epcsim plot`` draws."""
+        cgt = self.cgt
+        return [{"time_s": time_s, "cgroup": p,
+                 "current_pages": int(cgt[c, CGT_USAGE]),
+                 "max_pages": float(cgt[c, CG_MAX]) if cgt[c, CG_MAX] >= 0 else float("nan")}
+                for p, c in sorted(self.paths.items())]
 
     def subtree(self, c: int) -> list[int]:
         out, stack = [], [c]

@@ -666,6 +666,9 @@ class EpcManager:
         # Called when an allocation gets -ENOMEM; True when it freed something worth a retry
         # (the EPC cgroup's optional OOM killer sets it).
         self.on_enomem: Callable[[], bool] | None = None
+        # Hands an in-use page's charge to another cgroup (page, cgroup), for pages nobody
+        # may refuse (KVM's exit reserve); set by the resource controller when it attaches.
+        self.move_charge: Callable[[int, int], None] | None = None
         self.dirty = int(sanitize_pages(self.ms, cpu.st))
 
     def attach_charge(self, charge: ChargeFactory, ncg: int, columns: int) -> None:

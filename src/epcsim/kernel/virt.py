@@ -17,6 +17,15 @@ and the KVM owner's operations evict them:
   enclave (AEX and VM exit), EWB into the slot this page owns in one of the instance's
   host VA pages; the EPT entry then holds the record ELDUC needs.
 
+EPC cgroups (kernel-sgx.md §7.2): a vEPC page is charged when it is allocated to the misc
+cgroup of the task that faults it, the VMM (the file remembers the cgroup its VMM ran in at
+``open``), and uncharged when it is freed. In ``reserved`` (upstream) mode it is never on
+an LRU, so a VMM whose cgroup is full of vEPC gets -ENOMEM at the fault: SIGBUS. An
+oversubscribed instance's pages go on its cgroup's LRU and the cgroup's reclaim evicts them
+through the KVM owner like any other. Pages KVM keeps for itself (the EPT's null page, the
+exit reserve) are charged to the root; a reserve page the exit handler maps for a guest
+moves to the VM's cgroup (:meth:`VirtEpc.refill`).
+
 The reload is the processor's EPT-violation path (:mod:`epcsim.hw.vmx`): it takes a page
 from a reserve the host filled in advance. After every guest operation the host calls
 :meth:`VirtEpc.refill`, which puts the reloaded pages back on the reclaim list and tops the
@@ -26,6 +35,8 @@ reserve up, reclaiming if it must: that is where the host's reclaim cost lands.
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -52,7 +63,7 @@ from epcsim.hw.epc import (
 )
 from epcsim.hw.memory import PROT_READ, PROT_WRITE
 from epcsim.jit import njit_inline
-from epcsim.kernel.main import EpcManager, count_etrack, count_ewb, count_ipi
+from epcsim.kernel.main import P_CG, EpcManager, count_etrack, count_ewb, count_ipi
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Owner, OwnerOps
 
 SGX_IOC_VEPC_REMOVE_ALL = 0x0000A404
@@ -77,6 +88,7 @@ VK_LEN = len(VK_NAMES)
 
 SLOTS = 512
 NONE = -1
+ROOT_CG = 0          # the root misc cgroup: KVM's own pages are charged there
 
 
 class VState(NamedTuple):
@@ -241,6 +253,17 @@ class VirtEpc:
     def vs(self) -> VState:
         return self.owner.state
 
+    @contextmanager
+    def current(self, cg: int) -> Iterator[None]:
+        """Allocate as a task of misc cgroup ``cg`` (``current``); ignored with no cgroups."""
+        p = self.mgr.ms.p
+        before = int(p[P_CG])
+        p[P_CG] = cg
+        try:
+            yield
+        finally:
+            p[P_CG] = before
+
     def open(self) -> VepcFile:
         """``open("/dev/sgx_vepc")``."""
         f = VepcFile(self, len(self.files))
@@ -288,7 +311,8 @@ class VirtEpc:
     def enable_exits(self, reserve: int) -> None:
         """Give the processor's EPT-violation path a reserve of ``reserve`` pages."""
         if self.null_page == NO_PAGE:
-            page = self.mgr.alloc(self.kind, 0, True)
+            with self.current(ROOT_CG):
+                page = self.mgr.alloc(self.kind, 0, True)
             if page < 0:
                 raise MemoryError("no host EPC page for the EPT's null page")
             self.null_page = page
@@ -305,18 +329,25 @@ class VirtEpc:
         """
         st = self.cpu.st
         vs = self.vs
+        move = self.mgr.move_charge
         for i in vmx.drain_exit_log(self.cpu):
             page = int(st.ept[i])
+            inst = int(vs.p_inst[i])
             self.mgr.ms.oid[page] = i
-            if int(vs.i_flags[int(vs.p_inst[i])]) & I_OVERSUB:
+            if move is not None:
+                # The page is the VM's now: its VMM's cgroup pays for it, before the page
+                # goes on that cgroup's LRU.
+                move(page, self.files[inst].cg)
+            if int(vs.i_flags[inst]) & I_OVERSUB:
                 self.mgr.mark_reclaimable(page)
         added = 0
-        while vmx.reserve_size(self.cpu) < self.reserve_target:
-            page = self.mgr.alloc(self.kind, 0, True)
-            if page < 0:
-                break
-            vmx.push_reserve(self.cpu, page)
-            added += 1
+        with self.current(ROOT_CG):
+            while vmx.reserve_size(self.cpu) < self.reserve_target:
+                page = self.mgr.alloc(self.kind, 0, True)
+                if page < 0:
+                    break
+                vmx.push_reserve(self.cpu, page)
+                added += 1
         self.mgr.run_ksgxd()
         return added
 
@@ -335,6 +366,9 @@ class VepcFile:
         self.npages = 0
         self.closed = False
         self.va_pages: list[int] = []
+        # The misc cgroup of the VMM that opened the file: the task whose faults allocate
+        # its pages (sgx_alloc_epc_page charges ``current``'s cgroup).
+        self.cg = int(virt.mgr.ms.p[P_CG])
 
     @property
     def ept(self) -> np.ndarray:
@@ -390,7 +424,8 @@ class VepcFile:
         st = self.virt.cpu.st
         if int(st.ept[i]) >= 0:
             return 0
-        page = self.virt.mgr.alloc(self.virt.kind, i, False)
+        with self.virt.current(self.cg):
+            page = self.virt.mgr.alloc(self.virt.kind, i, False)
         if page < 0:
             return page
         st.ept[i] = page
@@ -413,7 +448,9 @@ class VepcFile:
         first, last = self.base // SLOTS, (self.base + self.npages - 1) // SLOTS
         virt.cpu.reserve_va_rows(last - first + 1)
         for g in range(first, last + 1):
-            page = virt.mgr.alloc(virt.kind, self.base, True)
+            # The VMM's ioctl allocates them: charged to its cgroup, never on an LRU.
+            with virt.current(self.cg):
+                page = virt.mgr.alloc(virt.kind, self.base, True)
             if page < 0:
                 return page
             virt.cpu.epa_page(page)

@@ -37,7 +37,7 @@ from epcsim.sim.replay import (
     Replay,
     ReplayConfig,
 )
-from epcsim.workload.scenario import EnclaveSpec, Scenario, requests_for
+from epcsim.workload.scenario import EnclaveSpec, Scenario, ScenarioError, requests_for
 
 VA_SLOTS = 512
 SAMPLES = 200          # per-cgroup usage samples per node
@@ -70,27 +70,42 @@ def unreclaimable_pages(footprint_pages: int) -> int:
     return 1 + -(-(footprint_pages + R_FIRST) // VA_SLOTS) + R_FIRST
 
 
-class PodReplay(Replay):
-    """A node's replay with each tenant's enclave opened inside its pod's cgroup."""
+class CgroupReplay(Replay):
+    """A replay with each tenant's enclave opened inside an EPC cgroup.
+
+    ``paths[t]`` is tenant ``t``'s cgroup; ``tree`` maps paths to (misc.max, memory.max) in
+    bytes (None: "max"); missing ancestors are created without limits. The controller is
+    attached to the replay's own kernel before its first enclave, so the compiled engine
+    allocates and reclaims through the cgroup charge path (the same code as the kernel's).
+    """
 
     def __init__(self, cfg: ReplayConfig, footprint: np.ndarray, tenant_ids: list[int],
-                 paths: list[str], limits: list[int | None],
-                 memory: list[int | None]) -> None:
-        self._paths, self._limits, self._memory = paths, limits, memory
+                 paths: list[str], tree: dict[str, tuple[int | None, int | None]]) -> None:
+        self._paths, self._tree = paths, tree
         self.cg: EpcCgroups | None = None
+        self.failed: set[int] = set()
+        self.series_rows: list[dict[str, Any]] = []   # cgroup_series, one sample per feed
         super().__init__(cfg, footprint, tenant_ids)
 
     def _build_enclave(self, lp: int, t: int, base: int, size: int) -> None:
         if self.cg is None:
             # Before the first enclave: nothing is allocated yet, nothing is charged to nobody.
-            self.cg = EpcCgroups(self.mgr, capacity=len(self._paths) + 2)
-            self.cg.mkdir("/kubepods")
-            for p, lim, mem in zip(self._paths, self._limits, self._memory):
-                self.cg.mkdir(p, max=lim)
-                if mem is not None:
-                    self.cg.set_memory_max(p, mem)
+            self.cg = EpcCgroups(self.mgr, capacity=len(self._tree) + len(self._paths) + 4)
+            for p, (lim, mem) in sorted(self._tree.items()):
+                self.cg.makedirs(p, max=lim, memory_max=mem)
+            for p in self._paths:
+                self.cg.makedirs(p)
         with self.cg.charging(self._paths[t]):
             super()._build_enclave(lp, t, base, size)
+
+    def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
+        """Like :meth:`Replay.feed`, but a tenant that gets SIGBUS stops; the rest go on."""
+        self.feed_tolerant(np.ascontiguousarray(tenants, dtype=np.uint32),
+                           np.ascontiguousarray(pages, dtype=np.int64),
+                           np.ascontiguousarray(writes, dtype=np.bool_), self.failed)
+        assert self.cg is not None
+        t_s = int(self.rs.clk[CL_THREAD]) / (self.cfg.platform.ghz * 1e9)
+        self.series_rows += self.cg.series_rows(t_s)
 
     def feed_tolerant(self, tenants: np.ndarray, pages: np.ndarray,
                       writes: np.ndarray, failed: set[int]) -> None:
@@ -100,7 +115,7 @@ class PodReplay(Replay):
         start = 0
         while start < len(tenants):
             self._grow_series()
-            bad = self.engine(self.states, self.mgr.ms, self.cpu.st, self.rs,
+            bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
                               tenants[start:], pages[start:], writes[start:])
             if bad == -1:
                 return
@@ -160,9 +175,10 @@ def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
         footprint = np.array([max(1, int(e.size) // PAGE_SIZE) for e in enc],  # type: ignore[arg-type]
                              dtype=np.int64)
         paths = [f"/kubepods/{pods[i].name}" for i in admitted]
-        rp = PodReplay(cfg, footprint, list(range(len(admitted))), paths,
-                       [pods[i].epc_limit for i in admitted],  # type: ignore[misc]
-                       [pods[i].memory_limit for i in admitted])  # type: ignore[misc]
+        tree = {p: (pods[i].epc_limit, pods[i].memory_limit)
+                for p, i in zip(paths, admitted)}
+        rp = CgroupReplay(cfg, footprint, list(range(len(admitted))), paths,
+                          tree)  # type: ignore[arg-type]
         assert rp.cg is not None
         failed: set[int] = set()
         tenants = tenants.astype(np.int64)
@@ -230,3 +246,55 @@ def _pod_row(pod: Any, node: int, status: str) -> dict[str, Any]:
 def _numeric(row: dict[str, Any], key: str) -> dict[str, Any]:
     """A Parquet column has one type: "max" (no limit) is written as -1."""
     return {**row, key: -1 if row[key] == "max" else row[key]}
+
+
+def cgroup_report(rp: CgroupReplay) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
+    """The ``cgroups`` summary rows and the ``cgroups`` / ``cgroup_series`` tables of a
+    replay of ``[[enclaves]]`` in cgroups."""
+    series = rp.series_rows
+    assert rp.cg is not None
+    rows = [{"host": "enclaves", **{k: r[k] for k in ("path", "max", "peak", "current",
+                                                      "events_max", "reclaimed")}}
+            for r in rp.cg.summary()]
+    full = [{"host": "enclaves", **r} for r in rp.cg.summary()]
+    return rows, {"cgroups": pa.Table.from_pylist([_numeric(r, "max") for r in full]),
+                  "cgroup_series": pa.Table.from_pylist(series) if series
+                  else pa.table({"time_s": pa.array([], pa.float64())})}
+
+
+def cgroup_replay(sc: Scenario, where: str = "scenario",
+                  parts: tuple[str, ...] = ("enclaves",)) -> tuple[Any, list[CgroupReplay]]:
+    """A ``make_replay`` for :func:`~epcsim.sim.replay.replay_chunks` that opens each
+    enclave of ``sc`` in its cgroup (``/`` when it names none), and a list that receives
+    the replay it builds.
+
+    Before building, every limited cgroup must hold the pages its enclaves can never give
+    back (SECS, VA pages, TCS, SSA, stack), else the kernel would return -ENOMEM at start:
+    ScenarioError naming the first enclave of that cgroup.
+
+    ``parts`` are the scenario's parts whose cgroups the replay's host holds: ``("enclaves",
+    "vms")`` when the VMs share it.
+    """
+    tree: dict[str, tuple[int | None, int | None]] = {}
+    for part in parts:
+        tree.update(sc.cgroup_tree(part))
+    built: list[CgroupReplay] = []
+
+    def make(cfg: ReplayConfig, footprint: np.ndarray, tenant_ids: list[int]) -> CgroupReplay:
+        paths = [sc.enclaves[t].cgroup or "/" for t in range(len(sc.enclaves))]
+        for path, (lim, _) in sorted(tree.items()):
+            if lim is None:
+                continue
+            inside = [t for t in tenant_ids
+                      if paths[t] == path or paths[t].startswith(path.rstrip("/") + "/")]
+            need = sum(unreclaimable_pages(int(footprint[t])) for t in inside)
+            if inside and int(lim) // PAGE_SIZE <= need:
+                raise ScenarioError(
+                    f"enclaves[{inside[0]}].cgroup: misc.max of {path} holds "
+                    f"{int(lim) // PAGE_SIZE} pages, its enclaves pin {need} unreclaimable "
+                    f"pages (-ENOMEM at start) ({where})")
+        rp = CgroupReplay(cfg, footprint, tenant_ids, paths, tree)
+        built.append(rp)
+        return rp
+
+    return make, built

@@ -824,8 +824,12 @@ Beside = Callable[["Replay"], Callable[[float], None]]
 
 
 def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None,
-                  beside: Beside | None = None, slices: int = 1) -> ReplayResult:
+                  beside: Beside | None = None, slices: int = 1,
+                  make_replay: Any = None) -> ReplayResult:
     """Replay a trace: ``reader_factory()`` yields chunks (called twice: scan, then replay).
+
+    ``make_replay(cfg, footprint, tenant_ids)`` builds the machine instead of
+    :class:`Replay` (a subclass: enclaves in EPC cgroups, ``sim/capacity.py``).
 
     ``wall_s`` runs from starting to read the trace to the end of the simulation; compiling
     the engine (once per process, before that) is reported apart as ``compile_s``.
@@ -843,7 +847,7 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     total = ids.scan(reader_factory, keep_bytes=KEEP_BYTES)
     if not ids.tenant_ids:
         raise ValueError("the trace has no requests")
-    rp = Replay(cfg, ids.footprint, ids.tenant_ids)
+    rp = (make_replay or Replay)(cfg, ids.footprint, ids.tenant_ids)
     step = beside(rp) if beside is not None else None
     part = max(1, -(-total // max(1, slices)))
     done = 0

@@ -65,11 +65,22 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
                        kvm=shared, extra_lps=extra_lps(sc) if shared else 0)
     step = 1 << 20
     vm_run: list[VmRun] = []
+    make_replay, cg_replay = None, []
+    cg_parts = ("enclaves", "vms") if shared else ("enclaves",)
+    if any(sc.cgroup_tree(part) for part in cg_parts):
+        # Enclaves (and VMs on their host) in EPC cgroups: the same engine over a kernel
+        # with the controller attached; chunks of about 1/200 of the run, one
+        # cgroup_series sample each.
+        from epcsim.sim.capacity import cgroup_replay
+
+        make_replay, cg_replay = cgroup_replay(sc, scenario_name, parts=cg_parts)
+        step = max(1, min(step, len(pages) // 200))
 
     def beside(rp: Replay) -> Callable[[float], None]:
         ghz = plat.ghz
         run = VmRun(sc, plat, rp.kernel, lp_base=len(rp.tenant_ids) + 1,
-                    clock=lambda: int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9))
+                    clock=lambda: int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9),
+                    cgroups=getattr(rp, "cg", None))
         vm_run.append(run)
         return run.step
 
@@ -79,7 +90,7 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
             yield Chunk(pages[i:i + step].astype(np.uint64), t, np.zeros(len(t), np.bool_))
 
     res = replay_chunks(cfg, chunks, progress=progress, beside=beside if shared else None,
-                        slices=VM_SLICES)
+                        slices=VM_SLICES, make_replay=make_replay)
     for row in res.per_enclave:
         row["name"] = names[row["tenant"]]
     summary = res.summary
@@ -92,6 +103,15 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         "faults": faults_table(res.faults, plat.ghz),
         "enclave_series": held_table(res, plat.ghz, names),
     }
+    if cg_replay:
+        from epcsim.sim.capacity import cgroup_report
+
+        summary["cgroups"], cg_tables = cgroup_report(cg_replay[0])
+        tables.update(cg_tables)
+        for row in res.per_enclave:
+            row["cgroup"] = sc.enclaves[row["tenant"]].cgroup or "/"
+            row["status"] = ("failed: an allocation got -ENOMEM (SIGBUS)"
+                             if row["tenant"] in cg_replay[0].failed else "ok")
     if sc.run.mrc:
         from epcsim.sim.mrc import mrc_table
 
@@ -110,6 +130,7 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
         summary["host"] = "separate"
         summary["vms"], vm_tables = run_vms(sc, plat)
         tables.update(vm_tables)
+        _add_vm_cgroups(summary, vm_tables)
     return RunOutput(summary, tables)
 
 
@@ -117,7 +138,17 @@ def _run_vms_only(sc: Scenario, plat: Any, scenario_name: str) -> RunOutput:
     rows, tables = run_vms(sc, plat)
     summary = {"scenario": scenario_name, "platform": plat.name, "epc_pages": plat.epc_pages,
                "vms": rows}
+    _add_vm_cgroups(summary, tables)
     return RunOutput(summary, tables)
+
+
+def _add_vm_cgroups(summary: dict[str, Any], vm_tables: dict[str, pa.Table]) -> None:
+    """VMs in EPC cgroups: their rows join ``cgroups`` (``host`` says which host)."""
+    from epcsim.sim.vmrun import cgroup_rows
+
+    rows = cgroup_rows(vm_tables)
+    if rows:
+        summary["cgroups"] = summary.get("cgroups", []) + rows
 
 
 def with_absolute_traces(sc: Scenario, base_dir: Path) -> Scenario:

@@ -35,6 +35,7 @@ from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.hw.epc import EPT_EVICTED, VC_CONFLICT, VC_ELDU, VC_EPT
 from epcsim.hw.vmx import GuestCpu
+from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.ioctl import (
     SGX_IOC_ENCLAVE_ADD_PAGES,
@@ -100,7 +101,8 @@ class Vm:
     def __init__(self, host: Kernel, name: str, epc_pages: int, *, vcpus: int = 1,
                  lp_base: int = 0, mode: str = "oversubscribed", low: int = 8,
                  high: int = 16, batch: int = 16, reserve: int = 128,
-                 vmm_base: int = VMM_BASE) -> None:
+                 vmm_base: int = VMM_BASE, cgroup: str | None = None,
+                 cgroups: EpcCgroups | None = None) -> None:
         if mode not in MODES:
             raise VmError(f"vm {name!r}: unknown mode {mode!r}; choose one of "
                           f"{', '.join(MODES)}")
@@ -112,7 +114,16 @@ class Vm:
         self.epc_pages = epc_pages
         self.vcpus = vcpus
         self.qemu = host.new_mm(f"qemu-{name}")
-        self.file: VepcFile = host.open_vepc()
+        # The VMM runs in ``cgroup``: the vEPC it faults in is charged there.
+        self.cgroup = cgroup
+        self.cgroups = cgroups
+        if cgroup is not None:
+            if cgroups is None:
+                raise VmError(f"vm {name!r}: a cgroup needs the host's EPC cgroups")
+            with cgroups.charging(cgroup):
+                self.file: VepcFile = host.open_vepc()
+        else:
+            self.file = host.open_vepc()
         self.vmm_base = vmm_base
         rc = self.qemu.mmap(self.file, vmm_base, epc_pages * PAGE_SIZE,
                             PROT_READ | PROT_WRITE, MAP_SHARED)
@@ -139,14 +150,23 @@ class Vm:
     def _preallocate(self) -> None:
         for i in range(self.epc_pages):
             addr = self.vmm_base + i * PAGE_SIZE
-            while True:
+            # QEMU touches the page until it is mapped; -EBUSY retries while reclaim
+            # (ksgxd, a cgroup's async work) frees something. A sequential model with
+            # nothing left to free must stop somewhere: a bound on retries is SIGBUS.
+            for _ in range(1000):
                 r = self.host.handle_page_fault(self.qemu, addr, 0x6)
                 if r != "retry":
                     break
             if r != "fixed":
+                why = "do not fit in the host's free EPC"
+                if self.cgroups is not None and self.cgroup is not None:
+                    full = self.cgroups.at_limit(self.cgroup)
+                    if full is not None:
+                        why = (f"are refused by misc.max of {full} (-ENOMEM: only "
+                               f"unreclaimable pages left in the cgroup)")
                 self.file.release()
                 raise VmError(f"vm {self.name!r}: SIGBUS at start: {self.epc_pages} pages of "
-                              f"vEPC do not fit in the host's free EPC")
+                              f"vEPC {why}")
 
     def host_turn(self) -> None:
         if self._in_turn:

@@ -11,6 +11,10 @@ handler, ELDU, ERESUME), guest write-backs, and the exits the host causes it (EP
 with the host's ELDU, kicks, SGX_CONFLICT exits, trapped ECREATE/EINIT). Host reclaim runs on
 host CPUs and is reported, not charged to a guest. ``slowdown`` is a VM's time over the time
 of its enclave work alone.
+
+A VM that names a ``cgroup`` has its VMM run in that EPC cgroup (``misc.max`` from its
+``epc_limit`` or ``[[cgroups]]``): its vEPC is charged there (docs/cgroups.md), and the
+summary gets ``cgroups`` rows (``host = "vms"``, or ``"shared"`` on the replay's host).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from epcsim.arch import PAGE_SIZE
+from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.kernel.instance import Kernel
 from epcsim.sim.costs import Platform
 from epcsim.sim.vm import Vm, VmError, host_kernel
@@ -53,13 +58,39 @@ def _cycles(s: dict[str, Any], plat: Platform, ecalls: int) -> tuple[int, int]:
 
 
 def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[str, pa.Table]]:
-    """Boot every VM on a host of its own, build its enclaves, run the ECALLs, read back."""
+    """Boot every VM on a host of its own, build its enclaves, run the ECALLs, read back.
+
+    With cgroups, ``vm_cgroups`` holds the per-cgroup report (:func:`cgroup_rows`).
+    """
     n_lps = sum(vm.vcpus for vm in sc.vms) + 1
     host = host_kernel(plat.epc_pages, n_lps, low=sc.kernel.low, high=sc.kernel.high,
                        batch=sc.kernel.batch, policy=sc.kernel.policy)
-    run = VmRun(sc, plat, host, lp_base=1)
+    tree = sc.cgroup_tree("vms")
+    cgroups = None
+    if tree:
+        # Attached before the first VM: every vEPC page is charged from the start.
+        cgroups = EpcCgroups(host.mgr, capacity=len(tree) + 4)
+        for path, (epc, mem) in sorted(tree.items()):
+            cgroups.makedirs(path, max=epc, memory_max=mem)
+    run = VmRun(sc, plat, host, lp_base=1, cgroups=cgroups)
     run.step(1.0)
-    return run.finish()
+    rows, tables = run.finish()
+    if cgroups is not None:
+        cgroups.check()
+        cg_rows = [{"host": "vms", **r} for r in cgroups.summary()]
+        tables["vm_cgroups"] = pa.Table.from_pylist(
+            [{**r, "max": -1 if r["max"] == "max" else r["max"]} for r in cg_rows])
+    return rows, tables
+
+
+def cgroup_rows(tables: dict[str, pa.Table]) -> list[dict[str, Any]]:
+    """The ``cgroups`` summary rows of a VM run (none when no VM named a cgroup)."""
+    t = tables.get("vm_cgroups")
+    if t is None:
+        return []
+    keys = ("host", "path", "max", "peak", "current", "events_max", "reclaimed")
+    return [{k: ("max" if k == "max" and r[k] < 0 else r[k]) for k in keys}
+            for r in t.to_pylist()]
 
 
 def extra_lps(sc: Scenario) -> int:
@@ -72,11 +103,14 @@ class VmRun:
 
     ``step(f)`` runs the ECALLs up to fraction ``f`` of the run; ``clock``, when given, is
     the host's virtual time in seconds (the series' ``time_s``); otherwise a sample's time is
-    that of the VM furthest along (the VMs run side by side on their own vCPUs).
+    that of the VM furthest along (the VMs run side by side on their own vCPUs). With
+    ``cgroups`` (attached to ``host`` before anything was allocated) each VM's vEPC is
+    charged to the cgroup its entry names.
     """
 
     def __init__(self, sc: Scenario, plat: Platform, host: Kernel, *, lp_base: int,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 cgroups: EpcCgroups | None = None) -> None:
         v = sc.virt
         self.sc, self.plat, self.host, self.clock = sc, plat, host, clock
         vms: list[Vm] = []
@@ -88,10 +122,11 @@ class VmRun:
                 vm = Vm(host, spec.name, int(spec.epc_size) // PAGE_SIZE, vcpus=spec.vcpus,
                         lp_base=lp, mode=mode, low=v.guest_low, high=v.guest_high,
                         batch=sc.kernel.batch, reserve=v.reserve,
-                        vmm_base=0x7F00_0000_0000 + i * (1 << 36))
+                        vmm_base=0x7F00_0000_0000 + i * (1 << 36),
+                        cgroup=spec.cgroup if cgroups is not None else None, cgroups=cgroups)
             except VmError as e:
                 failed.append({"name": spec.name, "mode": mode, "status": "sigbus",
-                               "error": str(e)})
+                               "error": str(e), "cgroup": spec.cgroup})
                 continue
             lp += spec.vcpus
             vms.append(vm)
@@ -187,6 +222,7 @@ class VmRun:
             # Every page of every guest enclave reads back the version last written.
             s["readback_mismatches"] = vm.check()
             s["pages_checked"] = sum(e.npages for e in vm.enclaves)
+            s["cgroup"] = vm.cgroup
             rows.append(s)
         self.host.mgr.check()
         rows += self.failed
@@ -213,4 +249,4 @@ def _inflate(balloons: list[Vm], plat: Platform, n: int) -> None:
             return
 
 
-__all__ = ["VmRun", "extra_lps", "run_vms"]
+__all__ = ["VmRun", "cgroup_rows", "extra_lps", "run_vms"]

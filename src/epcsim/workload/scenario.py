@@ -33,6 +33,15 @@
     name = "log"
     trace = "log.oracleGeneral"   # or a trace file instead of a generator
     format = "oracleGeneral"
+    cgroup = "/tenants/log"       # optional: the EPC cgroup its process runs in
+    epc_limit = "16MiB"           # misc.max of that cgroup (omit: no limit)
+    memory_limit = "64MiB"        # memory.max of that cgroup (the backing store)
+
+    [[cgroups]]                   # optional: limits of cgroups no entry names itself
+    path = "/tenants"
+    epc_limit = "48MiB"
+
+A VM (``[[vms]]``) takes ``cgroup`` and ``epc_limit`` the same way: its VMM runs there.
 
 Capacity planning replaces ``[[enclaves]]`` by pods placed in EPC cgroups and packed onto
 nodes (docs/cgroups.md)::
@@ -143,10 +152,48 @@ class EnclaveSpec(_Strict):
     weight: float = Field(default=1.0, gt=0)
     trace: str | None = None
     format: Literal["oracleGeneral", "lcs", "csv", "npy"] | None = None
+    cgroup: str | None = None                # the EPC cgroup of the enclave's process
+    epc_limit: int | str | None = None       # misc.max of that cgroup
+    memory_limit: int | str | None = None    # memory.max of that cgroup
 
     @field_validator("size", "working_set")
     @classmethod
     def _size(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("epc_limit", "memory_limit")
+    @classmethod
+    def _limit(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("cgroup")
+    @classmethod
+    def _cgroup(cls, v: str | None) -> str | None:
+        return None if v is None else cgroup_path(v)
+
+
+def cgroup_path(v: str) -> str:
+    """A cgroup v2 path, normalised: absolute, no empty parts."""
+    if not v.startswith("/"):
+        raise ValueError(f"a cgroup path is absolute, like '/tenants/db', not {v!r}")
+    return "/" + "/".join(p for p in v.split("/") if p)
+
+
+class CgroupSpec(_Strict):
+    """Limits of a cgroup (``[[cgroups]]``), e.g. a parent no entry names itself."""
+
+    path: str
+    epc_limit: int | str | None = None
+    memory_limit: int | str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return cgroup_path(v)
+
+    @field_validator("epc_limit", "memory_limit")
+    @classmethod
+    def _limit(cls, v: int | str | None) -> int | None:
         return None if v is None else parse_size(v)
 
 
@@ -164,14 +211,13 @@ class ClusterSpec(_Strict):
 
 
 class PodSpec(EnclaveSpec):
+    # epc_limit and memory_limit as for an enclave; the cgroup is /kubepods/<name>.
     epc_request: int | str
-    epc_limit: int | str | None = None
-    memory_limit: int | str | None = None
 
-    @field_validator("epc_request", "epc_limit", "memory_limit")
+    @field_validator("epc_request")
     @classmethod
-    def _bytes(cls, v: int | str | None) -> int | None:
-        return None if v is None else parse_size(v)
+    def _bytes(cls, v: int | str) -> int:
+        return parse_size(v)
 
 
 class VmEnclaveSpec(_Strict):
@@ -202,6 +248,8 @@ class VmSpec(_Strict):
     epc_size: int | str
     vcpus: int = Field(default=1, ge=1, le=64)
     enclaves: list[VmEnclaveSpec] = Field(default_factory=list)
+    cgroup: str | None = None                # the EPC cgroup of the VMM: vEPC is charged there
+    epc_limit: int | str | None = None       # misc.max of that cgroup
 
     @field_validator("epc_size")
     @classmethod
@@ -210,6 +258,16 @@ class VmSpec(_Strict):
         if n % 4096 or n < 64 * 4096:
             raise ValueError("a vEPC must be a multiple of 4 KiB and at least 256 KiB")
         return n
+
+    @field_validator("epc_limit")
+    @classmethod
+    def _limit(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("cgroup")
+    @classmethod
+    def _cgroup(cls, v: str | None) -> str | None:
+        return None if v is None else cgroup_path(v)
 
 
 class VirtSpec(_Strict):
@@ -235,6 +293,26 @@ class Scenario(_Strict):
     pods: list[PodSpec] = Field(default_factory=list)
     vms: list[VmSpec] = Field(default_factory=list)
     virt: VirtSpec = Field(default_factory=VirtSpec)
+    cgroups: list[CgroupSpec] = Field(default_factory=list)
+
+    def cgroup_tree(self, part: str) -> dict[str, tuple[int | None, int | None]]:
+        """The cgroups ``part`` (``"enclaves"`` or ``"vms"``) runs in: path -> (misc.max,
+        memory.max) in bytes, None for "max". Empty when no entry of ``part`` names one;
+        ``[[cgroups]]`` limits apply to both parts (on a host they share, one tree).
+        """
+        entries: list[Any] = list(getattr(self, part))
+        if not any(e.cgroup for e in entries):
+            return {}
+        tree: dict[str, tuple[int | None, int | None]] = {}
+        for c in self.cgroups:
+            tree[c.path] = (c.epc_limit, c.memory_limit)  # type: ignore[assignment]
+        for e in entries:
+            if e.cgroup is None:
+                continue
+            epc, mem = tree.get(e.cgroup, (None, None))
+            tree[e.cgroup] = (e.epc_limit if e.epc_limit is not None else epc,
+                              getattr(e, "memory_limit", None) or mem)
+        return tree
 
     def resolved_platform(self) -> K.Platform:
         base = K.preset(self.platform.preset)
@@ -318,7 +396,44 @@ def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
             raise ScenarioError(f"{kind}[{i}].size: at least one page ({where})")
     if sc.kernel.low > sc.kernel.high:
         raise ScenarioError(f"kernel.low: must not exceed kernel.high ({where})")
+    _check_cgroups(sc, where)
     return sc
+
+
+def _check_cgroups(sc: Scenario, where: str) -> None:
+    """Each cgroup's limits are given once; a limit needs a cgroup; the root has none."""
+    given: dict[tuple[str, str], tuple[int, str]] = {}
+    seen: set[str] = set()
+    for i, c in enumerate(sc.cgroups):
+        if c.path in seen:
+            raise ScenarioError(f"cgroups[{i}].path: {c.path} is listed twice ({where})")
+        seen.add(c.path)
+        for key in ("epc_limit", "memory_limit"):
+            if getattr(c, key) is not None:
+                given[(c.path, key)] = (getattr(c, key), f"cgroups[{i}]")
+    for i, pod in enumerate(sc.pods):
+        if pod.cgroup is not None:
+            raise ScenarioError(f"pods[{i}].cgroup: a pod runs in /kubepods/<name> ({where})")
+    for kind in ("enclaves", "vms"):
+        for i, e in enumerate(getattr(sc, kind)):
+            for key in ("epc_limit", "memory_limit"):
+                v = getattr(e, key, None)
+                if v is None:
+                    continue
+                if e.cgroup is None:
+                    raise ScenarioError(f"{kind}[{i}].{key}: a limit needs a cgroup ({where})")
+                old = given.get((e.cgroup, key))
+                if old is not None and old[0] != v:
+                    raise ScenarioError(f"{kind}[{i}].{key}: {e.cgroup} already has {old[0]} "
+                                        f"from {old[1]} ({where})")
+                given[(e.cgroup, key)] = (v, f"{kind}[{i}]")
+    for (path, key), (_, src) in given.items():
+        if path == "/":
+            raise ScenarioError(f"{src}.{key}: the root cgroup has no limit ({where})")
+    if sc.kernel.policy != "sgx" and any(e.cgroup for e in sc.enclaves):
+        i = next(i for i, e in enumerate(sc.enclaves) if e.cgroup)
+        raise ScenarioError(f"enclaves[{i}].cgroup: EPC cgroups need kernel.policy = "
+                            f"'sgx' (the other policies replay no kernel) ({where})")
 
 
 def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
