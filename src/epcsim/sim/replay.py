@@ -901,8 +901,8 @@ def warm_up(cfg: ReplayConfig) -> None:
 def state_bytes(rp: Replay) -> int:
     """Bytes of every array of the processor, the manager and the owners."""
     total = 0
-    for tup in (rp.cpu.st, rp.mgr.ms, *rp.states):
+    for tup in (rp.cpu.st, rp.mgr.ms, *rp.mgr.owner_states()):
         total += sum(a.nbytes for a in tup if isinstance(a, np.ndarray))
     # The replay's own counters; its series and fault log are results, not state.
     return total + sum(a.nbytes for name, a in rp.rs._asdict().items()
-                       if name not in ("series", "flog"))
+                       if name not in ("series", "flog", "tseries"))
