@@ -77,6 +77,24 @@ def test_bytes_survive_guest_and_host_eviction() -> None:
     assert all(np.count_nonzero(enc.shadow[i]) > 64 for i in range(enc.npages))
 
 
+def test_guest_ewb_into_a_va_page_the_host_evicted() -> None:
+    """The guest's reclaimer writes versions into a VA page that the exit handler reloads
+    in the middle of the compiled batch; opening its sealed bytes afterwards must not put
+    the old slots back (every later guest ELDU would then fail its MAC)."""
+    vm, enc = _vm()
+    _write_all(vm, enc)
+    _host_evict_all(vm)
+    st = vm.host.cpu.st
+    evicted = np.nonzero(vm.file.ept == EPT_EVICTED)[0] + vm.file.base
+    assert any((int(st.xrec[i, X_SECINFO]) >> 8) & 0xFF == PageType.VA for i in evicted)
+    vm.kernel.mgr.reclaim_pages(64)         # clears the guest's accessed bits
+    vm.kernel.mgr.reclaim_pages(64)         # EWB into the reloaded VA page
+    vm.host_turn()
+    assert vm.summary()["guest_ewb"] > 0
+    assert vm.check() == 0
+    assert vm.summary()["guest_eldu"] > 0
+
+
 def test_check_is_not_vacuous() -> None:
     """A byte changed behind the enclave's back (as a bad reload would) is a mismatch."""
     vm, enc = _vm()

@@ -195,10 +195,11 @@ def complete_exits(cpu: Processor) -> None:
         if plaintext is None:
             _unload(st, h, pt)
             raise ExitHandlerError(i, int(SgxReturn.SGX_MAC_COMPARE_FAIL))
-        if pt == PageType.VA:
-            st.va_slots[int(st.row[h])] = np.frombuffer(plaintext, dtype=np.uint64)
-        else:
+        if pt != PageType.VA:
             st.data[h] = np.frombuffer(plaintext, dtype=np.uint8)
+        # A VA page's slots are the version table row the compiled ELDUC already made live
+        # again (the row outlives the eviction, as in metadata mode), and leaves that ran
+        # after the reload may have used it since: the tag is checked, the row is kept.
 
 
 def _unload(st: HwState, h: int, pt: int) -> None:
@@ -321,6 +322,17 @@ class GuestCpu(Processor):
             g = self.guest_page_of(int(st.s_page[st.row[h]]))
             out["enclavesecs"] = self.page_addr(g) if g is not None else 0
         return out
+
+    def eacceptcopy(self, lp: int, secinfo: int, dest: int, src: int,
+                    flags: int | None = None) -> int:
+        # The compiled leaf copies bytes: let the exit handler reload both pages and their
+        # bytes land before it runs (a fault is left for the leaf itself to raise).
+        for addr in (src, dest):
+            pte = self.aspace[lp].lookup(addr) if self.aspace[lp] is not None else None
+            page = self.page_index(pte[0]) if pte is not None else None
+            if page is not None:
+                self.host_page(page)
+        return super().eacceptcopy(lp, secinfo, dest, src, flags)
 
     def ecreate_page(self, *args, **kw) -> int:  # type: ignore[no-untyped-def, override]
         self.trapped += 1
