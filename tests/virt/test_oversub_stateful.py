@@ -70,6 +70,15 @@ class SharedEpc(RuleBasedStateMachine):
         v.enclaves.insert(enc, new)
         self.rebuilt += 1
 
+    @rule(vm=S.integers(0, 1))
+    def guest_reboots(self, vm: int) -> None:
+        """QEMU's REMOVE_ALL on a guest whose pages the host may have evicted (those it
+        drops), then a new guest kernel builds its enclaves again."""
+        v = self.vms[vm]
+        assert v.reboot() == 0, "REMOVE_ALL left a SECS with children twice"
+        v.add_enclave("e0", ENCLAVE_PAGES)
+        v.add_enclave("e1", ENCLAVE_PAGES // 2)
+
     @rule(n=S.integers(1, 48), keep=S.integers(8, 64))
     def balloon_inflate(self, n: int, keep: int) -> None:
         self.vms[2].inflate(n, keep=keep)
@@ -144,7 +153,7 @@ class SharedEpc(RuleBasedStateMachine):
             assert v.check() == 0, "a guest page did not read back its last version"
 
 
-SharedEpc.TestCase.settings = settings(max_examples=40, stateful_step_count=60, deadline=None,
+SharedEpc.TestCase.settings = settings(max_examples=50, stateful_step_count=80, deadline=None,
                                        suppress_health_check=list(HealthCheck))
 test_shared_epc = SharedEpc.TestCase
 

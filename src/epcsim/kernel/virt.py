@@ -199,7 +199,9 @@ def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
         ctx = np.int64(st.s_ctx[row])
     rc = L.ewb(st, page, va, slot, L.CTX_HOST, vs.out)
     count_ewb(ms)
-    if rc != 0:
+    # SGX_VA_SLOT_OCCUPIED: the slot still held the version of a page the host dropped
+    # without reloading (a guest reboot's REMOVE_ALL); the EWB itself happened.
+    if rc != 0 and rc != L.VA_SLOT_OCCUPIED:
         if secs != NO_PAGE:
             L.virtchild(st, page, secs, -1)     # EDECVIRTCHILD: undo
         vs.cnt[inst, VK_FAILED] += 1

@@ -41,6 +41,7 @@ from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.hw.epc import EPT_EVICTED, VC_CONFLICT, VC_ELDU, VC_EPT
 from epcsim.hw.vmx import ExitHandlerError, GuestCpu, complete_exits
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
+from epcsim.kernel.main import P_BATCH, P_HIGH, P_LOW
 from epcsim.kernel.ioctl import (
     SGX_IOC_ENCLAVE_ADD_PAGES,
     SGX_IOC_ENCLAVE_CREATE,
@@ -219,6 +220,28 @@ class Vm:
             given += 1
         self.deflated += given
         return given
+
+    def reboot(self) -> int:
+        """A guest reboot: QEMU EREMOVEs every vEPC page and the guest boots a new kernel.
+
+        ``SGX_IOC_VEPC_REMOVE_ALL`` runs twice, as userspace does (a SECS whose children
+        came later in the first pass goes in the second); returns the second pass's count
+        of SECS still with children, which is a bug when not 0. The old guest's enclaves
+        are gone; the host keeps backing the pages it had populated.
+        """
+        from epcsim.kernel.virt import SGX_IOC_VEPC_REMOVE_ALL
+
+        first = self.file.ioctl(SGX_IOC_VEPC_REMOVE_ALL)
+        if first < 0:
+            raise VmError(f"vm {self.name!r}: SGX_IOC_VEPC_REMOVE_ALL failed ({first})")
+        second = self.file.ioctl(SGX_IOC_VEPC_REMOVE_ALL) if first else 0
+        k = self.kernel
+        self.kernel = Kernel(self.cpu, low=int(k.mgr.ms.p[P_LOW]),
+                             high=int(k.mgr.ms.p[P_HIGH]), batch=int(k.mgr.ms.p[P_BATCH]))
+        self.enclaves = []
+        self.balloon = []
+        self.host_turn()
+        return second
 
     # -------------------------------------------------------------- guest enclaves
     def add_enclave(self, name: str, npages: int, vcpu: int = 0) -> GuestEnclave:
