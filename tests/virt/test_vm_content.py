@@ -179,3 +179,29 @@ def test_scenario_content_mode_reads_back_every_byte(mode: str) -> None:
         assert sum(r["host_ewb"] for r in rows.values()) > 0
     else:
         assert sum(r["guest_ewb"] for r in rows.values()) > 0
+
+
+@pytest.mark.parametrize("content", [False, True])
+def test_guest_reboot_after_host_eviction(content: bool) -> None:
+    """REMOVE_ALL drops the pages the host had evicted, without reloading them, so their
+    host VA slots still hold versions; the rebuilt guest's pages are evicted into the same
+    slots (SGX_VA_SLOT_OCCUPIED, an EWB that happened) and must come back intact."""
+    k = host_kernel(HOST_PAGES, 2, low=4, high=8, content=content, seed=5)
+    vm = Vm(k, "a", GUEST_PAGES, mode="oversubscribed", low=4, high=8, reserve=48)
+    enc = vm.add_enclave("e", ENCLAVE_PAGES)
+    _write_all(vm, enc)
+    _host_evict_all(vm)
+    dropped = set(np.nonzero(vm.file.ept == EPT_EVICTED)[0].tolist())
+    assert len(dropped) > ENCLAVE_PAGES // 2
+    assert vm.reboot() == 0
+    assert vm.evicted_by_host() == 0 and not k.cpu.xblob
+    enc = vm.add_enclave("e", ENCLAVE_PAGES)
+    _write_all(vm, enc)
+    before = vm.summary()["host_ewb"]
+    _host_evict_all(vm)
+    assert vm.summary()["host_ewb"] - before > ENCLAVE_PAGES // 2
+    again = set(np.nonzero(vm.file.ept == EPT_EVICTED)[0].tolist())
+    assert again & dropped, "no slot was reused: the test would prove nothing"
+    assert vm.check() == 0
+    assert vm.summary()["version_mismatches"] == 0
+    k.mgr.check()
