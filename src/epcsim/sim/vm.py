@@ -41,7 +41,6 @@ from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.hw.epc import EPT_EVICTED, VC_CONFLICT, VC_ELDU, VC_EPT
 from epcsim.hw.vmx import ExitHandlerError, GuestCpu, complete_exits
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
-from epcsim.kernel.main import P_BATCH, P_HIGH, P_LOW
 from epcsim.kernel.ioctl import (
     SGX_IOC_ENCLAVE_ADD_PAGES,
     SGX_IOC_ENCLAVE_CREATE,
@@ -51,9 +50,10 @@ from epcsim.kernel.ioctl import (
     SgxEnclaveCreate,
     SgxEnclaveInit,
 )
+from epcsim.kernel.main import P_BATCH, P_HIGH, P_LOW
 from epcsim.kernel.mm import MAP_SHARED, PROT_READ, PROT_WRITE, Mm
 from epcsim.kernel.vdso import EENTER, EnclaveThread, Operation, SgxEnclaveRun
-from epcsim.kernel.virt import VepcFile
+from epcsim.kernel.virt import SGX_IOC_VEPC_REMOVE_ALL, VepcFile
 
 MODES = ("reserved", "oversubscribed", "balloon")
 VMM_BASE = 0x7F00_0000_0000
@@ -229,8 +229,6 @@ class Vm:
         of SECS still with children, which is a bug when not 0. The old guest's enclaves
         are gone; the host keeps backing the pages it had populated.
         """
-        from epcsim.kernel.virt import SGX_IOC_VEPC_REMOVE_ALL
-
         first = self.file.ioctl(SGX_IOC_VEPC_REMOVE_ALL)
         if first < 0:
             raise VmError(f"vm {self.name!r}: SGX_IOC_VEPC_REMOVE_ALL failed ({first})")
