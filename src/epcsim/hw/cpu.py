@@ -181,6 +181,10 @@ class Processor:
         self._mrsigner: dict[int, bytes] = {}
         self._staged: dict[int, bytes] = {}   # metadata mode: EADDed bytes until EINIT
         self._aux: dict[int, int] = {}        # per-version state sealed with a page
+        # Content mode with VMs: what the host's EWB of a guest page produced, per EPT entry
+        # (host memory: the host may edit it), and how far the exit log has been completed.
+        self.xblob: dict[int, SealedPage] = {}
+        self.xdone = 0
         self._ewb_out = np.zeros(L.W_LEN, dtype=np.uint64)
         self._rd_out = np.zeros(3, dtype=np.uint64)
         self._sec_bounds = [(s.base, s.base + s.size, int(self.st.sec_first[i]))

@@ -61,6 +61,7 @@ from epcsim.hw.epc import (
     X_SECS,
     X_SLOT,
     X_VA,
+    X_VER,
     HwState,
 )
 from epcsim.hw.tracking import (
@@ -371,6 +372,10 @@ def ept_reload_one(st: HwState, i: int, secs: int) -> int:
     st.vmcs[V_GUEST] = 0            # VM exit: the handler's leaves run in VMX root
     h = ept_take(st, i)
     pt = (i64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
+    va = i64(st.xrec[i, X_VA])
+    if va >= 0 and valid(st, va) and st.pt[va] == PT_VA:
+        # The version ELDUC consumes: content mode's AES-GCM open uses it (vmx.complete_exits).
+        st.xrec[i, X_VER] = st.va_slots[st.row[va], st.xrec[i, X_SLOT]]
     rc = eldu_at(st, h, i64(st.xrec[i, X_VA]), i64(st.xrec[i, X_SLOT]), secs,
                  i64(st.xrec[i, X_LIN]), i64(st.xrec[i, X_SECINFO]), i64(st.xrec[i, X_EID]),
                  i64(st.xrec[i, X_MAC]), i64(st.xrec[i, X_AUX]), st.xrec[i, X_BLOCKED] != 0,

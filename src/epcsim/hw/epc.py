@@ -76,8 +76,11 @@ EPT_NONE = -1         # never populated, or dropped while free in the guest
 EPT_EVICTED = -2      # the host wrote it back; ``xrec`` holds what ELDUC needs
 
 # Columns of ``xrec``: the host's record of a guest page it evicted.
-X_VA, X_SLOT, X_SECINFO, X_LIN, X_EID, X_MAC, X_AUX, X_SECS, X_CTX, X_BLOCKED, X_A = range(11)
-X_LEN = 11            # X_SECS: the SECS's EPT index; X_A: the EPT accessed bit
+X_VA, X_SLOT, X_SECINFO, X_LIN, X_EID, X_MAC, X_AUX, X_SECS, X_CTX, X_BLOCKED, X_A, X_VER = \
+    range(12)
+X_LEN = 12            # X_SECS: the SECS's EPT index; X_A: the EPT accessed bit
+# X_VER: the version the exit handler's ELDUC took from the VA slot (content mode opens the
+# sealed bytes with it after the compiled leaf returns; 0 once they are in place).
 
 # Per-VM exit counters (``vcnt`` columns).
 VC_EPT, VC_ELDU, VC_CONFLICT, VC_STARVED = range(4)

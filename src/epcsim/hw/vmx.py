@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from epcsim.arch import PAGE_SIZE
+from epcsim.arch import PAGE_SIZE, PageType, SgxReturn
 from epcsim.hw import encls as L
-from epcsim.hw.cpu import Processor
+from epcsim.hw.cpu import Processor, SealedPage
 from epcsim.hw.epc import (
     EPT_NONE,
     G_NULL_PAGE,
@@ -36,8 +36,12 @@ from epcsim.hw.epc import (
     V_NPAGES,
     V_VM,
     VC_LEN,
+    X_EID,
     X_LEN,
+    X_LIN,
+    X_SECINFO,
     X_VA,
+    X_VER,
     HwState,
 )
 from epcsim.hw.memory import Memory
@@ -112,11 +116,101 @@ def pop_reserve(cpu: Processor) -> int:
 
 def drain_exit_log(cpu: Processor) -> np.ndarray:
     """The EPT entries the exit handler mapped since the last call, oldest first."""
+    complete_exits(cpu)
     st = cpu.st
     n = int(st.g[G_XLOG_N])
     out = st.xlog[:n].copy()
     st.g[G_XLOG_N] = 0
+    cpu.xdone = 0
     return out
+
+
+# ----------------------------------------------------------------------------- content mode
+#
+# The exit handler runs inside a compiled leaf, where AES-GCM cannot: its ELDUC checks the
+# record's metadata MAC (version from the VA slot, EID, LINADDR, SECINFO) and makes the page
+# valid there. The bytes are the second half of the same VM exit, done in Python before
+# anything can observe them: every guest path that reads or writes EPC bytes, seals a page or
+# loads one names its page through ``GuestCpu.host_page``, which completes the exits logged
+# so far, and so does the host before it touches the exit log. A blob that does not open
+# (MAC mismatch) is ELDUC's SGX_MAC_COMPARE_FAIL: the page is left invalid and zeroed, and
+# the VMM cannot resolve the violation.
+
+
+class ExitHandlerError(RuntimeError):
+    """The host could not reload a guest page it had evicted (its vEPC is dead).
+
+    KVM cannot show the guest a fault for a page the guest believes resident, so a failed
+    ELDUC in the EPT-violation handler ends the VM (the kvm-sgx prototype marks the vEPC
+    ``dead``); the guest never sees the page's bytes.
+    """
+
+    def __init__(self, entry: int, rc: int) -> None:
+        self.entry = entry
+        self.rc = rc
+        super().__init__(f"ELDUC of host-evicted guest page (EPT entry {entry}) failed: "
+                         f"SGX error {rc}")
+
+
+
+def put_blob(cpu: Processor, entry: int, sealed: SealedPage) -> None:
+    """The host keeps what EWB of the guest page behind ``entry`` produced (content mode)."""
+    cpu.xblob[entry] = sealed
+
+
+def drop_blob(cpu: Processor, entry: int) -> None:
+    """The host discards an evicted guest page (the guest's vEPC is removed or reset)."""
+    cpu.xblob.pop(entry, None)
+    cpu.st.xrec[entry, X_VER] = 0
+
+
+def complete_exits(cpu: Processor) -> None:
+    """Put the bytes of every page the exit handler reloaded since the last call in place."""
+    if not cpu.content:
+        return
+    st = cpu.st
+    n = int(st.g[G_XLOG_N])
+    while cpu.xdone < n:
+        i = int(st.xlog[cpu.xdone])
+        cpu.xdone += 1
+        version = int(st.xrec[i, X_VER])
+        if version == 0:
+            continue      # a page mapped fresh from the reserve: nothing was sealed
+        st.xrec[i, X_VER] = 0
+        h = int(st.ept[i])
+        secinfo = int(st.xrec[i, X_SECINFO])
+        pt = (secinfo >> 8) & 0xFF
+        # The MAC header ELDUC was given: the EID of the SECS the child was loaded into
+        # (its row survives eviction), a SECS's PCMD.ENCLAVEID, LINADDR and SECINFO from
+        # the record; the bytes and the tag from the host's memory.
+        if L.is_child_type(pt):
+            eid = int(st.s_eid[int(st.row[h])])
+        else:
+            eid = int(st.xrec[i, X_EID])
+        sealed = cpu.xblob.pop(i, None)
+        plaintext = None
+        if sealed is not None and sealed.contents is not None:
+            plaintext = cpu.key.open(version, eid, int(st.xrec[i, X_LIN]), secinfo,
+                                     sealed.contents, sealed.mac)
+        if plaintext is None:
+            _unload(st, h, pt)
+            raise ExitHandlerError(i, int(SgxReturn.SGX_MAC_COMPARE_FAIL))
+        if pt != PageType.VA:
+            st.data[h] = np.frombuffer(plaintext, dtype=np.uint8)
+        # A VA page's slots are the version table row the compiled ELDUC already made live
+        # again (the row outlives the eviction, as in metadata mode), and leaves that ran
+        # after the reload may have used it since: the tag is checked, the row is kept.
+
+
+def _unload(st: HwState, h: int, pt: int) -> None:
+    """Undo the compiled half of a reload whose bytes did not verify."""
+    row = int(st.row[h])
+    if L.is_child_type(pt):
+        st.s_chld[row] -= 1
+    elif pt == PageType.SECS:
+        st.s_page[row] = NO_PAGE
+    st.flags[h] = 0
+    st.data[h] = 0
 
 
 def set_null_page(cpu: Processor, page: int) -> None:
@@ -205,7 +299,11 @@ class GuestCpu(Processor):
         return self._npages
 
     def host_page(self, page: int) -> int:
-        return int(L.tx(self.st, page))
+        h = int(L.tx(self.st, page))
+        # Every byte access to a guest page names it here first: the bytes of pages the
+        # exit handler reloaded are put in place before anyone reads or seals them.
+        complete_exits(self.host)
+        return h
 
     def guest_page_of(self, host_page: int) -> int | None:
         """The guest page the EPT maps to ``host_page`` (None when none does)."""
@@ -225,6 +323,17 @@ class GuestCpu(Processor):
             out["enclavesecs"] = self.page_addr(g) if g is not None else 0
         return out
 
+    def eacceptcopy(self, lp: int, secinfo: int, dest: int, src: int,
+                    flags: int | None = None) -> int:
+        # The compiled leaf copies bytes: let the exit handler reload both pages and their
+        # bytes land before it runs (a fault is left for the leaf itself to raise).
+        for addr in (src, dest):
+            pte = self.aspace[lp].lookup(addr) if self.aspace[lp] is not None else None
+            page = self.page_index(pte[0]) if pte is not None else None
+            if page is not None:
+                self.host_page(page)
+        return super().eacceptcopy(lp, secinfo, dest, src, flags)
+
     def ecreate_page(self, *args, **kw) -> int:  # type: ignore[no-untyped-def, override]
         self.trapped += 1
         return super().ecreate_page(*args, **kw)
@@ -236,11 +345,15 @@ class GuestCpu(Processor):
 
 __all__ = [
     "GUEST_EPC_BASE",
+    "ExitHandlerError",
     "GuestCpu",
     "add_ept",
+    "complete_exits",
     "drain_exit_log",
+    "drop_blob",
     "pop_reserve",
     "push_reserve",
+    "put_blob",
     "reserve_capacity",
     "reserve_size",
     "set_null_page",

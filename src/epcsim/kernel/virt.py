@@ -100,13 +100,25 @@ class VState(NamedTuple):
     cnt: np.ndarray      # i64 [instances, VK_LEN]
     out: np.ndarray      # u64 EWB record
     rd: np.ndarray       # u64 ERDINFO output
+    sq: np.ndarray       # i64 [n, SQ_REC + W_LEN] content mode: EWBs whose bytes to seal
+    sq_n: np.ndarray     # i64 [1] rows queued
 
 
-def make_vstate() -> VState:
+# Seal-queue columns (content mode): the host page EWB left the bytes in, its EPT entry,
+# then the EWB record.
+SQ_PAGE, SQ_ENTRY = 0, 1
+SQ_REC = 2
+
+
+def make_vstate(content: bool = False, npages: int = 0) -> VState:
+    # One compiled call writes back at most every host page once; metadata mode gets one
+    # unused row.
     return VState(p_inst=np.zeros(0, np.int64), p_act=np.zeros(0, np.uint8),
                   p_gblk=np.zeros(0, np.uint8), g_va=np.zeros(0, np.int64),
                   i_flags=np.zeros(0, np.int64), cnt=np.zeros((0, VK_LEN), np.int64),
-                  out=np.zeros(L.W_LEN, np.uint64), rd=np.zeros(3, np.uint64))
+                  out=np.zeros(L.W_LEN, np.uint64), rd=np.zeros(3, np.uint64),
+                  sq=np.zeros((npages + 64 if content else 1, SQ_REC + L.W_LEN), np.int64),
+                  sq_n=np.zeros(1, np.int64))
 
 
 # ----------------------------------------------------------------------------- the owner
@@ -199,7 +211,9 @@ def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
         ctx = np.int64(st.s_ctx[row])
     rc = L.ewb(st, page, va, slot, L.CTX_HOST, vs.out)
     count_ewb(ms)
-    if rc != 0:
+    # SGX_VA_SLOT_OCCUPIED: the slot still held the version of a page the host dropped
+    # without reloading (a guest reboot's REMOVE_ALL); the EWB itself happened.
+    if rc != 0 and rc != L.VA_SLOT_OCCUPIED:
         if secs != NO_PAGE:
             L.virtchild(st, page, secs, -1)     # EDECVIRTCHILD: undo
         vs.cnt[inst, VK_FAILED] += 1
@@ -216,6 +230,15 @@ def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     st.xrec[oid, X_BLOCKED] = vs.p_gblk[oid]
     st.ept[oid] = EPT_EVICTED
     vs.cnt[inst, VK_EWB] += 1
+    if vs.sq.shape[0] > 1:
+        # Content mode: the bytes are still in the page; KvmOwner.sync seals them before
+        # the page is used again (the manager syncs owners after every compiled call).
+        n = vs.sq_n[0]
+        vs.sq[n, SQ_PAGE] = page
+        vs.sq[n, SQ_ENTRY] = oid
+        for k in range(L.W_LEN):
+            vs.sq[n, SQ_REC + k] = np.int64(vs.out[k])
+        vs.sq_n[0] = n + 1
     return WRITE_FREED
 
 
@@ -230,7 +253,21 @@ class KvmOwner(Owner):
 
     def __init__(self, cpu: Processor) -> None:
         self.cpu = cpu
-        self.state = make_vstate()
+        self.state = make_vstate(cpu.content, cpu.npages)
+
+    def sync(self) -> None:
+        """Content mode: seal the bytes of the guest pages the reclaimer wrote back.
+
+        The sealed page (ciphertext, PCMD) goes to host memory, where the exit handler's
+        ELDUC finds it (:func:`epcsim.hw.vmx.complete_exits`).
+        """
+        vs = self.state
+        n = int(vs.sq_n[0])
+        for r in range(n):
+            row = vs.sq[r]
+            sealed = self.cpu.seal_record(int(row[SQ_PAGE]), row[SQ_REC:].astype(np.uint64))
+            vmx.put_blob(self.cpu, int(row[SQ_ENTRY]), sealed)
+        vs.sq_n[0] = 0
 
 
 # ----------------------------------------------------------------------------- /dev/sgx_vepc
@@ -476,10 +513,12 @@ class VepcFile:
     def remove_all(self) -> int:
         """``sgx_vepc_remove_all``: EREMOVE every page, keep them; count SECS failures."""
         failures = 0
+        vmx.complete_exits(self.virt.cpu)   # the bytes of pages reloaded so far land first
         st = self.virt.cpu.st
         for i in range(self.base, self.base + self.npages):
             if int(st.ept[i]) == EPT_EVICTED:
                 st.ept[i] = EPT_NONE   # the host's copy of a page the guest drops
+                vmx.drop_blob(self.virt.cpu, i)
                 continue
             page = int(st.ept[i])
             if page < 0:
@@ -498,6 +537,7 @@ class VepcFile:
             return
         virt = self.virt
         virt.vs.i_flags[self.index] |= I_DEAD
+        vmx.complete_exits(virt.cpu)        # the bytes of pages reloaded so far land first
         st = virt.cpu.st
         mgr = virt.mgr
         left = []
@@ -505,6 +545,7 @@ class VepcFile:
             page = int(st.ept[i])
             if page == EPT_EVICTED:
                 st.ept[i] = EPT_NONE
+                vmx.drop_blob(virt.cpu, i)
                 continue
             if page < 0:
                 continue

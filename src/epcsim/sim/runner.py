@@ -56,9 +56,10 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
     if not sc.enclaves:
         return _run_vms_only(sc, plat, scenario_name)
     tenants, pages, names = requests_for(sc, base_dir)
-    # Enclaves and VMs share one host when the kernel model runs (policy sgx); the cache
-    # policies have no kernel for a VM to run on, so their VMs get a host of their own.
-    shared = bool(sc.vms) and sc.kernel.policy == "sgx"
+    # Enclaves and VMs share one host when the kernel model runs (policy sgx). The cache
+    # policies have no kernel for a VM to run on, and the replay's kernel keeps no page
+    # bytes for content mode: then the VMs get a host of their own.
+    shared = bool(sc.vms) and sc.kernel.policy == "sgx" and not sc.run.content
     cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,
                        low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
                        series_step_s=sc.run.series_step_s, seed=sc.run.seed,

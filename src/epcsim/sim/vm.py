@@ -16,14 +16,19 @@ Three modes decide who may take EPC back from a VM:
                     the host runs short it asks a guest to give pages back, and the guest's
                     own reclaimer frees them (a balloon driver allocating from its manager).
 
-Metadata mode keeps no page bytes, so each written guest enclave page carries a one-byte
-version in the EPCM byte that EWB binds into its MAC and ELDU restores (the TCS byte, unused
-by REG pages): it survives every guest and host eviction or is lost with the page, and
-:meth:`GuestEnclave.check` compares it with the last write.
+In content mode (a host processor built with ``content=True``) guest enclave pages hold
+real bytes: every write puts 64 bytes unique to (VM, enclave, page, version) into the page
+and a shadow copy, and every read compares the whole page with the shadow, so a page sealed
+and opened by the guest's EWB/ELDU and the host's EWB/ELDUC reads back exactly what was last
+written. Metadata mode keeps no page bytes, so each written guest enclave page carries a
+one-byte version in the EPCM byte that EWB binds into its MAC and ELDU restores (the TCS
+byte, unused by REG pages): it survives every guest and host eviction or is lost with the
+page, and :meth:`Vm.check` compares it with the last write.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +39,7 @@ from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.hw.epc import EPT_EVICTED, VC_CONFLICT, VC_ELDU, VC_EPT
-from epcsim.hw.vmx import GuestCpu
+from epcsim.hw.vmx import ExitHandlerError, GuestCpu, complete_exits
 from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.ioctl import (
@@ -46,9 +51,10 @@ from epcsim.kernel.ioctl import (
     SgxEnclaveCreate,
     SgxEnclaveInit,
 )
+from epcsim.kernel.main import P_BATCH, P_HIGH, P_LOW
 from epcsim.kernel.mm import MAP_SHARED, PROT_READ, PROT_WRITE, Mm
 from epcsim.kernel.vdso import EENTER, EnclaveThread, Operation, SgxEnclaveRun
-from epcsim.kernel.virt import VepcFile
+from epcsim.kernel.virt import SGX_IOC_VEPC_REMOVE_ALL, VepcFile
 
 MODES = ("reserved", "oversubscribed", "balloon")
 VMM_BASE = 0x7F00_0000_0000
@@ -90,6 +96,9 @@ class GuestEnclave:
     version: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     accesses: int = 0
     mismatches: int = 0
+    # Content mode: what every data page should hold ([npages, 4096] bytes; empty otherwise).
+    shadow: np.ndarray = field(default_factory=lambda: np.zeros((0, PAGE_SIZE), np.uint8))
+    bytes_checked: int = 0
 
     def data_addr(self, i: int) -> int:
         return self.base + (HEADER_PAGES + i) * PAGE_SIZE
@@ -139,8 +148,10 @@ class Vm:
                             vcpus)
         self.kernel = Kernel(self.cpu, low=low, high=high, batch=batch)
         self.os = GuestOs(self)
+        self.content = bool(host.cpu.content)
         self.enclaves: list[GuestEnclave] = []
         self.balloon: list[int] = []
+        self.deflated = 0    # balloon pages given back to the guest
         self.requests = 0
         self.balancer: Any = None    # the host's balloon policy, called on its turns
         self._in_turn = False
@@ -197,6 +208,7 @@ class Vm:
         """
         freed = 0
         taken = 0
+        complete_exits(self.host.cpu)   # reloaded pages hold their bytes before any is freed
         st = self.host.cpu.st
         # The balloon takes guest pages, backed or not: an unbacked page taken is one the
         # guest can no longer make the host back.
@@ -214,6 +226,40 @@ class Vm:
                 freed += 1
         self.host_turn()
         return freed
+
+    def deflate(self, n: int) -> int:
+        """Balloon: give up to ``n`` ballooned pages back to the guest; returns how many.
+
+        The balloon driver frees them into the guest's manager. No host page backs them
+        (inflating freed those); the host backs each again when the guest first uses it,
+        from the exit handler's reserve, as it does any page not yet populated.
+        """
+        given = 0
+        while given < n and self.balloon:
+            self.kernel.mgr.free_written(self.balloon.pop())
+            given += 1
+        self.deflated += given
+        return given
+
+    def reboot(self) -> int:
+        """A guest reboot: QEMU EREMOVEs every vEPC page and the guest boots a new kernel.
+
+        ``SGX_IOC_VEPC_REMOVE_ALL`` runs twice, as userspace does (a SECS whose children
+        came later in the first pass goes in the second); returns the second pass's count
+        of SECS still with children, which is a bug when not 0. The old guest's enclaves
+        are gone; the host keeps backing the pages it had populated.
+        """
+        first = self.file.ioctl(SGX_IOC_VEPC_REMOVE_ALL)
+        if first < 0:
+            raise VmError(f"vm {self.name!r}: SGX_IOC_VEPC_REMOVE_ALL failed ({first})")
+        second = self.file.ioctl(SGX_IOC_VEPC_REMOVE_ALL) if first else 0
+        k = self.kernel
+        self.kernel = Kernel(self.cpu, low=int(k.mgr.ms.p[P_LOW]),
+                             high=int(k.mgr.ms.p[P_HIGH]), batch=int(k.mgr.ms.p[P_BATCH]))
+        self.enclaves = []
+        self.balloon = []
+        self.host_turn()
+        return second
 
     # -------------------------------------------------------------- guest enclaves
     def add_enclave(self, name: str, npages: int, vcpu: int = 0) -> GuestEnclave:
@@ -243,6 +289,8 @@ class Vm:
         thread = EnclaveThread(self.os, mm, vcpu % self.vcpus)  # type: ignore[arg-type]
         enc = GuestEnclave(name, npages, f, mm, thread, base,
                            np.zeros(npages, np.int64))
+        if self.content:
+            enc.shadow = np.zeros((npages, PAGE_SIZE), np.uint8)   # EADD put zero pages
         self.enclaves.append(enc)
         self.host_turn()
         return enc
@@ -266,9 +314,32 @@ class Vm:
         assert g is not None
         return self.cpu.host_page(g)
 
+    def _stamp(self, enc: GuestEnclave, i: int) -> tuple[int, bytes]:
+        """Content mode: where and what the write of version ``enc.version[i]`` puts."""
+        v = int(enc.version[i])
+        data = hashlib.blake2b(f"{self.name}/{enc.name}/{i}/{v}".encode(),
+                               digest_size=64).digest()
+        return (v * 64) % PAGE_SIZE, data
+
     def run(self, enc: GuestEnclave, pages: np.ndarray, writes: np.ndarray) -> None:
         """One ECALL: the enclave reads or writes each page of ``pages`` in turn."""
         st_of = self.host.cpu
+
+        def access_bytes(i: int, w: bool):  # type: ignore[no-untyped-def]
+            addr = enc.data_addr(i)
+
+            def step(ctx):  # type: ignore[no-untyped-def]
+                if w:
+                    enc.version[i] += 1
+                    off, data = self._stamp(enc, i)
+                    ctx.write(addr + off, data)
+                    enc.shadow[i, off:off + len(data)] = np.frombuffer(data, np.uint8)
+                else:
+                    got = ctx.read(addr, PAGE_SIZE)
+                    enc.bytes_checked += PAGE_SIZE
+                    if got != enc.shadow[i].tobytes():
+                        enc.mismatches += 1
+            return step
 
         def access(i: int, w: bool):  # type: ignore[no-untyped-def]
             addr = enc.data_addr(i)
@@ -284,9 +355,13 @@ class Vm:
                         enc.mismatches += 1
             return step
 
-        op = Operation("ecall", [access(int(p), bool(w)) for p, w in zip(pages, writes)])
+        make = access_bytes if self.content else access
+        op = Operation("ecall", [make(int(p), bool(w)) for p, w in zip(pages, writes)])
         run = SgxEnclaveRun(tcs=enc.base)
-        rc = enc.thread.enter(run, EENTER, op)
+        try:
+            rc = enc.thread.enter(run, EENTER, op)
+        except ExitHandlerError as e:
+            raise VmError(f"vm {self.name!r}: vEPC dead: {e}") from e
         if rc or run.exception_vector:
             raise VmError(f"vm {self.name!r}, enclave {enc.name!r}: exception "
                           f"{run.exception_vector} at {run.exception_addr:#x}")
@@ -320,13 +395,18 @@ class Vm:
             "ept_violations": int(vc[VC_EPT]), "kicks": kc["kicks"],
             "conflict_exits": int(vc[VC_CONFLICT]),
             "host_pages_held": self.held(), "balloon_pages": len(self.balloon),
+            "balloon_returned": self.deflated, "content": self.content,
             "version_mismatches": sum(e.mismatches for e in self.enclaves),
+            "bytes_checked": sum(e.bytes_checked for e in self.enclaves),
         }
 
 
-def host_kernel(epc_pages: int, n_lps: int, **kw: Any) -> Kernel:
-    """A host whose kernel runs the KVM owner (metadata mode: see the module docstring)."""
-    return Kernel(Processor(epc_size=epc_pages * PAGE_SIZE, n_lps=n_lps), kvm=True, **kw)
+def host_kernel(epc_pages: int, n_lps: int, *, content: bool = False, seed: int = 0,
+                **kw: Any) -> Kernel:
+    """A host whose kernel runs the KVM owner; ``content`` gives every EPC page real bytes
+    (see the module docstring)."""
+    cpu = Processor(epc_size=epc_pages * PAGE_SIZE, n_lps=n_lps, content=content, seed=seed)
+    return Kernel(cpu, kvm=True, **kw)
 
 
 __all__ = ["MODES", "GuestEnclave", "GuestOs", "Vm", "VmError", "host_kernel"]

@@ -63,8 +63,10 @@ def run_vms(sc: Scenario, plat: Platform) -> tuple[list[dict[str, Any]], dict[st
     With cgroups, ``vm_cgroups`` holds the per-cgroup report (:func:`cgroup_rows`).
     """
     n_lps = sum(vm.vcpus for vm in sc.vms) + 1
+    # [run] content = true: guest enclave pages hold bytes, sealed by guest and host EWB.
     host = host_kernel(plat.epc_pages, n_lps, low=sc.kernel.low, high=sc.kernel.high,
-                       batch=sc.kernel.batch, policy=sc.kernel.policy)
+                       batch=sc.kernel.batch, policy=sc.kernel.policy,
+                       content=sc.run.content, seed=sc.run.seed)
     tree = sc.cgroup_tree("vms")
     cgroups = None
     if tree:
@@ -133,10 +135,16 @@ class VmRun:
         self.vms, self.failed = vms, failed
         balloons = [vm for vm in vms if vm.mode == "balloon"]
         low_water = v.reserve // 2 + 2 * v.ecall + sc.kernel.high
+        step = 4 * v.ecall + sc.kernel.batch
+        # Deflate only well above the inflate point, so one step either way cannot flip it.
+        high_water = low_water + 2 * step
         if balloons:
             def balance() -> None:
-                if host.mgr.sgx_nr_free_pages < low_water:
-                    _inflate(balloons, plat, 4 * v.ecall + sc.kernel.batch)
+                free = host.mgr.sgx_nr_free_pages
+                if free < low_water:
+                    _inflate(balloons, plat, step)
+                elif free > high_water:
+                    _deflate(balloons, plat, min(step, free - high_water))
             for vm in vms:
                 vm.balancer = balance
         # Enclaves, and who runs when. An enclave is built when it starts, so the first part
@@ -219,9 +227,12 @@ class VmRun:
             s["status"] = "ran"
             s["seconds"] = cyc / (self.plat.ghz * 1e9)
             s["slowdown"] = cyc / base if base else 1.0
-            # Every page of every guest enclave reads back the version last written.
+            # Every page of every guest enclave reads back what was last written: its bytes
+            # in content mode, its version byte otherwise.
+            before = s["bytes_checked"]
             s["readback_mismatches"] = vm.check()
             s["pages_checked"] = sum(e.npages for e in vm.enclaves)
+            s["bytes_checked"] = sum(e.bytes_checked for e in vm.enclaves) - before
             s["cgroup"] = vm.cgroup
             rows.append(s)
         self.host.mgr.check()
@@ -246,6 +257,17 @@ def _inflate(balloons: list[Vm], plat: Platform, n: int) -> None:
         finally:
             vm._in_turn = False
         if got:
+            return
+
+
+def _deflate(balloons: list[Vm], plat: Platform, n: int) -> None:
+    """The host has EPC to spare: the balloon VM furthest below its share gets pages back."""
+    total = sum(vm.epc_pages for vm in balloons)
+    budget = plat.epc_pages
+    under = sorted((vm for vm in balloons if vm.balloon),
+                   key=lambda vm: vm.held() - budget * vm.epc_pages / total)
+    for vm in under:
+        if vm.deflate(n):
             return
 
 
