@@ -845,6 +845,7 @@ class Processor:
         h = self._handle()
         pt = (secinfo >> 8) & 0xFF
         version, eid = L.eldu_keys_h(h, va, slot, secs, pt)
+        version, eid = int(version), int(eid)
         if aux is None:
             aux = self._aux.get(version, 0)
         secinfo16 = secinfo & 0xFFFF
