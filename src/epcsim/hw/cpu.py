@@ -728,7 +728,6 @@ class Processor:
         In content mode the page's bytes (still in the now-invalid EPC page: compiled EWB
         leaves them for this step) are sealed with AES-GCM and wiped.
         """
-        version = int(out[L.W_VERSION])
         secinfo, linaddr = int(out[L.W_SECINFO]), int(out[L.W_LINADDR])
         pcmd_eid = int(out[L.W_PCMD_EID])
         if self.content:

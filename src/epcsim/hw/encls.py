@@ -40,6 +40,7 @@ from epcsim.hw.epc import (
     G_SECS_FREE_TOP,
     G_VA_FREE_TOP,
     G_XLOG_N,
+    HW_STATE_TYPE,
     NO_PAGE,
     SECS_LOCK_EPOCH,
     SECS_LOCK_MEASURE,
@@ -61,7 +62,6 @@ from epcsim.hw.epc import (
     X_SECS,
     X_SLOT,
     X_VA,
-    HW_STATE_TYPE,
     HwState,
 )
 from epcsim.hw.tracking import (
