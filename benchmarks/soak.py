@@ -1,6 +1,7 @@
 """Soak: an enclave 4x the EPC, random reads and writes from inside, every byte verified.
 
 Run: python benchmarks/soak.py [--epc-pages N] [--accesses A] [--repeat R] [--seed S]
+                              [--breakdown ACCESSES]
 
 The selftests' enclave gets a heap of four times the EPC (content mode, the on-disk backing
 store). One thread runs operations of ``--steps`` random accesses each: an 8-byte store of a
@@ -26,7 +27,9 @@ Reports, median of R runs:
   in the same unit (sealing operations per second), and the ratio (goal: >= 50% of raw);
   raw is a tight loop over one page, so its cipher runs with warm caches;
 * the same raw calls with a pause of other Python work before each page (timed: the calls
-  alone), which is how the sealing path meets the cipher: one page per fault.
+  alone), which is how the sealing path meets the cipher: one page per fault;
+* with ``--breakdown``, microseconds per call of each part of the sealing path, from one
+  more run with a timer on each part.
 """
 
 from __future__ import annotations
@@ -179,6 +182,37 @@ def soak(epc_pages: int, accesses: int, *, steps: int = 1000, seed: int = 0,
     }
 
 
+def breakdown(epc_pages: int, accesses: int, *, steps: int = 1000,
+              backing_dir: str | None = None) -> dict[str, float]:
+    """Microseconds per call of the parts of the sealing path, from one extra run.
+
+    Each part is wrapped in a timer, which adds its own cost, so this run is not one of the
+    measured ones: it tells where the sealing path's time goes.
+    """
+    from epcsim.hw import encls
+    from epcsim.hw.crypto import PagingKey
+    from epcsim.kernel.backing import Backing
+
+    parts = [("seal: AES-GCM", PagingKey, "seal_into"),
+             ("seal: write ciphertext + PCMD", Backing, "store_sealed"),
+             ("open: read ciphertext + PCMD", Backing, "load_into"),
+             ("open: VA slot version + SECS EID (compiled)", encls, "eldu_keys_h"),
+             ("open: AES-GCM", PagingKey, "open_into"),
+             ("open: ELDU leaf + plaintext copy (compiled)", encls, "eldu_h")]
+    timers = []
+    for name, owner, attr in parts:
+        t = Timer()
+        timers.append((name, t, owner, attr, getattr(owner, attr)))
+        setattr(owner, attr, t.wrap(getattr(owner, attr)))
+    try:
+        soak(epc_pages, accesses, steps=steps, backing_dir=backing_dir)
+    finally:
+        for _, _, owner, attr, fn in timers:
+            setattr(owner, attr, fn)
+    return {name: 1e6 * t.seconds / t.calls if t.calls else 0.0
+            for name, t, _, _, _ in timers}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epc-pages", type=int, default=2048)
@@ -187,6 +221,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backing-dir", default=None)
+    ap.add_argument("--breakdown", type=int, default=0, metavar="ACCESSES",
+                    help="after the runs, one run of this many accesses timing each part "
+                         "of the sealing path (microseconds per call)")
     a = ap.parse_args()
     soak(64, 2000, steps=100)  # compile
     with tempfile.TemporaryDirectory(dir=a.backing_dir) as d:
@@ -211,6 +248,10 @@ def main() -> None:
            "ratio_wall_to_raw": med["sealed_opened_per_s_wall"] / raw,
            "all_verified": all(x["mismatched_reads"] == 0 and x["mismatched_pages"] == 0
                                for x in runs)}
+    if a.breakdown:
+        with tempfile.TemporaryDirectory(dir=a.backing_dir) as d:
+            out["breakdown_us_per_call"] = breakdown(a.epc_pages, a.breakdown, steps=a.steps,
+                                                     backing_dir=d)
     print(json.dumps(out, indent=2))
 
 
