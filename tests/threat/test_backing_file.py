@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from drvkit import assert_all_free
 
 from epcsim.arch import PAGE_SIZE, PageType, Pcmd
-from epcsim.attack import Lab
+from epcsim.attack import AccessFailed, Lab
 from epcsim.cli import main
 from epcsim.kernel.backing import Backing
 
@@ -57,6 +58,27 @@ def test_eldu_truncates_the_backing_page(tmp_path) -> None:  # type: ignore[no-u
     assert idx not in b.pcmd
     assert b.read_raw(b.contents_offset(idx), PAGE_SIZE) == bytes(PAGE_SIZE)
     assert b.read_raw(b.pcmd_offset(idx), 128) == bytes(128)
+    lab.close()
+
+
+def test_a_file_cut_short_reads_as_zeros(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The OS may truncate the file: what ELDU reads into its buffer is then what ``load``
+    returns, zeros where the file ends."""
+    lab = Lab(backing_dir=str(tmp_path), enclaves=1)
+    lab.evict_all()
+    b = lab.backing(0)
+    addr = lab.pages(0)[2] + 8
+    idx = lab.index(0, addr)
+    assert b.path is not None
+    for cut in (b.pcmd_offset(idx) + 100, b.contents_offset(idx) + 1000):
+        os.truncate(b.path, cut)
+        sealed = b.load(idx, 0)
+        assert sealed is not None and sealed.contents is not None
+        buf = memoryview(bytearray(b"\xff" * (PAGE_SIZE + 16)))
+        assert b.load_into(idx, buf) == (sealed.secinfo, sealed.enclave_id)
+        assert bytes(buf[:PAGE_SIZE]) == sealed.contents and bytes(buf[PAGE_SIZE:]) == sealed.mac
+    with pytest.raises(AccessFailed):    # the page is gone: its read fails rather than lie
+        lab.read(0, addr)
     lab.close()
 
 

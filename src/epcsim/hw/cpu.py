@@ -55,7 +55,7 @@ from epcsim.arch import (
     Tcs,
 )
 from epcsim.hw import encls as L
-from epcsim.hw.crypto import Measurement, PagingKey, mrsigner, verify_sigstruct
+from epcsim.hw.crypto import SEALED_SIZE, Measurement, PagingKey, mrsigner, verify_sigstruct
 from epcsim.hw.epc import (
     EPCM_BLOCKED,
     EPCM_MODIFIED,
@@ -75,6 +75,7 @@ from epcsim.hw.epc import (
     make_state,
 )
 from epcsim.hw.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Memory
+from epcsim.jit import state_handle
 
 DEFAULT_EPC_BASE = 0x8000_0000
 XSAVE_LEGACY_SIZE = 576  # legacy region 512 + XSAVE header 64, for XFRM = 3
@@ -153,6 +154,11 @@ class Processor:
     ``content=True`` keeps 4 KiB of bytes per EPC page and seals evicted pages with
     AES-GCM; otherwise the same checks run on metadata with a keyed 64-bit MAC.
     """
+
+    # Defaults for the guest views, which do not run this constructor; set on first use.
+    _handle_of: HwState | None = None
+    _state_handle: np.ndarray | None = None
+    _plaintext: np.ndarray | None = None   # the page ELDU opened, before the leaf commits it
 
     def __init__(self, sections: list[EpcSection] | None = None, *, epc_size: int = 0,
                  nodes: int = 1, n_lps: int = 4, content: bool = False, seed: int = 0,
@@ -726,21 +732,48 @@ class Processor:
         In content mode the page's bytes (still in the now-invalid EPC page: compiled EWB
         leaves them for this step) are sealed with AES-GCM and wiped.
         """
-        target = self.host_page(target)
-        version = int(out[L.W_VERSION])
         secinfo, linaddr = int(out[L.W_SECINFO]), int(out[L.W_LINADDR])
         pcmd_eid = int(out[L.W_PCMD_EID])
         if self.content:
-            if (secinfo >> 8) & 0xFF == PageType.VA:
-                plaintext = self.st.va_slots[int(out[L.W_ROW])].tobytes()
-            else:
-                plaintext = self.st.data[target].tobytes()
-            ct, mac = self.key.seal(version, self._aad_eid(int(out[L.W_EID]), secinfo, pcmd_eid),
-                                    linaddr, secinfo, plaintext)
-            self.st.data[target] = 0
-            return SealedPage(secinfo, pcmd_eid, mac, linaddr, ct)
+            sealed = np.empty((1, SEALED_SIZE), dtype=np.uint8)
+            self.seal_batch([target], out.reshape(1, -1), sealed)
+            blob = sealed[0].tobytes()
+            return SealedPage(secinfo, pcmd_eid, blob[PAGE_SIZE:], linaddr, blob[:PAGE_SIZE])
         mac = int(out[L.W_MAC]).to_bytes(8, "little") + bytes(8)
         return SealedPage(secinfo, pcmd_eid, mac, linaddr, None)
+
+    def seal_batch(self, targets: list[int], records: np.ndarray, sealed: np.ndarray) -> None:
+        """Content mode: :meth:`seal_record` of pages ``targets`` (EWB records ``records``,
+        one row each), the ciphertext and MAC of page ``i`` into row ``i`` of ``sealed``
+        (uint8, :data:`SEALED_SIZE` wide), then wipe the pages.
+
+        A batch is what the reclaimer wrote back in one go; sealing it in one call keeps the
+        per-page work to the cipher and the MAC header.
+        """
+        st = self.st
+        data = memoryview(st.data.reshape(-1))
+        out = memoryview(sealed.reshape(-1))
+        seal = self.key.seal_into
+        hosts = []
+        for i, (target, rec) in enumerate(zip(targets, records.tolist())):
+            target = self.host_page(target)
+            hosts.append(target)
+            secinfo = rec[L.W_SECINFO]
+            if (secinfo >> 8) & 0xFF == PageType.VA:
+                plaintext = st.va_slots[rec[L.W_ROW]].tobytes()
+            else:
+                plaintext = data[target * PAGE_SIZE:(target + 1) * PAGE_SIZE]
+            seal(rec[L.W_VERSION], self._aad_eid(rec[L.W_EID], secinfo, rec[L.W_PCMD_EID]),
+                 rec[L.W_LINADDR], secinfo, plaintext, out[i * SEALED_SIZE:(i + 1) * SEALED_SIZE])
+        st.data[hosts] = 0
+
+    def _handle(self) -> np.ndarray:
+        """The state handle of ``self.st`` (see :func:`epcsim.jit.state_handle`)."""
+        st = self.st
+        if st is not self._handle_of:
+            self._state_handle = state_handle(st)
+            self._handle_of = st
+        return self._state_handle
 
     @staticmethod
     def _aad_eid(eid: int, secinfo: int, pcmd_eid: int) -> int:
@@ -795,50 +828,57 @@ class Processor:
         ``aux`` is the state sealed with the page when the caller kept it (the kernel's
         compiled reclaimer does); by default the processor's own record is used.
         """
-        st = self.st
-        version = 0
-        hva = self.host_page(va)
-        if L.valid(st, hva) and st.pt[hva] == PageType.VA:
-            version = int(st.va_slots[st.row[hva], slot])
+        blob: bytes | None = None
+        if (self.content and sealed.contents is not None and len(sealed.contents) == PAGE_SIZE
+                and len(sealed.mac) == 16):
+            blob = bytes(sealed.contents) + bytes(sealed.mac)
+        return self.eldu_sealed(target, va, slot, secs, sealed.secinfo, sealed.enclave_id,
+                                sealed.linaddr, sealed.mac, blob, blocked=blocked,
+                                conflict_codes=conflict_codes, ctx=ctx, context=context,
+                                leaf=leaf, secs_addr=secs_addr, aux=aux)
+
+    def eldu_sealed(self, target: int, va: int, slot: int, secs: int, secinfo: int,
+                    pcmd_eid: int, linaddr: int, mac: bytes, blob: bytes | memoryview | None,
+                    *, blocked: bool = False, conflict_codes: bool = False,
+                    ctx: int = L.CTX_HOST, context: int = 0, leaf: str = "ELDU",
+                    secs_addr: int = 0, aux: int | None = None) -> int:
+        """:meth:`eldu_page` from the PCMD's fields and, in content mode, ``blob``: the
+        ciphertext then the MAC (:data:`SEALED_SIZE` bytes, or None when there is none);
+        ``mac`` is the PCMD's MAC, which metadata mode checks."""
+        h = self._handle()
+        pt = (secinfo >> 8) & 0xFF
+        version, eid = L.eldu_keys_h(h, va, slot, secs, pt)
+        version, eid = int(version), int(eid)
         if aux is None:
             aux = self._aux.get(version, 0)
-        secinfo = sealed.secinfo & 0xFFFF
-        pt = (secinfo >> 8) & 0xFF
-        eid = 0
-        hsecs = self.host_page(secs) if L.is_child_type(pt) and secs >= 0 else secs
-        if L.is_child_type(pt) and hsecs >= 0 and L.is_valid_secs(st, hsecs):
-            eid = int(st.s_eid[st.row[hsecs]])
-        plaintext = None
-        mac64 = int.from_bytes(sealed.mac[:8], "little") if len(sealed.mac) == 16 else -1
+        secinfo16 = secinfo & 0xFFFF
+        plaintext = self._plaintext
+        if plaintext is None:
+            plaintext = self._plaintext = np.zeros(PAGE_SIZE, dtype=np.uint8)
         if self.content:
-            plaintext = None
-            if version and sealed.contents is not None:
-                plaintext = self.key.open(version, self._aad_eid(eid, secinfo, sealed.enclave_id),
-                                          sealed.linaddr, secinfo, sealed.contents, sealed.mac)
-            verdict = 1 if plaintext is not None else 0
+            verdict = 0
+            if version and blob is not None and self.key.open_into(
+                    version, self._aad_eid(eid, secinfo16, pcmd_eid), linaddr, secinfo16, blob,
+                    plaintext):
+                verdict = 1
             mac64 = 0  # the AES-GCM tag decided; the 64-bit MAC is metadata mode's
         else:
-            verdict = -1 if sealed.mac[8:] == bytes(8) else 0
-        linaddr, pcmd_eid = sealed.linaddr, sealed.enclave_id
-        if (sealed.secinfo >> 16 or sealed.secinfo & 0xC0 or not 0 <= linaddr < 1 << 63
+            mac64 = int.from_bytes(mac[:8], "little") if len(mac) == 16 else -1
+            verdict = -1 if mac[8:] == bytes(8) else 0
+        if (secinfo >> 16 or secinfo & 0xC0 or not 0 <= linaddr < 1 << 63
                 or not 0 <= pcmd_eid < 1 << 63 or not 0 <= mac64 < 1 << 63):
             # values no EWB produces: the MAC cannot match (and compiled code stays int64)
             verdict, linaddr, pcmd_eid, mac64 = 0, 0, 0, 0
-        code = L.eldu(st, target, va, slot, secs, linaddr, secinfo, pcmd_eid, mac64, aux,
-                      blocked, conflict_codes, ctx, context & ((1 << 63) - 1), verdict)
-        rc = self._result(code, leaf, {L.OP_RCX: self.page_addr(target),
-                                       L.OP_RDX: self.page_addr(va) + slot * 8,
-                                       L.OP_SECS: self.page_addr(secs) if secs >= 0
-                                       else secs_addr})
-        if rc == SgxReturn.SGX_SUCCESS:
+        code = L.eldu_h(h, target, va, slot, secs, linaddr, secinfo16, pcmd_eid, mac64, aux,
+                        blocked, conflict_codes, ctx, context & ((1 << 63) - 1), verdict,
+                        plaintext)
+        if code == L.SUCCESS:
             self._aux.pop(version, None)
-            target = self.host_page(target)
-            if plaintext is not None:
-                if pt == PageType.VA:
-                    st.va_slots[st.row[target]] = np.frombuffer(plaintext, dtype=np.uint64)
-                else:
-                    st.data[target] = np.frombuffer(plaintext, dtype=np.uint8)
-        return rc
+            return SgxReturn.SGX_SUCCESS
+        return self._result(code, leaf, {L.OP_RCX: self.page_addr(target),
+                                         L.OP_RDX: self.page_addr(va) + slot * 8,
+                                         L.OP_SECS: self.page_addr(secs) if secs >= 0
+                                         else secs_addr})
 
     # ------------------------------------------------------------------ ENCLS: SGX2
     def eaug(self, pageinfo: int, epc: int) -> int:

@@ -42,6 +42,7 @@ from epcsim.arch import (
 MAC_HEADER_SIZE = 128
 _U64 = (1 << 64) - 1
 _MAC_TAG_SIZE = 16
+SEALED_SIZE = PAGE_SIZE + _MAC_TAG_SIZE   # a sealed page as AES-GCM produces it: ciphertext, MAC
 # The SECINFO subset that EWB copies into the PCMD and binds into the MAC (sgx-arch.md §2).
 _MAC_SECINFO_MASK = (SGX_SECINFO_PAGE_TYPE_MASK | SGX_SECINFO_PERMISSION_MASK
                      | SGX_SECINFO_STATE_MASK)
@@ -104,11 +105,17 @@ class PagingKey:
     def seal(self, version: int, eid: int, linaddr: int, secinfo_flags: int,
              plaintext: bytes) -> tuple[bytes, bytes]:
         """Encrypt a 4096-byte page; return ``(ciphertext, mac)`` (4096 and 16 bytes)."""
+        out = bytearray(SEALED_SIZE)
+        self.seal_into(version, eid, linaddr, secinfo_flags, plaintext, out)
+        return bytes(out[:PAGE_SIZE]), bytes(out[PAGE_SIZE:])
+
+    def seal_into(self, version: int, eid: int, linaddr: int, secinfo_flags: int,
+                  plaintext: bytes | memoryview, out: bytearray | memoryview) -> None:
+        """:meth:`seal` into ``out``: the ciphertext, then the MAC (:data:`SEALED_SIZE`)."""
         if len(plaintext) != PAGE_SIZE:
             raise ValueError(f"plaintext must be {PAGE_SIZE} bytes, got {len(plaintext)}")
-        out = self._aead.encrypt(_gcm_iv(version), bytes(plaintext),
-                                 mac_header(eid, linaddr, secinfo_flags))
-        return out[:PAGE_SIZE], out[PAGE_SIZE:]
+        self._aead.encrypt_into(_gcm_iv(version), plaintext,
+                                mac_header(eid, linaddr, secinfo_flags), out)
 
     def open(self, version: int, eid: int, linaddr: int, secinfo_flags: int,
              ciphertext: bytes, mac: bytes) -> bytes | None:
@@ -117,14 +124,26 @@ class PagingKey:
         Ciphertext and MAC come from memory the OS controls, so any content (including a
         wrong length) yields None rather than an exception.
         """
+        ok = len(ciphertext) == PAGE_SIZE and len(mac) == _MAC_TAG_SIZE
+        out = bytearray(PAGE_SIZE)
+        if not self.open_into(version, eid, linaddr, secinfo_flags,
+                              bytes(ciphertext) + bytes(mac) if ok else b"", out):
+            return None
+        return bytes(out)
+
+    def open_into(self, version: int, eid: int, linaddr: int, secinfo_flags: int,
+                  sealed: bytes | memoryview, out: bytearray | memoryview) -> bool:
+        """:meth:`open` of ``sealed`` (ciphertext then MAC) into ``out``; False if the MAC
+        does not verify, and then ``out`` holds no plaintext to use."""
         iv = _gcm_iv(version)
         aad = mac_header(eid, linaddr, secinfo_flags)
-        if len(ciphertext) != PAGE_SIZE or len(mac) != _MAC_TAG_SIZE:
-            return None
+        if len(sealed) != SEALED_SIZE:
+            return False
         try:
-            return self._aead.decrypt(iv, bytes(ciphertext) + bytes(mac), aad)
+            self._aead.decrypt_into(iv, sealed, aad, out)
         except InvalidTag:
-            return None
+            return False
+        return True
 
 
 class Measurement:

@@ -40,6 +40,7 @@ from epcsim.hw.epc import (
     G_SECS_FREE_TOP,
     G_VA_FREE_TOP,
     G_XLOG_N,
+    HW_STATE_TYPE,
     NO_PAGE,
     SECS_LOCK_EPOCH,
     SECS_LOCK_MEASURE,
@@ -71,7 +72,7 @@ from epcsim.hw.tracking import (
     start_tracking_cycle,
     tracking_correct,
 )
-from epcsim.jit import njit, njit_inline
+from epcsim.jit import from_handle, njit, njit_inline
 
 # Page types (arch.PageType), as plain ints for compiled code.
 PT_SECS = 0
@@ -1186,3 +1187,43 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
         return err
     return 0
 
+
+
+# --------------------------------------------------------------------------- by state handle
+# The content-mode ELDU runs once per page fault, with AES-GCM between its two halves; from
+# Python these take a handle (epcsim.jit.state_handle) instead of the state tuple, whose
+# typing at every call cost more than the leaf and the cipher together.
+
+@njit
+def eldu_keys_h(h: np.ndarray, va_page: int, slot: int, secs: int, pt: int) -> tuple[int, int]:
+    """What opening a sealed page needs from the EPC: the version in the VA slot (0 when the
+    operand is no VA page) and the EID of a child's SECS (0 when it is none)."""
+    st = from_handle(h, HW_STATE_TYPE)
+    version = 0
+    va_page = tx(st, va_page)
+    if va_page >= 0 and valid(st, va_page) and st.pt[va_page] == PT_VA:
+        version = i64(st.va_slots[st.row[va_page], slot])
+    eid = 0
+    if is_child_type(pt) and secs >= 0:
+        secs = tx(st, secs)
+        if secs >= 0 and is_valid_secs(st, secs):
+            eid = i64(st.s_eid[st.row[secs]])
+    return version, eid
+
+
+@njit
+def eldu_h(h: np.ndarray, target: int, va_page: int, slot: int, secs: int, linaddr: int,
+           secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
+           ctx: int, context: int, verdict: int, plaintext: np.ndarray) -> int:
+    """:func:`eldu`; on success with a verified page, its plaintext (4096 bytes) goes in."""
+    st = from_handle(h, HW_STATE_TYPE)
+    code = eldu(st, target, va_page, slot, secs, linaddr, secinfo, pcmd_eid, mac, aux, blocked,
+                conflict_codes, ctx, context, verdict)
+    if code == SUCCESS and verdict == 1:
+        target = tx(st, target)
+        words = plaintext.view(np.uint64)
+        if (secinfo >> 8) & 0xFF == PT_VA:
+            st.va_slots[st.row[target]] = words
+        else:
+            st.data[target].view(np.uint64)[:] = words
+    return code

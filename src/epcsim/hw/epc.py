@@ -253,6 +253,19 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
     return grow_va_table(st, va_rows)
 
 
+def _state_type() -> object:
+    """The numba type of every :class:`HwState` (one per set of dtypes and ranks, which
+    :func:`make_state` fixes): what compiled entry points that take a state handle name."""
+    from numba import typeof
+    from numba.core import config
+
+    if config.DISABLE_JIT:
+        return None
+    return typeof(make_state([EpcSection(base=1 << 31, size=PAGE_SIZE)], n_lps=1, content=True,
+                             mac_key=0, max_enclave_log2=36, oversub=True, sgx2=True,
+                             secs_rows=1, va_rows=1))
+
+
 _SECS_FIELDS = ("s_eid", "s_page", "s_base", "s_size", "s_attr", "s_xfrm", "s_ssa", "s_misc",
                 "s_chld", "s_vchld", "s_ctx", "s_cbepoch", "s_refcnt", "s_prev", "s_lock")
 
@@ -287,6 +300,9 @@ def grow_va_table(st: HwState, min_free: int = 1) -> HwState:
     free[top: top + added.size] = added
     st.g[G_VA_FREE_TOP] = top + added.size
     return st._replace(va_slots=_grow_rows(st.va_slots, new), va_free=free)
+
+
+HW_STATE_TYPE = _state_type()
 
 
 def epcm_bytes_per_page(st: HwState) -> float:

@@ -59,6 +59,9 @@ def pcmd_bytes(sealed: SealedPage) -> bytes:
 
 _ZERO56 = bytes(56)
 _ZERO40 = bytes(40)
+# The PCMD up to its MAC (SECINFO.FLAGS @0, ENCLAVEID @64), and where the MAC starts.
+_PCMD_HEAD = struct.Struct("<Q56xQ40x")
+_PCMD_MAC = _PCMD_HEAD.size
 
 
 def _close_file(fd: int, path: str) -> None:
@@ -92,6 +95,7 @@ class Backing:
         self._fd = -1
         self._finalizer: weakref.finalize | None = None
         self.bytes_charged = 0
+        self._head = bytearray(_PCMD_MAC)   # the PCMD read by load_into, up to its MAC
 
     # -------------------------------------------------------------- layout
     def secs_index(self) -> int:
@@ -143,6 +147,37 @@ class Backing:
         if index not in self.pcmd:
             self.pcmd.add(index)
             self._charge(index)
+
+    def store_sealed(self, index: int, sealed: memoryview, secinfo: int,
+                     enclave_id: int) -> None:
+        """:meth:`store` of a page sealed in place: ``sealed`` is the ciphertext then the MAC
+        (4112 bytes); the PCMD gets ``secinfo`` and ``enclave_id``."""
+        fd = self.fd()
+        os.pwrite(fd, sealed[:PAGE_SIZE], index * PAGE_SIZE)
+        os.pwrite(fd, _PCMD_HEAD.pack(secinfo, enclave_id) + sealed[PAGE_SIZE:],
+                  self.pcmd_offset(index))
+        if index not in self.pcmd:
+            self.pcmd.add(index)
+            self._charge(index)
+
+    def load_into(self, index: int, sealed: memoryview) -> tuple[int, int] | None:
+        """:meth:`load` into ``sealed`` (4112 bytes: ciphertext then MAC); returns the PCMD's
+        SECINFO.FLAGS and ENCLAVEID, or None when the kernel never stored the page."""
+        if index not in self.pcmd or self._fd < 0:
+            return None
+        head = self._head
+        got = os.preadv(self._fd, [sealed[:PAGE_SIZE]], index * PAGE_SIZE)
+        # One read puts the MAC right after the ciphertext, where AES-GCM wants it.
+        got_pcmd = os.preadv(self._fd, [head, sealed[PAGE_SIZE:]], self.pcmd_offset(index))
+        if got < PAGE_SIZE or got_pcmd < PCMD_SIZE:   # the OS cut the file short: zeros
+            if got < PAGE_SIZE:
+                sealed[got:PAGE_SIZE] = bytes(PAGE_SIZE - got)
+            if got_pcmd < PCMD_SIZE:
+                whole = (bytes(head) + bytes(sealed[PAGE_SIZE:]))[:got_pcmd].ljust(PCMD_SIZE,
+                                                                                   b"\0")
+                head[:] = whole[:_PCMD_MAC]
+                sealed[PAGE_SIZE:] = whole[_PCMD_MAC:]
+        return _PCMD_HEAD.unpack(head)
 
     def load(self, index: int, linaddr: int) -> SealedPage | None:
         """Before ELDU: what the file holds for page ``index`` now, whoever wrote it.

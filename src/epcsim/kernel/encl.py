@@ -24,7 +24,8 @@ import numpy as np
 from epcsim.arch import PAGE_SIZE, PageType
 from epcsim.dlist import dl_del, dl_push_head, dl_push_tail
 from epcsim.hw import encls as L
-from epcsim.hw.cpu import ArchFault, Processor, SealedPage
+from epcsim.hw.cpu import ArchFault, Processor
+from epcsim.hw.crypto import SEALED_SIZE
 from epcsim.hw.epc import EPCM_SECINFO_MASK
 from epcsim.jit import njit, njit_inline
 from epcsim.kernel.backing import Backing
@@ -448,6 +449,8 @@ class DriverOwner(Owner):
         self._free_va: list[int] = []
         self._ranges: list[tuple[int, int]] = []   # free (start, length) in ep_*
         self._ep_top = 0
+        self._sealed: np.ndarray | None = None     # pages being sealed, as AES-GCM output
+        self._sealed_bytes = memoryview(b"")
 
     # -------------------------------------------------------------- table management
     def _replace(self, **kw: np.ndarray) -> None:
@@ -543,21 +546,35 @@ class DriverOwner(Owner):
 
     # -------------------------------------------------------------- content mode
     def drain_seals(self) -> None:
-        """Seal the bytes of every page the compiled reclaimer wrote back since last time."""
+        """Seal the bytes of every page the compiled reclaimer wrote back since last time,
+        and store them in the backing files, a chunk of the queue at a time."""
         ds = self.state
         n = int(ds.sq_n[0])
-        for i in range(n):
-            row = ds.sq[i]
-            epc, ep, secs_of = int(row[SQ_EPC]), int(row[SQ_EP]), int(row[SQ_SECS_OF])
-            record = row[SQ_REC:].astype(np.uint64)
-            sealed = self.cpu.seal_record(epc, record)
+        for first in range(0, n, SEAL_CHUNK):
+            self._seal(ds, ds.sq[first:min(n, first + SEAL_CHUNK)])
+        ds.sq_n[0] = 0
+
+    def _seal(self, ds: DState, rows: np.ndarray) -> None:
+        if self._sealed is None:
+            self._sealed = np.empty((SEAL_CHUNK, SEALED_SIZE), dtype=np.uint8)
+            self._sealed_bytes = memoryview(self._sealed.reshape(-1))
+        records = rows[:, SQ_REC:].astype(np.uint64)   # the queue holds them as i64
+        self.cpu.seal_batch(rows[:, SQ_EPC].tolist(), records, self._sealed)
+        out = self._sealed_bytes
+        for k, (ep, secs_of, secinfo, eid) in enumerate(zip(
+                rows[:, SQ_EP].tolist(), rows[:, SQ_SECS_OF].tolist(),
+                records[:, L.W_SECINFO].tolist(), records[:, L.W_PCMD_EID].tolist())):
             if ep != NONE:
                 e = int(ds.ep_encl[ep])
-                self.backing[e].store(ep - int(ds.e_first[e]), sealed)
-            else:
+                b, index = self.backing[e], ep - int(ds.e_first[e])
+            else:   # a SECS: its row names its enclave
                 b = self.backing[secs_of]
-                b.store(b.secs_index(), sealed)
-        ds.sq_n[0] = 0
+                index = b.secs_index()
+            b.store_sealed(index, out[k * SEALED_SIZE:(k + 1) * SEALED_SIZE], secinfo, eid)
+
+
+# Pages sealed per call: bounds the staging buffer (4 KiB and a MAC a page).
+SEAL_CHUNK = 256
 
 
 def page_offset(ds: DState, ep: int) -> int:
@@ -592,6 +609,8 @@ class SgxDriver:
         self.sgx2 = cpu.sgx2
         self.leaks = 0
         self.last_eldu = 0   # the last content-mode ELDU's result (what the leaf returned)
+        # The sealed page ELDU reads from the backing file: ciphertext, then MAC.
+        self._sealed_bytes = memoryview(bytearray(SEALED_SIZE))
         self.attributes: dict[int, int] = {}
         self.attributes_mask: dict[int, int] = {}
         self.einit_result: dict[int, int] = {}
@@ -839,19 +858,24 @@ class SgxDriver:
         return 0
 
     # -------------------------------------------------------------- loading pages
-    def _eldu(self, epc: int, va_epc: int, slot: int, secs: int, sealed: SealedPage | None,
-              aux: int) -> int:
-        """ELDU of what the backing store holds; the leaf's result, or -vector if it faulted.
+    def _eldu(self, epc: int, va_epc: int, slot: int, secs: int, b: Backing, index: int,
+              linaddr: int, aux: int) -> int:
+        """ELDU of what backing page ``index`` holds now; the leaf's result, or -vector if it
+        faulted.
 
         The backing store is the OS's memory and may hold anything (a PCMD naming another page
         type makes ELDU fault on the SECS operand): the kernel's ``encls_faulted`` fixup turns
         a fault into an error (-EFAULT) rather than an oops, and so does this.
         """
-        if sealed is None:
+        pcmd = b.load_into(index, self._sealed_bytes)
+        if pcmd is None:
             rc = -1
         else:
+            secinfo, eid = pcmd
+            mac = self._sealed_bytes[PAGE_SIZE:]
             try:
-                rc = int(self.cpu.eldu_page(epc, va_epc, slot, secs, sealed, aux=aux))
+                rc = int(self.cpu.eldu_sealed(epc, va_epc, slot, secs, secinfo, eid, linaddr,
+                                              mac, self._sealed_bytes, aux=aux))
             except ArchFault as f:
                 rc = -f.vector
         self.last_eldu = rc
@@ -867,9 +891,9 @@ class SgxDriver:
             return epc
         if self.cpu.content:
             b = self.owner.backing[e]
-            sealed = b.load(b.secs_index(), 0)
             va = int(ds.e_secs_va[e])
-            rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE, sealed, 0)
+            rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE, b,
+                            b.secs_index(), 0, 0)
             if rc == 0:
                 b.truncate(b.secs_index())
                 secs_eldu_done(ds, self.mgr.ms, e, epc)
@@ -897,11 +921,10 @@ class SgxDriver:
         if self.cpu.content:
             b = self.owner.backing[e]
             index = ep - int(ds.e_first[e])
-            # PAGEINFO.LINADDR comes from the page's place in ELRANGE, never from the file.
-            sealed = b.load(index, int(ds.e_base[e]) + (index << 12))
             va = int(ds.ep_va[ep])
+            # PAGEINFO.LINADDR comes from the page's place in ELRANGE, never from the file.
             rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.ep_slot[ep]), int(ds.e_secs[e]),
-                            sealed, int(ds.ep_aux[ep]))
+                            b, index, int(ds.e_base[e]) + (index << 12), int(ds.ep_aux[ep]))
             if rc == 0:
                 b.truncate(index)
                 eldu_done(ds, self.mgr.ms, st, ep, epc)
