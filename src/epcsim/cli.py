@@ -98,17 +98,28 @@ def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg
 
 
 def _print_rows(title: str, rows: list[dict], columns: tuple[str, ...]) -> None:  # type: ignore[type-arg]
-    """A table of the columns some row has. Headers break at their underscores, so ten
-    columns fit an 80-column terminal instead of being cut to an ellipsis."""
+    """A table of the columns some row has. When they would not fit the terminal side by
+    side, a few rows are shown turned: a line per column, a column per row."""
     if not rows:
         return
-    table = Table(title=title)
     cols = [c for c in columns if any(c in r for r in rows)]
-    for col in cols:
-        table.add_column(col.replace("_", " "), justify="left" if col == "name" else "right")
-    for r in rows:
-        table.add_row(*(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
-                        for c in cols))
+
+    def cell(r: dict, c: str) -> str:  # type: ignore[type-arg]
+        return f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+
+    table = Table(title=title)
+    if len(cols) * 9 > console.width and len(rows) <= 4:
+        table.add_column("")
+        for r in rows:
+            table.add_column(str(r.get("name", "")), justify="right")
+        for c in cols:
+            if c != "name":
+                table.add_row(c, *(cell(r, c) for r in rows))
+    else:
+        for col in cols:
+            table.add_column(col, justify="left" if col == "name" else "right")
+        for r in rows:
+            table.add_row(*(cell(r, c) for c in cols))
     console.print(table)
 
 

@@ -142,7 +142,24 @@ class RunSpec(_Strict):
     backing_dir: str | None = None
 
 
-class EnclaveSpec(_Strict):
+class _InCgroup(_Strict):
+    """An entry whose process (the enclave's, or a VM's VMM) may be placed in an EPC cgroup."""
+
+    cgroup: str | None = None                # the EPC cgroup: its allocations are charged there
+    epc_limit: int | str | None = None       # misc.max of that cgroup
+
+    @field_validator("epc_limit")
+    @classmethod
+    def _limit(cls, v: int | str | None) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("cgroup")
+    @classmethod
+    def _cgroup(cls, v: str | None) -> str | None:
+        return None if v is None else cgroup_path(v)
+
+
+class EnclaveSpec(_InCgroup):
     name: str
     size: int | str | None = None
     workload: Literal["scan", "uniform", "zipf", "phases"] | None = None
@@ -152,24 +169,12 @@ class EnclaveSpec(_Strict):
     weight: float = Field(default=1.0, gt=0)
     trace: str | None = None
     format: Literal["oracleGeneral", "lcs", "csv", "npy"] | None = None
-    cgroup: str | None = None                # the EPC cgroup of the enclave's process
-    epc_limit: int | str | None = None       # misc.max of that cgroup
-    memory_limit: int | str | None = None    # memory.max of that cgroup
+    memory_limit: int | str | None = None    # memory.max of its cgroup
 
-    @field_validator("size", "working_set")
+    @field_validator("size", "working_set", "memory_limit")
     @classmethod
     def _size(cls, v: int | str | None) -> int | None:
         return None if v is None else parse_size(v)
-
-    @field_validator("epc_limit", "memory_limit")
-    @classmethod
-    def _limit(cls, v: int | str | None) -> int | None:
-        return None if v is None else parse_size(v)
-
-    @field_validator("cgroup")
-    @classmethod
-    def _cgroup(cls, v: str | None) -> str | None:
-        return None if v is None else cgroup_path(v)
 
 
 def cgroup_path(v: str) -> str:
@@ -240,7 +245,7 @@ class VmEnclaveSpec(_Strict):
         return n
 
 
-class VmSpec(_Strict):
+class VmSpec(_InCgroup):
     """A virtual machine (``[[vms]]``): its vEPC, vCPUs, mode and guest enclaves."""
 
     name: str
@@ -248,8 +253,6 @@ class VmSpec(_Strict):
     epc_size: int | str
     vcpus: int = Field(default=1, ge=1, le=64)
     enclaves: list[VmEnclaveSpec] = Field(default_factory=list)
-    cgroup: str | None = None                # the EPC cgroup of the VMM: vEPC is charged there
-    epc_limit: int | str | None = None       # misc.max of that cgroup
 
     @field_validator("epc_size")
     @classmethod
@@ -258,16 +261,6 @@ class VmSpec(_Strict):
         if n % 4096 or n < 64 * 4096:
             raise ValueError("a vEPC must be a multiple of 4 KiB and at least 256 KiB")
         return n
-
-    @field_validator("epc_limit")
-    @classmethod
-    def _limit(cls, v: int | str | None) -> int | None:
-        return None if v is None else parse_size(v)
-
-    @field_validator("cgroup")
-    @classmethod
-    def _cgroup(cls, v: str | None) -> str | None:
-        return None if v is None else cgroup_path(v)
 
 
 class VirtSpec(_Strict):
