@@ -27,8 +27,8 @@ to misc, which has ``max`` only) and the EPC OOM killer (v2-v5, dropped in v6).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,6 @@ from epcsim.kernel.main import (
     CGT_PARENT,
     CGT_RECLAIMED,
     CGT_USAGE,
-    EAGAIN,
     EBUSY,
     ENOMEM,
     P_CG,
@@ -609,16 +608,10 @@ class EpcCgroups:
         """Move the ``current`` task to ``path`` (``echo $$ > cgroup.procs``)."""
         self.mgr.ms.p[P_CG] = self.cgroup_id(path)
 
-    @contextmanager
-    def charging(self, path_or_id: str | int) -> Iterator[None]:
+    def charging(self, path_or_id: str | int) -> AbstractContextManager[None]:
         """Run a block as a task of ``path_or_id`` and put ``current`` back afterwards."""
         c = path_or_id if isinstance(path_or_id, int) else self.cgroup_id(path_or_id)
-        before = int(self.mgr.ms.p[P_CG])
-        self.mgr.ms.p[P_CG] = c
-        try:
-            yield
-        finally:
-            self.mgr.ms.p[P_CG] = before
+        return self.mgr.current(c)
 
     def at_limit(self, path: str) -> str | None:
         """The first cgroup from ``path`` to the root whose ``misc.max`` refuses one more

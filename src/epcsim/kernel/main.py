@@ -27,7 +27,8 @@ attached ``cg`` and ``cgt`` are empty and the per-page state stays 14 bytes.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -684,6 +685,18 @@ class EpcManager:
                                       all(o.inline_reclaim for o in self.owners), charge)
 
     # -------------------------------------------------------------- state passed to code
+    @contextmanager
+    def current(self, cg: int) -> Iterator[None]:
+        """Allocate as a task of misc cgroup ``cg`` (``current``, whose cgroup
+        ``sgx_alloc_epc_page`` charges), then put the task back; ignored with no cgroups."""
+        p = self.ms.p
+        before = int(p[P_CG])
+        p[P_CG] = cg
+        try:
+            yield
+        finally:
+            p[P_CG] = before
+
     def owner_states(self) -> tuple[Any, ...]:
         return tuple(o.state for o in self.owners)
 

@@ -35,8 +35,6 @@ reserve up, reclaiming if it must: that is where the host's reclaim cost lands.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -290,17 +288,6 @@ class VirtEpc:
     def vs(self) -> VState:
         return self.owner.state
 
-    @contextmanager
-    def current(self, cg: int) -> Iterator[None]:
-        """Allocate as a task of misc cgroup ``cg`` (``current``); ignored with no cgroups."""
-        p = self.mgr.ms.p
-        before = int(p[P_CG])
-        p[P_CG] = cg
-        try:
-            yield
-        finally:
-            p[P_CG] = before
-
     def open(self) -> VepcFile:
         """``open("/dev/sgx_vepc")``."""
         f = VepcFile(self, len(self.files))
@@ -348,7 +335,7 @@ class VirtEpc:
     def enable_exits(self, reserve: int) -> None:
         """Give the processor's EPT-violation path a reserve of ``reserve`` pages."""
         if self.null_page == NO_PAGE:
-            with self.current(ROOT_CG):
+            with self.mgr.current(ROOT_CG):
                 page = self.mgr.alloc(self.kind, 0, True)
             if page < 0:
                 raise MemoryError("no host EPC page for the EPT's null page")
@@ -378,7 +365,7 @@ class VirtEpc:
             if int(vs.i_flags[inst]) & I_OVERSUB:
                 self.mgr.mark_reclaimable(page)
         added = 0
-        with self.current(ROOT_CG):
+        with self.mgr.current(ROOT_CG):
             while vmx.reserve_size(self.cpu) < self.reserve_target:
                 page = self.mgr.alloc(self.kind, 0, True)
                 if page < 0:
@@ -461,7 +448,7 @@ class VepcFile:
         st = self.virt.cpu.st
         if int(st.ept[i]) >= 0:
             return 0
-        with self.virt.current(self.cg):
+        with self.virt.mgr.current(self.cg):
             page = self.virt.mgr.alloc(self.virt.kind, i, False)
         if page < 0:
             return page
@@ -486,7 +473,7 @@ class VepcFile:
         virt.cpu.reserve_va_rows(last - first + 1)
         for g in range(first, last + 1):
             # The VMM's ioctl allocates them: charged to its cgroup, never on an LRU.
-            with virt.current(self.cg):
+            with virt.mgr.current(self.cg):
                 page = virt.mgr.alloc(virt.kind, self.base, True)
             if page < 0:
                 return page

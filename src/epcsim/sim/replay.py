@@ -676,7 +676,6 @@ class Replay:
         self.owner = CacheOwner(max(total, 1), self.rs.e_of_tenant[self.tenant_ids])
         self.mgr = EpcManager(self.cpu, [self.owner], low=0, high=0, batch=1,
                               policy=cfg.policy)
-        self.states = (self.owner.state,)
 
     def _build_sgx(self) -> None:
         cfg = self.cfg
@@ -855,8 +854,9 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     for ch in ids.kept if ids.kept is not None else reader_factory():
         pages = ids.map(ch)
         n = ch.obj.shape[0]
-        for a in range(0, n, part if step is not None else max(n, 1)):
-            b = min(n, a + part) if step is not None else n
+        width = part if step is not None else max(n, 1)
+        for a in range(0, n, width):
+            b = min(n, a + width)
             rp.feed(ch.tenant[a:b], pages[a:b], ch.write[a:b])
             done += b - a
             if step is not None:
