@@ -41,9 +41,9 @@ def build(cpu: Processor, npages: int) -> tuple[int, np.ndarray, int]:
 
 
 @njit
-def cycle(st, secs, pages, va, out, spare):  # type: ignore[no-untyped-def]
+def cycle(st_, secs, pages_, va, out_, spare):  # type: ignore[no-untyped-def]
     """EBLOCK all, ETRACK, EWB each into its own slot, ELDU each back into a spare page."""
-    st, pages, out = unmanaged(st), unmanaged(pages), unmanaged(out)
+    st, pages, out = unmanaged(st_), unmanaged(pages_), unmanaged(out_)
     n = pages.shape[0]
     for i in range(n):
         L.eblock(st, pages[i])

@@ -70,9 +70,10 @@ def bench_pairs_api(pages: int, n: int) -> float:
 
 def make_loop(alloc):  # type: ignore[no-untyped-def]
     @njit
-    def loop(os, ms, st, n):  # type: ignore[no-untyped-def]
-        # As the replay engine does: reference-count-free views at the compiled entry.
-        os, ms, st = unmanaged(os), unmanaged(ms), unmanaged(st)
+    def loop(os_, ms_, st_, n):  # type: ignore[no-untyped-def]
+        # As the replay engine does: reference-count-free views at the compiled entry
+        # (new names: the views are of another type than the arguments).
+        os, ms, st = unmanaged(os_), unmanaged(ms_), unmanaged(st_)
         for _ in range(n):
             sgx_encl_free_epc_page(ms, st, alloc(os, ms, st, 0, 0, True, 0))
         return n
@@ -98,8 +99,8 @@ def make_add_loop(alloc):  # type: ignore[no-untyped-def]
         return hit
 
     @njit
-    def add_loop(os, ms, st, n, first, secs, base, secinfo):  # type: ignore[no-untyped-def]
-        os, ms, st = unmanaged(os), unmanaged(ms), unmanaged(st)
+    def add_loop(os_, ms_, st_, n, first, secs, base, secinfo):  # type: ignore[no-untyped-def]
+        os, ms, st = unmanaged(os_), unmanaged(ms_), unmanaged(st_)
         for i in range(n):
             page = alloc(os, ms, st, 0, 0, True, 0)
             if page < 0:

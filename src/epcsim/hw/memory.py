@@ -84,6 +84,20 @@ class AddressSpace:
     def unmap(self, linaddr: int) -> None:
         self._ptes.pop(linaddr >> 12, None)
 
+    def unmap_range(self, linaddr: int, length: int) -> None:
+        """Unmap every page of ``[linaddr, linaddr + length)``.
+
+        A fresh mapping of a large ELRANGE covers far more pages than there are entries, so
+        the walk is over whichever of the two is shorter.
+        """
+        lo, hi = linaddr >> 12, -(-(linaddr + length) // 4096)
+        if hi - lo > len(self._ptes):
+            for page in [p for p in self._ptes if lo <= p < hi]:
+                del self._ptes[page]
+        else:
+            for page in range(lo, hi):
+                self._ptes.pop(page, None)
+
     def protect(self, linaddr: int, prot: int) -> None:
         pte = self._ptes.get(linaddr >> 12)
         if pte is not None:

@@ -350,11 +350,14 @@ class EnclaveFile:
         if flags & SGX_ENCL_INITIALIZED and (start < self.base or end > self.base + self.size):
             return -EACCES
         ds = self.ds
-        for addr in range(max(start, self.base), min(end, self.base + self.size), PAGE_SIZE):
-            ep = self.driver.ep_of(self.e, addr)
-            if ds.ep_flags[ep] & EP_EXISTS and want & ~int(ds.ep_prot[ep]):
-                return -EACCES
-        return 0
+        lo, hi = max(start, self.base), min(end, self.base + self.size)
+        if hi <= lo:
+            return 0
+        first = self.driver.ep_of(self.e, lo)
+        last = first + -(-(hi - lo) // PAGE_SIZE)
+        exists = (ds.ep_flags[first:last] & EP_EXISTS) != 0
+        denied = (want & ~ds.ep_prot[first:last].astype(np.int64)) != 0
+        return -EACCES if bool(np.any(exists & denied)) else 0
 
     def mmap(self, mm: Mm, addr: int, length: int, prot: int, flags: int) -> int:
         rc = mm.mmap(self, addr, length, prot, flags)

@@ -37,7 +37,7 @@ from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX
 from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline
+from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -622,11 +622,13 @@ def with_charge_table(ms: MgrState, ncg: int, columns: int) -> MgrState:
 
 
 @njit
-def sanitize_pages(ms: MgrState, st: Any) -> int:
+def sanitize_pages(ms_: MgrState, st_: Any) -> int:
     """Boot: EREMOVE every page, twice (a SECS fails while its children exist), then free.
 
     Returns the number of pages left dirty.
     """
+    ms = unmanaged(ms_)
+    st = unmanaged(st_)
     n = ms.where.shape[0]
     dirty = np.ones(n, dtype=np.bool_)
     for _ in range(2):

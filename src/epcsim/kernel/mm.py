@@ -92,8 +92,7 @@ class Mm(AddressSpace):
             if v.end > end:
                 keep.append(Vma(end, v.end, v.prot, v.flags, v.file))
         self.vmas = sorted(keep, key=lambda v: v.start)
-        for page in range(addr >> 12, end >> 12):
-            self.unmap(page << 12)
+        self.unmap_range(addr, length)
 
     def mprotect(self, addr: int, length: int, prot: int) -> int:
         """Change protections; an enclave VMA re-checks them against its pages (§4.1)."""

@@ -389,8 +389,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
     hit = sgx_hit if sgx else cache_hit
 
     @closure
-    def replay_chunk(os: Any, ms: Any, st: Any, rs: RState, tenants: np.ndarray,
-                     pages: np.ndarray, writes: np.ndarray) -> int:
+    def replay_chunk(os_: Any, ms_: Any, st_: Any, rs_: RState, tenants_: np.ndarray,
+                     pages_: np.ndarray, writes_: np.ndarray) -> int:
         """Replay one chunk; returns the index of a request that failed, or -1.
 
         Returns ``-2 - i`` after request ``i`` when the series is more than half full, so
@@ -399,10 +399,14 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         The hit path keeps the thread's clock and the request count in locals: they reach
         the arrays before anything else reads them (a miss, a sample, the return).
         """
-        os = unmanaged(os)
-        ms = unmanaged(ms)
-        st = unmanaged(st)
-        rs = unmanaged(rs)
+        # New names: the unmanaged views are of another type than the arguments.
+        os = unmanaged(os_)
+        ms = unmanaged(ms_)
+        st = unmanaged(st_)
+        rs = unmanaged(rs_)
+        tenants = unmanaged(tenants_)
+        pages = unmanaged(pages_)
+        writes = unmanaged(writes_)
         work = rs.cost[K.K_REQUEST]
         now = rs.clk[CL_THREAD]
         next_sample = rs.clk[CL_NEXT_SAMPLE]
