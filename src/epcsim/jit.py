@@ -240,9 +240,9 @@ def _make_from_handle():  # type: ignore[no-untyped-def]
     def from_handle(typingctx, h, tyref):  # type: ignore[no-untyped-def]
         """The state tuple of type ``tyref`` whose arrays :func:`state_handle` described.
 
-        The arrays carry no meminfo, as :func:`unmanaged` views do.
+        The arrays are :class:`UnmanagedArray` views, as :func:`unmanaged` returns.
         """
-        st_ty = tyref.instance_type
+        st_ty = _unmanaged_type(tyref.instance_type)
         i64 = ir.IntType(64)
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
