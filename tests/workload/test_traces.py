@@ -687,3 +687,32 @@ def test_libcachesim_reads_our_files(tmp_path, fmt, version):
             assert mine[:16] == their[:16] and mine[LCS_HEADER - 8:LCS_HEADER] == \
                 their[LCS_HEADER - 8:LCS_HEADER]
             assert mine[16:16 + 96] == their[16:16 + 96]  # n_req ... largest size
+
+
+@pytest.mark.parametrize("chunk", [7, 1000])
+def test_binary_chunks_carry_their_largest_id_for_the_footprint_scan(tmp_path, chunk):
+    """A format without tenants reports each chunk's largest id (capped at 2**62) while
+    decoding; the replay's footprint scan uses it instead of a second pass, and must find
+    what the pass over the ids finds (a CSV reader, which does not report it)."""
+    from epcsim.sim.replay import IdMap
+
+    obj = np.array([5, 3, 900, 2, 17, 900, 4, 1 << 63, 8, 0, 66], dtype=np.uint64)
+    p = tmp_path / "t.oracleGeneral"
+    write_oracle_general(p, obj)
+    for c in open_trace(p, "oracleGeneral", chunk_requests=chunk):
+        assert c.max_obj == int(min(c.obj.max(), np.uint64(1 << 62)))
+    # The zeros of a format without tenant or op columns are shared, and stay zeros.
+    first, second = list(open_trace(p, "oracleGeneral", chunk_requests=7))
+    assert not first.tenant.any() and not second.write.any()
+    q = tmp_path / "t.csv"
+    write_csv(q, obj[obj < (1 << 26)])
+    for reader in (open_trace(q, "csv"),):
+        assert all(c.max_obj == -1 for c in reader)
+    small = obj[obj < (1 << 26)]
+    write_oracle_general(p, small)
+    by_chunk, by_pass = IdMap(), IdMap()
+    by_chunk.scan(lambda: open_trace(p, "oracleGeneral", chunk_requests=chunk))
+    by_pass.scan(lambda: open_trace(q, "csv"))
+    assert by_chunk.identity and by_pass.identity
+    np.testing.assert_array_equal(by_chunk.footprint, by_pass.footprint)
+    assert by_chunk.footprint.tolist() == [901]

@@ -541,7 +541,11 @@ class IdMap:
                     self.kept = None
             if not ch.obj.shape[0]:
                 continue
-            bad = _tenant_max(ch.obj, ch.tenant, maxes)
+            if ch.max_obj >= 0:   # one tenant, its largest id found while decoding
+                maxes[0] = max(maxes[0], ch.max_obj)
+                bad = -1
+            else:
+                bad = _tenant_max(ch.obj, ch.tenant, maxes)
             if bad >= 0:
                 raise ValueError(f"tenant id {bad} is too large (at most "
                                  f"{self.max_tenants - 1})")
