@@ -111,7 +111,7 @@ class RState(NamedTuple):
 
 class CacheState(NamedTuple):
     evicted: np.ndarray   # u8 per cache page index: its copy is "in the backing store"
-    resident: np.ndarray  # i64 per cache page index: EPC page or -1
+    resident: np.ndarray  # i32 per cache page index: EPC page or -1 (half the i64 in cache)
     cnt: np.ndarray       # i64 [2]: writes (EWB), loads (ELDU)
     starts: np.ndarray    # i64 per tenant in index order: its first cache page index
     held: np.ndarray      # i64 per tenant in index order: cache pages resident in the EPC
@@ -144,7 +144,7 @@ class CacheOwner(Owner):
     inline_reclaim = True
 
     def __init__(self, pages: int, starts: np.ndarray) -> None:
-        self.state = CacheState(np.zeros(pages, np.uint8), np.full(pages, -1, np.int64),
+        self.state = CacheState(np.zeros(pages, np.uint8), np.full(pages, -1, np.int32),
                                 np.zeros(2, np.int64), np.asarray(starts, np.int64),
                                 np.zeros(len(starts), np.int64))
 
