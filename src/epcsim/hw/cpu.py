@@ -732,15 +732,22 @@ class Processor:
         In content mode the page's bytes (still in the now-invalid EPC page: compiled EWB
         leaves them for this step) are sealed with AES-GCM and wiped.
         """
-        secinfo, linaddr = int(out[L.W_SECINFO]), int(out[L.W_LINADDR])
-        pcmd_eid = int(out[L.W_PCMD_EID])
         if self.content:
-            sealed = np.empty((1, SEALED_SIZE), dtype=np.uint8)
-            self.seal_batch([target], out.reshape(1, -1), sealed)
-            blob = sealed[0].tobytes()
-            return SealedPage(secinfo, pcmd_eid, blob[PAGE_SIZE:], linaddr, blob[:PAGE_SIZE])
+            return self.seal_records([target], out.reshape(1, -1))[0]
         mac = int(out[L.W_MAC]).to_bytes(8, "little") + bytes(8)
-        return SealedPage(secinfo, pcmd_eid, mac, linaddr, None)
+        return SealedPage(int(out[L.W_SECINFO]), int(out[L.W_PCMD_EID]), mac,
+                          int(out[L.W_LINADDR]), None)
+
+    def seal_records(self, targets: list[int], records: np.ndarray) -> list[SealedPage]:
+        """Content mode: :meth:`seal_record` of several pages in one :meth:`seal_batch`."""
+        sealed = np.empty((len(targets), SEALED_SIZE), dtype=np.uint8)
+        self.seal_batch(targets, records, sealed)
+        out = []
+        for rec, row in zip(records.tolist(), sealed):
+            blob = row.tobytes()
+            out.append(SealedPage(rec[L.W_SECINFO], rec[L.W_PCMD_EID], blob[PAGE_SIZE:],
+                                  rec[L.W_LINADDR], blob[:PAGE_SIZE]))
+        return out
 
     def seal_batch(self, targets: list[int], records: np.ndarray, sealed: np.ndarray) -> None:
         """Content mode: :meth:`seal_record` of pages ``targets`` (EWB records ``records``,

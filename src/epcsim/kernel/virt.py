@@ -261,10 +261,13 @@ class KvmOwner(Owner):
         """
         vs = self.state
         n = int(vs.sq_n[0])
-        for r in range(n):
-            row = vs.sq[r]
-            sealed = self.cpu.seal_record(int(row[SQ_PAGE]), row[SQ_REC:].astype(np.uint64))
-            vmx.put_blob(self.cpu, int(row[SQ_ENTRY]), sealed)
+        if n == 0:
+            return
+        rows = vs.sq[:n]
+        sealed = self.cpu.seal_records(rows[:, SQ_PAGE].tolist(),
+                                       rows[:, SQ_REC:].astype(np.uint64))
+        for entry, page in zip(rows[:, SQ_ENTRY].tolist(), sealed):
+            vmx.put_blob(self.cpu, entry, page)
         vs.sq_n[0] = 0
 
 

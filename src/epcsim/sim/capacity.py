@@ -253,10 +253,9 @@ def cgroup_report(rp: CgroupReplay) -> tuple[list[dict[str, Any]], dict[str, pa.
     replay of ``[[enclaves]]`` in cgroups."""
     series = rp.series_rows
     assert rp.cg is not None
-    rows = [{"host": "enclaves", **{k: r[k] for k in ("path", "max", "peak", "current",
-                                                      "events_max", "reclaimed")}}
-            for r in rp.cg.summary()]
     full = [{"host": "enclaves", **r} for r in rp.cg.summary()]
+    rows = [{k: r[k] for k in ("host", "path", "max", "peak", "current", "events_max",
+                               "reclaimed")} for r in full]
     return rows, {"cgroups": pa.Table.from_pylist([_numeric(r, "max") for r in full]),
                   "cgroup_series": pa.Table.from_pylist(series) if series
                   else pa.table({"time_s": pa.array([], pa.float64())})}
