@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numba.core import config
 
-from epcsim.jit import UnmanagedArray, from_handle, state_handle, unmanaged
+from epcsim.jit import UnmanagedArray, from_handle, prefetch, state_handle, unmanaged
 
 pytestmark = pytest.mark.skipif(config.DISABLE_JIT, reason="compiled code only")
 
@@ -81,3 +81,22 @@ def test_state_handle_rebuilds_the_tuple() -> None:
     h = state_handle(s)
     assert bump(h) == 3
     assert s.a[0] == 7
+
+
+@numba.njit
+def _sum_ahead(a: np.ndarray, idx: np.ndarray, by: int) -> int:
+    total = 0
+    for i in range(idx.shape[0]):
+        # Past the end of the index list and far outside the table: a prefetch never faults.
+        prefetch(a, idx[i + by] if i + by < idx.shape[0] else 1 << 40)
+        total += a[idx[i]]
+    return total
+
+
+def test_prefetch_emits_the_intrinsic_and_changes_no_value() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 1000, 100_000)
+    idx = rng.integers(0, a.shape[0], 5000)
+    assert _sum_ahead(a, idx, 16) == int(a[idx].sum())
+    ir = "".join(_sum_ahead.inspect_llvm(sig) for sig in _sum_ahead.signatures)
+    assert "llvm.prefetch" in ir

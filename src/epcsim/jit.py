@@ -209,6 +209,44 @@ else:
     unmanaged = _make_unmanaged()
 
 
+def _make_prefetch():  # type: ignore[no-untyped-def]
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
+        """Start loading ``arr[idx]`` into the cache; no effect on any value.
+
+        A replay knows its future requests: fetching the table entries of a request some
+        way ahead hides their latency behind the requests in between. A prefetch never
+        faults, so ``idx`` need not be in range (a wrong one only wastes the fetch).
+        """
+        if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                "llvm.prefetch.p0")
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            # read, keep in all cache levels, data cache
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
+            return context.get_dummy_value()
+        return types.void(arr, idx), codegen
+    return prefetch
+
+
+if config.DISABLE_JIT:
+    def prefetch(arr: Any, idx: int) -> None:
+        return None
+else:
+    prefetch = _make_prefetch()
+
+
 def state_handle(state: Any) -> Any:
     """A state tuple as one int64 array: each field's data address, then its shape.
 

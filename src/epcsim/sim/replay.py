@@ -35,7 +35,7 @@ from epcsim.hw import encls as L
 from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
-from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
+from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, prefetch, unmanaged
 from epcsim.kernel import main as M
 from epcsim.kernel.encl import (
     EC_EAUG,
@@ -80,6 +80,9 @@ CL_LEN = 7
 # Series columns: virtual time, free pages, faults, EWBs.
 S_T, S_FREE, S_FAULTS, S_EWB = range(4)
 
+# How many requests ahead the engine prefetches a request's table entries.
+AHEAD = 32
+
 # Tenants whose EPC usage is sampled with the series (the first ones of the trace).
 SAMPLED_TENANTS = 64
 
@@ -109,12 +112,26 @@ class RState(NamedTuple):
 
 # ----------------------------------------------------------------------------- page-cache owner
 
+# A cache page that is not resident: never loaded, or written back (its copy is in the
+# backing store, so the next miss is an ELDU, not an EAUG). One table for both answers: the
+# miss path reads one random entry instead of two.
+CP_NEW = -1
+CP_WRITTEN_BACK = -2
+
+
 class CacheState(NamedTuple):
-    evicted: np.ndarray   # u8 per cache page index: its copy is "in the backing store"
-    resident: np.ndarray  # i32 per cache page index: EPC page or -1 (half the i64 in cache)
+    resident: np.ndarray  # i32 per cache page index: EPC page, CP_NEW or CP_WRITTEN_BACK
     cnt: np.ndarray       # i64 [2]: writes (EWB), loads (ELDU)
     starts: np.ndarray    # i64 per tenant in index order: its first cache page index
     held: np.ndarray      # i64 per tenant in index order: cache pages resident in the EPC
+
+
+@njit_inline
+def _tenant_row(os: CacheState, oid: int) -> int:
+    """The tenant (in index order) whose range holds cache page ``oid``."""
+    if os.starts.shape[0] == 1:
+        return 0
+    return np.searchsorted(os.starts, oid, side="right") - 1
 
 
 @njit_inline
@@ -129,11 +146,10 @@ def c_nop(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
 
 @njit_inline
 def c_write(os: CacheState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    os.resident[oid] = -1
-    os.evicted[oid] = 1
+    os.resident[oid] = CP_WRITTEN_BACK
     os.cnt[0] += 1
     # The write-back is the one place a page leaves its tenant: find the tenant's range.
-    os.held[np.searchsorted(os.starts, oid, side="right") - 1] -= 1
+    os.held[_tenant_row(os, oid)] -= 1
     M.count_ewb(ms)
     return WRITE_FREED
 
@@ -144,7 +160,7 @@ class CacheOwner(Owner):
     inline_reclaim = True
 
     def __init__(self, pages: int, starts: np.ndarray) -> None:
-        self.state = CacheState(np.zeros(pages, np.uint8), np.full(pages, -1, np.int32),
+        self.state = CacheState(np.full(pages, CP_NEW, np.int32),
                                 np.zeros(2, np.int64), np.asarray(starts, np.int64),
                                 np.zeros(len(starts), np.int64))
 
@@ -177,8 +193,11 @@ def _log_fault(rs: RState, tenant: int, page: int) -> None:
     rs.flog_n[0] = n + 1
 
 
-def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
-    """Close the replay loop over a kernel's compiled manager entry points."""
+def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AHEAD) -> Any:
+    """Close the replay loop over a kernel's compiled manager entry points.
+
+    ``ahead_by``: how many requests ahead to prefetch table entries (0: none).
+    """
     alloc = reclaimer.alloc
     ksgxd = reclaimer.ksgxd
     closure_inline = functools.partial(njit_closure_inline, cache=reclaimer.cache)
@@ -334,10 +353,11 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         rs.e_cnt[t, 1] += 1
         _log_fault(rs, t, page)
         stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW] + c[K.K_ERESUME])
+        before = epc   # CP_NEW or CP_WRITTEN_BACK: the miss cannot evict its own page
         epc = get_page(os, ms, st, rs, idx)
         if epc < 0:
             return -1
-        if cs.evicted[idx]:
+        if before == CP_WRITTEN_BACK:
             cs.cnt[1] += 1
             ms.cnt[M.C_ELDU] += 1
             rs.cnt[RC_ELDU] += 1
@@ -385,8 +405,20 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         M.touch(ms, epc)
         return True
 
+    @closure_inline
+    def sgx_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
+        ds = os[0]
+        ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
+        prefetch(ds.ep_epc, ep)
+        prefetch(ds.ep_flags, ep)
+
+    @closure_inline
+    def cache_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
+        prefetch(os[0].resident, rs.e_of_tenant[t] + page)
+
     access = sgx_access if sgx else cache_access
     hit = sgx_hit if sgx else cache_hit
+    ahead = sgx_ahead if sgx else cache_ahead
 
     @closure
     def replay_chunk(os_: Any, ms_: Any, st_: Any, rs_: RState, tenants_: np.ndarray,
@@ -415,6 +447,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool) -> Any:
         ret = -1
         done = n
         for i in range(n):
+            if ahead_by > 0 and i + ahead_by < n:
+                ahead(os, ms, rs, np.int64(tenants[i + ahead_by]), np.int64(pages[i + ahead_by]))
             t = np.int64(tenants[i])
             page = np.int64(pages[i])
             now += work
