@@ -223,6 +223,12 @@ def test_two_tenants_two_enclaves(two_tenants) -> None:
     faults = pq.read_table(two_tenants["out"] / "faults.parquet").to_pydict()
     assert len(faults["tenant"]) == s["faults"]
     assert set(faults["tenant"]) == {1, 3}
+    # Each logged fault names its own tenant and a page of that tenant's footprint.
+    ft, fp = np.asarray(faults["tenant"]), np.asarray(faults["page"])
+    for r in per:
+        mine = ft == r["tenant"]
+        assert mine.sum() == r["faults"]
+        assert 0 <= fp[mine].min() and fp[mine].max() < r["pages"]
 
 
 def test_two_tenants_csv_equals_lcs(two_tenants) -> None:

@@ -80,6 +80,9 @@ CL_LEN = 7
 # Series columns: virtual time, free pages, faults, EWBs.
 S_T, S_FREE, S_FAULTS, S_EWB = range(4)
 
+# A fault log entry packs the tenant (below 2**16, IdMap.max_tenants) above the page.
+FLOG_TENANT_SHIFT = 47
+
 # How many requests ahead the engine prefetches a request's table entries.
 AHEAD = 32
 
@@ -102,7 +105,8 @@ class RState(NamedTuple):
     e_cnt: np.ndarray     # i64 [tenants, 4]: requests, faults, eaug, eldu
     series: np.ndarray    # i64 [cap, 4]
     series_n: np.ndarray  # i64 [1]
-    flog: np.ndarray      # i64 [cap, 3]: virtual time, tenant, page (the OS-visible faults)
+    flog: np.ndarray      # i64 [cap, 2]: virtual time, tenant << FLOG_TENANT_SHIFT | page
+                          # (the OS-visible faults; two words, not three: a miss writes it)
     flog_n: np.ndarray    # i64 [1]
     # Per-enclave usage at each sample, for the first SAMPLED_TENANTS tenants (a trace may
     # have thousands; a column each would outweigh the state).
@@ -188,8 +192,7 @@ def _log_fault(rs: RState, tenant: int, page: int) -> None:
     n = rs.flog_n[0]
     if n < rs.flog.shape[0]:
         rs.flog[n, 0] = rs.clk[CL_THREAD]
-        rs.flog[n, 1] = tenant
-        rs.flog[n, 2] = page
+        rs.flog[n, 1] = (tenant << FLOG_TENANT_SHIFT) | page
     rs.flog_n[0] = n + 1
 
 
@@ -686,6 +689,9 @@ class Replay:
         self.tenant_ids = tenant_ids
         self.footprint = footprint
         ntenants = len(footprint)
+        if ntenants > 1 << (63 - FLOG_TENANT_SHIFT):
+            raise ValueError(f"{ntenants} tenants: the replay takes at most "
+                             f"{1 << (63 - FLOG_TENANT_SHIFT)}")
         cost = cfg.platform.costs.vector()
         step = max(1, int(cfg.series_step_s * cfg.platform.ghz * 1e9))
         self.rs = RState(
@@ -695,7 +701,7 @@ class Replay:
             e_lp=np.full(ntenants, -1, np.int64), e_row=np.full(ntenants, -1, np.int64),
             e_stack=np.full(ntenants, -1, np.int64), e_cnt=np.zeros((ntenants, 4), np.int64),
             series=np.zeros((4096, 4), np.int64), series_n=np.zeros(1, np.int64),
-            flog=np.zeros((cfg.fault_log, 3), np.int64), flog_n=np.zeros(1, np.int64),
+            flog=np.zeros((cfg.fault_log, 2), np.int64), flog_n=np.zeros(1, np.int64),
             tseries=np.zeros((4096, min(len(tenant_ids), SAMPLED_TENANTS)), np.int32),
             t_sampled=np.asarray(tenant_ids[:SAMPLED_TENANTS], np.int64))
         for row, t in enumerate(tenant_ids):
@@ -857,7 +863,11 @@ class Replay:
                         "miss_ratio": f / r if r else 0.0})
         n = int(rs.series_n[0])
         m = min(int(rs.flog_n[0]), rs.flog.shape[0])
-        return ReplayResult(summary, per, rs.series[:n].copy(), rs.flog[:m].copy(),
+        faults = np.empty((m, 3), np.int64)
+        faults[:, 0] = rs.flog[:m, 0]
+        faults[:, 1] = rs.flog[:m, 1] >> FLOG_TENANT_SHIFT
+        faults[:, 2] = rs.flog[:m, 1] & ((1 << FLOG_TENANT_SHIFT) - 1)
+        return ReplayResult(summary, per, rs.series[:n].copy(), faults,
                             rs.tseries[:n].copy(), rs.t_sampled.copy())
 
 
