@@ -716,3 +716,45 @@ def test_binary_chunks_carry_their_largest_id_for_the_footprint_scan(tmp_path, c
     assert by_chunk.identity and by_pass.identity
     np.testing.assert_array_equal(by_chunk.footprint, by_pass.footprint)
     assert by_chunk.footprint.tolist() == [901]
+
+
+# --------------------------------------------------------------------------- reading ahead
+
+def test_read_ahead_yields_the_same_chunks_with_a_short_first_one(tmp_path: Path) -> None:
+    obj = np.arange(3 * T.FIRST_CHUNK + 5, dtype=np.uint64) % 977
+    p = tmp_path / "t.oracleGeneral"
+    T.write_oracle_general(p, obj)
+    direct = list(T.open_trace(p, "oracleGeneral", chunk_requests=T.FIRST_CHUNK * 2))
+    ahead = list(T.read_ahead(T.open_trace(p, "oracleGeneral",
+                                           chunk_requests=T.FIRST_CHUNK * 2)))
+    assert [len(c.obj) for c in direct] == [T.FIRST_CHUNK, 2 * T.FIRST_CHUNK, 5]
+    assert len(ahead) == len(direct)
+    for a, b in zip(ahead, direct):
+        assert np.array_equal(a.obj, b.obj) and a.max_obj == b.max_obj
+    assert np.array_equal(np.concatenate([c.obj for c in ahead]), obj)
+
+
+def test_read_ahead_raises_the_readers_error_where_its_chunk_would_be(tmp_path: Path) -> None:
+    obj = np.arange(2 * T.FIRST_CHUNK, dtype=np.uint64)
+    p = tmp_path / "bad.oracleGeneral"
+    T.write_oracle_general(p, obj)
+    raw = bytearray(p.read_bytes())
+    bad = T.FIRST_CHUNK + 10          # a record of the second chunk gets size 0
+    struct.pack_into("<I", raw, bad * 24 + 12, 0)
+    p.write_bytes(bytes(raw))
+    it = T.read_ahead(T.open_trace(p, "oracleGeneral"))
+    assert len(next(it).obj) == T.FIRST_CHUNK
+    with pytest.raises(T.TraceError) as e:
+        next(it)
+    assert e.value.record == bad + 1
+
+
+def test_read_ahead_stops_its_thread_when_the_consumer_stops(tmp_path: Path) -> None:
+    import threading
+
+    p = tmp_path / "t.oracleGeneral"
+    T.write_oracle_general(p, np.arange(4 * T.FIRST_CHUNK, dtype=np.uint64))
+    it = T.read_ahead(T.open_trace(p, "oracleGeneral", chunk_requests=1000))
+    next(it)
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name == "epcsim-read-ahead"]

@@ -23,6 +23,7 @@ finds no free page.
 from __future__ import annotations
 
 import functools
+import gc
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from epcsim.kernel.main import EpcManager
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
 from epcsim.kernel.owner import WRITE_FREED, Owner, OwnerOps
 from epcsim.sim import costs as K
+from epcsim.workload.traces import read_ahead
 
 POLICIES = ("sgx", "lru", "fifo", "clock")
 
@@ -794,6 +796,23 @@ class Replay:
         self.rs.e_stack[t] = int(ds.ep_epc[int(ds.e_first[e]) + R_STACK])
         self.files.append(f)
 
+    def grow_tenant(self, t: int, pages: int) -> None:
+        """A one-pass replay met a larger id of its one tenant: a longer page table.
+
+        Only the page-cache owner's table depends on the footprint (an enclave's ELRANGE
+        cannot grow); it grows by half at least, so a trace whose ids rise chunk by chunk
+        copies it a few times, not once per chunk.
+        """
+        if self.sgx or len(self.tenant_ids) != 1:
+            raise ValueError("only a page-cache replay of one tenant can grow")
+        cs = self.owner.state
+        have = cs.resident.shape[0]
+        if pages > have:
+            resident = np.full(max(pages, have + have // 2), CP_NEW, np.int32)
+            resident[:have] = cs.resident
+            self.owner.state = cs._replace(resident=resident)
+        self.footprint[t] = max(int(self.footprint[t]), pages)
+
     # -------------------------------------------------------------- replay
     def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
         # One set of argument types, so the engine compiled by warm_up is the one that runs.
@@ -877,7 +896,8 @@ Beside = Callable[["Replay"], Callable[[float], None]]
 def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = None,
                   beside: Beside | None = None, slices: int = 1,
                   make_replay: Any = None) -> ReplayResult:
-    """Replay a trace: ``reader_factory()`` yields chunks (called twice: scan, then replay).
+    """Replay a trace: ``reader_factory()`` yields chunks (called twice: scan, then replay;
+    once for a one-page-per-miss policy over a binary trace without tenants).
 
     ``make_replay(cfg, footprint, tenant_ids)`` builds the machine instead of
     :class:`Replay` (a subclass: enclaves in EPC cgroups, ``sim/capacity.py``).
@@ -893,8 +913,76 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     warm = time.perf_counter()
     warm_up(cfg)
     compile_s = time.perf_counter() - warm
-    t0 = time.perf_counter()
-    ids = IdMap()
+    # The replay makes no reference cycles; a collection of a large process's objects in
+    # the middle of it took up to a tenth of a run, so the collector waits until the end.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        ids = IdMap()
+        one = None
+        if cfg.policy != "sgx" and make_replay is None and beside is None:
+            one = _replay_one_pass(cfg, reader_factory, progress)
+        if one is not None:
+            rp, t1 = one
+        else:
+            rp, t1 = _replay_two_passes(cfg, reader_factory, ids, progress, beside, slices,
+                                        make_replay)
+        t2 = time.perf_counter()
+    finally:
+        if collecting:
+            gc.enable()
+    res = rp.result(t2 - t0)
+    res.summary["compile_s"] = compile_s
+    res.summary["setup_s"] = t1 - t0
+    res.summary["replay_s"] = t2 - t1
+    res.summary["id_map"] = "identity" if ids.identity else "hash"
+    res.summary["passes"] = 1 if one is not None else 2
+    res.summary["state_bytes"] = state_bytes(rp) + ids.bytes()
+    res.summary["state_bytes_per_page"] = res.summary["state_bytes"] / max(
+        1, cfg.epc_pages + int(rp.footprint.sum()))
+    return res
+
+
+def _replay_one_pass(cfg: ReplayConfig, reader_factory: Any,
+                     progress: Any) -> tuple[Replay, float] | None:
+    """Read the trace once: a one-page-per-miss policy over one tenant whose chunks carry
+    their largest id (binary formats without tenants) needs no footprint scan first, since
+    its page table can grow as larger ids come.
+
+    Returns the machine and when its first chunk began, or None when the trace is not such a
+    trace (found at its first chunk, or, with ids past ``IdMap.IDENTITY_LIMIT``, later: the
+    requests replayed so far are then dropped and the caller starts again in two passes).
+    """
+    rp: Replay | None = None
+    t1 = 0.0
+    done = 0
+    for ch in read_ahead(reader_factory()):
+        n = ch.obj.shape[0]
+        if n == 0:
+            continue
+        top = ch.max_obj
+        if top < 0 or top >= IdMap.IDENTITY_LIMIT:
+            if done and progress is not None:
+                progress(-done)
+            return None
+        if rp is None:
+            rp = Replay(cfg, np.array([top + 1], dtype=np.int64), [0])
+            t1 = time.perf_counter()
+        elif top >= rp.footprint[0]:
+            rp.grow_tenant(0, top + 1)
+        # Identity: ids below IDENTITY_LIMIT are page numbers, the same bits as int64.
+        rp.feed(ch.tenant, ch.obj.view(np.int64), ch.write)
+        done += n
+        if progress is not None:
+            progress(n)
+    return None if rp is None else (rp, t1)
+
+
+def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progress: Any,
+                       beside: Beside | None, slices: int,
+                       make_replay: Any) -> tuple[Replay, float]:
+    """Scan the trace for each tenant's footprint, build the machine, replay."""
     total = ids.scan(reader_factory, keep_bytes=KEEP_BYTES)
     if not ids.tenant_ids:
         raise ValueError("the trace has no requests")
@@ -903,7 +991,7 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     part = max(1, -(-total // max(1, slices)))
     done = 0
     t1 = time.perf_counter()
-    for ch in ids.kept if ids.kept is not None else reader_factory():
+    for ch in ids.kept if ids.kept is not None else read_ahead(reader_factory()):
         pages = ids.map(ch)
         n = ch.obj.shape[0]
         width = part if step is not None else max(n, 1)
@@ -917,16 +1005,7 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
             progress(n)
     if step is not None:
         step(1.0)
-    t2 = time.perf_counter()
-    res = rp.result(t2 - t0)
-    res.summary["compile_s"] = compile_s
-    res.summary["setup_s"] = t1 - t0
-    res.summary["replay_s"] = t2 - t1
-    res.summary["id_map"] = "identity" if ids.identity else "hash"
-    res.summary["state_bytes"] = state_bytes(rp) + ids.bytes()
-    res.summary["state_bytes_per_page"] = res.summary["state_bytes"] / max(
-        1, cfg.epc_pages + int(ids.footprint.sum()))
-    return res
+    return rp, t1
 
 
 # A trace up to this size is read once and kept for the replay pass; a larger one is read

@@ -96,7 +96,9 @@ from __future__ import annotations
 import csv as _csv
 import mmap
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
 import numpy as np
@@ -334,6 +336,10 @@ def _file_size(path: str) -> int:
     return st.st_size
 
 
+# Requests in the first chunk of a binary trace (at most ``chunk_requests``).
+FIRST_CHUNK = 1 << 16
+
+
 class _BinaryReader(TraceReader):
     """Fixed-size records after an optional header."""
 
@@ -359,7 +365,10 @@ class _BinaryReader(TraceReader):
             try:
                 start = 0
                 while start < self._n:
-                    k = min(self.chunk_requests, self._n - start)
+                    # A short first chunk: a consumer that starts on the first chunk (a
+                    # one-pass replay, reading ahead on a thread) waits for less.
+                    k = min(self.chunk_requests if start else
+                            min(self.chunk_requests, FIRST_CHUNK), self._n - start)
                     if mm is not None:
                         end = self._offset + (start + k) * self._record.itemsize
                         if os.fstat(f.fileno()).st_size < end or len(mm) < end:
@@ -776,6 +785,56 @@ def open_trace(path: str | os.PathLike[str], fmt: str, *,
     if fmt == "npy":
         return _open_npy(path, chunk_requests)
     return _open_csv(path, chunk_requests, columns, delimiter, has_header)
+
+
+def read_ahead(chunks: Iterable[Chunk], depth: int = 1) -> Iterator[Chunk]:
+    """The same chunks, decoded by a second thread up to ``depth`` chunks ahead.
+
+    The decoders and the replay engine are compiled without the GIL, so on a second core
+    the next chunk is read while the current one replays. An error of the reader is raised
+    here, where that chunk would have been; stopping early stops the thread.
+    """
+    q: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: tuple[int, object]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        it = iter(chunks)
+        try:
+            for ch in it:
+                if not put((0, ch)):
+                    break
+            else:
+                put((1, None))
+        except BaseException as e:  # the consumer re-raises it  # noqa: BLE001
+            put((2, e))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    th = threading.Thread(target=run, name="epcsim-read-ahead", daemon=True)
+    th.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == 0:
+                yield item  # type: ignore[misc]
+            elif kind == 1:
+                return
+            else:
+                raise item  # type: ignore[misc]
+    finally:
+        stop.set()
+        th.join()
 
 
 # --------------------------------------------------------------------------- writers
