@@ -542,6 +542,12 @@ def _tenant_max(obj: np.ndarray, tenant: np.ndarray, maxes: np.ndarray) -> int:
     return -1
 
 
+def _max_obj(ch: Any) -> int:
+    """A chunk's largest id when its reader found it (``Chunk.max_obj``), else -1; any
+    object with ``obj``, ``tenant`` and ``write`` arrays is a chunk."""
+    return int(getattr(ch, "max_obj", -1))
+
+
 class IdMap:
     """Object ids to dense page numbers per tenant; identity when ids are already dense."""
 
@@ -580,8 +586,9 @@ class IdMap:
                     self.kept = None
             if not ch.obj.shape[0]:
                 continue
-            if ch.max_obj >= 0:   # one tenant, its largest id found while decoding
-                maxes[0] = max(maxes[0], ch.max_obj)
+            top = _max_obj(ch)
+            if top >= 0:   # one tenant, its largest id found while decoding
+                maxes[0] = max(maxes[0], top)
                 bad = -1
             else:
                 bad = _tenant_max(ch.obj, ch.tenant, maxes)
@@ -961,7 +968,7 @@ def _replay_one_pass(cfg: ReplayConfig, reader_factory: Any,
         n = ch.obj.shape[0]
         if n == 0:
             continue
-        top = ch.max_obj
+        top = _max_obj(ch)
         if top < 0 or top >= IdMap.IDENTITY_LIMIT:
             if done and progress is not None:
                 progress(-done)
