@@ -143,7 +143,75 @@ def _make_unmanaged_array():  # type: ignore[no-untyped-def]
         def traverse(self, builder):  # type: ignore[no-untyped-def]
             return []
 
+    _lower_element_access(UnmanagedArray)
     return UnmanagedArray
+
+
+def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
+    """Element loads and stores of ``array_type`` without negative-index wraparound.
+
+    numba lets ``a[-1]`` mean the last element, so every load with a signed index also
+    loads the array's length, tests the sign and selects: four instructions of six, on
+    every table access of the engine. The model's state never indexes from the end (a
+    negative page, slot or row is a sentinel that is tested before any use), so element
+    access on unmanaged views computes the address alone; with ``NUMBA_BOUNDSCHECK=1`` a
+    negative index raises IndexError like any index out of range. Anything other than one
+    integer per dimension (slices, views, fancy indexing) keeps numba's own lowering.
+    """
+    import operator
+
+    from numba.core import cgutils, types
+    from numba.core.imputils import impl_ret_borrowed, lower_builtin
+    from numba.np import arrayobj
+
+    def scalar_index(aryty, idxty):  # type: ignore[no-untyped-def]
+        """The index types, when ``idxty`` names one element of ``aryty``; else None."""
+        tys = list(idxty.types) if isinstance(idxty, types.BaseTuple) else [idxty]
+        if len(tys) == aryty.ndim and all(isinstance(t, types.Integer) for t in tys):
+            return tys
+        return None
+
+    def unpack(builder, idxty, idx):  # type: ignore[no-untyped-def]
+        if isinstance(idxty, types.BaseTuple):
+            return cgutils.unpack_tuple(builder, idx, count=len(idxty))
+        return [idx]
+
+    @lower_builtin(operator.getitem, array_type, types.Integer)
+    @lower_builtin(operator.getitem, array_type, types.BaseTuple)
+    def getitem(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        aryty, idxty = sig.args
+        tys = scalar_index(aryty, idxty)
+        if tys is None:
+            if isinstance(idxty, types.BaseTuple):
+                return arrayobj.getitem_array_tuple(context, builder, sig, args)
+            return arrayobj.getitem_arraynd_intp(context, builder, sig, args)
+        inds = [context.cast(builder, i, t, types.intp)
+                for i, t in zip(unpack(builder, idxty, args[1]), tys)]
+        ptr = _pointer(context, builder, aryty, args[0], inds)
+        res = arrayobj.load_item(context, builder, aryty, ptr)
+        return impl_ret_borrowed(context, builder, sig.return_type, res)
+
+    @lower_builtin(operator.setitem, array_type, types.Integer, types.Any)
+    @lower_builtin(operator.setitem, array_type, types.BaseTuple, types.Any)
+    def setitem(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        aryty, idxty, valty = sig.args
+        tys = scalar_index(aryty, idxty)
+        if tys is None or isinstance(valty, types.Array):
+            return arrayobj.setitem_array(context, builder, sig, args)
+        inds = [context.cast(builder, i, t, types.intp)
+                for i, t in zip(unpack(builder, idxty, args[1]), tys)]
+        ptr = _pointer(context, builder, aryty, args[0], inds)
+        val = context.cast(builder, args[2], valty, aryty.dtype)
+        arrayobj.store_item(context, builder, aryty, val, ptr)
+        return context.get_dummy_value()
+
+    def _pointer(context, builder, aryty, ary, inds):  # type: ignore[no-untyped-def]
+        arr = arrayobj.make_array(aryty)(context, builder, ary)
+        shapes = cgutils.unpack_tuple(builder, arr.shape, aryty.ndim)
+        strides = cgutils.unpack_tuple(builder, arr.strides, aryty.ndim)
+        return cgutils.get_item_pointer2(context, builder, arr.data, shapes, strides,
+                                         aryty.layout, inds, wraparound=False,
+                                         boundscheck=context.enable_boundscheck)
 
 
 UnmanagedArray = _make_unmanaged_array()
