@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from numba.core import config
 
-from epcsim.jit import UnmanagedArray, from_handle, prefetch, state_handle, unmanaged
+from epcsim.jit import (
+    UnmanagedArray,
+    from_handle,
+    prefetch,
+    state_handle,
+    trailing_zeros,
+    unmanaged,
+)
 
 pytestmark = pytest.mark.skipif(config.DISABLE_JIT, reason="compiled code only")
 
@@ -100,3 +107,66 @@ def test_prefetch_emits_the_intrinsic_and_changes_no_value() -> None:
     assert _sum_ahead(a, idx, 16) == int(a[idx].sum())
     ir = "".join(_sum_ahead.inspect_llvm(sig) for sig in _sum_ahead.signatures)
     assert "llvm.prefetch" in ir
+
+
+def _elements(a: np.ndarray, m: np.ndarray, i: int, j: int) -> int:
+    """Loads, stores and in-place updates of single elements, a row view and a slice."""
+    a[i] += 3
+    m[i, j] = a[i] * 2
+    m[i, j] |= np.int64(1)
+    m[0] = 7                      # a whole row: a view, not one element
+    return a[i] + m[i, j] + a[1:3].sum() + m[0][1] + m[np.uint64(i), np.uint32(j)]
+
+
+@numba.njit
+def _elements_managed(a: np.ndarray, m: np.ndarray, i: int, j: int) -> int:
+    return _elements(a, m, i, j)
+
+
+@numba.njit
+def _elements_unmanaged(a_: np.ndarray, m_: np.ndarray, i: int, j: int) -> int:
+    return _elements(unmanaged(a_), unmanaged(m_), i, j)
+
+
+@numba.njit
+def _load(a_: np.ndarray, i: int) -> int:
+    return unmanaged(a_)[i]
+
+
+@numba.njit(boundscheck=True)
+def _load_checked(a_: np.ndarray, i: int) -> int:
+    return unmanaged(a_)[i]
+
+
+def test_element_access_on_unmanaged_views_matches_numpy() -> None:
+    """Unmanaged element access computes the same elements, for every index type."""
+    results = []
+    for fn in (_elements_managed, _elements_unmanaged):
+        a, m = np.arange(6, dtype=np.int64), np.zeros((3, 4), dtype=np.int64)
+        results.append((fn(a, m, np.int64(2), np.int64(3)), a.copy(), m.copy()))
+    (r0, a0, m0), (r1, a1, m1) = results
+    assert r0 == r1 == 5 + 11 + (1 + 5) + 7 + 11
+    assert np.array_equal(a0, a1) and np.array_equal(m0, m1)
+
+
+def test_unmanaged_loads_do_not_wrap_negative_indices() -> None:
+    """No length load, sign test and select: the address is computed from the index alone,
+    and with bounds checking on a negative index is out of range like any other."""
+    a = np.arange(5, dtype=np.int64)
+    assert _load(a, 4) == 4
+    ir = "".join(_load.inspect_llvm(sig) for sig in _load.signatures)
+    assert "icmp slt" not in ir and "select" not in ir
+    assert _load_checked(a, 2) == 2
+    with pytest.raises(IndexError):
+        _load_checked(a, -1)
+
+
+@numba.njit
+def _tz(x: np.uint64) -> int:
+    return trailing_zeros(x)
+
+
+@pytest.mark.parametrize("x", [1, 2, 12, 1 << 40, (1 << 63) | (1 << 7), (1 << 64) - 1])
+def test_trailing_zeros_counts_below_the_lowest_set_bit(x: int) -> None:
+    want = (x & -x).bit_length() - 1
+    assert _tz(np.uint64(x)) == want

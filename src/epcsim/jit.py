@@ -396,3 +396,14 @@ def cacheable(*fns: object) -> bool:
     return all(getattr(f, "__module__", "").startswith("epcsim.") or
                getattr(getattr(f, "py_func", None), "__module__", "").startswith("epcsim.")
                for f in fns)
+
+
+if config.DISABLE_JIT:
+    def trailing_zeros(x: Any) -> int:
+        """The number of zero bits below the lowest set bit of ``x`` (``x`` != 0)."""
+        v = int(x)
+        return (v & -v).bit_length() - 1
+else:
+    # One instruction (TZCNT); a loop over the bits of a VA page's bitmap word branches once
+    # per bit, at a position no predictor can learn.
+    from numba.cpython.unsafe.numbers import trailing_zeros

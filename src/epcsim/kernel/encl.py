@@ -27,7 +27,7 @@ from epcsim.hw import encls as L
 from epcsim.hw.cpu import ArchFault, Processor
 from epcsim.hw.crypto import SEALED_SIZE
 from epcsim.hw.epc import EPCM_SECINFO_MASK
-from epcsim.jit import njit, njit_inline
+from epcsim.jit import njit, njit_inline, trailing_zeros
 from epcsim.kernel.backing import Backing
 from epcsim.kernel.cgroup import mem_cgroup_charge, mem_cgroup_may_charge
 from epcsim.kernel.main import (
@@ -143,14 +143,13 @@ def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
     for w in range(8):
         word = ds.va_bits[va, w]
         if word != np.uint64(0xFFFFFFFFFFFFFFFF):
-            for b in range(64):
-                if (word >> np.uint64(b)) & np.uint64(1) == 0:
-                    ds.va_bits[va, w] = word | (np.uint64(1) << np.uint64(b))
-                    ds.va_used[va] += 1
-                    if ds.va_used[va] == SGX_VA_SLOT_COUNT:
-                        va_list_del(ds, e, va)
-                        va_list_add_tail(ds, e, va)
-                    return va, w * 64 + b
+            b = np.int64(trailing_zeros(~word))
+            ds.va_bits[va, w] = word | (np.uint64(1) << np.uint64(b))
+            ds.va_used[va] += 1
+            if ds.va_used[va] == SGX_VA_SLOT_COUNT:
+                va_list_del(ds, e, va)
+                va_list_add_tail(ds, e, va)
+            return va, w * 64 + b
     return NONE, NONE
 
 
