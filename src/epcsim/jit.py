@@ -27,7 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def njit(fn: F) -> F:
     """Compile ``fn`` in nopython mode, cached on disk."""
-    return numba.njit(cache=True, nogil=True)(fn)  # type: ignore[no-any-return]
+    return _package_cached(numba.njit(cache=True, nogil=True)(fn))
 
 
 def njit_inline(fn: F) -> F:
@@ -37,7 +37,7 @@ def njit_inline(fn: F) -> F:
     the processor's and the manager's state moves hundreds of words; the small functions on
     the hot paths (list operations, counters, owner operations) are inlined instead.
     """
-    return numba.njit(cache=True, nogil=True, inline="always")(fn)  # type: ignore[no-any-return]
+    return _package_cached(numba.njit(cache=True, nogil=True, inline="always")(fn))
 
 
 def njit_closure(fn: F, cache: bool = False) -> F:
@@ -49,6 +49,19 @@ def njit_closure(fn: F, cache: bool = False) -> F:
     epcsim's own owners are cached and closures over anybody else's are compiled per process.
     """
     return _closure_cached(numba.njit(nogil=True)(fn), cache)
+
+
+def _package_cached(disp: Any) -> Any:
+    """``disp`` with its disk cache keyed on every source file of epcsim, not its own alone.
+
+    numba checks a cached function against its own file; but inlined callees, which may
+    live in other files, are compiled into it, so an edit to a leaf in ``hw/encls.py`` left
+    the driver's cached functions running the leaf's old code (an EWB sealed by the new
+    code, an ELDU checking with the old).
+    """
+    if not config.DISABLE_JIT:
+        disp._cache = _PackageCache(disp.py_func)
+    return disp
 
 
 def _closure_cached(disp: Any, cache: bool) -> Any:
@@ -98,6 +111,14 @@ def _stable(x: Any) -> Any:
     from numba.core.serialize import dumps
 
     return ("pickle", dumps(x))
+
+
+class _PackageCache(FunctionCache):  # type: ignore[misc]
+    """numba's function cache, keyed also on the stamp of every source file of epcsim."""
+
+    def _index_key(self, sig, codegen):  # type: ignore[no-untyped-def]
+        sig_, magic, hashes = super()._index_key(sig, codegen)
+        return (sig_, magic, hashes + (_package_stamp(),))
 
 
 class _ClosureCache(FunctionCache):  # type: ignore[misc]

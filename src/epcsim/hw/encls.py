@@ -235,21 +235,29 @@ def _mix(h: np.uint64, w: np.uint64) -> np.uint64:
     return h
 
 
+# One odd multiplier per field of the EWB record (from the splitmix and xxhash families).
+_MAC_K = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+          0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53)
+
+
 @njit_inline
 def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, aux: int,
                  pcmd_eid: int) -> int:
     """A keyed 64-bit MAC over the EWB record, for metadata mode (no page bytes).
 
+    Each field is multiplied by its own odd constant (a bijection, so a change to any one
+    field changes the sum) and the products are folded together before one final mix: the
+    six multiplies are independent, where a chain of mixes made every EWB and ELDU wait for
+    twelve multiplies in a row. It is a model's integrity check, not cryptography; content
+    mode seals with AES-GCM.
+
     Unsigned 64-bit arithmetic wraps in numba and numpy alike (the interpreter's overflow
     warnings are silenced in :mod:`epcsim.jit`), so both paths agree bit for bit.
     """
-    h = np.uint64(key)
-    h = _mix(h, np.uint64(version))
-    h = _mix(h, np.uint64(eid))
-    h = _mix(h, np.uint64(linaddr))
-    h = _mix(h, np.uint64(secinfo))
-    h = _mix(h, np.uint64(aux))
-    h = _mix(h, np.uint64(pcmd_eid))
+    h = (np.uint64(version) * np.uint64(_MAC_K[0])) ^ (np.uint64(eid) * np.uint64(_MAC_K[1]))
+    h ^= (np.uint64(linaddr) * np.uint64(_MAC_K[2])) ^ (np.uint64(secinfo) * np.uint64(_MAC_K[3]))
+    h ^= (np.uint64(aux) * np.uint64(_MAC_K[4])) ^ (np.uint64(pcmd_eid) * np.uint64(_MAC_K[5]))
+    h = _mix(np.uint64(key), h)
     # 63 bits, so the MAC is a plain int64 in compiled code: numba compares mixed
     # signed/unsigned 64-bit integers through float64, which would lose low bits.
     return i64(h >> np.uint64(1))
