@@ -718,6 +718,42 @@ def test_binary_chunks_carry_their_largest_id_for_the_footprint_scan(tmp_path, c
     assert by_chunk.footprint.tolist() == [901]
 
 
+@pytest.mark.parametrize("fmt, version", [("oracleGeneral", 1), ("lcs", 1), ("lcs", 2)])
+def test_scan_ids_reads_the_footprint_in_place(tmp_path, fmt, version):
+    """The footprint scan of a trace without tenants reads the mapped records without
+    decoding a chunk: the same count and largest id (capped at 2**62) as the chunks."""
+    obj = np.array([5, 3, 900, 2, 17, 900, 4, 1 << 63, 8, 0, 66], dtype=np.uint64)
+    p = tmp_path / "t"
+    if fmt == "lcs":
+        tenant = np.arange(len(obj)) % 3 if version >= 2 else None
+        write_lcs(p, obj, tenant=tenant, version=version)
+    else:
+        write_oracle_general(p, obj)
+    r = open_trace(p, fmt, chunk_requests=4)
+    found = r.scan_ids()
+    if version == 2:
+        assert found is None   # tenants: the chunks' own scan counts each one
+        return
+    assert found == (len(obj), max(c.max_obj for c in r))
+    assert found[1] == 1 << 62
+
+
+@pytest.mark.parametrize("value, what", [(0, "size 0"), (0xFFFFFFFF, "negative size -1")])
+def test_scan_ids_names_the_bad_record_as_reading_does(tmp_path, value, what):
+    p = tmp_path / "t.og"
+    write_oracle_general(p, np.arange(50))
+    raw = bytearray(p.read_bytes())
+    struct.pack_into("<I", raw, 36 * 24 + 12, value)
+    p.write_bytes(bytes(raw))
+    r = open_trace(p, "oracleGeneral", chunk_requests=16)
+    with pytest.raises(TraceError) as scanned:
+        r.scan_ids()
+    with pytest.raises(TraceError) as read:
+        list(r)
+    assert str(scanned.value) == str(read.value)
+    expect(scanned, p, what, "record 37")
+
+
 # --------------------------------------------------------------------------- reading ahead
 
 def test_read_ahead_yields_the_same_chunks_with_a_short_first_one(tmp_path: Path) -> None:

@@ -612,11 +612,22 @@ class IdMap:
         Up to ``keep_bytes`` of chunks are kept in ``self.kept`` so that a trace that fits
         in memory is read once; ``self.kept`` is None when it did not fit.
         """
+        reader = factory()
+        quick = getattr(reader, "scan_ids", None)
+        found = quick() if quick is not None else None
+        if found is not None and found[1] < self.IDENTITY_LIMIT:
+            # One tenant, dense enough for identity: the footprint without decoding a
+            # chunk; the replay reads the trace again, decoding ahead of itself.
+            total, top = found
+            self.kept = None
+            self.footprint = np.full(1 if top >= 0 else 0, top + 1, dtype=np.int64)
+            self.tenant_ids = [0] if top >= 0 else []
+            return total
         total = 0
         maxes = np.full(self.max_tenants, -1, dtype=np.int64)
         self.kept: list[Any] | None = [] if keep_bytes > 0 else None
         held = 0
-        for ch in factory():
+        for ch in reader:
             total += ch.obj.shape[0]
             if self.kept is not None:
                 held += ch.obj.nbytes + ch.tenant.nbytes + ch.write.nbytes
