@@ -73,7 +73,7 @@ P_WAKE = 4          # ksgxd has been woken and not yet gone back to sleep
 P_CPU = 5           # 1 while ksgxd runs (whose virtual CPU the work is charged to)
 P_NR_FREE = 6       # sgx_nr_free_pages
 P_NNODES = 7
-P_EV_N = 8          # events logged so far
+P_EV_N = 8          # events logged so far (counted only while the event log is on)
 P_CG = 9            # the cgroup of the task allocating now (``current``'s misc cgroup)
 P_LEN = 16
 
@@ -196,6 +196,10 @@ def set_where(ms: MgrState, page: int, w: int) -> None:
 
 @njit_inline
 def log(ms: MgrState, event: int, page: int, arg: int) -> None:
+    # With the log off (a replay) not even the count is kept: five events per fault each
+    # loaded and stored the one counter, a chain through memory across the whole batch.
+    if ms.ev.shape[0] == 0:
+        return
     n = ms.p[P_EV_N]
     if n < ms.ev.shape[0]:
         ms.ev[n, 0] = event
