@@ -390,10 +390,7 @@ class _BinaryReader(TraceReader):
                     start += k
             finally:
                 if mm is not None:
-                    try:
-                        mm.close()
-                    except BufferError:
-                        pass  # an error's traceback still holds a view; the GC unmaps it
+                    _unmap(mm)
 
     def scan_ids(self) -> tuple[int, int] | None:
         """(requests, largest object id) of a trace without tenants, read in place.
@@ -423,38 +420,47 @@ class _BinaryReader(TraceReader):
                     raise self._error("file shrank while being read",
                                       (len(mm) - self._offset) // self._record.itemsize + 1)
                 rec = np.frombuffer(mm, dtype=self._record, count=self._n, offset=self._offset)
-                size = rec["obj_size"]
-                if size.dtype == np.uint32:
-                    size = size.view(np.int32)
+                size = _sizes(rec)
                 top = np.full(1, -1, dtype=np.int64)
                 bad = _scan_ids(rec["obj_id"], size, top)
                 if bad >= 0:
-                    v = int(size[bad])
-                    raise self._error("size 0" if v == 0 else f"negative size {v}", bad + 1)
+                    raise self._size_error(size, bad, 0)
                 del rec, size
                 return self._n, int(top[0])
             finally:
-                try:
-                    mm.close()
-                except BufferError:
-                    pass  # an error's traceback still holds a view; the GC unmaps it
+                _unmap(mm)
+
+    def _size_error(self, size: np.ndarray, i: int, start: int) -> TraceError:
+        """The error of record ``start + i + 1``, whose size is not positive."""
+        v = int(size[i])
+        return self._error("size 0" if v == 0 else f"negative size {v}", start + i + 1)
 
     def _convert(self, rec: np.ndarray, start: int) -> Chunk:
-        size = rec["obj_size"]
-        if size.dtype == np.uint32:
-            size = size.view(np.int32)
+        size = _sizes(rec)
         obj = np.empty(len(rec), dtype=np.uint64)
         top = np.zeros(1, dtype=np.int64)
         i = _copy_ids(rec["obj_id"], size, obj, top)
         if i >= 0:
-            what = "size 0" if size[i] == 0 else f"negative size {int(size[i])}"
-            raise self._error(what, start + i + 1)
+            raise self._size_error(size, i, start)
         if "op_tenant" not in rec.dtype.names:
             n = len(obj)
             return _SingleTenantChunk(obj, _zeros(n, np.uint32), _zeros(n, np.bool_),
                                       int(top[0]) if n else -1)
         ot = rec["op_tenant"]
         return _chunk(obj, ot >> 8, np.isin(ot & 0xFF, _WRITE_OPS))
+
+
+def _sizes(rec: np.ndarray) -> np.ndarray:
+    """The records' sizes as signed numbers: a u32 size of 2**31 or more is negative."""
+    size = rec["obj_size"]
+    return size.view(np.int32) if size.dtype == np.uint32 else size
+
+
+def _unmap(mm: mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:
+        pass  # an error's traceback still holds a view; the GC unmaps it
 
 
 @njit
