@@ -192,10 +192,17 @@ def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
             return tys
         return None
 
-    def unpack(builder, idxty, idx):  # type: ignore[no-untyped-def]
-        if isinstance(idxty, types.BaseTuple):
-            return cgutils.unpack_tuple(builder, idx, count=len(idxty))
-        return [idx]
+    def pointer(context, builder, aryty, ary, idxty, idx, tys):  # type: ignore[no-untyped-def]
+        """The element's address, from one intp per dimension and no wraparound."""
+        idxs = (cgutils.unpack_tuple(builder, idx, count=len(idxty))
+                if isinstance(idxty, types.BaseTuple) else [idx])
+        inds = [context.cast(builder, i, t, types.intp) for i, t in zip(idxs, tys)]
+        arr = arrayobj.make_array(aryty)(context, builder, ary)
+        shapes = cgutils.unpack_tuple(builder, arr.shape, aryty.ndim)
+        strides = cgutils.unpack_tuple(builder, arr.strides, aryty.ndim)
+        return cgutils.get_item_pointer2(context, builder, arr.data, shapes, strides,
+                                         aryty.layout, inds, wraparound=False,
+                                         boundscheck=context.enable_boundscheck)
 
     @lower_builtin(operator.getitem, array_type, types.Integer)
     @lower_builtin(operator.getitem, array_type, types.BaseTuple)
@@ -206,9 +213,7 @@ def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
             if isinstance(idxty, types.BaseTuple):
                 return arrayobj.getitem_array_tuple(context, builder, sig, args)
             return arrayobj.getitem_arraynd_intp(context, builder, sig, args)
-        inds = [context.cast(builder, i, t, types.intp)
-                for i, t in zip(unpack(builder, idxty, args[1]), tys)]
-        ptr = _pointer(context, builder, aryty, args[0], inds)
+        ptr = pointer(context, builder, aryty, args[0], idxty, args[1], tys)
         res = arrayobj.load_item(context, builder, aryty, ptr)
         return impl_ret_borrowed(context, builder, sig.return_type, res)
 
@@ -219,20 +224,10 @@ def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
         tys = scalar_index(aryty, idxty)
         if tys is None or isinstance(valty, types.Array):
             return arrayobj.setitem_array(context, builder, sig, args)
-        inds = [context.cast(builder, i, t, types.intp)
-                for i, t in zip(unpack(builder, idxty, args[1]), tys)]
-        ptr = _pointer(context, builder, aryty, args[0], inds)
+        ptr = pointer(context, builder, aryty, args[0], idxty, args[1], tys)
         val = context.cast(builder, args[2], valty, aryty.dtype)
         arrayobj.store_item(context, builder, aryty, val, ptr)
         return context.get_dummy_value()
-
-    def _pointer(context, builder, aryty, ary, inds):  # type: ignore[no-untyped-def]
-        arr = arrayobj.make_array(aryty)(context, builder, ary)
-        shapes = cgutils.unpack_tuple(builder, arr.shape, aryty.ndim)
-        strides = cgutils.unpack_tuple(builder, arr.strides, aryty.ndim)
-        return cgutils.get_item_pointer2(context, builder, arr.data, shapes, strides,
-                                         aryty.layout, inds, wraparound=False,
-                                         boundscheck=context.enable_boundscheck)
 
 
 UnmanagedArray = _make_unmanaged_array()
