@@ -82,3 +82,22 @@ def test_a_run_reports_pods_and_cgroups() -> None:
     assert set(out.tables) >= {"pods", "cgroups", "cgroup_series"}
     series = out.tables["cgroup_series"].to_pylist()
     assert max(r["current"] for r in series if r["path"] == "/kubepods/limited") <= 256 * 1024
+
+
+def test_pod_requests_reach_the_engine_that_warm_up_compiled() -> None:
+    """Tenant ids of another integer type (the pod runner's int64) are converted before the
+    engine: a second set of argument types would compile the whole engine once more."""
+    import numba
+    import numpy as np
+
+    from epcsim.sim.capacity import CgroupReplay
+    from epcsim.sim.replay import RC_REQUESTS, ReplayConfig
+
+    rp = CgroupReplay(ReplayConfig(policy="sgx", epc_pages=256), np.array([64, 64]), [0, 1],
+                      ["/a", "/b"], {"/a": (None, None), "/b": (None, None)})
+    failed: set[int] = set()
+    rp.feed_tolerant(np.array([0, 1, 0, 1], np.int64), np.array([1, 2, 3, 4], np.int64),
+                     np.zeros(4, np.bool_), failed)
+    assert failed == set() and int(rp.rs.cnt[RC_REQUESTS]) == 4
+    tenants = numba.typeof(np.zeros(1, np.uint32))
+    assert {sig[4] for sig in rp.engine.signatures} == {tenants}

@@ -36,6 +36,7 @@ from epcsim.sim.replay import (
     RC_REQUESTS,
     Replay,
     ReplayConfig,
+    engine_args,
 )
 from epcsim.workload.scenario import EnclaveSpec, Scenario, ScenarioError, requests_for
 
@@ -100,9 +101,7 @@ class CgroupReplay(Replay):
 
     def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
         """Like :meth:`Replay.feed`, but a tenant that gets SIGBUS stops; the rest go on."""
-        self.feed_tolerant(np.ascontiguousarray(tenants, dtype=np.uint32),
-                           np.ascontiguousarray(pages, dtype=np.int64),
-                           np.ascontiguousarray(writes, dtype=np.bool_), self.failed)
+        self.feed_tolerant(tenants, pages, writes, self.failed)
         assert self.cg is not None
         t_s = int(self.rs.clk[CL_THREAD]) / (self.cfg.platform.ghz * 1e9)
         self.series_rows += self.cg.series_rows(t_s)
@@ -110,26 +109,22 @@ class CgroupReplay(Replay):
     def feed_tolerant(self, tenants: np.ndarray, pages: np.ndarray,
                       writes: np.ndarray, failed: set[int]) -> None:
         """Like ``feed``, but a tenant whose access fails is stopped and the rest go on."""
-        keep = ~np.isin(tenants, list(failed)) if failed else np.ones(len(tenants), bool)
-        tenants, pages, writes = tenants[keep], pages[keep], writes[keep]
+        tenants, pages, writes = engine_args(tenants, pages, writes)
+        if failed:
+            keep = ~np.isin(tenants, list(failed))
+            tenants, pages, writes = tenants[keep], pages[keep], writes[keep]
         start = 0
         while start < len(tenants):
-            self._grow_series()
-            bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
-                              tenants[start:], pages[start:], writes[start:])
+            bad = self.run_engine(tenants, pages, writes, start)
             if bad == -1:
                 return
-            if bad < -1:
-                start += -bad - 1
-                continue
-            t = int(tenants[start + bad])
+            t = int(tenants[bad])
             failed.add(t)
-            rest = slice(start + bad + 1, None)
-            mask = tenants[rest] != t
-            tenants = np.concatenate([tenants[:start + bad + 1], tenants[rest][mask]])
-            pages = np.concatenate([pages[:start + bad + 1], pages[rest][mask]])
-            writes = np.concatenate([writes[:start + bad + 1], writes[rest][mask]])
-            start += bad + 1
+            mask = tenants[bad + 1:] != t
+            tenants = np.concatenate([tenants[:bad + 1], tenants[bad + 1:][mask]])
+            pages = np.concatenate([pages[:bad + 1], pages[bad + 1:][mask]])
+            writes = np.concatenate([writes[:bad + 1], writes[bad + 1:][mask]])
+            start = bad + 1
 
 
 def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,

@@ -528,6 +528,15 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
 _engines: dict[tuple[int, bool], Any] = {}
 
 
+def engine_args(tenants: np.ndarray, pages: np.ndarray,
+                writes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The request columns as the engine takes them: one set of argument types, so the
+    engine :func:`warm_up` compiled is the one that runs (another would compile anew)."""
+    return (np.ascontiguousarray(tenants, dtype=np.uint32),
+            np.ascontiguousarray(pages, dtype=np.int64),
+            np.ascontiguousarray(writes, dtype=np.bool_))
+
+
 def engine_for(mgr: EpcManager, sgx: bool) -> Any:
     key = (id(mgr.fns), sgx)
     eng = _engines.get(key)
@@ -873,24 +882,26 @@ class Replay:
 
     # -------------------------------------------------------------- replay
     def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
-        # One set of argument types, so the engine compiled by warm_up is the one that runs.
-        tenants = np.ascontiguousarray(tenants, dtype=np.uint32)
-        pages = np.ascontiguousarray(pages, dtype=np.int64)
-        writes = np.ascontiguousarray(writes, dtype=np.bool_)
-        start = 0
+        tenants, pages, writes = engine_args(tenants, pages, writes)
+        if self.run_engine(tenants, pages, writes, 0) >= 0:
+            raise ReplayError(f"request {int(self.rs.cnt[RC_REQUESTS])}: the enclave got "
+                              f"SIGBUS (no EPC page could be found)")
+
+    def run_engine(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray,
+                   start: int) -> int:
+        """Replay requests ``start`` on (of :func:`engine_args`' types), growing the series
+        as the engine asks; returns -1, or the index of the request that failed."""
         while True:
             self._grow_series()
             # The owners' tuples are read at every call: a VM sharing the host replaces
             # the KVM owner's when it opens /dev/sgx_vepc or maps its EPT range.
             bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
-                              tenants[start:],
-                              pages[start:], writes[start:])
-            if bad >= -1:
-                break
+                              tenants[start:], pages[start:], writes[start:])
+            if bad >= 0:
+                return start + bad
+            if bad == -1:
+                return -1
             start += -bad - 1
-        if bad >= 0:
-            raise ReplayError(f"request {int(self.rs.cnt[RC_REQUESTS])}: the enclave got "
-                              f"SIGBUS (no EPC page could be found)")
 
     def _grow_series(self) -> None:
         rs = self.rs
