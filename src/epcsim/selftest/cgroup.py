@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from epcsim.arch import PAGE_SIZE, Attribute, PageType, Secinfo, Secs
+from epcsim.arch import PAGE_SIZE, Attribute, Secinfo, Secs
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.kernel.cgroup import EpcCgroups
@@ -187,9 +187,7 @@ class OversubscribedProcess:
                                       f"errno {-rc}")
                 yield
             for o in range(0, seg.size, PAGE_SIZE):
-                flags = (seg.secinfo & ~0x7 if (seg.secinfo >> 8) == PageType.TCS
-                         else seg.secinfo)
-                records.append((seg.offset + o, flags,
+                records.append((seg.offset + o, seg.secinfo,
                                 data[o:o + PAGE_SIZE] if seg.measure else None))
         sig = sign_sigstruct(mrenclave(1, self.size, records),
                              attributes=int(Attribute.MODE64BIT), xfrm=3)

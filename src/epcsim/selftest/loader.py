@@ -132,8 +132,7 @@ def setup_test_encl(kernel: Kernel, heap_size: int = ENCL_HEAP_SIZE_DEFAULT, *, 
             raise LoaderError(f"SGX_IOC_ENCLAVE_ADD_PAGES at {seg.offset:#x} failed: "
                               f"errno {-rc} after {arg.count} bytes")
         for off in range(0, seg.size, PAGE_SIZE):
-            flags = seg.secinfo & ~0x7 if (seg.secinfo >> 8) == PageType.TCS else seg.secinfo
-            records.append((seg.offset + off, flags,
+            records.append((seg.offset + off, seg.secinfo,
                             data[off:off + PAGE_SIZE] if seg.measure else None))
     sig = sign_sigstruct(mrenclave(1, size, records), attributes=int(Attribute.MODE64BIT),
                          xfrm=3)

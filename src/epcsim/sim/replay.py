@@ -837,9 +837,7 @@ class Replay:
                                      secinfo=Secinfo(flags=flags).pack(), flags=SGX_PAGE_MEASURE)
             if f.ioctl(SGX_IOC_ENCLAVE_ADD_PAGES, arg):
                 raise ReplayError("building the replay enclave failed (EPC too small?)")
-        records = [(off, flags & ~0x7 if flags >> 8 == PageType.TCS else flags, data)
-                   for off, flags, data in image]
-        sig = sign_sigstruct(mrenclave(1, size, records), attributes=int(Attribute.MODE64BIT))
+        sig = sign_sigstruct(mrenclave(1, size, image), attributes=int(Attribute.MODE64BIT))
         if f.ioctl(SGX_IOC_ENCLAVE_INIT, SgxEnclaveInit(sig)):
             raise ReplayError("EINIT of the replay enclave failed")
         e = f.e
