@@ -17,11 +17,11 @@ from typing import NamedTuple
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from epcsim.sim.replay import ReplayConfig, replay_chunks  # noqa: E402
-from epcsim.workload.generators import uniform, zipf  # noqa: E402
+from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.workload.generators import uniform, zipf
 
 RATIOS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
 

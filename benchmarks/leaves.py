@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-
 import statistics
 import time
 
 import numpy as np
+from _machine import machine
 
 from epcsim.arch import PageType
-from _machine import machine
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import epcm_bytes_per_page

@@ -29,18 +29,17 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "kernel"))
 
-from _machine import machine  # noqa: E402
-from minimal_owner import MinimalOwner  # noqa: E402
+from _machine import machine
+from minimal_owner import MinimalOwner
 
-from epcsim.arch import PageType, secinfo_flags  # noqa: E402
-from epcsim.hw import encls as L  # noqa: E402
-from epcsim.hw.cpu import Processor  # noqa: E402
-from epcsim.jit import njit, unmanaged  # noqa: E402
-from epcsim.kernel.cgroup import EpcCgroups  # noqa: E402
-from epcsim.kernel.main import (  # noqa: E402
+from epcsim.arch import PageType, secinfo_flags
+from epcsim.hw import encls as L
+from epcsim.hw.cpu import Processor
+from epcsim.jit import njit, unmanaged
+from epcsim.kernel.cgroup import EpcCgroups
+from epcsim.kernel.main import (
     EpcManager,
     sgx_encl_free_epc_page,
     sgx_mark_page_reclaimable,
@@ -129,7 +128,7 @@ def bench_reclaim_compiled(pages: int, cgroups: bool) -> float:
 
 
 def bench_reclaim(pages: int, cgroups: bool = False) -> float:
-    cpu, own, mgr = rig(pages, cgroups)
+    _cpu, own, mgr = rig(pages, cgroups)
     for _ in range(mgr.sgx_nr_free_pages):
         own.add(mgr, 0)
     t = time.perf_counter()

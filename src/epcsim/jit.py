@@ -422,4 +422,4 @@ if config.DISABLE_JIT:
 else:
     # One instruction (TZCNT); a loop over the bits of a VA page's bitmap word branches once
     # per bit, at a position no predictor can learn.
-    from numba.cpython.unsafe.numbers import trailing_zeros
+    from numba.cpython.unsafe.numbers import trailing_zeros as trailing_zeros

@@ -12,13 +12,13 @@ from epcsim.arch import PAGE_SIZE, Attribute, PageType, Secinfo, Secs, secinfo_f
 from epcsim.hw.cpu import Processor
 from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.kernel.instance import Kernel
-from epcsim.kernel.main import CGT_PARENT, P_WAKE
 from epcsim.kernel.ioctl import (
     SGX_IOC_ENCLAVE_ADD_PAGES,
     SGX_IOC_ENCLAVE_CREATE,
     SgxEnclaveAddPages,
     SgxEnclaveCreate,
 )
+from epcsim.kernel.main import CGT_PARENT, P_WAKE
 from epcsim.kernel.mm import PROT_READ, PROT_WRITE
 
 PATHS = ["/", "/a", "/a/x", "/a/y", "/b"]

@@ -20,7 +20,7 @@ from epcsim.selftest.loader import setup_test_encl
 from epcsim.sim.vm import Vm, VmError, host_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "virt"))
-from virtkit import prefault, vepc  # noqa: E402
+from virtkit import prefault, vepc
 
 
 def kvm_host(pages: int = 128) -> tuple[Kernel, EpcCgroups]:

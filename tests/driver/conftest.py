@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from drvkit import assert_clean, machine
 
 from epcsim.kernel.instance import Kernel

@@ -13,12 +13,22 @@ from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.hw.epc import EPCM_VALID
 from epcsim.kernel.encl import (
-    EP_EVICTED, EP_EXISTS, NONE, SGX_ENCL_INITIALIZED, SGX_VA_SLOT_COUNT,
+    EP_EVICTED,
+    EP_EXISTS,
+    NONE,
+    SGX_ENCL_INITIALIZED,
+    SGX_VA_SLOT_COUNT,
 )
 from epcsim.kernel.instance import Kernel
 from epcsim.kernel.ioctl import (
-    SGX_IOC_ENCLAVE_ADD_PAGES, SGX_IOC_ENCLAVE_CREATE, SGX_IOC_ENCLAVE_INIT, SGX_PAGE_MEASURE,
-    EnclaveFile, SgxEnclaveAddPages, SgxEnclaveCreate, SgxEnclaveInit,
+    SGX_IOC_ENCLAVE_ADD_PAGES,
+    SGX_IOC_ENCLAVE_CREATE,
+    SGX_IOC_ENCLAVE_INIT,
+    SGX_PAGE_MEASURE,
+    EnclaveFile,
+    SgxEnclaveAddPages,
+    SgxEnclaveCreate,
+    SgxEnclaveInit,
 )
 
 BASE = 0x10_0000_0000

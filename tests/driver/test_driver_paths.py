@@ -6,21 +6,36 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from drvkit import (
-    BASE, Built, assert_all_free, assert_clean, check_enclave, create, machine, small_enclave,
+    BASE,
+    Built,
+    assert_all_free,
+    assert_clean,
+    check_enclave,
+    create,
+    machine,
+    small_enclave,
 )
 
 from epcsim.arch import PAGE_SIZE
 from epcsim.hw.epc import EPCM_VALID
 from epcsim.kernel.encl import (
-    EP_EVICTED, EP_PRESENT, EP_YOUNG, MAX_ENCLAVES, NONE, SGX_ENCL_DEAD,
+    EP_EVICTED,
+    EP_PRESENT,
+    EP_YOUNG,
+    MAX_ENCLAVES,
+    NONE,
+    SGX_ENCL_DEAD,
 )
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
 from epcsim.kernel.vdso import EENTER, EEXIT, SgxEnclaveRun
 from epcsim.selftest.loader import (
-    HEAP, op_get_from_address, op_nop, op_put_to_address, setup_test_encl,
+    HEAP,
+    op_get_from_address,
+    op_nop,
+    op_put_to_address,
+    setup_test_encl,
 )
 from epcsim.selftest.loader import TestEncl as Encl
 

@@ -5,16 +5,20 @@ release. After every step the driver's per-enclave invariants (kernel-sgx.md §1
 
 from __future__ import annotations
 
+from drvkit import assert_all_free, assert_clean, check_enclave, machine
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from drvkit import assert_all_free, assert_clean, check_enclave, machine
-
 from epcsim.arch import PAGE_SIZE
 from epcsim.kernel.vdso import EENTER, EEXIT, ERESUME, EnclaveThread, SgxEnclaveRun
 from epcsim.selftest.loader import (
-    ENCL_BUFFER, HEAP, op_get_from_address, op_nop, op_put_to_address, setup_test_encl,
+    ENCL_BUFFER,
+    HEAP,
+    op_get_from_address,
+    op_nop,
+    op_put_to_address,
+    setup_test_encl,
 )
 from epcsim.selftest.loader import TestEncl as Encl
 

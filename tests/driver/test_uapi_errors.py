@@ -8,10 +8,19 @@ import errno
 from collections.abc import Callable
 
 import pytest
-
 from drvkit import (
-    BASE, SECINFO_RW, SECINFO_RX, SECINFO_TCS, Built, add_arg, assert_all_free, assert_clean,
-    create, machine, secs_bytes, small_enclave,
+    BASE,
+    SECINFO_RW,
+    SECINFO_RX,
+    SECINFO_TCS,
+    Built,
+    add_arg,
+    assert_all_free,
+    assert_clean,
+    create,
+    machine,
+    secs_bytes,
+    small_enclave,
 )
 
 from epcsim.arch import PAGE_SIZE, Attribute, PageType, SgxReturn, secinfo_flags
@@ -20,11 +29,21 @@ from epcsim.hw.crypto import mrenclave, sign_sigstruct
 from epcsim.kernel.encl import SGX_ENCL_CREATED, SGX_ENCL_INITIALIZED, SGX_ENCL_IOCTL
 from epcsim.kernel.instance import Kernel
 from epcsim.kernel.ioctl import (
-    SGX_IOC_ENCLAVE_ADD_PAGES, SGX_IOC_ENCLAVE_CREATE, SGX_IOC_ENCLAVE_INIT,
-    SGX_IOC_ENCLAVE_MODIFY_TYPES, SGX_IOC_ENCLAVE_PROVISION, SGX_IOC_ENCLAVE_REMOVE_PAGES,
-    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS, SGX_IOC_VEPC_REMOVE_ALL, SgxEnclaveCreate,
-    SgxEnclaveInit, SgxEnclaveModifyTypes, SgxEnclaveProvision, SgxEnclaveRemovePages,
-    SgxEnclaveRestrictPermissions, SgxProvisionFile,
+    SGX_IOC_ENCLAVE_ADD_PAGES,
+    SGX_IOC_ENCLAVE_CREATE,
+    SGX_IOC_ENCLAVE_INIT,
+    SGX_IOC_ENCLAVE_MODIFY_TYPES,
+    SGX_IOC_ENCLAVE_PROVISION,
+    SGX_IOC_ENCLAVE_REMOVE_PAGES,
+    SGX_IOC_ENCLAVE_RESTRICT_PERMISSIONS,
+    SGX_IOC_VEPC_REMOVE_ALL,
+    SgxEnclaveCreate,
+    SgxEnclaveInit,
+    SgxEnclaveModifyTypes,
+    SgxEnclaveProvision,
+    SgxEnclaveRemovePages,
+    SgxEnclaveRestrictPermissions,
+    SgxProvisionFile,
 )
 from epcsim.kernel.mm import MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE
 

@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from epcsim.arch import (
-    PAGE_SIZE, Attribute, PageType, Pcmd, Secinfo, SecinfoFlags, secinfo_flags,
+    PAGE_SIZE,
+    Attribute,
+    PageType,
+    Pcmd,
+    Secinfo,
+    SecinfoFlags,
+    secinfo_flags,
 )
 from epcsim.hw.baremetal import BareMetal, BuiltEnclave, Evicted, Segment, tcs_image
 from epcsim.hw.cpu import Processor

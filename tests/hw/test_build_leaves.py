@@ -11,9 +11,36 @@ import hashlib
 import struct
 
 import pytest
+from hwenv import (
+    BASE,
+    DATA0,
+    DATA1,
+    FLAGS_REG_RW,
+    OFF_CODE,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_FREE,
+    OFF_SECINFO,
+    OFF_SSA,
+    OFF_TCS,
+    RW,
+    SIZE,
+    Env,
+    assert_same,
+    snapshot,
+    unchanged,
+)
 
 from epcsim.arch import (
-    PAGE_SIZE, Attribute, EinitToken, PageType, Secs, SecinfoFlags, SgxReturn, SigStruct, Tcs,
+    PAGE_SIZE,
+    Attribute,
+    EinitToken,
+    PageType,
+    SecinfoFlags,
+    Secs,
+    SgxReturn,
+    SigStruct,
+    Tcs,
     secinfo_flags,
 )
 from epcsim.hw.baremetal import Segment, tcs_image
@@ -21,10 +48,6 @@ from epcsim.hw.cpu import GeneralProtectionFault, PageFault, SgxConflictExit
 from epcsim.hw.crypto import sign_sigstruct
 from epcsim.hw.encls import CTX_GUEST
 from epcsim.hw.epc import SECS_LOCK_MEASURE
-from hwenv import (
-    BASE, DATA0, DATA1, FLAGS_REG_RW, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_SECINFO,
-    OFF_SSA, OFF_TCS, RW, SIZE, Env, assert_same, snapshot, unchanged,
-)
 
 SECS_FLAGS = secinfo_flags(PageType.SECS)
 M64 = int(Attribute.MODE64BIT)

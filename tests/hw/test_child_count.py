@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from hwenv import (
+    BASE,
+    DATA0,
+    DATA1,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_FREE,
+    OFF_TCS,
+    Env,
+    unchanged,
+)
 
 from epcsim.arch import PageType, SgxReturn
 from epcsim.hw.cpu import PageFault
-from hwenv import (
-    BASE, DATA0, DATA1, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_TCS, Env, unchanged,
-)
 
 
 def resident_children(env: Env, secs: int) -> int:
@@ -93,7 +101,7 @@ def test_secs_evicted_after_children_then_reloaded(anyenv):
     va = env.va()
     evicted = {}
     slot = 0
-    for lin, phys in sorted(encl.built.pages.items()):
+    for _lin, phys in sorted(encl.built.pages.items()):
         assert env.cpu.eblock(phys) == 0
     assert env.cpu.etrack(encl.secs) == 0
     for lin, phys in sorted(encl.built.pages.items()):
@@ -155,5 +163,5 @@ def test_secs_blob_of_removed_enclave_cannot_reload(env):
     rc, secs2 = env.eldu(blob, 0)
     assert rc == 0
     assert env.cpu.eremove(secs2) == 0
-    rc, target = env.eldu(blob, 0)
+    rc, _target = env.eldu(blob, 0)
     assert rc == SgxReturn.SGX_MAC_COMPARE_FAIL

@@ -7,13 +7,28 @@ mode the enclave writes it into its SECINFO page first (``Env.eaccept`` does eit
 from __future__ import annotations
 
 import pytest
+from hwenv import (
+    ACCEPT_AUG,
+    ACCEPT_TCS,
+    ACCEPT_TRIM,
+    BASE,
+    DATA0,
+    OFF_CODE,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_FREE,
+    OFF_SECINFO,
+    OFF_SSA,
+    OFF_TCS,
+    RW,
+    RX,
+    accept_pr,
+    unchanged,
+    unchanged_in_enclave,
+)
 
 from epcsim.arch import Enclu, PageType, SecinfoFlags, SgxReturn, Tcs, secinfo_flags
 from epcsim.hw.cpu import ArchFault, GeneralProtectionFault, PageFault
-from hwenv import (
-    ACCEPT_AUG, ACCEPT_TCS, ACCEPT_TRIM, BASE, DATA0, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE,
-    OFF_SECINFO, OFF_SSA, OFF_TCS, RW, RX, accept_pr, unchanged, unchanged_in_enclave,
-)
 
 R = int(SecinfoFlags.R)
 W = int(SecinfoFlags.W)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import pytest
+from hwenv import BASE, OFF_CODE, OFF_DATA0, OFF_DATA1, Env, unchanged
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,9 +24,6 @@ from epcsim.hw.cpu import PageFault
 from epcsim.hw.encls import CTX_GUEST
 from epcsim.hw.epc import SECS_LOCK_EPOCH
 from epcsim.hw.memory import AddressSpace
-from hwenv import BASE, OFF_DATA0, OFF_DATA1, OFF_CODE, Env, unchanged
-
-import pytest
 
 NOT_TRACKED = SgxReturn.SGX_NOT_TRACKED
 

@@ -15,16 +15,27 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hwenv import (
+    ACCEPT_AUG,
+    ACCEPT_TRIM,
+    BASE,
+    FLAGS_REG_RW,
+    OFF_CODE,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_FREE,
+    OFF_SECINFO,
+    OFF_TCS,
+    Env,
+    assert_same,
+    snapshot,
+)
 
 from epcsim.arch import Attribute, Encls, Enclv, PageType, SgxReturn, secinfo_flags
 from epcsim.hw.cpu import ArchFault, SgxConflictExit
 from epcsim.hw.crypto import sign_sigstruct
 from epcsim.hw.encls import CTX_GUEST
 from epcsim.hw.epc import SECS_LOCK_EPOCH, SECS_LOCK_MEASURE, SECS_LOCK_TRACKING
-from hwenv import (
-    ACCEPT_AUG, ACCEPT_TRIM, BASE, FLAGS_REG_RW, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE,
-    OFF_SECINFO, OFF_TCS, Env, assert_same, snapshot,
-)
 
 
 @dataclass

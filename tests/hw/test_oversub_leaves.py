@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import pytest
+from hwenv import BASE, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_TCS, RW, Env, unchanged
 
 from epcsim.arch import Encls, Enclv, PageType, RdInfo, SgxReturn, secinfo_flags
 from epcsim.hw.cpu import GeneralProtectionFault, InvalidOpcode, PageFault, SgxConflictExit
 from epcsim.hw.encls import CTX_GUEST, RDINFO_BLOCKED, RDINFO_CHILDPRESENT, RDINFO_VIRTCHILDPRESENT
 from epcsim.hw.epc import SECS_LOCK_TRACKING
-from hwenv import BASE, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_TCS, RW, Env, unchanged
 
 
 def rdinfo(env: Env, page: int) -> tuple[int, RdInfo]:

@@ -7,14 +7,21 @@ checks each leaf's success path and every error code and fault it can give.
 from __future__ import annotations
 
 import pytest
+from hwenv import (
+    BASE,
+    OFF_CODE,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_TCS,
+    RW,
+    Env,
+    unchanged,
+)
 
 from epcsim.arch import Encls, PageInfo, PageType, Pcmd, SgxReturn, secinfo_flags
 from epcsim.hw.cpu import GeneralProtectionFault, PageFault, SgxConflictExit
 from epcsim.hw.encls import CTX_GUEST
 from epcsim.hw.epc import SECS_LOCK_EPOCH, SECS_LOCK_TRACKING
-from hwenv import (
-    BASE, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_TCS, RW, Env, unchanged,
-)
 
 ONES = 0xFFFFFFFFFFFFFFFF
 

@@ -11,11 +11,18 @@ import os
 from dataclasses import replace
 
 import pytest
+from hwenv import (
+    BASE,
+    DATA0,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_SSA,
+    OFF_TCS,
+    Env,
+    unchanged,
+)
 
 from epcsim.arch import PAGE_SIZE, PageType, Secinfo, Secs, SgxReturn, Tcs
-from hwenv import (
-    BASE, DATA0, OFF_DATA0, OFF_DATA1, OFF_SSA, OFF_TCS, Env, unchanged,
-)
 
 MAC_FAIL = SgxReturn.SGX_MAC_COMPARE_FAIL
 

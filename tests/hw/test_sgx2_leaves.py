@@ -6,13 +6,24 @@ The enclave side (EACCEPT, EMODPE, EACCEPTCOPY) is in test_enclu_leaves.py.
 from __future__ import annotations
 
 import pytest
+from hwenv import (
+    ACCEPT_TRIM,
+    BASE,
+    OFF_CODE,
+    OFF_DATA0,
+    OFF_DATA1,
+    OFF_FREE,
+    OFF_TCS,
+    PAGE_SIZE,
+    RW,
+    SIZE,
+    Env,
+    accept_pr,
+    unchanged,
+)
 
 from epcsim.arch import Encls, PageType, SecinfoFlags, SgxReturn, secinfo_flags
 from epcsim.hw.cpu import GeneralProtectionFault, InvalidOpcode, PageFault
-from hwenv import (
-    ACCEPT_TRIM, BASE, OFF_CODE, OFF_DATA0, OFF_DATA1, OFF_FREE, OFF_TCS, PAGE_SIZE, RW, SIZE,
-    Env, accept_pr, unchanged,
-)
 
 R = int(SecinfoFlags.R)
 W = int(SecinfoFlags.W)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from hwenv import DATA0, DATA1, OFF_CODE, OFF_DATA0, OFF_DATA1, unchanged
 
 from epcsim.arch import PAGE_SIZE, PageType, SgxReturn
-from epcsim.hw.cpu import GeneralProtectionFault, PageFault, Processor
 from epcsim.hw.baremetal import BareMetal, Segment, tcs_image
+from epcsim.hw.cpu import GeneralProtectionFault, PageFault, Processor
 from epcsim.hw.epc import EpcSection
-from hwenv import DATA0, DATA1, OFF_DATA0, OFF_DATA1, OFF_CODE, unchanged
 
 N_SLOTS = 512
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from minimal_owner import MinimalOwner
+
 from epcsim.hw.cpu import Processor
 from epcsim.kernel.main import EpcManager
-from minimal_owner import MinimalOwner
 
 
 class Rig:

@@ -13,7 +13,15 @@ from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.jit import njit
 from epcsim.kernel.main import (
-    EBUSY, ENOMEM, P_EV_N, W_FREE, W_ISOLATED, W_LEAKED, W_LRU, W_UNTRACKED, EpcManager,
+    EBUSY,
+    ENOMEM,
+    P_EV_N,
+    W_FREE,
+    W_ISOLATED,
+    W_LEAKED,
+    W_LRU,
+    W_UNTRACKED,
+    EpcManager,
 )
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Owner, OwnerOps
 
@@ -238,7 +246,7 @@ def _trace_rig() -> tuple[Processor, TraceOwner, EpcManager, list[int]]:
 
 
 def test_owner_protocol_runs_in_the_v13_order() -> None:
-    cpu, own, mgr, pages = _trace_rig()
+    _cpu, own, mgr, pages = _trace_rig()
     own.state.refuse[pages[1]] = 1       # young: back to the tail
     own.state.dying[pages[2]] = 1        # owner torn down: dropped from the reclaimer
     mgr.reclaim_pages(16)
@@ -273,7 +281,7 @@ def test_owner_protocol_runs_in_the_v13_order() -> None:
 
 
 def test_write_retry_returns_the_page_to_the_lru_tail() -> None:
-    cpu, own, mgr, pages = _trace_rig()
+    _cpu, own, mgr, pages = _trace_rig()
     own.state.retry[pages[0]] = 1
     mgr.reclaim_pages(4)
     assert mgr.where(pages[0]) == W_LRU and int(mgr.ms.tail[-1]) == pages[0]

@@ -19,8 +19,8 @@ class ManagerMachine(RuleBasedStateMachine):
         super().__init__()
         self.r = Rig(pages=80, n_enclaves=N_ENCL, events=1_000_000)
         self.held: dict[int, int] = {}      # page -> enclave, pages the test added
-        self.allocated: set[int] = set(int(p) for p in self.r.owner.state.secs) | set(
-            int(p) for p in self.r.owner.state.va)
+        self.allocated: set[int] = ({int(p) for p in self.r.owner.state.secs}
+                                    | {int(p) for p in self.r.owner.state.va})
         self.seen_events = len(self.r.mgr.events())   # boot frees and the enclaves' SECS/VA
         self.total = self.r.cpu.npages
 

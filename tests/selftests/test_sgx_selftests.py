@@ -84,5 +84,6 @@ def test_remove_untouched_page() -> None:
 
 
 def test_every_kernel_selftest_is_here() -> None:
-    names = {n[5:] for n in globals() if n.startswith("test_") and n != "test_every_kernel_selftest_is_here"}
+    names = {n[5:] for n in globals()
+             if n.startswith("test_") and n != "test_every_kernel_selftest_is_here"}
     assert names == set(sgx.TESTS) and len(names) == 16

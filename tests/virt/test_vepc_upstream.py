@@ -78,7 +78,7 @@ def _split_enclave(k):  # type: ignore[no-untyped-def]
 
 def test_remove_all_counts_secs_with_children_elsewhere() -> None:
     k = host(64)
-    a, b, secs = _split_enclave(k)
+    a, b, _secs = _split_enclave(k)
     assert a.ioctl(SGX_IOC_VEPC_REMOVE_ALL, 0) == 1       # the SECS: children in B
     assert b.ioctl(SGX_IOC_VEPC_REMOVE_ALL, 0) == 0
     assert a.ioctl(SGX_IOC_VEPC_REMOVE_ALL, 0) == 0       # retried after B
@@ -96,7 +96,7 @@ def test_remove_all_ioctl_errors() -> None:
 
 def test_remove_all_busy_while_a_cpu_runs_inside() -> None:
     k = host(64)
-    a, b, secs = _split_enclave(k)
+    _a, b, secs = _split_enclave(k)
     # A vCPU inside the enclave: EREMOVE of its children fails with SGX_ENCLAVE_ACT.
     row = int(k.cpu.st.row[secs])
     k.cpu.st.s_refcnt[row] += 1
@@ -121,7 +121,7 @@ def test_release_parks_secs_as_zombie_until_every_instance_closes() -> None:
 
 def test_release_children_first_leaves_no_zombie() -> None:
     k = host(64)
-    a, b, secs = _split_enclave(k)
+    a, b, _secs = _split_enclave(k)
     b.release()
     a.release()                                   # pass 1 removes the now childless SECS
     assert k.vepc.zombie_secs_pages == []
@@ -151,7 +151,7 @@ def test_sgx_virt_ecreate_reports_the_trap() -> None:
                 ssaframesize=1, xfrm=3)
     bad = Secs(size=3 * PAGE_SIZE, baseaddr=0x40_0000, attributes=int(Attribute.MODE64BIT),
                ssaframesize=1, xfrm=3)
-    page0, page1 = a.populated()
+    page0, _page1 = a.populated()
     pi_bad = bm.pageinfo(srcpge=bm.put(bad.pack()), metadata=si)
     assert sgx_virt_ecreate(k.cpu, pi_bad, k.cpu.page_addr(page0)) == (-errno.EFAULT, 13)
     pi = bm.pageinfo(srcpge=bm.put(good.pack()), metadata=si)

@@ -118,7 +118,7 @@ def test_tampered_host_blob_ends_the_vm(what: str) -> None:
     else:
         cpu.xblob[i] = blob._replace(mac=bytes(16))
     page = _page_of(vm, enc, i)
-    with pytest.raises(VmError, match="vEPC dead.*SGX error 9"):
+    with pytest.raises(VmError, match=r"vEPC dead.*SGX error 9"):
         vm.run(enc, np.array([page]), np.zeros(1, np.bool_))
     # The guest never saw bytes: no comparison ran, the page is invalid and zeroed.
     assert enc.mismatches == 0 and enc.bytes_checked == 0

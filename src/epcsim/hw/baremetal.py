@@ -97,7 +97,7 @@ class BareMetal:
             if not st.flags[page] & 0x40:
                 self._next_page = page + 1
                 return self.cpu.page_addr(page)
-        for page in range(0, self.cpu.npages):
+        for page in range(self.cpu.npages):
             if not st.flags[page] & 0x40:
                 self._next_page = page + 1
                 return self.cpu.page_addr(page)

@@ -217,7 +217,7 @@ class Processor:
 
     def page_addr(self, page: int) -> int:
         """Physical address of EPC page number ``page``."""
-        for i, (base, end, first) in enumerate(self._sec_bounds):
+        for base, end, first in self._sec_bounds:
             n = (end - base) >> 12
             if first <= page < first + n:
                 return base + ((page - first) << 12)
@@ -1075,7 +1075,8 @@ class Processor:
                 raise ValueError(f"{leaf}: metadata mode needs the SECINFO flags passed in")
             if page == NO_PAGE:
                 raise PageFault(leaf, addr, error_code=X86_PF_USER | X86_PF_SGX)
-            si = Secinfo.unpack(self.st.data[self.host_page(page), addr & 0xFFF:(addr & 0xFFF) + 64].tobytes())
+            si = Secinfo.unpack(
+                self.st.data[self.host_page(page), addr & 0xFFF:(addr & 0xFFF) + 64].tobytes())
             self._gp_unless(self._secinfo_reserved_ok(si), leaf, addr, "SECINFO reserved bits")
             flags = si.flags
         else:
@@ -1180,7 +1181,8 @@ class Processor:
             return
         if self.content:
             off = linaddr & 0xFFF
-            self.st.data[self.host_page(page), off:off + len(data)] = np.frombuffer(data, dtype=np.uint8)
+            self.st.data[self.host_page(page), off:off + len(data)] = np.frombuffer(
+                data, dtype=np.uint8)
 
     # ------------------------------------------------------------------ CPUID
     def cpuid_epc_sections(self) -> list[tuple[int, int, int, int]]:
@@ -1212,6 +1214,17 @@ def split_epc(size: int, nodes: int = 1, base: int = DEFAULT_EPC_BASE) -> list[E
     return sections
 
 
-__all__ = ["Processor", "SealedPage", "ArchFault", "GeneralProtectionFault", "PageFault",
-           "InvalidOpcode", "SgxConflictExit", "split_epc", "AddressSpace", "PROT_READ",
-           "PROT_WRITE", "PROT_EXEC"]
+__all__ = [
+    "PROT_EXEC",
+    "PROT_READ",
+    "PROT_WRITE",
+    "AddressSpace",
+    "ArchFault",
+    "GeneralProtectionFault",
+    "InvalidOpcode",
+    "PageFault",
+    "Processor",
+    "SealedPage",
+    "SgxConflictExit",
+    "split_epc",
+]

@@ -28,6 +28,7 @@ single argument.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -181,7 +182,7 @@ def validate_sections(sections: list[EpcSection]) -> None:
             raise ValueError("EPC section base beyond 52-bit physical addresses")
         spans.append((s.base, s.base + s.size))
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         if start < end:
             raise ValueError("EPC sections overlap")
     per_node: dict[int, int] = {}

@@ -580,7 +580,7 @@ def page_offset(ds: DState, ep: int) -> int:
     return ep - int(ds.e_first[int(ds.ep_encl[ep])])
 
 
-__all__ = ["DriverOwner", "DState", "DRIVER_OPS", "Backing", "EpcManager"]
+__all__ = ["DRIVER_OPS", "Backing", "DState", "DriverOwner", "EpcManager"]
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -831,7 +831,7 @@ class SgxDriver:
         attrs, mask = self.attributes[e], self.attributes_mask[e]
         if attrs & ~mask:
             return -13  # -EACCES: e.g. PROVISIONKEY without SGX_IOC_ENCLAVE_PROVISION
-        reserved = 0xFFFFFFFFFFFFFFFF & ~int(0x7FF) | (1 << 3) | (1 << 8) | (1 << 9)
+        reserved = 0xFFFFFFFFFFFFFFFF & ~0x7FF | (1 << 3) | (1 << 8) | (1 << 9)
         if sig.attributes & sig.attributemask & reserved or sig.miscselect & sig.miscmask & ~1:
             return -22
         # XFRM likewise; the processor supports legacy XFRM (x87 | SSE) only.

@@ -405,6 +405,16 @@ def _secinfo_valid(si: Secinfo) -> bool:
     return True
 
 
-__all__ = ["EnclaveFile", "SgxEnclaveCreate", "SgxEnclaveAddPages", "SgxEnclaveInit",
-           "SgxEnclaveProvision", "SgxEnclaveRestrictPermissions", "SgxEnclaveModifyTypes",
-           "SgxEnclaveRemovePages", "SgxProvisionFile", "SGX_PAGE_MEASURE", "Tcs"]
+__all__ = [
+    "SGX_PAGE_MEASURE",
+    "EnclaveFile",
+    "SgxEnclaveAddPages",
+    "SgxEnclaveCreate",
+    "SgxEnclaveInit",
+    "SgxEnclaveModifyTypes",
+    "SgxEnclaveProvision",
+    "SgxEnclaveRemovePages",
+    "SgxEnclaveRestrictPermissions",
+    "SgxProvisionFile",
+    "Tcs",
+]

@@ -52,7 +52,7 @@ _SAMPLE_BLOCK = 1 << 22  # requests drawn per block in zipf, bounding its float 
 def _int(value: object, name: str) -> int:
     if isinstance(value, (bool, np.bool_)):
         # Every bad argument is a ValueError, as the module promises.
-        raise ValueError(f"{name} must be an integer, got {value!r}")  # noqa: TRY004
+        raise ValueError(f"{name} must be an integer, got {value!r}")
     try:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
@@ -88,7 +88,7 @@ def zipf(pages: int, requests: int, *, alpha: float = 1.0, seed: int) -> np.ndar
     """Bounded Zipf(alpha) over ``pages`` ranks, hot ranks scattered over the pages."""
     p, r, s = _check(pages, requests, seed)
     if isinstance(alpha, (bool, np.bool_)):
-        raise ValueError(f"alpha must be a number, got {alpha!r}")  # noqa: TRY004
+        raise ValueError(f"alpha must be a number, got {alpha!r}")
     try:
         a = float(alpha)
     except (TypeError, ValueError):

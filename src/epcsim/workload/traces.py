@@ -882,7 +882,7 @@ def read_ahead(chunks: Iterable[Chunk], depth: int = 1) -> Iterator[Chunk]:
                     break
             else:
                 put((1, None))
-        except BaseException as e:  # the consumer re-raises it  # noqa: BLE001
+        except BaseException as e:  # the consumer re-raises it
             put((2, e))
         finally:
             close = getattr(it, "close", None)
