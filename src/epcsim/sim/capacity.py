@@ -176,11 +176,10 @@ def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
                           tree)  # type: ignore[arg-type]
         assert rp.cg is not None
         failed: set[int] = set()
-        tenants = tenants.astype(np.int64)
         step = max(1, len(tenants) // SAMPLES)
         ghz = plat.ghz
         for s in range(0, len(tenants), step):
-            rp.feed_tolerant(tenants[s:s + step], pages_[s:s + step].astype(np.int64),
+            rp.feed_tolerant(tenants[s:s + step], pages_[s:s + step],
                              np.zeros(min(step, len(tenants) - s), np.bool_), failed)
             t_s = int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9)
             for row in rp.cg.summary():
