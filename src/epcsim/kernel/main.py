@@ -387,10 +387,8 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
     closure = functools.partial(njit_closure, cache=d.cache)
     inline = inline_batch and charge is None
 
-    # A batch over light owners is spliced into allocation (one page per miss: the call
-    # would cost more than the batch); over the driver it stays one call, compiled once.
-    @(closure_inline if inline else closure)
-    def sgx_reclaim_list(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+    @closure_inline
+    def reclaim_batch(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
         """One batch from LRU ``lst`` in the v13 order: isolate+get, reclaim, block all,
         write+put, free.
 
@@ -466,10 +464,41 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 set_where(ms, page, W_UNTRACKED)
         return isolated
 
-    @(closure_inline if inline else closure)
-    def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
-        """One batch from the global LRU."""
-        return sgx_reclaim_list(os, ms, st, nr, lru_list(ms))
+    def loop_over(step: Any, compiled: bool) -> Any:
+        """One batch by ``step``, or ksgxd's loop of them, in one function.
+
+        numba passes a compiled call every array of the state tuples, over six hundred
+        words for the driver's, and ksgxd runs batch after batch: calling the batch once per
+        batch spent a tenth of an ``sgx`` replay copying them. Over the driver this is one
+        compiled function holding the one copy of the batch, entered by ksgxd once per
+        wakeup and by allocation's direct reclaim once per batch.
+        """
+        @(closure if compiled else closure_inline)
+        def reclaim_batches(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+            """On ksgxd's CPU (``P_CPU`` 1) its loop: batches from LRU ``lst`` until free
+            >= high or nothing is reclaimable, returning the batches run; elsewhere one
+            batch, returning the pages isolated.
+
+            The mode is read from the state, not passed: LLVM unswitched the loop on an
+            argument, compiling the batch twice (a 320 s compile took 530 s).
+            """
+            batches = 0
+            idle = 0
+            while ms.p[P_CPU] == 0 or (ms.p[P_NR_FREE] < ms.p[P_HIGH] and all_lru_pages(ms) > 0):
+                before = ms.p[P_NR_FREE]
+                isolated = step(os, ms, st, nr, lst)
+                if ms.p[P_CPU] == 0:
+                    return isolated
+                batches += 1
+                ms.cnt[C_KSGXD_BATCHES] += 1
+                if ms.p[P_NR_FREE] == before:
+                    idle += 1
+                    if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
+                        break
+                else:
+                    idle = 0
+            return batches
+        return reclaim_batches
 
     if charge is None:
         @closure_inline
@@ -484,8 +513,6 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         def cancel(ms: MgrState, cg: int) -> None:
             pass
 
-        reclaim_global = sgx_reclaim_pages
-
         @closure_inline
         def all_lru_pages(ms: MgrState) -> int:
             return ms.count[lru_list(ms)]
@@ -493,11 +520,39 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         @closure_inline
         def async_work(os: Any, ms: MgrState, st: Any) -> int:
             return 0
+
+        # A batch over light owners is spliced into allocation and ksgxd (one page per miss:
+        # a call would cost more than the batch).
+        reclaim_batches = loop_over(reclaim_batch, not inline)
+        if inline:
+            sgx_reclaim_list = reclaim_batch
+        else:
+            @closure_inline
+            def sgx_reclaim_list(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+                return reclaim_batches(os, ms, st, nr, lst)
     else:
+        @closure
+        def sgx_reclaim_list(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+            """One batch, compiled once for the cgroups' walks and allocation."""
+            return reclaim_batch(os, ms, st, nr, lst)
+
         ops = charge(sgx_reclaim_list, d.cache)
         try_charge, commit, cancel = ops.try_charge, ops.commit, ops.cancel
-        reclaim_global, all_lru_pages, async_work = (ops.reclaim_global, ops.lru_pages,
-                                                     ops.async_work)
+        all_lru_pages, async_work = ops.lru_pages, ops.async_work
+
+        @closure_inline
+        def global_batch(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+            return ops_reclaim_global(os, ms, st, nr)
+
+        ops_reclaim_global = ops.reclaim_global
+        reclaim_batches = loop_over(global_batch, False)
+
+    @closure_inline
+    def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
+        """One batch from the global LRU."""
+        return sgx_reclaim_list(os, ms, st, nr, lru_list(ms))
+
+    reclaim_global = sgx_reclaim_pages if charge is None else ops_reclaim_global
 
     @closure_inline
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
@@ -565,18 +620,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             return 0
         ms.p[P_CPU] = 1
         batches = async_work(os, ms, st)
-        idle = 0
-        while ms.p[P_NR_FREE] < ms.p[P_HIGH] and all_lru_pages(ms) > 0:
-            before = ms.p[P_NR_FREE]
-            reclaim_global(os, ms, st, ms.p[P_BATCH])
-            batches += 1
-            ms.cnt[C_KSGXD_BATCHES] += 1
-            if ms.p[P_NR_FREE] == before:
-                idle += 1
-                if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
-                    break
-            else:
-                idle = 0
+        batches += reclaim_batches(os, ms, st, ms.p[P_BATCH], lru_list(ms))
         ms.p[P_CPU] = 0
         ms.p[P_WAKE] = 0
         return batches
