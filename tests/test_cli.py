@@ -74,3 +74,23 @@ def test_selftest_command_json(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(capsys.readouterr().out)
     assert [(t["name"], t["suite"], t["passed"]) for t in doc["tests"]] == [
         ("tcs_entry", "sgx", True), ("pte_permissions", "sgx", True)]
+
+
+def test_progress_says_the_engine_is_being_prepared_until_requests_are_counted() -> None:
+    """A bar at 0 through a first run's compile looked hung; it names the wait instead."""
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from epcsim.cli import PREPARING, _advancer
+
+    assert _advancer(None, "replay", 10) is None
+    with Progress(console=Console(file=io.StringIO())) as bar:
+        advance = _advancer(bar, "replay", 10)
+        assert advance is not None
+        (task,) = bar.tasks
+        assert task.description == f"replay: {PREPARING}" and task.completed == 0
+        advance(3)
+        advance(4)
+        assert task.description == "replay" and task.completed == 7

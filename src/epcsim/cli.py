@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.console import Console
@@ -53,8 +55,7 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
 
     total = demo_requests()
     with _progress(total, as_json) as bar:
-        task = bar.add_task("demo", total=total) if bar else None
-        sc, out = run_demo(progress=(lambda n: bar.advance(task, n)) if bar else None)
+        sc, out = run_demo(progress=_advancer(bar, "demo", total))
     files: list[Path] = []
     if out_dir:
         try:
@@ -246,9 +247,8 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
         cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
         progress = _progress(total, as_json)
         with progress as bar:
-            task = bar.add_task("replay", total=total) if bar else None
             res = replay_chunks(cfg, lambda: open_trace(trace, fmt, columns=cols),
-                                progress=(lambda n: bar.advance(task, n)) if bar else None)
+                                progress=_advancer(bar, "replay", total))
     except TraceError as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
@@ -276,6 +276,27 @@ def _progress(total: int | None, quiet: bool):  # type: ignore[no-untyped-def]
     return Progress("[progress.description]{task.description}", BarColumn(),
                     MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=True)
+
+
+# Until the first requests are counted the engine is being compiled (first run on a
+# machine, minutes) or loaded from numba's cache (seconds); a bar standing at 0 says neither.
+PREPARING = "compiling or loading the engine (minutes on a first run)"
+
+
+def _advancer(bar: Any, label: str, total: int | None) -> Callable[[int], None] | None:
+    """A progress callback for ``bar`` that shows PREPARING until the first requests."""
+    if bar is None:
+        return None
+    task = bar.add_task(f"{label}: {PREPARING}", total=total)
+    started = False
+
+    def advance(n: int) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            bar.update(task, description=label)
+        bar.advance(task, n)
+    return advance
 
 
 class _NullProgress:
@@ -316,9 +337,8 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     try:
         sc = load(scenario)
         with _progress(total_requests(sc), as_json) as bar:
-            task = bar.add_task("run", total=total_requests(sc)) if bar else None
             out = run_scenario(sc, Path(scenario).resolve().parent, scenario_name=scenario,
-                               progress=(lambda n: bar.advance(task, n)) if bar else None)
+                               progress=_advancer(bar, "run", total_requests(sc)))
     except (ScenarioError, TraceError) as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
