@@ -100,9 +100,16 @@ def _sum_ahead(a: np.ndarray, idx: np.ndarray, by: int) -> int:
     return total
 
 
-def test_prefetch_emits_the_intrinsic_and_changes_no_value() -> None:
+@pytest.mark.parametrize("strided", [False, True])
+def test_prefetch_emits_the_intrinsic_and_changes_no_value(strided: bool) -> None:
+    """Over a C array and over a field of a record table (a strided view)."""
     rng = np.random.default_rng(3)
     a = rng.integers(0, 1000, 100_000)
+    if strided:
+        rec = np.zeros(a.shape[0], np.dtype([("pad", np.uint8), ("v", np.int64)]))
+        rec["v"] = a
+        a = rec["v"]
+        assert not a.flags.c_contiguous
     idx = rng.integers(0, a.shape[0], 5000)
     assert _sum_ahead(a, idx, 16) == int(a[idx].sum())
     ir = "".join(_sum_ahead.inspect_llvm(sig) for sig in _sum_ahead.signatures)

@@ -306,17 +306,28 @@ def _make_prefetch():  # type: ignore[no-untyped-def]
         way ahead hides their latency behind the requests in between. A prefetch never
         faults, so ``idx`` need not be in range (a wrong one only wastes the fetch).
         """
-        if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer) or \
+                (arr.layout != "C" and arr.ndim != 1):
             return None
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
             i8p = ir.IntType(8).as_pointer()
             i32 = ir.IntType(32)
             fn = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                 "llvm.prefetch.p0")
-            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), i8p)
+            idx = context.cast(builder, args[1], signature.args[1], types.intp)
+            if aryty.layout == "C":
+                item = builder.gep(ary.data, [idx])   # a flat index, any number of dims
+            else:
+                # By the array's stride: a field of a record table is a strided view.
+                item = cgutils.get_item_pointer2(
+                    context, builder, ary.data, cgutils.unpack_tuple(builder, ary.shape, 1),
+                    cgutils.unpack_tuple(builder, ary.strides, 1), aryty.layout, [idx],
+                    wraparound=False, boundscheck=False)
+            ptr = builder.bitcast(item, i8p)
             # read, keep in all cache levels, data cache
             builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
             return context.get_dummy_value()

@@ -22,6 +22,7 @@ from epcsim.hw.epc import EPCM_VALID
 from epcsim.kernel.encl import (
     EP_EVICTED,
     EP_PRESENT,
+    EP_RECORD,
     EP_YOUNG,
     MAX_ENCLAVES,
     NONE,
@@ -143,6 +144,44 @@ def test_enclave_rows_fit_ep_encl() -> None:
     assert owner.new_enclave() == rows[100]
     with pytest.raises(RuntimeError):
         owner.new_enclave()
+
+
+def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
+    """Every ep_* field is a view of one packed record per enclave page (one or two cache
+    lines for all of a page's fields); growing the table keeps every field's values."""
+    k = machine(64)
+    owner = k.driver_owner
+    fields = [n for n in owner.state._fields if n.startswith("ep_")]
+    assert sorted(fields) == sorted(EP_RECORD.names)
+    e = owner.new_enclave()
+    owner.reserve_pages(e, 100)
+    ds = owner.state
+    first = int(ds.e_first[e])
+    before = {n: getattr(ds, n)[first:first + 100].copy() for n in fields}
+    assert (before["ep_epc"] == NONE).all() and (before["ep_va"] == NONE).all()
+    rng = np.random.default_rng(5)
+    for n in fields:
+        view = getattr(ds, n)
+        info = np.iinfo(view.dtype)
+        vals = rng.integers(max(info.min, -1000), min(info.max, 1000), 100).astype(view.dtype)
+        view[first:first + 100] = vals
+        before[n] = vals
+    cap = ds.ep_epc.shape[0]
+    f = owner.new_enclave()
+    owner.reserve_pages(f, 4 * cap)      # past the capacity: the table grows
+    ds = owner.state
+    assert ds.ep_epc.shape[0] > cap
+    base = ds.ep_epc.base
+    for n in fields:
+        view = getattr(ds, n)
+        assert view.base is base and view.strides == (EP_RECORD.itemsize,)
+        assert (view[first:first + 100] == before[n]).all(), n
+    first_f = int(ds.e_first[f])
+    assert (ds.ep_epc[first_f:first_f + 4 * cap] == NONE).all()
+    assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
+    # Packed: the table costs what the separate arrays did, byte for byte.
+    assert EP_RECORD.itemsize == sum(EP_RECORD.fields[n][0].itemsize for n in fields) == 25
+    assert sum(getattr(ds, n).nbytes for n in fields) == base.nbytes
 
 
 def test_backing_store_pcmd_accounting() -> None:

@@ -412,37 +412,28 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
 
     @closure_inline
     def sgx_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
+        """The record of the page a request some way ahead will touch: its first bytes
+        (EPC index, flags) and its last (the MAC), the two lines a record may span."""
         ds = os[0]
         ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
         prefetch(ds.ep_epc, ep)
-        prefetch(ds.ep_flags, ep)
+        prefetch(ds.ep_mac, ep)
 
     @closure_inline
     def cache_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
         prefetch(os[0].resident, rs.e_of_tenant[t] + page)
 
     @closure_inline
-    def sgx_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int, late: bool) -> None:
-        """A request that will fault, a little later: what its ELDU reads starts loading.
+    def sgx_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
+        """A request that will fault, a few requests later: the version its ELDU checks.
 
-        Its page's ``ep_epc`` is in the cache by now (:func:`sgx_ahead`); when the page is
-        out, the ELDU will read seven more fields of its enclave page, each from its own
-        table, and then the version in its VA slot, which needs two of them first. The
-        first step (``late`` False) fetches the fields; the second, a few requests before
-        the fault, reads the VA slot's address from them and fetches the version.
+        Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
+        the ELDU will read the version in its VA slot, whose address needs two of the
+        record's fields first.
         """
         ds = os[0]
         ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
         if ds.ep_epc[ep] >= 0:
-            return
-        if not late:
-            prefetch(ds.ep_encl, ep)
-            prefetch(ds.ep_type, ep)
-            prefetch(ds.ep_secinfo, ep)
-            prefetch(ds.ep_aux, ep)
-            prefetch(ds.ep_mac, ep)
-            prefetch(ds.ep_va, ep)
-            prefetch(ds.ep_slot, ep)
             return
         va = np.int64(ds.ep_va[ep])
         if va >= 0:
@@ -450,14 +441,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep_slot[ep]))
 
     @closure_inline
-    def cache_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int, late: bool) -> None:
+    def cache_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
         pass
 
     access = sgx_access if sgx else cache_access
     hit = sgx_hit if sgx else cache_hit
     ahead = sgx_ahead if sgx else cache_ahead
     ahead_fault = sgx_ahead_fault if sgx else cache_ahead_fault
-    fault_by = ahead_by // 2
     version_by = ahead_by // 8
 
     @closure
@@ -489,11 +479,9 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         for i in range(n):
             if ahead_by > 0 and i + ahead_by < n:
                 ahead(os, ms, rs, np.int64(tenants[i + ahead_by]), np.int64(pages[i + ahead_by]))
-            if sgx and version_by > 0 and i + fault_by < n:
-                ahead_fault(os, st, rs, np.int64(tenants[i + fault_by]),
-                            np.int64(pages[i + fault_by]), False)
+            if sgx and version_by > 0 and i + version_by < n:
                 ahead_fault(os, st, rs, np.int64(tenants[i + version_by]),
-                            np.int64(pages[i + version_by]), True)
+                            np.int64(pages[i + version_by]))
             t = np.int64(tenants[i])
             page = np.int64(pages[i])
             now += work
