@@ -54,12 +54,12 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
     from epcsim.demo_scenario import demo_requests, run_demo, write_demo
 
     total = demo_requests()
-    with _progress(total, as_json) as bar:
+    with _progress(as_json) as bar:
         sc, out = run_demo(progress=_advancer(bar, "demo", total))
     files: list[Path] = []
     if out_dir:
         try:
-            with _progress(1, as_json) as bar:
+            with _progress(as_json) as bar:
                 task = bar.add_task("working-set sweep", total=None) if bar else None
                 files = write_demo(Path(out_dir), sc, out, sweep_progress=(
                     lambda d, t: bar.update(task, completed=d, total=t)) if bar else None)
@@ -245,7 +245,7 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
         reader = open_trace(trace, fmt, columns=cols)
         total = reader.count()
         cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
-        progress = _progress(total, as_json)
+        progress = _progress(as_json)
         with progress as bar:
             res = replay_chunks(cfg, lambda: open_trace(trace, fmt, columns=cols),
                                 progress=_advancer(bar, "replay", total))
@@ -266,7 +266,8 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
     _print_summary(res.summary, f"replay of {trace}")
 
 
-def _progress(total: int | None, quiet: bool):  # type: ignore[no-untyped-def]
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    """A Rich progress display on a terminal's stderr; nothing when ``quiet`` or piped."""
     import sys as _sys
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -336,7 +337,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 
     try:
         sc = load(scenario)
-        with _progress(total_requests(sc), as_json) as bar:
+        with _progress(as_json) as bar:
             out = run_scenario(sc, Path(scenario).resolve().parent, scenario_name=scenario,
                                progress=_advancer(bar, "run", total_requests(sc)))
     except (ScenarioError, TraceError) as e:
@@ -392,7 +393,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
     total = len(spec.points())
     try:
-        with _progress(total, as_json) as bar:
+        with _progress(as_json) as bar:
             task = bar.add_task("sweep", total=total) if bar else None
             outcome = run_sweep(spec, out, workers=workers, scheduler=scheduler,
                                 progress=(lambda d, t: bar.update(task, completed=d))

@@ -153,6 +153,10 @@ def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
     owner = k.driver_owner
     fields = [n for n in owner.state._fields if n.startswith("ep_")]
     assert sorted(fields) == sorted(EP_RECORD.names)
+    # Strided from the start: an empty table's views would be typed as C arrays and every
+    # function over the driver's state compiled a second time once the table grew.
+    empty = {n: getattr(owner.state, n) for n in fields}
+    assert all(v.shape[0] >= 2 and not v.flags.c_contiguous for v in empty.values())
     e = owner.new_enclave()
     owner.reserve_pages(e, 100)
     ds = owner.state

@@ -421,6 +421,12 @@ _VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE,
               "va_bits": 0}
 
 
+# The record table never holds fewer than this: numpy calls a strided view of 0 or 1 records
+# contiguous, so numba would type an empty driver's ep_* fields as C arrays and a grown
+# one's as strided, and compile every function that takes the driver's state twice.
+EP_MIN_RECORDS = 1024
+
+
 def ep_records(n: int) -> np.ndarray:
     """``n`` enclave-page records, each field at its empty value."""
     rec = np.zeros(n, EP_RECORD)
@@ -440,8 +446,8 @@ def make_dstate(content: bool, npages: int) -> DState:
     return DState(
         **{k: np.full(0, v, dtype=i64) for k, v in _E_FIELDS.items() if k != "e_cnt"},
         e_cnt=np.zeros((0, EC_LEN), dtype=i64),
-        **ep_views(ep_records(0)),
-        pcmd_use=np.zeros(0, np.uint8),
+        **ep_views(ep_records(EP_MIN_RECORDS)),
+        pcmd_use=np.zeros(EP_MIN_RECORDS // PCMDS_PER_PAGE + 1, np.uint8),
         va_epc=np.zeros(0, i64), va_encl=np.zeros(0, i64), va_next=np.zeros(0, i64),
         va_prev=np.zeros(0, i64), va_used=np.zeros(0, i64),
         va_bits=np.zeros((0, 8), dtype=np.uint64),
@@ -503,7 +509,7 @@ class DriverOwner(Owner):
             self._ep_top += npages
             cap = self.state.ep_epc.shape[0]
             if self._ep_top > cap:
-                new = max(self._ep_top, 2 * cap, 1024)
+                new = max(self._ep_top, 2 * cap, EP_MIN_RECORDS)
                 rec = ep_records(new)
                 old = self.state.ep_epc.shape[0]
                 for k in _EP_FIELDS:

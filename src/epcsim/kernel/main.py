@@ -539,20 +539,21 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         ops = charge(sgx_reclaim_list, d.cache)
         try_charge, commit, cancel = ops.try_charge, ops.commit, ops.cancel
         all_lru_pages, async_work = ops.lru_pages, ops.async_work
+        reclaim_global = ops.reclaim_global
 
         @closure_inline
         def global_batch(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
-            return ops_reclaim_global(os, ms, st, nr)
+            return reclaim_global(os, ms, st, nr)
 
-        ops_reclaim_global = ops.reclaim_global
         reclaim_batches = loop_over(global_batch, False)
 
-    @closure_inline
-    def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
-        """One batch from the global LRU."""
-        return sgx_reclaim_list(os, ms, st, nr, lru_list(ms))
+    if charge is None:
+        @closure_inline
+        def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
+            """One batch from the global LRU."""
+            return sgx_reclaim_list(os, ms, st, nr, lru_list(ms))
 
-    reclaim_global = sgx_reclaim_pages if charge is None else ops_reclaim_global
+        reclaim_global = sgx_reclaim_pages
 
     @closure_inline
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
