@@ -1,0 +1,135 @@
+"""Replays under ``perf record`` with names for numba's compiled code.
+
+Run:
+    perf record -F 4000 -o perf.data python benchmarks/perfmap.py [--policy sgx] [--repeat 6]
+    perf report -i perf.data --no-children --sort sym
+
+numba's code lives in anonymous memory that perf cannot name. After the engine is loaded
+(warm cache) this writes ``/tmp/perf-<pid>.map``, which ``perf report`` reads: the address of
+every compiled function found in the process, named by its Python qualified name. The
+engine's callees are compiled into its own object code, so their names come from the object
+code numba keeps in epcsim's cache files (``nm`` of the ELF image in each ``.nbc``); each is
+then looked up in every loaded library. A function's extent is taken up to the next known
+address. ``--objdump DIR`` also writes each cached object file there, for
+``objdump -d`` of the hot offsets (offset = sample address - function address + the
+function's offset in the object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import epcsim
+from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.workload.generators import zipf
+from epcsim.workload.traces import open_trace, write_oracle_general
+
+_ELF = b"\x7fELF"
+
+
+def cached_objects() -> list[bytes]:
+    """The object code in every numba cache file of epcsim's package."""
+    out = []
+    for f in Path(epcsim.__file__).parent.rglob("*.nbc"):
+        data = f.read_bytes()
+        i = data.find(_ELF)
+        if i >= 0:
+            out.append(data[i:])
+    return out
+
+
+def short_name(mangled: str) -> str:
+    """``loop_over.<locals>.reclaim_batches`` from numba's mangled ``_ZN<len><name>...``."""
+    i = mangled.find("_ZN")
+    if i < 0:
+        return mangled
+    i += 3
+    parts = []
+    while i < len(mangled) and mangled[i].isdigit():
+        j = i
+        while mangled[j].isdigit():
+            j += 1
+        n = int(mangled[i:j])
+        parts.append(mangled[j:j + n].replace("_3clocals_3e", "<locals>"))
+        i = j + n
+    # The first parts are the module path; keep the function's own qualified name.
+    return ".".join(parts[-3:]) if parts else mangled
+
+
+def function_names(objects: list[bytes], keep: str | None) -> dict[str, str]:
+    names: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, obj in enumerate(objects):
+            p = os.path.join(tmp, f"{k}.o")
+            Path(p).write_bytes(obj)
+            if keep:
+                Path(keep, f"{k}.o").write_bytes(obj)
+            nm = subprocess.run(["nm", "--defined-only", p], capture_output=True, text=True)
+            for line in nm.stdout.splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[1] in "tTW":
+                    names.setdefault(parts[2], short_name(parts[2]))
+    return names
+
+
+def write_map(names: dict[str, str]) -> int:
+    from numba.core.dispatcher import Dispatcher
+
+    libs = {}
+    for o in gc.get_objects():
+        if isinstance(o, Dispatcher):
+            for cres in o.overloads.values():
+                libs[id(cres.library)] = cres.library
+                names[cres.fndesc.llvm_func_name] = o.py_func.__qualname__
+    found: set[tuple[int, str]] = set()
+    for lib in libs.values():
+        for mangled, name in names.items():
+            try:
+                addr = lib.get_pointer_to_function(mangled)
+            except Exception:   # not in this library
+                continue
+            if addr:
+                found.add((addr, name))
+    rows = sorted(found)
+    with open(f"/tmp/perf-{os.getpid()}.map", "w") as f:
+        for i, (addr, name) in enumerate(rows):
+            size = rows[i + 1][0] - addr if i + 1 < len(rows) else 1 << 16
+            f.write(f"{addr:x} {min(size, 1 << 20):x} {name}\n")
+    return len(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--policy", default="sgx", choices=["sgx", "lru", "fifo", "clock"])
+    ap.add_argument("--objects", type=int, default=100_000)
+    ap.add_argument("--requests", type=int, default=5_000_000)
+    ap.add_argument("--cache", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=6)
+    ap.add_argument("--objdump", metavar="DIR", default=None)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "zipf.oracleGeneral")
+    write_oracle_general(path, zipf(a.objects, a.requests, alpha=1.0, seed=1))
+
+    def run() -> dict:  # type: ignore[type-arg]
+        cfg = ReplayConfig(policy=a.policy, epc_pages=a.cache)
+        return replay_chunks(cfg, lambda: open_trace(path, "oracleGeneral")).summary
+
+    run()   # compile or load, so that the map sees the engine
+    if a.objdump:
+        os.makedirs(a.objdump, exist_ok=True)
+    n = write_map(function_names(cached_objects(), a.objdump))
+    print(f"{n} compiled functions named in /tmp/perf-{os.getpid()}.map", file=sys.stderr)
+    walls = [run()["replay_s"] for _ in range(a.repeat)]
+    print(f"replay_s median {statistics.median(walls):.3f} of {a.repeat}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
