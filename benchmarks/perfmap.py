@@ -67,10 +67,8 @@ def function_names(objects: list[bytes], keep: str | None) -> dict[str, str]:
     names: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for k, obj in enumerate(objects):
-            p = os.path.join(tmp, f"{k}.o")
+            p = os.path.join(keep or tmp, f"{k}.o")
             Path(p).write_bytes(obj)
-            if keep:
-                Path(keep, f"{k}.o").write_bytes(obj)
             nm = subprocess.run(["nm", "--defined-only", p], capture_output=True, text=True)
             for line in nm.stdout.splitlines():
                 parts = line.split()

@@ -511,9 +511,8 @@ class DriverOwner(Owner):
             if self._ep_top > cap:
                 new = max(self._ep_top, 2 * cap, EP_MIN_RECORDS)
                 rec = ep_records(new)
-                old = self.state.ep_epc.shape[0]
                 for k in _EP_FIELDS:
-                    rec[k][:old] = getattr(self.state, k)
+                    rec[k][:cap] = getattr(self.state, k)
                 changes = ep_views(rec)
                 changes["pcmd_use"] = _grow(self.state.pcmd_use, new // PCMDS_PER_PAGE + 1)
                 self._replace(**changes)
