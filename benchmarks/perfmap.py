@@ -10,14 +10,17 @@ every compiled function found in the process, named by its Python qualified name
 engine's callees are compiled into its own object code, so their names come from the object
 code numba keeps in epcsim's cache files (``nm`` of the ELF image in each ``.nbc``); each is
 then looked up in every loaded library. A function's extent is taken up to the next known
-address. ``--objdump DIR`` also writes each cached object file there, for
-``objdump -d`` of the hot offsets (offset = sample address - function address + the
-function's offset in the object).
+address. ``--objdump DIR`` also writes there the machine code of each named function as it
+sits in memory (``<address>.bin``, with ``index.txt`` naming them), for
+``objdump -D -b binary -m i386:x86-64 --adjust-vma=0x<address> DIR/<address>.bin``: the
+sampled addresses are then the disassembly's own (the cache may hold other versions of a
+function, and the loaded one is the one that ran).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import statistics
@@ -63,11 +66,11 @@ def short_name(mangled: str) -> str:
     return ".".join(parts[-3:]) if parts else mangled
 
 
-def function_names(objects: list[bytes], keep: str | None) -> dict[str, str]:
+def function_names(objects: list[bytes]) -> dict[str, str]:
     names: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for k, obj in enumerate(objects):
-            p = os.path.join(keep or tmp, f"{k}.o")
+            p = os.path.join(tmp, f"{k}.o")
             Path(p).write_bytes(obj)
             nm = subprocess.run(["nm", "--defined-only", p], capture_output=True, text=True)
             for line in nm.stdout.splitlines():
@@ -77,7 +80,17 @@ def function_names(objects: list[bytes], keep: str | None) -> dict[str, str]:
     return names
 
 
-def write_map(names: dict[str, str]) -> int:
+def mapped_regions() -> list[tuple[int, int]]:
+    """The address ranges mapped in this process (``/proc/self/maps``)."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = line.split()[0].split("-")
+            out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def write_map(names: dict[str, str], dump: str | None) -> int:
     from numba.core.dispatcher import Dispatcher
 
     libs = {}
@@ -96,10 +109,18 @@ def write_map(names: dict[str, str]) -> int:
             if addr:
                 found.add((addr, name))
     rows = sorted(found)
+    regions = mapped_regions()
     with open(f"/tmp/perf-{os.getpid()}.map", "w") as f:
         for i, (addr, name) in enumerate(rows):
-            size = rows[i + 1][0] - addr if i + 1 < len(rows) else 1 << 16
-            f.write(f"{addr:x} {min(size, 1 << 20):x} {name}\n")
+            size = min(rows[i + 1][0] - addr if i + 1 < len(rows) else 1 << 16, 1 << 20)
+            f.write(f"{addr:x} {size:x} {name}\n")
+            if dump:
+                # Up to the next function may cross into memory that is not mapped.
+                end = next((hi for lo, hi in regions if lo <= addr < hi), addr)
+                code = ctypes.string_at(addr, min(size, end - addr))
+                Path(dump, f"{addr:x}.bin").write_bytes(code)
+                with open(os.path.join(dump, "index.txt"), "a") as ix:
+                    ix.write(f"{addr:x} {size:x} {name}\n")
     return len(rows)
 
 
@@ -123,7 +144,7 @@ def main() -> None:
     run()   # compile or load, so that the map sees the engine
     if a.objdump:
         os.makedirs(a.objdump, exist_ok=True)
-    n = write_map(function_names(cached_objects(), a.objdump))
+    n = write_map(function_names(cached_objects()), a.objdump)
     print(f"{n} compiled functions named in /tmp/perf-{os.getpid()}.map", file=sys.stderr)
     walls = [run()["replay_s"] for _ in range(a.repeat)]
     print(f"replay_s median {statistics.median(walls):.3f} of {a.repeat}", file=sys.stderr)

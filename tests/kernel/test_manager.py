@@ -15,6 +15,7 @@ from epcsim.jit import njit
 from epcsim.kernel.main import (
     EBUSY,
     ENOMEM,
+    HINT_AHEAD,
     P_EV_N,
     W_FREE,
     W_ISOLATED,
@@ -226,9 +227,10 @@ class TraceOwner(Owner):
         return [tuple(int(x) for x in row) for row in self.state.log[:n]]  # type: ignore
 
 
-def _trace_rig() -> tuple[Processor, TraceOwner, EpcManager, list[int]]:
+def _trace_rig(owner_cls: type[TraceOwner] | None = None
+               ) -> tuple[Processor, TraceOwner, EpcManager, list[int]]:
     cpu = Processor(epc_size=64 * 4096)
-    own = TraceOwner(cpu)
+    own = (owner_cls or TraceOwner)(cpu)
     mgr = EpcManager(cpu, [own], events=4096)
     secs, va = mgr.alloc(0, 0, True), mgr.alloc(0, 0, True)
     cpu.ecreate_page(secs, Secs(size=1 << 20, baseaddr=1 << 32, ssaframesize=1, attributes=4,
@@ -278,6 +280,51 @@ def test_owner_protocol_runs_in_the_v13_order() -> None:
         assert mgr.where(page) == W_FREE
     assert mgr.where(pages[2]) == W_UNTRACKED and mgr.counters()["get_failed"] == 1
     mgr.check()
+
+
+OP_HINT = 5
+
+
+@njit
+def t_prefetch(os: TraceState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    _trace(os, ms, OP_HINT, page)
+    return 0
+
+
+class HintedTraceOwner(TraceOwner):
+    ops = OwnerOps(t_get, t_put, t_reclaim, t_block, t_write, t_prefetch)
+
+
+def test_the_prefetch_hint_runs_ahead_of_the_batch_and_changes_nothing() -> None:
+    def run(owner_cls: type[TraceOwner]) -> tuple[list[tuple[int, int]], dict[str, int]]:
+        _cpu, own, mgr, pages = _trace_rig(owner_cls)
+        own.state.refuse[pages[1]] = 1
+        own.state.dying[pages[2]] = 1
+        mgr.reclaim_pages(8)
+        mgr.check()
+        return [c[:2] for c in own.calls()], mgr.counters()
+
+    plain, plain_counters = run(TraceOwner)
+    hinted, hinted_counters = run(HintedTraceOwner)
+    _cpu, _own, _mgr, pages = _trace_rig(HintedTraceOwner)
+    # The hint is the only difference: the five operations and the counters are the same.
+    assert [c for c in hinted if c[0] != OP_HINT] == plain
+    assert hinted_counters == plain_counters
+    # Hints follow the LRU from its head, HINT_AHEAD pages ahead of the page being isolated.
+    hints = [p for op, p in hinted if op == OP_HINT]
+    assert hints == pages[:HINT_AHEAD + 8]
+    for p in pages[:8]:
+        assert hinted.index((OP_HINT, p)) < hinted.index((OP_GET, p))
+    got = [k for k, c in enumerate(hinted) if c[0] == OP_GET]
+    assert hinted[got[0] - 1] == (OP_HINT, pages[HINT_AHEAD])
+
+
+def test_only_owners_with_a_hint_make_the_batch_walk_for_one() -> None:
+    from epcsim.kernel.encl import DRIVER_OPS
+    from epcsim.kernel.owner import dispatch_for
+    assert not dispatch_for([TraceOwner.ops]).hints
+    assert dispatch_for([HintedTraceOwner.ops]).hints
+    assert dispatch_for([TraceOwner.ops, DRIVER_OPS]).hints
 
 
 def test_write_retry_returns_the_page_to_the_lru_tail() -> None:

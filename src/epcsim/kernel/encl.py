@@ -27,7 +27,7 @@ from epcsim.hw import encls as L
 from epcsim.hw.cpu import ArchFault, Processor
 from epcsim.hw.crypto import SEALED_SIZE
 from epcsim.hw.epc import EPCM_SECINFO_MASK
-from epcsim.jit import njit, njit_inline, trailing_zeros
+from epcsim.jit import njit, njit_inline, prefetch, trailing_zeros
 from epcsim.kernel.backing import Backing
 from epcsim.kernel.cgroup import mem_cgroup_charge, mem_cgroup_may_charge
 from epcsim.kernel.main import (
@@ -336,7 +336,16 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     return WRITE_FREED
 
 
-DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write)
+@njit_inline
+def drv_prefetch(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    """The page's record: its first bytes (flags, enclave) and its last (the MAC), the two
+    lines a record may span."""
+    prefetch(ds.ep_epc, oid)
+    prefetch(ds.ep_mac, oid)
+    return 0
+
+
+DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write, drv_prefetch)
 
 
 # ----------------------------------------------------------------------------- ELDU

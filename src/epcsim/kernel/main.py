@@ -56,6 +56,7 @@ W_MASK = 0x7F
 W_REF = 0x80
 
 NO_LINK = -1
+HINT_AHEAD = 4      # pages ahead of the batch's head whose owner records are prefetched
 
 # Policies.
 POLICY_SGX = 0     # the kernel's: FIFO list, second chance on the owner's accessed bit, batch
@@ -383,6 +384,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
     if hit is not None:
         return hit
     get, put, reclaim, block, write = d.get, d.put, d.reclaim, d.block, d.write
+    hint, hints = d.prefetch, d.hints
     closure_inline = functools.partial(njit_closure_inline, cache=d.cache)
     closure = functools.partial(njit_closure, cache=d.cache)
     inline = inline_batch and charge is None
@@ -403,9 +405,22 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         n = 0
         isolated = 0
         budget = 2 * ms.count[lst] + 1
+        q = NO_LINK
+        if hints:
+            # The owner records of the pages a few places behind the head start loading
+            # while the head's are used: one cache miss after another otherwise.
+            q = ms.head[lst]
+            for _ in range(HINT_AHEAD):
+                if q == NO_LINK:
+                    break
+                hint(os, ms.kind[q], ms, st, q, ms.oid[q], 0)
+                q = ms.nxt[q]
         while isolated < nr and ms.count[lst] > 0 and budget > 0:
             budget -= 1
             page = list_pop_head(ms, lst)
+            if hints and q != NO_LINK:
+                hint(os, ms.kind[q], ms, st, q, ms.oid[q], 0)
+                q = ms.nxt[q]
             if policy == POLICY_CLOCK and (ms.where[page] & W_REF) != 0:
                 ms.where[page] &= W_MASK
                 list_push_tail(ms, lst, page)

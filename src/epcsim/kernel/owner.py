@@ -14,6 +14,12 @@ kind's five operations, in this order, on a batch of up to ``SGX_NR_TO_SCAN`` pa
 ``put``     unpin the owner
 =========  ==================================================================================
 
+An owner may also give a sixth function, ``prefetch``, called on the pages a batch is about
+to isolate before the first ``get``: a hint that starts loading what the operations will
+read and changes nothing. The kernel has no such operation; it lets the model overlap the
+cache misses of a batch's pages (each page's owner record is cold when it reaches the head
+of the LRU) instead of taking them one after another.
+
 A written page returns to the free list only after ``put``: "otherwise the page could be
 reallocated and put() called on the wrong impl" (v13).
 
@@ -33,21 +39,27 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from epcsim.jit import cacheable, njit_closure_inline
+from epcsim.jit import cacheable, njit_closure_inline, njit_inline
 
 WRITE_FREED = 0     # the page was written back (or is gone): free it after put
 WRITE_RETRY = 1     # the owner could not write it now: back to the LRU tail
 WRITE_KEPT = 2      # the owner keeps the page and untracks it (it will free it itself)
 
 
+@njit_inline
+def no_prefetch(os: Any, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
+    return 0
+
+
 class OwnerOps(NamedTuple):
-    """The five operations of one owner kind, each a compiled function."""
+    """The five operations of one owner kind, each a compiled function, and the hint."""
 
     get: Callable[..., int]
     put: Callable[..., int]
     reclaim: Callable[..., int]
     block: Callable[..., int]
     write: Callable[..., int]
+    prefetch: Callable[..., int] = no_prefetch
 
 
 class Owner:
@@ -97,19 +109,23 @@ class Dispatch(NamedTuple):
     reclaim: Callable[..., int]
     block: Callable[..., int]
     write: Callable[..., int]
+    prefetch: Callable[..., int]
     cache: bool   # every owner is epcsim's own: closures over them may be cached on disk
+    hints: bool   # some owner gives a prefetch (else the batch skips the walk for hints)
 
 
 _cache: dict[tuple[int, ...], Dispatch] = {}
 
 
 def dispatch_for(owners: Sequence[OwnerOps]) -> Dispatch:
-    """The five dispatchers for an owner table (memoised per table)."""
+    """The dispatchers of the five operations and the hint for an owner table (memoised
+    per table)."""
     key = tuple(id(f) for ops in owners for f in ops)
     d = _cache.get(key)
     if d is None:
         cache = cacheable(*(f for ops in owners for f in ops))
-        d = Dispatch(*(make_dispatch([ops[i] for ops in owners], 0, cache) for i in range(5)),
-                     cache)
+        hints = any(ops.prefetch is not no_prefetch for ops in owners)
+        d = Dispatch(*(make_dispatch([ops[i] for ops in owners], 0, cache) for i in range(6)),
+                     cache, hints)
         _cache[key] = d
     return d

@@ -412,12 +412,14 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
 
     @closure_inline
     def sgx_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
-        """The record of the page a request some way ahead will touch: its first bytes
-        (EPC index, flags) and its last (the MAC), the two lines a record may span."""
+        """The record of the page a request some way ahead will touch: the line of its
+        first bytes (EPC index, flags), all a hit reads. A second prefetch for the line of
+        its MAC, which a record spans in three cases of eight, cost more than it saved: one
+        more prefetch per request, in flight beside the others, for what only a fault
+        reads (BENCHMARKS.md, 2026-11-27 "reclaim hints")."""
         ds = os[0]
         ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
         prefetch(ds.ep_epc, ep)
-        prefetch(ds.ep_mac, ep)
 
     @closure_inline
     def cache_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
@@ -429,16 +431,17 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
 
         Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
         the ELDU will read the version in its VA slot, whose address needs two of the
-        record's fields first.
+        record's fields first. Without a branch: whether a page is out is as random as the
+        trace, so a test mispredicted on about every fault; a page that is not out has no
+        VA page (NONE) and fetches VA page 0's line instead, which costs less.
         """
         ds = os[0]
-        ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
-        if ds.ep_epc[ep] >= 0:
+        if ds.va_epc.shape[0] == 0:
             return
-        va = np.int64(ds.ep_va[ep])
-        if va >= 0:
-            row = np.int64(st.row[ds.va_epc[va]])
-            prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep_slot[ep]))
+        ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
+        va = max(np.int64(ds.ep_va[ep]), 0)
+        row = np.int64(st.row[ds.va_epc[va]])
+        prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep_slot[ep]))
 
     @closure_inline
     def cache_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
