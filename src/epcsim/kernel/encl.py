@@ -415,17 +415,18 @@ _E_FIELDS = {"e_flags": 0, "e_ref": 0, "e_base": 0, "e_size": 0, "e_first": 0, "
              "e_page_cnt": 0, "e_va_head": NONE, "e_va_tail": NONE, "e_nva": 0,
              "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0, "e_cg": 0}
 PCMDS_PER_PAGE = 32
-_EP_FIELDS = {"ep_encl": 0, "ep_epc": NONE, "ep_va": NONE, "ep_slot": 0, "ep_type": 0,
-              "ep_flags": 0, "ep_prot": 0, "ep_aux": 0, "ep_secinfo": 0, "ep_mac": 0}
 # An enclave page's fields live in one packed 25-byte record; the ``ep_*`` fields of
 # DState are strided views of it. A fault reads the page's EPC index and flags, then its
 # ELDU the type, SECINFO, aux, MAC and VA slot, and the reclaimer's get and age test the
 # enclave and flags: in separate tables each of those was its own cache miss; in one record
 # they share one or two lines. Packed (no padding), so the bytes per page are the same.
-EP_RECORD = np.dtype([("ep_epc", np.int32), ("ep_flags", np.uint8), ("ep_type", np.uint8),
-                      ("ep_encl", np.uint16), ("ep_va", np.int32), ("ep_slot", np.uint16),
-                      ("ep_secinfo", np.uint8), ("ep_aux", np.uint8), ("ep_prot", np.uint8),
-                      ("ep_mac", np.int64)])
+# One row per field, in record order: name, type, value of a page not in use.
+_EP_LAYOUT = (("ep_epc", np.int32, NONE), ("ep_flags", np.uint8, 0), ("ep_type", np.uint8, 0),
+              ("ep_encl", np.uint16, 0), ("ep_va", np.int32, NONE), ("ep_slot", np.uint16, 0),
+              ("ep_secinfo", np.uint8, 0), ("ep_aux", np.uint8, 0), ("ep_prot", np.uint8, 0),
+              ("ep_mac", np.int64, 0))
+EP_RECORD = np.dtype([(name, kind) for name, kind, _ in _EP_LAYOUT])
+_EP_FIELDS = {name: fill for name, _, fill in _EP_LAYOUT}
 _VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE, "va_used": 0,
               "va_bits": 0}
 
