@@ -14,11 +14,11 @@ kind's five operations, in this order, on a batch of up to ``SGX_NR_TO_SCAN`` pa
 ``put``     unpin the owner
 =========  ==================================================================================
 
-An owner may also give a sixth function, ``prefetch``, called on the pages a batch is about
-to isolate before the first ``get``: a hint that starts loading what the operations will
-read and changes nothing. The kernel has no such operation; it lets the model overlap the
-cache misses of a batch's pages (each page's owner record is cold when it reaches the head
-of the LRU) instead of taking them one after another.
+An owner may also give a sixth function, ``prefetch``, which the batch calls on the page
+``HINT_AHEAD`` places behind the one it is isolating: a hint that starts loading what the
+operations will read and changes nothing. The kernel has no such operation; it lets the
+model overlap the cache misses of a batch's pages (each page's owner record is cold when it
+reaches the head of the LRU) instead of taking them one after another.
 
 A written page returns to the free list only after ``put``: "otherwise the page could be
 reallocated and put() called on the wrong impl" (v13).

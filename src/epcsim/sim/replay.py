@@ -427,13 +427,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
 
     @closure_inline
     def sgx_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
-        """A request that will fault, a few requests later: the version its ELDU checks.
+        """The version a request a few requests later would check in an ELDU.
 
         Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
         the ELDU will read the version in its VA slot, whose address needs two of the
         record's fields first. Without a branch: whether a page is out is as random as the
         trace, so a test mispredicted on about every fault; a page that is not out has no
-        VA page (NONE) and fetches VA page 0's line instead, which costs less.
+        VA page (NONE) and fetches a line of VA page 0's slots instead, which costs less.
         """
         ds = os[0]
         if ds.va_epc.shape[0] == 0:
