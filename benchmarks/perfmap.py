@@ -110,17 +110,17 @@ def write_map(names: dict[str, str], dump: str | None) -> int:
                 found.add((addr, name))
     rows = sorted(found)
     regions = mapped_regions()
-    with open(f"/tmp/perf-{os.getpid()}.map", "w") as f:
-        for i, (addr, name) in enumerate(rows):
-            size = min(rows[i + 1][0] - addr if i + 1 < len(rows) else 1 << 16, 1 << 20)
-            f.write(f"{addr:x} {size:x} {name}\n")
-            if dump:
-                # Up to the next function may cross into memory that is not mapped.
-                end = next((hi for lo, hi in regions if lo <= addr < hi), addr)
-                code = ctypes.string_at(addr, min(size, end - addr))
-                Path(dump, f"{addr:x}.bin").write_bytes(code)
-                with open(os.path.join(dump, "index.txt"), "a") as ix:
-                    ix.write(f"{addr:x} {size:x} {name}\n")
+    lines = []
+    for i, (addr, name) in enumerate(rows):
+        size = min(rows[i + 1][0] - addr if i + 1 < len(rows) else 1 << 16, 1 << 20)
+        lines.append(f"{addr:x} {size:x} {name}\n")
+        if dump:
+            # Up to the next function may cross into memory that is not mapped.
+            end = next((hi for lo, hi in regions if lo <= addr < hi), addr)
+            Path(dump, f"{addr:x}.bin").write_bytes(ctypes.string_at(addr, min(size, end - addr)))
+    Path(f"/tmp/perf-{os.getpid()}.map").write_text("".join(lines))
+    if dump:
+        Path(dump, "index.txt").write_text("".join(lines))   # the map, beside the code
     return len(rows)
 
 
