@@ -293,18 +293,19 @@ else:
     unmanaged = _make_unmanaged()
 
 
-def _make_prefetch():  # type: ignore[no-untyped-def]
+def _make_prefetch(last: bool):  # type: ignore[no-untyped-def]
     from llvmlite import ir
     from numba.core import cgutils, types
     from numba.extending import intrinsic
 
-    @intrinsic
     def prefetch(typingctx, arr, idx):  # type: ignore[no-untyped-def]
         """Start loading ``arr[idx]`` into the cache; no effect on any value.
 
         A replay knows its future requests: fetching the table entries of a request some
         way ahead hides their latency behind the requests in between. A prefetch never
         faults, so ``idx`` need not be in range (a wrong one only wastes the fetch).
+        ``prefetch_last`` loads the line of the item's last byte instead: the second line
+        of a record that spans two.
         """
         if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer) or \
                 (arr.layout != "C" and arr.ndim != 1):
@@ -322,24 +323,32 @@ def _make_prefetch():  # type: ignore[no-untyped-def]
             if aryty.layout == "C":
                 item = builder.gep(ary.data, [idx])   # a flat index, any number of dims
             else:
-                # By the array's stride: a field of a record table is a strided view.
+                # By the array's stride (a strided view, such as one field of records).
                 item = cgutils.get_item_pointer2(
                     context, builder, ary.data, cgutils.unpack_tuple(builder, ary.shape, 1),
                     cgutils.unpack_tuple(builder, ary.strides, 1), aryty.layout, [idx],
                     wraparound=False, boundscheck=False)
             ptr = builder.bitcast(item, i8p)
+            if last:
+                size = context.get_abi_sizeof(context.get_data_type(aryty.dtype))
+                ptr = builder.gep(ptr, [ir.Constant(ir.IntType(64), size - 1)])
             # read, keep in all cache levels, data cache
             builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
             return context.get_dummy_value()
         return types.void(arr, idx), codegen
-    return prefetch
+    prefetch.__name__ = prefetch.__qualname__ = "prefetch_last" if last else "prefetch"
+    return intrinsic(prefetch)
 
 
 if config.DISABLE_JIT:
     def prefetch(arr: Any, idx: int) -> None:
         return None
+
+    def prefetch_last(arr: Any, idx: int) -> None:
+        return None
 else:
-    prefetch = _make_prefetch()
+    prefetch = _make_prefetch(False)
+    prefetch_last = _make_prefetch(True)
 
 
 def state_handle(state: Any) -> Any:

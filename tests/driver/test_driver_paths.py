@@ -27,6 +27,7 @@ from epcsim.kernel.encl import (
     MAX_ENCLAVES,
     NONE,
     SGX_ENCL_DEAD,
+    ep_records,
 )
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
@@ -147,45 +148,54 @@ def test_enclave_rows_fit_ep_encl() -> None:
 
 
 def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
-    """Every ep_* field is a view of one packed record per enclave page (one or two cache
-    lines for all of a page's fields); growing the table keeps every field's values."""
+    """An enclave page's fields are one packed record (one or two cache lines for all of
+    them) in one C-contiguous table, which compiled code indexes with a constant record
+    size; every ``ep_*`` view is a field of it, and growing the table keeps every value."""
     k = machine(64)
     owner = k.driver_owner
-    fields = [n for n in owner.state._fields if n.startswith("ep_")]
-    assert sorted(fields) == sorted(EP_RECORD.names)
-    # Strided from the start: an empty table's views would be typed as C arrays and every
-    # function over the driver's state compiled a second time once the table grew.
-    empty = {n: getattr(owner.state, n) for n in fields}
-    assert all(v.shape[0] >= 2 and not v.flags.c_contiguous for v in empty.values())
+    views = {"ep_" + ("flags" if n == "desc" else n): n for n in EP_RECORD.names}
+    assert sorted(n for n in dir(owner.state) if n.startswith("ep_")) == sorted(views)
+    assert owner.state.ep.flags.c_contiguous and owner.state.ep.dtype.names == EP_RECORD.names
     e = owner.new_enclave()
     owner.reserve_pages(e, 100)
     ds = owner.state
     first = int(ds.e_first[e])
-    before = {n: getattr(ds, n)[first:first + 100].copy() for n in fields}
+    before = {n: getattr(ds, n)[first:first + 100].copy() for n in views}
     assert (before["ep_epc"] == NONE).all() and (before["ep_va"] == NONE).all()
     rng = np.random.default_rng(5)
-    for n in fields:
+    for n, field in views.items():
         view = getattr(ds, n)
+        assert np.shares_memory(view, ds.ep) and view.strides == (EP_RECORD.itemsize,)
         info = np.iinfo(view.dtype)
         vals = rng.integers(max(info.min, -1000), min(info.max, 1000), 100).astype(view.dtype)
         view[first:first + 100] = vals
+        assert ds.ep[first + 7][field] == vals[7]       # the view writes the record
         before[n] = vals
-    cap = ds.ep_epc.shape[0]
+    cap = ds.ep.shape[0]
     f = owner.new_enclave()
     owner.reserve_pages(f, 4 * cap)      # past the capacity: the table grows
     ds = owner.state
-    assert ds.ep_epc.shape[0] > cap
-    base = ds.ep_epc.base
-    for n in fields:
-        view = getattr(ds, n)
-        assert view.base is base and view.strides == (EP_RECORD.itemsize,)
-        assert (view[first:first + 100] == before[n]).all(), n
+    assert ds.ep.shape[0] > cap and ds.ep.flags.c_contiguous
+    for n in views:
+        assert (getattr(ds, n)[first:first + 100] == before[n]).all(), n
     first_f = int(ds.e_first[f])
     assert (ds.ep_epc[first_f:first_f + 4 * cap] == NONE).all()
     assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
+    # A released range comes back with every field empty, its neighbours untouched.
+    owner.release_pages(e, 100)
+    g = owner.new_enclave()
+    owner.reserve_pages(g, 100)
+    ds = owner.state
+    assert int(ds.e_first[g]) == first
+    empty = ep_records(1)[0]
+    for n, field in views.items():
+        want = g if field == "encl" else empty[field]
+        assert (getattr(ds, n)[first:first + 100] == want).all(), n
+    assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
     # Packed: the table costs what the separate arrays did, byte for byte.
-    assert EP_RECORD.itemsize == sum(EP_RECORD.fields[n][0].itemsize for n in fields) == 25
-    assert sum(getattr(ds, n).nbytes for n in fields) == base.nbytes
+    assert EP_RECORD.itemsize == sum(EP_RECORD.fields[n][0].itemsize
+                                     for n in EP_RECORD.names) == 25
+    assert ds.ep.nbytes == ds.ep.shape[0] * 25
 
 
 def test_backing_store_pcmd_accounting() -> None:

@@ -27,7 +27,7 @@ from epcsim.hw import encls as L
 from epcsim.hw.cpu import ArchFault, Processor
 from epcsim.hw.crypto import SEALED_SIZE
 from epcsim.hw.epc import EPCM_SECINFO_MASK
-from epcsim.jit import njit, njit_inline, prefetch, trailing_zeros
+from epcsim.jit import njit, njit_inline, prefetch, prefetch_last, trailing_zeros
 from epcsim.kernel.backing import Backing
 from epcsim.kernel.cgroup import mem_cgroup_charge, mem_cgroup_may_charge
 from epcsim.kernel.main import (
@@ -92,17 +92,11 @@ class DState(NamedTuple):
     e_pcmd_pages: np.ndarray  # i64 backing pages holding at least one PCMD
     e_cnt: np.ndarray       # i64 [enclaves, EC_LEN]
     e_cg: np.ndarray        # i64 the cgroup of the process that opened the enclave
-    # enclave pages
-    ep_encl: np.ndarray     # u16 (new_enclave keeps enclave rows below 65535)
-    ep_epc: np.ndarray      # i32
-    ep_va: np.ndarray       # i32
-    ep_slot: np.ndarray     # u16
-    ep_type: np.ndarray     # u8
-    ep_flags: np.ndarray    # u8
-    ep_prot: np.ndarray     # u8 vm_max_prot_bits (PROT_READ|WRITE|EXEC)
-    ep_aux: np.ndarray      # u8 state sealed with the page (TCS)
-    ep_secinfo: np.ndarray  # u8 PCMD.SECINFO flags (bits 0-5); the type byte is ep_type
-    ep_mac: np.ndarray      # i64 PCMD.MAC (metadata mode)
+    # enclave pages: one packed EP_RECORD each (epc i32, desc u8, type u8, encl u16,
+    # va i32, slot u16, secinfo u8, aux u8, prot u8, mac i64), a numpy record array so
+    # that ``ds.ep[i].desc`` reads the same compiled and interpreted; the Python side
+    # mostly uses the ``ep_*`` views below
+    ep: np.ndarray
     pcmd_use: np.ndarray    # u8 per 32 entries of ep_* (one PCMD backing page): PCMDs in use
     # VA pages
     va_epc: np.ndarray      # i64
@@ -115,6 +109,49 @@ class DState(NamedTuple):
     out: np.ndarray         # u64 EWB record
     sq: np.ndarray          # i64 [cap, SQ_REC + W_LEN]
     sq_n: np.ndarray        # i64 [1]
+
+    # A field of every enclave page, as a strided view of the records (Python side).
+    @property
+    def ep_epc(self) -> np.ndarray:
+        return self.ep["epc"]          # NONE while not in the EPC
+
+    @property
+    def ep_flags(self) -> np.ndarray:
+        # EP_* bits; the record calls them desc, as the kernel's sgx_encl_page does (and
+        # a numpy record's ``flags`` attribute is the array flags, not a field).
+        return self.ep["desc"]
+
+    @property
+    def ep_type(self) -> np.ndarray:
+        return self.ep["type"]         # PageType
+
+    @property
+    def ep_encl(self) -> np.ndarray:
+        return self.ep["encl"]         # enclave row (new_enclave keeps them below 65535)
+
+    @property
+    def ep_va(self) -> np.ndarray:
+        return self.ep["va"]           # VA id holding the version while evicted
+
+    @property
+    def ep_slot(self) -> np.ndarray:
+        return self.ep["slot"]
+
+    @property
+    def ep_secinfo(self) -> np.ndarray:
+        return self.ep["secinfo"]      # PCMD.SECINFO flags (bits 0-5); the type byte is type
+
+    @property
+    def ep_aux(self) -> np.ndarray:
+        return self.ep["aux"]          # state sealed with the page (TCS)
+
+    @property
+    def ep_prot(self) -> np.ndarray:
+        return self.ep["prot"]         # vm_max_prot_bits (PROT_READ|WRITE|EXEC)
+
+    @property
+    def ep_mac(self) -> np.ndarray:
+        return self.ep["mac"]          # PCMD.MAC (metadata mode)
 
 
 # ----------------------------------------------------------------------------- VA slots
@@ -279,7 +316,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
 
 @njit_inline
 def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    e = ds.ep_encl[oid]
+    e = ds.ep[oid].encl
     if (ds.e_flags[e] & SGX_ENCL_DEAD) != 0 or ds.e_ref[e] <= 0:
         return 0
     ds.e_ref[e] += 1
@@ -288,47 +325,47 @@ def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
 
 @njit_inline
 def drv_put(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    ds.e_ref[ds.ep_encl[oid]] -= 1
+    ds.e_ref[ds.ep[oid].encl] -= 1
     return 0
 
 
 @njit_inline
 def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Age by the PTE accessed bit (test and clear); refuse young pages; reserve the rest."""
-    if arg == 1 and (ds.ep_flags[oid] & EP_YOUNG) != 0:
-        ds.ep_flags[oid] &= ~np.uint8(EP_YOUNG)
+    if arg == 1 and (ds.ep[oid].desc & EP_YOUNG) != 0:
+        ds.ep[oid].desc &= ~np.uint8(EP_YOUNG)
         return 0
     # sgx_encl_alloc_backing: a contents page and perhaps a PCMD page, or skip the page.
-    if not mem_cgroup_may_charge(ms, ds.e_cg[ds.ep_encl[oid]], 2):
+    if not mem_cgroup_may_charge(ms, ds.e_cg[ds.ep[oid].encl], 2):
         return 0
-    ds.ep_flags[oid] |= np.uint8(EP_BEING_RECLAIMED)
+    ds.ep[oid].desc |= np.uint8(EP_BEING_RECLAIMED)
     return 1
 
 
 @njit_inline
 def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Zap the PTEs, then EBLOCK (failure only warns in the kernel)."""
-    ds.ep_flags[oid] &= ~np.uint8(EP_PRESENT | EP_YOUNG)
+    ds.ep[oid].desc &= ~np.uint8(EP_PRESENT | EP_YOUNG)
     return L.eblock(st, page)
 
 
 @njit_inline
 def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """``sgx_reclaimer_write``: EWB, bookkeeping, and the SECS after its last child."""
-    e = np.int64(ds.ep_encl[oid])
-    ds.ep_flags[oid] &= ~np.uint8(EP_BEING_RECLAIMED)
+    e = np.int64(ds.ep[oid].encl)
+    ds.ep[oid].desc &= ~np.uint8(EP_BEING_RECLAIMED)
     rc, va, slot = sgx_encl_ewb(ds, ms, st, e, page, ds.e_secs[e])
     if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
-        ds.ep_va[oid] = va
-        ds.ep_slot[oid] = slot
-        ds.ep_mac[oid] = np.int64(ds.out[L.W_MAC])
-        ds.ep_secinfo[oid] = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
-        ds.ep_aux[oid] = np.int64(ds.out[L.W_AUX])
-        ds.ep_flags[oid] |= np.uint8(EP_EVICTED)
+        ds.ep[oid].va = va
+        ds.ep[oid].slot = slot
+        ds.ep[oid].mac = np.int64(ds.out[L.W_MAC])
+        ds.ep[oid].secinfo = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
+        ds.ep[oid].aux = np.int64(ds.out[L.W_AUX])
+        ds.ep[oid].desc |= np.uint8(EP_EVICTED)
         backing_store(ds, ms, e, oid - ds.e_first[e])
         ds.e_cnt[e, EC_EWB] += 1
         queue_seal(ds, page, oid, NONE)
-    ds.ep_epc[oid] = NONE
+    ds.ep[oid].epc = NONE
     ds.e_child[e] -= 1
     if ds.e_child[e] == 0 and (ds.e_flags[e] & SGX_ENCL_INITIALIZED) != 0:
         encl_ewb_secs(ds, ms, st, e)
@@ -340,8 +377,8 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
 def drv_prefetch(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """The page's record: its first bytes (flags, enclave) and its last (the MAC), the two
     lines a record may span."""
-    prefetch(ds.ep_epc, oid)
-    prefetch(ds.ep_mac, oid)
+    prefetch(ds.ep, oid)
+    prefetch_last(ds.ep, oid)
     return 0
 
 
@@ -353,12 +390,12 @@ DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write, drv_p
 @njit_inline
 def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
     """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
-    e = np.int64(ds.ep_encl[ep])
-    sgx_free_va_slot(ds, e, np.int64(ds.ep_va[ep]), np.int64(ds.ep_slot[ep]), True)
+    e = np.int64(ds.ep[ep].encl)
+    sgx_free_va_slot(ds, e, np.int64(ds.ep[ep].va), np.int64(ds.ep[ep].slot), True)
     backing_drop(ds, ms, e, ep - ds.e_first[e])
-    ds.ep_va[ep] = NONE
-    ds.ep_flags[ep] &= ~np.uint8(EP_EVICTED)
-    ds.ep_epc[ep] = epc
+    ds.ep[ep].va = NONE
+    ds.ep[ep].desc &= ~np.uint8(EP_EVICTED)
+    ds.ep[ep].epc = epc
     ds.e_child[e] += 1
     ds.e_cnt[e, EC_ELDU] += 1
     ms.cnt[C_ELDU] += 1
@@ -380,12 +417,12 @@ def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
 @njit_inline
 def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
-    e = np.int64(ds.ep_encl[ep])
+    e = np.int64(ds.ep[ep].encl)
     secs = ds.e_secs[e]
     lin = ds.e_base[e] + ((ep - ds.e_first[e]) << 12)
-    secinfo = (np.int64(ds.ep_type[ep]) << 8) | np.int64(ds.ep_secinfo[ep])
-    rc = L.eldu(st, epc, ds.va_epc[ds.ep_va[ep]], np.int64(ds.ep_slot[ep]), secs, lin,
-                secinfo, ds.e_eid[e], ds.ep_mac[ep], np.int64(ds.ep_aux[ep]),
+    secinfo = (np.int64(ds.ep[ep].type) << 8) | np.int64(ds.ep[ep].secinfo)
+    rc = L.eldu(st, epc, ds.va_epc[ds.ep[ep].va], np.int64(ds.ep[ep].slot), secs, lin,
+                secinfo, ds.e_eid[e], ds.ep[ep].mac, np.int64(ds.ep[ep].aux),
                 False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
         eldu_done(ds, ms, st, ep, epc)
@@ -415,40 +452,47 @@ _E_FIELDS = {"e_flags": 0, "e_ref": 0, "e_base": 0, "e_size": 0, "e_first": 0, "
              "e_page_cnt": 0, "e_va_head": NONE, "e_va_tail": NONE, "e_nva": 0,
              "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0, "e_cg": 0}
 PCMDS_PER_PAGE = 32
-# An enclave page's fields live in one packed 25-byte record; the ``ep_*`` fields of
-# DState are strided views of it. A fault reads the page's EPC index and flags, then its
-# ELDU the type, SECINFO, aux, MAC and VA slot, and the reclaimer's get and age test the
-# enclave and flags: in separate tables each of those was its own cache miss; in one record
-# they share one or two lines. Packed (no padding), so the bytes per page are the same.
+# An enclave page's fields live in one packed 25-byte record, DState.ep. A fault reads the
+# page's EPC index and flags, then its ELDU the type, SECINFO, aux, MAC and VA slot, and the
+# reclaimer's get and age test the enclave and flags: in separate tables each of those was
+# its own cache miss; in one record they share one or two lines. Packed (no padding), so the
+# bytes per page are the same. Compiled code indexes the record table itself: the record's
+# size is then a constant of the code, where a strided view of one field carries its stride
+# at run time (a multiply, and a register or a reload, at every access).
 # One row per field, in record order: name, type, value of a page not in use.
-_EP_LAYOUT = (("ep_epc", np.int32, NONE), ("ep_flags", np.uint8, 0), ("ep_type", np.uint8, 0),
-              ("ep_encl", np.uint16, 0), ("ep_va", np.int32, NONE), ("ep_slot", np.uint16, 0),
-              ("ep_secinfo", np.uint8, 0), ("ep_aux", np.uint8, 0), ("ep_prot", np.uint8, 0),
-              ("ep_mac", np.int64, 0))
+_EP_LAYOUT = (("epc", np.int32, NONE), ("desc", np.uint8, 0), ("type", np.uint8, 0),
+              ("encl", np.uint16, 0), ("va", np.int32, NONE), ("slot", np.uint16, 0),
+              ("secinfo", np.uint8, 0), ("aux", np.uint8, 0), ("prot", np.uint8, 0),
+              ("mac", np.int64, 0))
 EP_RECORD = np.dtype([(name, kind) for name, kind, _ in _EP_LAYOUT])
 _EP_FIELDS = {name: fill for name, _, fill in _EP_LAYOUT}
 _VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE, "va_used": 0,
               "va_bits": 0}
 
 
-# The record table never holds fewer than this: numpy calls a strided view of 0 or 1 records
-# contiguous, so numba would type an empty driver's ep_* fields as C arrays and a grown
-# one's as strided, and compile every function that takes the driver's state twice.
-EP_MIN_RECORDS = 1024
+def _ep_empty() -> np.ndarray:
+    one = np.zeros(1, EP_RECORD)
+    for k, v in _EP_FIELDS.items():
+        one[k] = v
+    return one.view(np.uint8)
+
+
+# The bytes of a record not in use: tables are filled row by row from it, an order of
+# magnitude faster than field by field or by assigning a numpy record to a slice.
+_EP_EMPTY = _ep_empty()
 
 
 def ep_records(n: int) -> np.ndarray:
     """``n`` enclave-page records, each field at its empty value."""
-    rec = np.zeros(n, EP_RECORD)
-    for k, v in _EP_FIELDS.items():
-        if v:
-            rec[k] = v
-    return rec
+    raw = np.empty((n, EP_RECORD.itemsize), np.uint8)
+    raw[:] = _EP_EMPTY
+    return raw.reshape(-1).view(EP_RECORD).view(np.recarray)
 
 
-def ep_views(rec: np.ndarray) -> dict[str, np.ndarray]:
-    """The ``ep_*`` fields of DState over the records ``rec``."""
-    return {k: rec[k] for k in _EP_FIELDS}
+def ep_clear(rec: np.ndarray, start: int, stop: int) -> None:
+    """Records ``start`` to ``stop`` of the table ``rec`` back to their empty values."""
+    raw = rec.view(np.ndarray).view(np.uint8).reshape(-1, EP_RECORD.itemsize)
+    raw[start:stop] = _EP_EMPTY
 
 
 def make_dstate(content: bool, npages: int) -> DState:
@@ -456,8 +500,8 @@ def make_dstate(content: bool, npages: int) -> DState:
     return DState(
         **{k: np.full(0, v, dtype=i64) for k, v in _E_FIELDS.items() if k != "e_cnt"},
         e_cnt=np.zeros((0, EC_LEN), dtype=i64),
-        **ep_views(ep_records(EP_MIN_RECORDS)),
-        pcmd_use=np.zeros(EP_MIN_RECORDS // PCMDS_PER_PAGE + 1, np.uint8),
+        ep=ep_records(0),
+        pcmd_use=np.zeros(1, np.uint8),
         va_epc=np.zeros(0, i64), va_encl=np.zeros(0, i64), va_next=np.zeros(0, i64),
         va_prev=np.zeros(0, i64), va_used=np.zeros(0, i64),
         va_bits=np.zeros((0, 8), dtype=np.uint64),
@@ -517,18 +561,15 @@ class DriverOwner(Owner):
         if start is None:
             start = self._ep_top
             self._ep_top += npages
-            cap = self.state.ep_epc.shape[0]
+            cap = self.state.ep.shape[0]
             if self._ep_top > cap:
-                new = max(self._ep_top, 2 * cap, EP_MIN_RECORDS)
+                new = max(self._ep_top, 2 * cap)
                 rec = ep_records(new)
-                for k in _EP_FIELDS:
-                    rec[k][:cap] = getattr(self.state, k)
-                changes = ep_views(rec)
-                changes["pcmd_use"] = _grow(self.state.pcmd_use, new // PCMDS_PER_PAGE + 1)
-                self._replace(**changes)
+                rec[:cap] = self.state.ep
+                self._replace(ep=rec, pcmd_use=_grow(self.state.pcmd_use,
+                                                     new // PCMDS_PER_PAGE + 1))
         sl = slice(start, start + npages)
-        for k, v in _EP_FIELDS.items():
-            getattr(self.state, k)[sl] = v
+        ep_clear(self.state.ep, start, start + npages)
         self.state.pcmd_use[start // PCMDS_PER_PAGE:(start + npages) // PCMDS_PER_PAGE] = 0
         self.state.ep_encl[sl] = e
         self.state.e_first[e] = start

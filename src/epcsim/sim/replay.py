@@ -276,13 +276,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         lin = ds.e_base[e] + ((R_FIRST + page) << 12)
         if st.lp_row[lp] == NONE:
             # An IPI of the reclaimer forced an AEX: the AEP resumes the thread.
-            L.eresume(st, lp, ds.ep_epc[ds.e_first[e] + R_TCS], ds.e_base[e])
+            L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
             rs.cnt[RC_IPI_AEX] += 1
             stall(rs, c[K.K_AEX] + c[K.K_ERESUME])
-        epc = np.int64(ds.ep_epc[ep])
-        if epc >= 0 and (ds.ep_flags[ep] & EP_PRESENT) != 0 and \
+        epc = np.int64(ds.ep[ep].epc)
+        if epc >= 0 and (ds.ep[ep].desc & EP_PRESENT) != 0 and \
                 L.access(st, lp, epc, lin, write, False) == 0:
-            ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
+            ds.ep[ep].desc |= np.uint8(EP_YOUNG)
             M.touch(ms, epc)
             rs.cnt[RC_HITS] += 1
             return 0
@@ -299,7 +299,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             if secs_page < 0 or secs_eldu_metadata(ds, ms, st, e, secs_page) != 0:
                 return -1
             stall(rs, c[K.K_ELDU])
-        fresh = (ds.ep_flags[ep] & EP_EXISTS) == 0
+        fresh = (ds.ep[ep].desc & EP_EXISTS) == 0
         if epc < 0:
             epc = get_page(os, ms, st, rs, ep)
             if epc < 0:
@@ -307,10 +307,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             if fresh:
                 if L.eaug(st, epc, ds.e_secs[e], lin, L.PT_REG) != 0:
                     return -1
-                ds.ep_flags[ep] = EP_EXISTS
-                ds.ep_type[ep] = PageType.REG
-                ds.ep_prot[ep] = 7
-                ds.ep_epc[ep] = epc
+                ds.ep[ep].desc = EP_EXISTS
+                ds.ep[ep].type = PageType.REG
+                ds.ep[ep].prot = 7
+                ds.ep[ep].epc = epc
                 ds.e_child[e] += 1
                 ds.e_cnt[e, EC_EAUG] += 1
                 M.sgx_mark_page_reclaimable(ms, epc)
@@ -323,15 +323,15 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
                 rs.cnt[RC_ELDU] += 1
                 rs.e_cnt[t, 3] += 1
                 stall(rs, c[K.K_ELDU])
-        ds.ep_flags[ep] = (ds.ep_flags[ep] | np.uint8(EP_PRESENT)) & ~np.uint8(EP_YOUNG)
-        L.eresume(st, lp, ds.ep_epc[ds.e_first[e] + R_TCS], ds.e_base[e])
+        ds.ep[ep].desc = (ds.ep[ep].desc | np.uint8(EP_PRESENT)) & ~np.uint8(EP_YOUNG)
+        L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
         rs.cnt[RC_ERESUME] += 1
         stall(rs, c[K.K_ERESUME])
         if fresh:
             # The new page is PENDING: the access faults again (EPCM) and the enclave's
             # handler accepts it with a SECINFO on its stack.
             L.aex(st, lp)
-            L.eresume(st, lp, ds.ep_epc[ds.e_first[e] + R_TCS], ds.e_base[e])
+            L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
             stack_lin = ds.e_base[e] + (R_STACK << 12)
             if L.eaccept(st, lp, rs.e_stack[t], stack_lin,
                          (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) != 0:
@@ -340,7 +340,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_ERESUME] + c[K.K_EACCEPT])
         if L.access(st, lp, epc, lin, write, False) != 0:
             return -1
-        ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
+        ds.ep[ep].desc |= np.uint8(EP_YOUNG)
         return 1
 
     @closure_inline
@@ -390,13 +390,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         if st.lp_row[lp] == NONE:
             return False
         ep = ds.e_first[e] + R_FIRST + page
-        epc = np.int64(ds.ep_epc[ep])
-        if epc < 0 or (ds.ep_flags[ep] & EP_PRESENT) == 0:
+        epc = np.int64(ds.ep[ep].epc)
+        if epc < 0 or (ds.ep[ep].desc & EP_PRESENT) == 0:
             return False
         lin = ds.e_base[e] + ((R_FIRST + page) << 12)
         if L.access(st, lp, epc, lin, write, False) != 0:
             return False
-        ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
+        ds.ep[ep].desc |= np.uint8(EP_YOUNG)
         M.touch(ms, epc)
         return True
 
@@ -419,7 +419,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         reads (BENCHMARKS.md, 2026-11-27 "reclaim hints")."""
         ds = os[0]
         ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
-        prefetch(ds.ep_epc, ep)
+        prefetch(ds.ep, ep)
 
     @closure_inline
     def cache_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
@@ -439,9 +439,9 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         if ds.va_epc.shape[0] == 0:
             return
         ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
-        va = max(np.int64(ds.ep_va[ep]), 0)
+        va = max(np.int64(ds.ep[ep].va), 0)
         row = np.int64(st.row[ds.va_epc[va]])
-        prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep_slot[ep]))
+        prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
 
     @closure_inline
     def cache_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
