@@ -718,10 +718,18 @@ def test_binary_chunks_carry_their_largest_id_for_the_footprint_scan(tmp_path, c
     assert by_chunk.footprint.tolist() == [901]
 
 
+# The footprint scan splits a large trace over the cores, at least SCAN_PART_BYTES each: with
+# a part of 48 bytes (two records) every small file below is scanned on several threads.
+scan_parts = pytest.mark.parametrize("part_bytes", [T.SCAN_PART_BYTES, 48])
+
+
+@scan_parts
 @pytest.mark.parametrize("fmt, version", [("oracleGeneral", 1), ("lcs", 1), ("lcs", 2)])
-def test_scan_ids_reads_the_footprint_in_place(tmp_path, fmt, version):
+def test_scan_ids_reads_the_footprint_in_place(tmp_path, monkeypatch, fmt, version,
+                                               part_bytes):
     """The footprint scan of a trace without tenants reads the mapped records without
     decoding a chunk: the same count and largest id (capped at 2**62) as the chunks."""
+    monkeypatch.setattr(T, "SCAN_PART_BYTES", part_bytes)
     obj = np.array([5, 3, 900, 2, 17, 900, 4, 1 << 63, 8, 0, 66], dtype=np.uint64)
     p = tmp_path / "t"
     if fmt == "lcs":
@@ -738,12 +746,17 @@ def test_scan_ids_reads_the_footprint_in_place(tmp_path, fmt, version):
     assert found[1] == 1 << 62
 
 
+@scan_parts
 @pytest.mark.parametrize("value, what", [(0, "size 0"), (0xFFFFFFFF, "negative size -1")])
-def test_scan_ids_names_the_bad_record_as_reading_does(tmp_path, value, what):
+def test_scan_ids_names_the_bad_record_as_reading_does(tmp_path, monkeypatch, value, what,
+                                                       part_bytes):
+    """The first bad record, also when a later part of the scan has a bad one too."""
+    monkeypatch.setattr(T, "SCAN_PART_BYTES", part_bytes)
     p = tmp_path / "t.og"
     write_oracle_general(p, np.arange(50))
     raw = bytearray(p.read_bytes())
     struct.pack_into("<I", raw, 36 * 24 + 12, value)
+    struct.pack_into("<I", raw, 48 * 24 + 12, value)
     p.write_bytes(bytes(raw))
     r = open_trace(p, "oracleGeneral", chunk_requests=16)
     with pytest.raises(TraceError) as scanned:
@@ -752,6 +765,26 @@ def test_scan_ids_names_the_bad_record_as_reading_does(tmp_path, value, what):
         list(r)
     assert str(scanned.value) == str(read.value)
     expect(scanned, p, what, "record 37")
+
+
+@pytest.mark.parametrize("n, workers", [(0, 2), (1, 3), (7, 2), (1000, 3), (1000, 8)])
+def test_scan_parts_agree_with_one_pass(n, workers):
+    """Split over threads, the scan finds what one pass finds: the largest id (capped at
+    2**62, -1 for no records) and the first bad record, wherever the parts begin."""
+    rng = np.random.default_rng(n + workers)
+    ids = rng.integers(0, 1 << 40, n).astype(np.uint64)
+    if n:
+        ids[rng.integers(n)] = np.uint64(1 << 63)
+    size = np.full(n, 4096, dtype=np.int32)
+    top = np.full(1, -1, dtype=np.int64)
+    assert T._scan_ids(ids, size, top) == -1
+    assert T._scan_parts(ids, size, workers) == (int(top[0]), -1)
+    for first in sorted({n // 2, n - 1} if n else set()):
+        size[first] = -1
+        size[n - 1] = 0
+        assert T._scan_parts(ids, size, workers) == (-1, T._scan_ids(ids, size, top)) == \
+            (-1, first)
+        size[:] = 4096
 
 
 # --------------------------------------------------------------------------- reading ahead

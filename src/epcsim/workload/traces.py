@@ -339,8 +339,52 @@ def _file_size(path: str) -> int:
 # Requests in the first chunk of a binary trace (at most ``chunk_requests``).
 FIRST_CHUNK = 1 << 16
 
-# A footprint scan maps a binary trace up to this size in one call (MAP_POPULATE).
+# A footprint scan maps a binary trace up to this size in one call (MAP_POPULATE) when it
+# reads it on one thread.
 POPULATE_BYTES = 1 << 30
+# A footprint scan gives each core the process may use a part of the records, at least
+# this many bytes: the page faults of the mapping and the scan then run in parallel (120 MB
+# on two cores: 10 ms, against 16 ms on one thread with or without MAP_POPULATE).
+SCAN_PART_BYTES = 16 << 20
+
+
+def _scan_workers(nbytes: int) -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, nbytes // SCAN_PART_BYTES))
+
+
+def _scan_parts(ids: np.ndarray, size: np.ndarray, workers: int) -> tuple[int, int]:
+    """(largest id capped as ``_scan_ids`` caps it, or -1; the first record whose size is
+    not positive, or -1) of the records, in ``workers`` parts on as many threads."""
+    n = ids.shape[0]
+    bounds = [n * k // workers for k in range(workers + 1)]
+    tops = np.full(workers, -1, dtype=np.int64)
+    bad = [-1] * workers
+    errors: list[BaseException] = []
+
+    def part(k: int) -> None:
+        a, b = bounds[k], bounds[k + 1]
+        try:
+            bad[k] = _scan_ids(ids[a:b], size[a:b], tops[k:k + 1])
+        except BaseException as e:  # raised below, on the caller's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=part, args=(k,), name="epcsim-scan")
+               for k in range(1, workers)]
+    for t in threads:
+        t.start()
+    part(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    for k in range(workers):
+        if bad[k] >= 0:
+            return -1, bounds[k] + bad[k]
+    return int(tops.max()), -1
 
 
 class _BinaryReader(TraceReader):
@@ -404,10 +448,12 @@ class _BinaryReader(TraceReader):
         if "op_tenant" in self._record.names:
             return None
         with _open_binary(self.path) as f:
-            # The kernel maps a file that fits in memory in one call instead of a page
-            # fault per 64 KiB (a third of the scan); a larger one is mapped as it is read.
+            nbytes = os.fstat(f.fileno()).st_size
+            workers = _scan_workers(nbytes)
+            # On one thread the kernel maps a file that fits in memory in one call instead
+            # of a page fault per 64 KiB; a larger one is mapped as it is read.
             populate = getattr(mmap, "MAP_POPULATE", 0)
-            if os.fstat(f.fileno()).st_size > POPULATE_BYTES:
+            if nbytes > POPULATE_BYTES or workers > 1:
                 populate = 0
             try:
                 mm = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | populate,
@@ -421,12 +467,11 @@ class _BinaryReader(TraceReader):
                                       (len(mm) - self._offset) // self._record.itemsize + 1)
                 rec = np.frombuffer(mm, dtype=self._record, count=self._n, offset=self._offset)
                 size = _sizes(rec)
-                top = np.full(1, -1, dtype=np.int64)
-                bad = _scan_ids(rec["obj_id"], size, top)
+                top, bad = _scan_parts(rec["obj_id"], size, workers)
                 if bad >= 0:
                     raise self._size_error(size, bad, 0)
                 del rec, size
-                return self._n, int(top[0])
+                return self._n, top
             finally:
                 _unmap(mm)
 
