@@ -247,6 +247,23 @@ def test_access_pf_blocked_page(env, encl):
     assert not env.cpu.inside(0)
 
 
+def test_access_pf_page_of_another_address_or_enclave(env, encl):
+    """The EPCM check at TLB fill: a PTE may point only at the page the EPCM records for
+    that enclave and that linear address (ENCLAVEADDRESS and the owning SECS)."""
+    other = env.enclave()                                # the same base, its own pages
+    lin, own = encl.lin(OFF_DATA0), encl.phys(OFF_DATA0)
+    env.enter(encl)
+    for phys in (encl.phys(OFF_DATA1), other.phys(OFF_DATA0)):
+        env.map(encl, lin, phys)
+        with pytest.raises(PageFault) as exc:
+            env.cpu.enclave_read(0, lin)
+        assert exc.value.error_code & (1 << 15)           # the SGX bit
+        assert not env.cpu.inside(0)
+        assert env.cpu.eresume(0, encl.tcs) == 0
+    env.map(encl, lin, own)
+    assert env.cpu.enclave_read(0, lin, 8) == (DATA0[:8] if env.content else bytes(8))
+
+
 # =============================================================================== EACCEPT
 
 def test_eaccept_success_after_eaug(anyenv):
