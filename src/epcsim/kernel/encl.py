@@ -465,15 +465,14 @@ _EP_LAYOUT = (("epc", np.int32, NONE), ("desc", np.uint8, 0), ("type", np.uint8,
               ("secinfo", np.uint8, 0), ("aux", np.uint8, 0), ("prot", np.uint8, 0),
               ("mac", np.int64, 0))
 EP_RECORD = np.dtype([(name, kind) for name, kind, _ in _EP_LAYOUT])
-_EP_FIELDS = {name: fill for name, _, fill in _EP_LAYOUT}
 _VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE, "va_used": 0,
               "va_bits": 0}
 
 
 def _ep_empty() -> np.ndarray:
     one = np.zeros(1, EP_RECORD)
-    for k, v in _EP_FIELDS.items():
-        one[k] = v
+    for name, _, fill in _EP_LAYOUT:
+        one[name] = fill
     return one.view(np.uint8)
 
 
@@ -484,9 +483,9 @@ _EP_EMPTY = _ep_empty()
 
 def ep_records(n: int) -> np.ndarray:
     """``n`` enclave-page records, each field at its empty value."""
-    raw = np.empty((n, EP_RECORD.itemsize), np.uint8)
-    raw[:] = _EP_EMPTY
-    return raw.reshape(-1).view(EP_RECORD).view(np.recarray)
+    rec = np.empty(n, EP_RECORD).view(np.recarray)
+    ep_clear(rec, 0, n)
+    return rec
 
 
 def ep_clear(rec: np.ndarray, start: int, stop: int) -> None:
