@@ -23,7 +23,7 @@ from epcsim.kernel.encl import EP_EXISTS, EP_PRESENT
 from epcsim.kernel.main import W_LRU, W_MASK
 from epcsim.sim import costs as K
 from epcsim.sim.metrics import write_results
-from epcsim.sim.replay import R_FIRST, ReplayConfig, replay_chunks
+from epcsim.sim.replay import R_FIRST, Replay, ReplayConfig, replay_chunks
 from epcsim.workload.generators import zipf
 from epcsim.workload.traces import write_csv, write_lcs, write_oracle_general
 
@@ -229,6 +229,35 @@ def test_two_tenants_two_enclaves(two_tenants) -> None:
         mine = ft == r["tenant"]
         assert mine.sum() == r["faults"]
         assert 0 <= fp[mine].min() and fp[mine].max() < r["pages"]
+
+
+@pytest.mark.parametrize("policy", ["sgx", "lru"])
+@pytest.mark.parametrize("tenant_ids", [[0], [1, 3]])
+def test_entries_name_each_requests_own_record(policy: str, tenant_ids: list[int]) -> None:
+    """The engine's fourth column (what its hit test and prefetches read): under ``sgx`` the
+    driver's record of the request's page, which after the replay holds an EPC page whose
+    EPCM entry has that tenant's enclave and address; otherwise the page-cache slot."""
+    footprint = np.zeros(max(tenant_ids) + 1, dtype=np.int64)
+    footprint[tenant_ids] = [300 + 200 * k for k in range(len(tenant_ids))]
+    rp = Replay(ReplayConfig(policy=policy, epc_pages=4 * EPC), footprint, tenant_ids)
+    rng = np.random.default_rng(5)
+    tenants = rng.choice(np.array(tenant_ids, dtype=np.uint32), 2000)
+    pages = rng.integers(0, 300, 2000).astype(np.int64)
+    got = rp.entries(tenants, pages)
+    rp.feed(tenants, pages, np.zeros(len(pages), np.bool_))
+    e = rp.rs.e_of_tenant[tenants]
+    if policy != "sgx":
+        assert np.array_equal(got, e + pages)
+        assert np.array_equal(rp.owner.state.resident[got] >= 0, np.ones(len(got), bool))
+        return
+    ds, st = rp.mgr.owner_states()[0], rp.cpu.st
+    assert np.array_equal(got, ds.e_first[e] + R_FIRST + pages)
+    epc = ds.ep_epc[got].astype(np.int64)
+    assert (epc >= 0).all() and ((ds.ep_flags[got] & EP_PRESENT) != 0).all()
+    secs_row = st.row[ds.e_secs[e]]
+    assert np.array_equal(st.row[epc], secs_row)
+    lin = st.s_base[st.row[epc]].astype(np.int64) + (st.lin[epc].astype(np.int64) << 12)
+    assert np.array_equal(lin, ds.e_base[e].astype(np.int64) + ((R_FIRST + pages) << 12))
 
 
 def test_two_tenants_csv_equals_lcs(two_tenants) -> None:

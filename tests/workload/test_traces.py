@@ -818,6 +818,29 @@ def test_read_ahead_raises_the_readers_error_where_its_chunk_would_be(tmp_path: 
     assert e.value.record == bad + 1
 
 
+def test_read_ahead_prepares_each_chunk_on_its_thread_and_raises_where_it_fails(
+        tmp_path: Path) -> None:
+    import threading
+
+    p = tmp_path / "t.oracleGeneral"
+    T.write_oracle_general(p, np.arange(3 * T.FIRST_CHUNK, dtype=np.uint64))
+    threads = []
+
+    def prepare(ch: T.Chunk) -> tuple[int, int]:
+        threads.append(threading.current_thread().name)
+        if ch.obj[0] >= 2 * T.FIRST_CHUNK:
+            raise ValueError("third chunk")
+        return int(ch.obj[0]), len(ch.obj)
+
+    it = T.read_ahead(T.open_trace(p, "oracleGeneral", chunk_requests=T.FIRST_CHUNK),
+                      prepare=prepare)
+    assert next(it) == (0, T.FIRST_CHUNK)
+    assert next(it) == (T.FIRST_CHUNK, T.FIRST_CHUNK)
+    with pytest.raises(ValueError, match="third chunk"):
+        next(it)
+    assert set(threads) == {"epcsim-read-ahead"}
+
+
 def test_read_ahead_stops_its_thread_when_the_consumer_stops(tmp_path: Path) -> None:
     import threading
 

@@ -99,23 +99,28 @@ class CgroupReplay(Replay):
         with self.cg.charging(self._paths[t]):
             super()._build_enclave(lp, t, base, size)
 
-    def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
+    def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray,
+             entries: np.ndarray | None = None) -> None:
         """Like :meth:`Replay.feed`, but a tenant that gets SIGBUS stops; the rest go on."""
-        self.feed_tolerant(tenants, pages, writes, self.failed)
+        self.feed_tolerant(tenants, pages, writes, self.failed, entries)
         assert self.cg is not None
         t_s = int(self.rs.clk[CL_THREAD]) / (self.cfg.platform.ghz * 1e9)
         self.series_rows += self.cg.series_rows(t_s)
 
     def feed_tolerant(self, tenants: np.ndarray, pages: np.ndarray,
-                      writes: np.ndarray, failed: set[int]) -> None:
+                      writes: np.ndarray, failed: set[int],
+                      entries: np.ndarray | None = None) -> None:
         """Like ``feed``, but a tenant whose access fails is stopped and the rest go on."""
         tenants, pages, writes = engine_args(tenants, pages, writes)
+        if entries is None:
+            entries = self.entries(tenants, pages)
         if failed:
             keep = ~np.isin(tenants, list(failed))
             tenants, pages, writes = tenants[keep], pages[keep], writes[keep]
+            entries = entries[keep]
         start = 0
         while start < len(tenants):
-            bad = self.run_engine(tenants, pages, writes, start)
+            bad = self.run_engine(tenants, pages, writes, start, entries)
             if bad == -1:
                 return
             t = int(tenants[bad])
@@ -124,6 +129,7 @@ class CgroupReplay(Replay):
             tenants = np.concatenate([tenants[:bad + 1], tenants[bad + 1:][mask]])
             pages = np.concatenate([pages[:bad + 1], pages[bad + 1:][mask]])
             writes = np.concatenate([writes[:bad + 1], writes[bad + 1:][mask]])
+            entries = np.concatenate([entries[:bad + 1], entries[bad + 1:][mask]])
             start = bad + 1
 
 

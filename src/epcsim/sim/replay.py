@@ -378,18 +378,18 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         return 1
 
     @closure_inline
-    def sgx_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
+    def sgx_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
                 write: bool) -> bool:
         """The hit path alone: a resident page and a thread inside (no clock, no counter).
 
-        False changes nothing, so the full access path can run from the start.
+        ``ep`` is the page's record (:meth:`Replay.entries`). False changes nothing, so the
+        full access path can run from the start.
         """
         ds = os[0]
         e = rs.e_of_tenant[t]
         lp = rs.e_lp[t]
         if st.lp_row[lp] == NONE:
             return False
-        ep = ds.e_first[e] + R_FIRST + page
         epc = np.int64(ds.ep[ep].epc)
         if epc < 0 or (ds.ep[ep].desc & EP_PRESENT) == 0:
             return False
@@ -401,32 +401,30 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         return True
 
     @closure_inline
-    def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
+    def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
                   write: bool) -> bool:
         cs = os[0]
-        epc = cs.resident[rs.e_of_tenant[t] + page]
+        epc = cs.resident[ep]
         if epc < 0:
             return False
         M.touch(ms, epc)
         return True
 
     @closure_inline
-    def sgx_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
+    def sgx_ahead(os: Any, ms: Any, rs: RState, ep: int) -> None:
         """The record of the page a request some way ahead will touch: the line of its
         first bytes (EPC index, flags), all a hit reads. A second prefetch for the line of
         its MAC, which a record spans in three cases of eight, cost more than it saved: one
         more prefetch per request, in flight beside the others, for what only a fault
         reads (BENCHMARKS.md, 2026-11-27 "reclaim hints")."""
-        ds = os[0]
-        ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
-        prefetch(ds.ep, ep)
+        prefetch(os[0].ep, ep)
 
     @closure_inline
-    def cache_ahead(os: Any, ms: Any, rs: RState, t: int, page: int) -> None:
-        prefetch(os[0].resident, rs.e_of_tenant[t] + page)
+    def cache_ahead(os: Any, ms: Any, rs: RState, ep: int) -> None:
+        prefetch(os[0].resident, ep)
 
     @closure_inline
-    def sgx_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
+    def sgx_ahead_fault(os: Any, st: Any, rs: RState, ep: int) -> None:
         """The version a request a few requests later would check in an ELDU.
 
         Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
@@ -438,13 +436,12 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         ds = os[0]
         if ds.va_epc.shape[0] == 0:
             return
-        ep = ds.e_first[rs.e_of_tenant[t]] + R_FIRST + page
         va = max(np.int64(ds.ep[ep].va), 0)
         row = np.int64(st.row[ds.va_epc[va]])
         prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
 
     @closure_inline
-    def cache_ahead_fault(os: Any, st: Any, rs: RState, t: int, page: int) -> None:
+    def cache_ahead_fault(os: Any, st: Any, rs: RState, ep: int) -> None:
         pass
 
     access = sgx_access if sgx else cache_access
@@ -455,8 +452,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
 
     @closure
     def replay_chunk(os_: Any, ms_: Any, st_: Any, rs_: RState, tenants_: np.ndarray,
-                     pages_: np.ndarray, writes_: np.ndarray) -> int:
+                     pages_: np.ndarray, writes_: np.ndarray, entries_: np.ndarray) -> int:
         """Replay one chunk; returns the index of a request that failed, or -1.
+
+        ``entries_`` holds each request's entry in its owner's table (:meth:`Replay.entries`),
+        computed before the call, on the reading thread when there is one: the hit test and
+        the prefetches ahead then load one index instead of a tenant's enclave and the
+        enclave's first record, at three places per request.
 
         Returns ``-2 - i`` after request ``i`` when the series is more than half full, so
         the caller can grow it and go on from request ``i + 1`` (no sample is dropped).
@@ -472,6 +474,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         tenants = unmanaged(tenants_)
         pages = unmanaged(pages_)
         writes = unmanaged(writes_)
+        entries = unmanaged(entries_)
         work = rs.cost[K.K_REQUEST]
         now = rs.clk[CL_THREAD]
         next_sample = rs.clk[CL_NEXT_SAMPLE]
@@ -481,15 +484,14 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         done = n
         for i in range(n):
             if ahead_by > 0 and i + ahead_by < n:
-                ahead(os, ms, rs, np.int64(tenants[i + ahead_by]), np.int64(pages[i + ahead_by]))
+                ahead(os, ms, rs, entries[i + ahead_by])
             if sgx and version_by > 0 and i + version_by < n:
-                ahead_fault(os, st, rs, np.int64(tenants[i + version_by]),
-                            np.int64(pages[i + version_by]))
+                ahead_fault(os, st, rs, entries[i + version_by])
             t = np.int64(tenants[i])
             page = np.int64(pages[i])
             now += work
             rs.e_cnt[t, 0] += 1
-            if hit(os, ms, st, rs, t, page, writes[i]):
+            if hit(os, ms, st, rs, t, entries[i], page, writes[i]):
                 hits += 1
             else:
                 rs.clk[CL_THREAD] = now
@@ -870,22 +872,47 @@ class Replay:
         self.footprint[t] = max(int(self.footprint[t]), pages)
 
     # -------------------------------------------------------------- replay
-    def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray) -> None:
+    def entries(self, tenants: np.ndarray, pages: np.ndarray) -> np.ndarray:
+        """Each request's entry in its owner's table, the engine's fourth column: under
+        ``sgx`` the driver's record of the page (its enclave's first record, past the
+        thread's own pages, plus the page), otherwise its page-cache slot.
+
+        An enclave's records stay where they are for its life, so the entries of a chunk
+        can be computed before its turn, on the thread that reads ahead.
+        """
+        pages = np.asarray(pages, dtype=np.int64)
+        e = self.rs.e_of_tenant
+        if self.sgx:
+            first = self.mgr.owner_states()[0].e_first
+            base = np.where(e >= 0, first[np.maximum(e, 0)] + R_FIRST, 0)
+        else:
+            base = e
+        if len(self.tenant_ids) == 1:
+            b = int(base[self.tenant_ids[0]])
+            return pages if b == 0 else pages + b
+        return base[tenants] + pages
+
+    def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray,
+             entries: np.ndarray | None = None) -> None:
+        """Replay requests; ``entries`` (of :meth:`entries`) when computed already."""
         tenants, pages, writes = engine_args(tenants, pages, writes)
-        if self.run_engine(tenants, pages, writes, 0) >= 0:
+        if self.run_engine(tenants, pages, writes, 0, entries) >= 0:
             raise ReplayError(f"request {int(self.rs.cnt[RC_REQUESTS])}: the enclave got "
                               f"SIGBUS (no EPC page could be found)")
 
     def run_engine(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray,
-                   start: int) -> int:
+                   start: int, entries: np.ndarray | None = None) -> int:
         """Replay requests ``start`` on (of :func:`engine_args`' types), growing the series
         as the engine asks; returns -1, or the index of the request that failed."""
+        entries = np.ascontiguousarray(self.entries(tenants, pages) if entries is None
+                                       else entries, dtype=np.int64)
         while True:
             self._grow_series()
             # The owners' tuples are read at every call: a VM sharing the host replaces
             # the KVM owner's when it opens /dev/sgx_vepc or maps its EPT range.
             bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
-                              tenants[start:], pages[start:], writes[start:])
+                              tenants[start:], pages[start:], writes[start:],
+                              entries[start:])
             if bad >= 0:
                 return start + bad
             if bad == -1:
@@ -1048,14 +1075,20 @@ def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progr
     step = beside(rp) if beside is not None else None
     part = max(1, -(-total // max(1, slices)))
     done = 0
-    t1 = time.perf_counter()
-    for ch in ids.kept if ids.kept is not None else read_ahead(reader_factory()):
+
+    def prepare(ch: Any) -> tuple[Any, np.ndarray, np.ndarray]:
         pages = ids.map(ch)
+        return ch, pages, rp.entries(ch.tenant, pages)
+
+    t1 = time.perf_counter()
+    chunks = (map(prepare, ids.kept) if ids.kept is not None
+              else read_ahead(reader_factory(), prepare=prepare))
+    for ch, pages, entries in chunks:
         n = ch.obj.shape[0]
         width = part if step is not None else max(n, 1)
         for a in range(0, n, width):
             b = min(n, a + width)
-            rp.feed(ch.tenant[a:b], pages[a:b], ch.write[a:b])
+            rp.feed(ch.tenant[a:b], pages[a:b], ch.write[a:b], entries[a:b])
             done += b - a
             if step is not None:
                 step(done / total)

@@ -98,8 +98,8 @@ import mmap
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -900,12 +900,16 @@ def open_trace(path: str | os.PathLike[str], fmt: str, *,
     return _open_csv(path, chunk_requests, columns, delimiter, has_header)
 
 
-def read_ahead(chunks: Iterable[Chunk], depth: int = 1) -> Iterator[Chunk]:
+def read_ahead(chunks: Iterable[Chunk], depth: int = 1,
+               prepare: Callable[[Chunk], Any] | None = None) -> Iterator[Any]:
     """The same chunks, decoded by a second thread up to ``depth`` chunks ahead.
 
     The decoders and the replay engine are compiled without the GIL, so on a second core
-    the next chunk is read while the current one replays. An error of the reader is raised
-    here, where that chunk would have been; stopping early stops the thread.
+    the next chunk is read while the current one replays. ``prepare``, when given, also
+    runs on that thread, and what it returns for a chunk is yielded instead of the chunk
+    (a replay maps ids and computes its engine's columns there). An error of the reader or
+    of ``prepare`` is raised here, where that chunk would have been; stopping early stops
+    the thread.
     """
     q: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
@@ -923,7 +927,7 @@ def read_ahead(chunks: Iterable[Chunk], depth: int = 1) -> Iterator[Chunk]:
         it = iter(chunks)
         try:
             for ch in it:
-                if not put((0, ch)):
+                if not put((0, ch if prepare is None else prepare(ch))):
                     break
             else:
                 put((1, None))
