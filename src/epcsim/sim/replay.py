@@ -1081,9 +1081,9 @@ def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progr
         return ch, pages, rp.entries(ch.tenant, pages)
 
     t1 = time.perf_counter()
-    chunks = (map(prepare, ids.kept) if ids.kept is not None
-              else read_ahead(reader_factory(), prepare=prepare))
-    for ch, pages, entries in chunks:
+    # Kept chunks too: their ids are mapped on the other thread while the engine runs.
+    chunks = ids.kept if ids.kept is not None else reader_factory()
+    for ch, pages, entries in read_ahead(chunks, prepare=prepare):
         n = ch.obj.shape[0]
         width = part if step is not None else max(n, 1)
         for a in range(0, n, width):
