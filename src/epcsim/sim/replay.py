@@ -264,15 +264,15 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         rs.clk[CL_FAULT] += cycles
 
     @closure_inline
-    def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
+    def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
                    write: bool) -> int:
-        """One access of tenant ``t`` to its page ``page`` through the kernel model."""
+        """One access of tenant ``t`` to its page ``page`` (record ``ep``, of
+        :meth:`Replay.entries`) through the kernel model."""
         ds = os[0]
         c = rs.cost
         e = rs.e_of_tenant[t]
         lp = rs.e_lp[t]
         ms.p[M.P_CG] = ds.e_cg[e]   # the tenant's process is current (its EPC cgroup)
-        ep = ds.e_first[e] + R_FIRST + page
         lin = ds.e_base[e] + ((R_FIRST + page) << 12)
         if st.lp_row[lp] == NONE:
             # An IPI of the reclaimer forced an AEX: the AEP resumes the thread.
@@ -344,11 +344,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         return 1
 
     @closure_inline
-    def cache_access(os: Any, ms: Any, st: Any, rs: RState, t: int, page: int,
+    def cache_access(os: Any, ms: Any, st: Any, rs: RState, t: int, idx: int, page: int,
                      write: bool) -> int:
         cs = os[0]
         c = rs.cost
-        idx = rs.e_of_tenant[t] + page
         epc = cs.resident[idx]
         if epc >= 0:
             M.touch(ms, epc)
@@ -456,9 +455,9 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         """Replay one chunk; returns the index of a request that failed, or -1.
 
         ``entries_`` holds each request's entry in its owner's table (:meth:`Replay.entries`),
-        computed before the call, on the reading thread when there is one: the hit test and
-        the prefetches ahead then load one index instead of a tenant's enclave and the
-        enclave's first record, at three places per request.
+        computed before the call, on the reading thread when there is one: the prefetches
+        ahead, the hit test and the fault path then load one index instead of a tenant's
+        enclave and the enclave's first record.
 
         Returns ``-2 - i`` after request ``i`` when the series is more than half full, so
         the caller can grow it and go on from request ``i + 1`` (no sample is dropped).
@@ -495,7 +494,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
                 hits += 1
             else:
                 rs.clk[CL_THREAD] = now
-                if access(os, ms, st, rs, t, page, writes[i]) < 0:
+                if access(os, ms, st, rs, t, entries[i], page, writes[i]) < 0:
                     rs.cnt[RC_SIGBUS] += 1
                     ret = i
                     done = i + 1
