@@ -6,7 +6,9 @@ The workload of peers-and-users.md §2.3: Zipf alpha = 1.0 over 100 000 objects,
 requests, a cache of 10 000 objects (10 %), one oracleGeneral file. For each engine the
 median of --repeat runs of requests per second, where epcsim's time runs from starting to
 read the trace to the end of the simulation (its wall_s) and libcachesim's is its
-``LRU.process_trace`` call on a fresh reader. Compilation happens before timing.
+``LRU.process_trace`` call on a fresh reader. Compilation happens before timing. Besides the
+ratio of the medians, each round's own ratio (``round_ratios``: the engines of one round
+run seconds apart) and libcachesim's slowest and fastest round.
 """
 
 from __future__ import annotations
@@ -77,12 +79,20 @@ def main() -> None:
             "replay_s": statistics.median(r["replay_s"] for r in rs),
             "miss_ratio": rs[0]["miss_ratio"], "compile_s": rs[0]["compile_s"],
         }
-    out["libcachesim_lru"] = {"requests_per_s": statistics.median(r for r, _ in lru),
+    peer_rates = [r for r, _ in lru]
+    out["libcachesim_lru"] = {"requests_per_s": statistics.median(peer_rates),
+                              "requests_per_s_min": min(peer_rates),
+                              "requests_per_s_max": max(peer_rates),
                               "miss_ratio": lru[0][1]}
     peer = out["libcachesim_lru"]["requests_per_s"]  # type: ignore[index]
     for policy in ("lru", "sgx"):
         d = out[f"epcsim_{policy}"]
         d["ratio_vs_libcachesim_lru"] = d["requests_per_s"] / peer  # type: ignore[index]
+        # Each round's engines ran seconds apart: its own ratio cancels the host's drift
+        # between rounds, and the spread shows how much of the ratio is the peer's noise.
+        paired = [r["requests_per_s"] / p for r, p in zip(runs[policy], peer_rates, strict=True)]
+        d["round_ratios"] = paired  # type: ignore[index]
+        d["round_ratio_median"] = statistics.median(paired)  # type: ignore[index]
     print(json.dumps(out, indent=2))
 
 
