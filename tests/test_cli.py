@@ -91,6 +91,10 @@ def test_progress_says_the_engine_is_being_prepared_until_requests_are_counted()
         assert advance is not None
         (task,) = bar.tasks
         assert task.description == f"replay: {PREPARING}" and task.completed == 0
+        advance.stage("building 2000 enclaves")  # type: ignore[attr-defined]
+        assert task.description == "replay: building 2000 enclaves"
         advance(3)
         advance(4)
         assert task.description == "replay" and task.completed == 7
+        advance.stage("late")  # type: ignore[attr-defined]
+        assert task.description == "replay"

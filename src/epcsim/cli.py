@@ -284,20 +284,29 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
 PREPARING = "compiling or loading the engine (minutes on a first run)"
 
 
-def _advancer(bar: Any, label: str, total: int | None) -> Callable[[int], None] | None:
-    """A progress callback for ``bar`` that shows PREPARING until the first requests."""
-    if bar is None:
-        return None
-    task = bar.add_task(f"{label}: {PREPARING}", total=total)
-    started = False
+class _Advance:
+    """A progress callback for a bar's task: PREPARING, or the stage the replay names,
+    until the first requests; then the label and the count."""
 
-    def advance(n: int) -> None:
-        nonlocal started
-        if not started:
-            started = True
-            bar.update(task, description=label)
-        bar.advance(task, n)
-    return advance
+    def __init__(self, bar: Any, label: str, total: int | None) -> None:
+        self.bar, self.label = bar, label
+        self.task = bar.add_task(f"{label}: {PREPARING}", total=total)
+        self.started = False
+
+    def stage(self, text: str) -> None:
+        if not self.started:
+            self.bar.update(self.task, description=f"{self.label}: {text}")
+
+    def __call__(self, n: int) -> None:
+        if not self.started:
+            self.started = True
+            self.bar.update(self.task, description=self.label)
+        self.bar.advance(self.task, n)
+
+
+def _advancer(bar: Any, label: str, total: int | None) -> Callable[[int], None] | None:
+    """A progress callback for ``bar`` (None without one)."""
+    return None if bar is None else _Advance(bar, label, total)
 
 
 class _NullProgress:

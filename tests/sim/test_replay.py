@@ -19,13 +19,14 @@ from simkit import (
     without_timing,
 )
 
+from epcsim.arch import Attribute
 from epcsim.kernel.encl import EP_EXISTS, EP_PRESENT
 from epcsim.kernel.main import W_LRU, W_MASK
 from epcsim.sim import costs as K
 from epcsim.sim.metrics import write_results
 from epcsim.sim.replay import R_FIRST, Replay, ReplayConfig, replay_chunks
 from epcsim.workload.generators import zipf
-from epcsim.workload.traces import write_csv, write_lcs, write_oracle_general
+from epcsim.workload.traces import open_trace, write_csv, write_lcs, write_oracle_general
 
 EPC = 512
 FOOTPRINT = 2 * EPC
@@ -258,6 +259,47 @@ def test_entries_name_each_requests_own_record(policy: str, tenant_ids: list[int
     assert np.array_equal(st.row[epc], secs_row)
     lin = st.s_base[st.row[epc]].astype(np.int64) + (st.lin[epc].astype(np.int64) << 12)
     assert np.array_equal(lin, ds.e_base[e].astype(np.int64) + ((R_FIRST + pages) << 12))
+
+
+def test_enclaves_of_one_size_share_one_signed_image() -> None:
+    """Every tenant's enclave is built with the same EADDs and measured by the processor;
+    MRENCLAVE covers SIZE and page offsets, not the base, so enclaves of one size have one
+    MRENCLAVE (and one SIGSTRUCT, signed once) at different bases, and another size
+    another. Each passed EINIT against the processor's own measurement."""
+    footprint = np.array([100, 120, 5000], dtype=np.int64)
+    rp = Replay(ReplayConfig(policy="sgx", epc_pages=4 * EPC), footprint, [0, 1, 2])
+    ds = rp.mgr.owner_states()[0]
+    info = [rp.cpu.secs_info(rp.cpu.page_addr(int(ds.e_secs[rp.rs.e_of_tenant[t]])))
+            for t in range(3)]
+    assert all(i["attributes"] & Attribute.INIT for i in info)
+    assert info[0]["size"] == info[1]["size"] != info[2]["size"]
+    assert info[0]["base"] != info[1]["base"]
+    assert len(info[0]["mrenclave"]) == 32
+    assert info[0]["mrenclave"] == info[1]["mrenclave"] != info[2]["mrenclave"]
+
+
+@pytest.mark.parametrize("policy", ["sgx", "lru"])
+def test_progress_names_the_stages_before_the_first_request(tmp_path: Path,
+                                                           policy: str) -> None:
+    """A progress callback with a ``stage`` method hears the scan and the build before any
+    request is counted, and every request after."""
+    heard: list[object] = []
+
+    class Progress:
+        def stage(self, text: str) -> None:
+            heard.append(text)
+
+        def __call__(self, n: int) -> None:
+            heard.append(n)
+
+    path = tmp_path / "t.csv"
+    obj = zipf(400, 3000, seed=3)
+    write_csv(path, obj, tenant=np.arange(3000, dtype=np.uint32) % 3)
+    replay_chunks(ReplayConfig(policy=policy, epc_pages=256),
+                  lambda: open_trace(path, "csv"), progress=Progress())
+    built = "building 3 enclaves" if policy == "sgx" else "building the page tables"
+    assert heard[:2] == ["scanning the trace", built]
+    assert all(isinstance(n, int) for n in heard[2:]) and sum(heard[2:]) == 3000  # type: ignore[arg-type]
 
 
 def test_two_tenants_csv_equals_lcs(two_tenants) -> None:

@@ -78,6 +78,7 @@ from epcsim.hw.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Mem
 from epcsim.jit import state_handle
 
 DEFAULT_EPC_BASE = 0x8000_0000
+_ZERO_PAGE = bytes(PAGE_SIZE)   # what a metadata-mode page holds when EADD staged none
 XSAVE_LEGACY_SIZE = 576  # legacy region 512 + XSAVE header 64, for XFRM = 3
 
 
@@ -542,17 +543,20 @@ class Processor:
         return self.eextend_page(secs_page, page, addr & 0xFFF)
 
     def eextend_page(self, secs: int, page: int, offset: int) -> int:
-        code = L.eextend(self.st, secs, page)
-        rc = self._result(code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
-                                            L.OP_SECS: self.page_addr(secs)})
+        # By handle, and the operands' addresses only for a fault: a page is 16 EEXTENDs,
+        # and typing the state tuple at each call was most of an enclave's build.
+        code = L.eextend_h(self._handle(), secs, page)
+        if code != L.SUCCESS:
+            self._result(code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
+                                           L.OP_SECS: self.page_addr(secs)})
         page = self.host_page(page)
         row = int(self.st.row[page])
         if self.content:
             chunk = self.st.data[page, offset:offset + 256].tobytes()
         else:
-            chunk = self._staged.get(page, bytes(PAGE_SIZE))[offset:offset + 256]
+            chunk = self._staged.get(page, _ZERO_PAGE)[offset:offset + 256]
         self._measure[row].eextend(int(self.st.lin[page]) * PAGE_SIZE + offset, chunk)
-        return rc
+        return SgxReturn.SGX_SUCCESS if code == L.SUCCESS else self._result(code, "EEXTEND", {})
 
     def einit(self, sigstruct: int, secs: int, token: int) -> int:
         leaf = "EINIT"

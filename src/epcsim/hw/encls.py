@@ -1203,6 +1203,12 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
 # typing at every call cost more than the leaf and the cipher together.
 
 @njit
+def eextend_h(h: np.ndarray, secs: int, chunk_page: int) -> int:
+    """:func:`eextend` from Python: building an enclave runs 16 a page."""
+    return eextend(from_handle(h, HW_STATE_TYPE), secs, chunk_page)
+
+
+@njit
 def eldu_keys_h(h: np.ndarray, va_page: int, slot: int, secs: int, pt: int) -> tuple[int, int]:
     """What opening a sealed page needs from the EPC: the version in the VA slot (0 when the
     operand is no VA page) and the EID of a child's SECS (0 when it is none)."""
