@@ -544,7 +544,7 @@ class Processor:
 
     def eextend_page(self, secs: int, page: int, offset: int) -> int:
         # By handle, and the operands' addresses only for a fault: a page is 16 EEXTENDs,
-        # and typing the state tuple at each call was most of an enclave's build.
+        # and unboxing the state tuple at each call was a fifth of building an enclave.
         code = L.eextend_h(self._handle(), secs, page)
         if code != L.SUCCESS:
             self._result(code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
