@@ -546,9 +546,9 @@ class Processor:
         # By handle, and the operands' addresses only for a fault: a page is 16 EEXTENDs,
         # and unboxing the state tuple at each call was a fifth of building an enclave.
         code = L.eextend_h(self._handle(), secs, page)
-        if code != L.SUCCESS:
-            self._result(code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
-                                           L.OP_SECS: self.page_addr(secs)})
+        rc = SgxReturn.SGX_SUCCESS if code == L.SUCCESS else self._result(
+            code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
+                              L.OP_SECS: self.page_addr(secs)})
         page = self.host_page(page)
         row = int(self.st.row[page])
         if self.content:
@@ -556,7 +556,7 @@ class Processor:
         else:
             chunk = self._staged.get(page, _ZERO_PAGE)[offset:offset + 256]
         self._measure[row].eextend(int(self.st.lin[page]) * PAGE_SIZE + offset, chunk)
-        return SgxReturn.SGX_SUCCESS if code == L.SUCCESS else self._result(code, "EEXTEND", {})
+        return rc
 
     def einit(self, sigstruct: int, secs: int, token: int) -> int:
         leaf = "EINIT"
