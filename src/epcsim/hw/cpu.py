@@ -679,6 +679,21 @@ class Processor:
             self.st = grow_va_table(self.st)
         return self._result(code, "EPA", {L.OP_RCX: self.page_addr(page)})
 
+    def epa_pages(self, pages: np.ndarray) -> None:
+        """EPA of every page of ``pages`` (EPC indices) in one compiled call; the first
+        that fails raises as :meth:`epa_page` would, the pages before it stay VA pages."""
+        pages = np.ascontiguousarray(pages, dtype=np.int64)
+        start = 0
+        while start < pages.shape[0]:
+            self.reserve_va_rows(pages.shape[0] - start)
+            bad, code = L.epa_many(self.st, pages[start:])
+            if bad < 0:
+                return
+            if code != L.NEED_ROW:
+                self._result(code, "EPA", {L.OP_RCX: self.page_addr(int(pages[start + bad]))})
+                return
+            start += bad
+
     def eblock(self, epc: int) -> int:
         return self.eblock_page(self._epc("EBLOCK", epc))
 

@@ -514,6 +514,14 @@ def einit_secs_check(st: HwState, secs: int) -> int:
 
 @njit
 def eremove(st: HwState, target: int, ctx: int) -> int:
+    return eremove_inline(st, target, ctx)
+
+
+@njit_inline
+def eremove_inline(st: HwState, target: int, ctx: int) -> int:
+    """EREMOVE spliced into a caller that runs it page after page (boot's sanitize of every
+    EPC page): a call passes the processor's whole state tuple, and 16 M calls took 3.7 s
+    where the leaf's own work on a page already invalid is a few loads."""
     target = tx(st, target)
     ctx = ctx_of(st, ctx)
     if page_locked(st, target):
@@ -581,6 +589,20 @@ def epa(st: HwState, target: int) -> int:
     _zero_page(st, target)
     set_entry(st, target, EPCM_VALID, PT_VA, row, 0, 0)
     return SUCCESS
+
+
+@njit
+def epa_many(st: HwState, pages: np.ndarray) -> tuple[int, int]:
+    """EPA of each page in turn: (-1, SUCCESS), or the first failing index and its code.
+
+    A kernel provisioning an enclave's VA pages runs hundreds of EPAs in a row (one per 512
+    pages of ELRANGE); one call for them all instead of a call each from Python.
+    """
+    for i in range(pages.shape[0]):
+        rc = epa(st, pages[i])
+        if rc != SUCCESS:
+            return i, rc
+    return -1, SUCCESS
 
 
 @njit_inline

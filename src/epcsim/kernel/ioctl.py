@@ -356,7 +356,9 @@ class EnclaveFile:
         first = self.driver.ep_of(self.e, lo)
         last = first + -(-(hi - lo) // PAGE_SIZE)
         exists = (ds.ep_flags[first:last] & EP_EXISTS) != 0
-        denied = (want & ~ds.ep_prot[first:last].astype(np.int64)) != 0
+        # In the records' own bytes: a copy in 64 bits of an enclave of 128 GiB was 268 MB.
+        w = np.uint8(want)
+        denied = (ds.ep_prot[first:last] & w) != w
         return -EACCES if bool(np.any(exists & denied)) else 0
 
     def mmap(self, mm: Mm, addr: int, length: int, prot: int, flags: int) -> int:

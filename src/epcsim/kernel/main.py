@@ -344,6 +344,7 @@ class Reclaimer(NamedTuple):
     ksgxd: Any
     cache: bool
     reclaim_list: Any = None
+    alloc_free: Any = None
 
 
 class ChargeOps(NamedTuple):
@@ -641,7 +642,27 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         ms.p[P_WAKE] = 0
         return batches
 
-    r = Reclaimer(reclaim_global, sgx_alloc_epc_page, ksgxd, d.cache, sgx_reclaim_list)
+    @closure
+    def sgx_alloc_free_pages(os: Any, ms: MgrState, st: Any, kind: int, oid: int, node: int,
+                             out: np.ndarray) -> int:
+        """Allocations while the free lists hold pages, into ``out``: how many were made.
+
+        Each is :func:`sgx_alloc_epc_page` as a caller would make it, wakeup included; with
+        a free page there, no allocation reclaims (only a charge could, and a manager with
+        a resource controller does not call this), so ``do_reclaim`` is False and the
+        reclaim path is not compiled in.
+        """
+        n = 0
+        while n < out.shape[0] and ms.p[P_NR_FREE] > 0:
+            page = sgx_alloc_epc_page(os, ms, st, kind, oid, False, node)
+            if page < 0:
+                break
+            out[n] = page
+            n += 1
+        return n
+
+    r = Reclaimer(reclaim_global, sgx_alloc_epc_page, ksgxd, d.cache, sgx_reclaim_list,
+                  sgx_alloc_free_pages)
     _reclaimers[(id(d), inline_batch, id(charge))] = r
     return r
 
@@ -697,7 +718,7 @@ def sanitize_pages(ms_: MgrState, st_: Any) -> int:
     dirty = np.ones(n, dtype=np.bool_)
     for _ in range(2):
         for page in range(n):
-            if dirty[page] and L.eremove(st, page, L.CTX_HOST) == 0:
+            if dirty[page] and L.eremove_inline(st, page, L.CTX_HOST) == 0:
                 dirty[page] = False
                 sgx_free_epc_page(ms, st, page)
     return np.int64(dirty.sum())
@@ -784,6 +805,24 @@ class EpcManager:
                                       reclaim, node))
             self._sync_owners()
         return page
+
+    def alloc_free(self, kind: int, oid: int, n: int, node: int = 0) -> np.ndarray:
+        """Up to ``n`` of :meth:`alloc`'s pages in one compiled call, as many as the free
+        lists hold: the pages in the order :meth:`alloc` would have returned them.
+
+        For provisioning many pages at once (an enclave's VA pages); the caller goes on one
+        :meth:`alloc` at a time for the rest, which may reclaim. Empty with a resource
+        controller attached: its charge may reclaim even while pages are free.
+        """
+        if not 0 <= kind < len(self.owners):
+            raise ValueError(f"no owner of kind {kind}")
+        if self.charge is not None or n <= 0:
+            return np.zeros(0, dtype=np.int64)
+        out = np.empty(n, dtype=np.int64)
+        got = int(self.fns.alloc_free(self.owner_states(), self.ms, self.cpu.st, kind, oid,
+                                      node, out))
+        self._sync_owners()
+        return out[:got]
 
     def free(self, page: int) -> int:
         """``sgx_encl_free_epc_page``: EREMOVE and free; a failing EREMOVE leaks the page."""
