@@ -559,13 +559,18 @@ class DriverOwner(Owner):
     def _replace(self, **kw: np.ndarray) -> None:
         self.state = self.state._replace(**kw)
 
+    def _refill(self, free: list[int], fields: dict[str, int], least: int) -> None:
+        """With no row left in ``free``, double the tables of ``fields`` (at least ``least``
+        rows); the new rows are handed out in ascending order."""
+        if free:
+            return
+        n = getattr(self.state, next(iter(fields))).shape[0]
+        new = max(least, 2 * n)
+        self._replace(**{k: _grow(getattr(self.state, k), new, v) for k, v in fields.items()})
+        free.extend(range(new - 1, n - 1, -1))
+
     def new_enclave(self) -> int:
-        if not self._free_encl:
-            n = self.state.e_flags.shape[0]
-            new = max(8, 2 * n)
-            self._replace(**{k: _grow(getattr(self.state, k), new, v)
-                             for k, v in _E_FIELDS.items()})
-            self._free_encl = list(range(new - 1, n - 1, -1))
+        self._refill(self._free_encl, _E_FIELDS, 8)
         if self._free_encl[-1] >= MAX_ENCLAVES:
             # ep_encl is u16: a row it cannot hold would alias another enclave.
             raise RuntimeError(f"at most {MAX_ENCLAVES} enclaves at once")
@@ -622,12 +627,7 @@ class DriverOwner(Owner):
         enclave's list in turn (the last one first); one compiled call for them all."""
         vas = np.empty(len(epcs), dtype=np.int64)
         for i in range(len(epcs)):
-            if not self._free_va:
-                n = self.state.va_epc.shape[0]
-                new = max(16, 2 * n)
-                self._replace(**{k: _grow(getattr(self.state, k), new, v)
-                                 for k, v in _VA_FIELDS.items()})
-                self._free_va = list(range(new - 1, n - 1, -1))
+            self._refill(self._free_va, _VA_FIELDS, 16)
             vas[i] = self._free_va.pop()
         va_pages_add(self.state, e, vas, np.ascontiguousarray(epcs, dtype=np.int64))
         return vas
