@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +302,26 @@ def test_progress_names_the_stages_before_the_first_request(tmp_path: Path,
     built = "building 3 enclaves" if policy == "sgx" else "building the page tables"
     assert heard[:2] == ["scanning the trace", built]
     assert all(isinstance(n, int) for n in heard[2:]) and sum(heard[2:]) == 3000  # type: ignore[arg-type]
+
+
+def test_warm_up_compiles_what_the_build_compiles() -> None:
+    """In a new process, after ``warm_up`` of ``sgx`` every compiled function a replay's
+    build calls has its code, so none compiles inside the first replay's ``setup_s``."""
+    code = (
+        "from epcsim.sim.replay import ReplayConfig, Replay, warm_up\n"
+        "from epcsim.hw import encls\n"
+        "from epcsim.kernel import encl\n"
+        "import numpy as np\n"
+        "cfg = ReplayConfig(policy='sgx', epc_pages=256)\n"
+        "warm_up(cfg)\n"
+        "fns = Replay(ReplayConfig(policy='sgx', epc_pages=4096), np.array([1], np.int64),"
+        " [0]).mgr.fns\n"
+        "print(len(fns.alloc_free.signatures), len(encls.epa_many.signatures),"
+        " len(encl.va_pages_add.signatures))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=1500)
+    counts = [int(x) for x in out.stdout.split()]
+    assert len(counts) == 3 and min(counts) >= 1, out.stdout
 
 
 def test_two_tenants_csv_equals_lcs(two_tenants) -> None:

@@ -1146,7 +1146,9 @@ def warm_up(cfg: ReplayConfig) -> None:
         return
     tiny = ReplayConfig(policy=cfg.policy, epc_pages=64, platform=cfg.platform, low=4, high=8,
                         batch=4, fault_log=4, kvm=cfg.kvm and cfg.policy == "sgx")
-    rp = Replay(tiny, np.array([128], dtype=np.int64), [0])
+    # A footprint past 512 pages: the enclave provisions a second VA page, so the build's
+    # bulk provisioning is compiled here too and not inside the first replay's setup_s.
+    rp = Replay(tiny, np.array([600], dtype=np.int64), [0])
     pages = (np.arange(512, dtype=np.int64) * 7) % 128
     rp.feed(np.zeros(512, np.uint32), pages, np.zeros(512, np.bool_))
     rp.result(1.0)
