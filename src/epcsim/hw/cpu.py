@@ -683,16 +683,11 @@ class Processor:
         """EPA of every page of ``pages`` (EPC indices) in one compiled call; the first
         that fails raises as :meth:`epa_page` would, the pages before it stay VA pages."""
         pages = np.ascontiguousarray(pages, dtype=np.int64)
-        start = 0
-        while start < pages.shape[0]:
-            self.reserve_va_rows(pages.shape[0] - start)
-            bad, code = L.epa_many(self.st, pages[start:])
-            if bad < 0:
-                return
-            if code != L.NEED_ROW:
-                self._result(code, "EPA", {L.OP_RCX: self.page_addr(int(pages[start + bad]))})
-                return
-            start += bad
+        # A row for each page first, so no EPA returns NEED_ROW.
+        self.reserve_va_rows(pages.shape[0])
+        bad, code = L.epa_many(self.st, pages)
+        if bad >= 0:
+            self._result(code, "EPA", {L.OP_RCX: self.page_addr(int(pages[bad]))})
 
     def eblock(self, epc: int) -> int:
         return self.eblock_page(self._epc("EBLOCK", epc))
