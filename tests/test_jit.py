@@ -12,8 +12,10 @@ from numba.core import config
 from epcsim.jit import (
     UnmanagedArray,
     from_handle,
+    from_words,
     prefetch,
     state_handle,
+    state_words,
     trailing_zeros,
     unmanaged,
 )
@@ -88,6 +90,76 @@ def test_state_handle_rebuilds_the_tuple() -> None:
     h = state_handle(s)
     assert bump(h) == 3
     assert s.a[0] == 7
+
+
+class Nested(NamedTuple):
+    grid: np.ndarray     # two dimensions
+    col: np.ndarray      # a strided view (layout "A"): its strides travel too
+    inner: Pair
+
+
+@numba.njit
+def _bump_words(w: object) -> int:
+    s = from_words(w)
+    s.grid[1, 2] += 5
+    s.col[1] = 99
+    s.inner.a[0] += s.inner.b[2]
+    return (s.grid.shape[0] * 1000 + s.grid.shape[1] * 100 + s.col.shape[0] * 10
+            + s.inner.a.shape[0])
+
+
+@numba.njit
+def _bump_tuple(s: Nested) -> int:
+    return s.grid.shape[0] + s.col.shape[0] + s.inner.a.shape[0]
+
+
+@numba.njit
+def _call_with_words(s_: Nested) -> int:
+    s = unmanaged(s_)
+    return _bump_words(state_words(s)) + _bump_tuple(s)
+
+
+def _nested() -> tuple[Nested, np.ndarray]:
+    base = np.zeros(10, dtype=np.int64)
+    s = Nested(np.arange(12, dtype=np.int64).reshape(3, 4), base[::2],
+               Pair(np.zeros(3, dtype=np.int64), np.full(3, 7, dtype=np.int64)))
+    return s, base
+
+
+def test_state_words_hand_a_nested_tuple_to_a_compiled_call() -> None:
+    s, base = _nested()
+    assert _call_with_words(s) == 3000 + 400 + 50 + 3 + (3 + 5 + 3)
+    assert s.grid[1, 2] == 6 + 5
+    assert base[2] == 99 and base[1] == 0      # through the view's stride
+    assert s.inner.a[0] == 7
+
+
+def _params(disp: object) -> int:
+    """Argument words of the compiled function's LLVM definition (numba names them
+    ``%arg.*``; the return and exception slots come besides)."""
+    (sig,) = disp.signatures  # type: ignore[attr-defined]
+    ir = disp.inspect_llvm(sig)  # type: ignore[attr-defined]
+    name = disp.overloads[sig].fndesc.mangled_name  # type: ignore[attr-defined]
+    line = next(ln for ln in ir.splitlines() if ln.startswith("define") and name in ln)
+    return line.count("%arg.")
+
+
+def test_a_call_on_state_words_passes_one_pointer_for_the_tuple() -> None:
+    """What they are for: the callee on words takes one pointer; the same tuple passed
+    itself is flattened into the call word by word."""
+    s, _ = _nested()
+    _call_with_words(s)
+    assert _params(_bump_words) == 1
+    assert _params(_bump_tuple) > 20
+
+
+def test_state_words_refuse_a_tuple_holding_anything_but_arrays() -> None:
+    @numba.njit
+    def call(s: tuple[np.ndarray, int]) -> int:
+        return _bump_words(state_words(s))
+
+    with pytest.raises(numba.core.errors.TypingError, match="neither an array nor a tuple"):
+        call((np.zeros(2), 3))
 
 
 @numba.njit

@@ -422,6 +422,127 @@ else:
     from_handle = _make_from_handle()
 
 
+def _make_state_words():  # type: ignore[no-untyped-def]
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.core.datamodel import models
+    from numba.core.errors import TypingError
+    from numba.extending import intrinsic, register_model
+
+    class StateWords(types.Type):  # type: ignore[misc]
+        """A state tuple's array addresses and shapes in the frame that built them; the
+        tuple's type rides on this type, so a callee rebuilds it with no type named."""
+
+        def __init__(self, state: Any) -> None:
+            self.state = state
+            super().__init__(name=f"StateWords({state})")
+
+    @register_model(StateWords)
+    class StateWordsModel(models.PrimitiveModel):  # type: ignore[misc]
+        def __init__(self, dmm, fe_type):  # type: ignore[no-untyped-def]
+            super().__init__(dmm, fe_type, ir.IntType(64).as_pointer())
+
+    def arrays(ty):  # type: ignore[no-untyped-def]
+        """The arrays of a (nested) state tuple type, depth first."""
+        if isinstance(ty, types.Array):
+            return [ty]
+        if isinstance(ty, types.BaseTuple):
+            return [a for t in ty.types for a in arrays(t)]
+        raise TypingError(f"state_words: {ty} is neither an array nor a tuple of them")
+
+    def n_words(aty):  # type: ignore[no-untyped-def]
+        return 1 + aty.ndim * (1 if aty.layout == "C" else 2)
+
+    @intrinsic
+    def state_words(typingctx, state):  # type: ignore[no-untyped-def]
+        """``state`` (a tuple of arrays, nested or not) as a pointer to its arrays' words.
+
+        numba passes each array of a tuple argument as seven words, flattened into the
+        call: a call with the processor's, manager's and driver's tuples copied 606 words,
+        more than the leaf it called did. A compiled function that takes
+        these words instead (one pointer each) and rebuilds the tuples with
+        :func:`from_words` loads only the addresses it uses. The words live in the frame
+        of the function that built them: pass them down, never keep them.
+        """
+        st_ty = _unmanaged_type(state)
+        arys = arrays(st_ty)
+        n = sum(n_words(a) for a in arys)
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            i64 = ir.IntType(64)
+            buf = cgutils.alloca_once(builder, i64, size=max(n, 1))
+            k = 0
+
+            def put(v: ir.Value) -> None:
+                nonlocal k
+                builder.store(v, builder.gep(buf, [ir.Constant(i64, k)]))
+                k += 1
+
+            def walk(ty, value):  # type: ignore[no-untyped-def]
+                if isinstance(ty, types.Array):
+                    arr = context.make_array(ty)(context, builder, value)
+                    put(builder.ptrtoint(arr.data, i64))
+                    for d in cgutils.unpack_tuple(builder, arr.shape, ty.ndim):
+                        put(d)
+                    if ty.layout != "C":
+                        for d in cgutils.unpack_tuple(builder, arr.strides, ty.ndim):
+                            put(d)
+                    return
+                for i, t in enumerate(ty.types):
+                    walk(t, builder.extract_value(value, i))
+            walk(signature.args[0], args[0])
+            return buf
+        return StateWords(st_ty)(state), codegen
+
+    @intrinsic
+    def from_words(typingctx, words):  # type: ignore[no-untyped-def]
+        """The state tuple of :func:`state_words`, its arrays as :class:`UnmanagedArray`."""
+        if not isinstance(words, StateWords):
+            return None
+
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            i64 = ir.IntType(64)
+            k = 0
+
+            def word() -> ir.Value:
+                nonlocal k
+                k += 1
+                return builder.load(builder.gep(args[0], [ir.Constant(i64, k - 1)]))
+
+            def build(ty):  # type: ignore[no-untyped-def]
+                if isinstance(ty, types.Array):
+                    arr = context.make_array(ty)(context, builder)
+                    data = builder.inttoptr(word(), arr.data.type)
+                    shape = [word() for _ in range(ty.ndim)]
+                    itemsize = context.get_abi_sizeof(context.get_data_type(ty.dtype))
+                    if ty.layout == "C":
+                        strides: list[ir.Value] = []
+                        step: ir.Value = ir.Constant(i64, itemsize)
+                        for d in range(ty.ndim - 1, -1, -1):
+                            strides.insert(0, step)
+                            step = builder.mul(step, shape[d])
+                    else:
+                        strides = [word() for _ in range(ty.ndim)]
+                    context.populate_array(arr, data=data, shape=shape, strides=strides,
+                                           itemsize=ir.Constant(i64, itemsize), meminfo=None)
+                    return arr._getvalue()
+                return context.make_tuple(builder, ty, [build(t) for t in ty.types])
+            return build(signature.return_type)
+        return words.state(words), codegen
+
+    return state_words, from_words
+
+
+if config.DISABLE_JIT:
+    def state_words(state: Any) -> Any:
+        return state
+
+    def from_words(words: Any) -> Any:
+        return words
+else:
+    state_words, from_words = _make_state_words()
+
+
 def njit_closure_inline(fn: F, cache: bool = False) -> F:
     """:func:`njit_closure`, spliced into its callers (the owner dispatch chain)."""
     return _closure_cached(numba.njit(nogil=True, inline="always")(fn), cache)

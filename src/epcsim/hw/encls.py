@@ -16,6 +16,8 @@ SGX_VA_SLOT_OCCUPIED, which completes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from epcsim.hw.epc import (
@@ -72,7 +74,7 @@ from epcsim.hw.tracking import (
     start_tracking_cycle,
     tracking_correct,
 )
-from epcsim.jit import from_handle, njit, njit_inline
+from epcsim.jit import from_handle, from_words, njit, njit_inline
 
 # Page types (arch.PageType), as plain ints for compiled code.
 PT_SECS = 0
@@ -842,6 +844,17 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
 @njit
 def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     """EAUG after operand checks; ``pt`` is PT_REG unless a shadow-stack page was asked for."""
+    return eaug_inline(st, target, secs, linaddr, pt)
+
+
+@njit
+def eaug_w(w: Any, target: int, secs: int, linaddr: int, pt: int) -> int:
+    """:func:`eaug` on the state's words (:func:`epcsim.jit.state_words`)."""
+    return eaug_inline(from_words(w), target, secs, linaddr, pt)
+
+
+@njit_inline
+def eaug_inline(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     target = txw(st, target)
     secs = tx(st, secs)
     rc = free_target_and_secs(st, target, secs)
@@ -852,7 +865,8 @@ def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
         return fault(GP, OP_SECS)
     if not in_elrange(st, row, linaddr):
         return fault(GP, OP_RCX)
-    _zero_page(st, target)
+    if st.g[G_CONTENT] != 0:
+        _zero_page(st, target)
     set_entry(st, target, EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING, pt, row,
               (linaddr - i64(st.s_base[row])) >> 12, 0)
     st.s_chld[row] += 1
@@ -1081,13 +1095,13 @@ def aex(st: HwState, lp: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def _own_page(st: HwState, lp: int, page: int, linaddr: int) -> bool:
     return (valid(st, page) and is_child_type(i64(st.pt[page]))
             and st.row[page] == st.lp_row[lp] and page_linaddr(st, page) == linaddr)
 
 
-@njit
+@njit_inline
 def _secinfo_page_ok(st: HwState, lp: int, page: int, linaddr: int) -> bool:
     """The SECINFO operand of EACCEPT/EMODPE: a readable, settled REG page of this enclave."""
     if page == NO_PAGE or not _own_page(st, lp, page, linaddr & ~0xFFF):
@@ -1101,6 +1115,21 @@ def _secinfo_page_ok(st: HwState, lp: int, page: int, linaddr: int) -> bool:
 def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
             target: int, target_linaddr: int) -> int:
     """EACCEPT: the enclave consents to an EAUG, EMODPR or EMODT of ``target``."""
+    return eaccept_inline(st, lp, secinfo_page, secinfo_linaddr, secinfo, target,
+                          target_linaddr)
+
+
+@njit
+def eaccept_w(w: Any, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
+              target: int, target_linaddr: int) -> int:
+    """:func:`eaccept` on the state's words (:func:`epcsim.jit.state_words`)."""
+    return eaccept_inline(from_words(w), lp, secinfo_page, secinfo_linaddr, secinfo, target,
+                          target_linaddr)
+
+
+@njit_inline
+def eaccept_inline(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int,
+                   secinfo: int, target: int, target_linaddr: int) -> int:
     secinfo_page = tx(st, secinfo_page)
     target = tx(st, target)
     if st.lp_row[lp] == NO_PAGE:

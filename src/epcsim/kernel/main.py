@@ -37,7 +37,15 @@ from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX
 from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, unmanaged
+from epcsim.jit import (
+    from_words,
+    njit,
+    njit_closure,
+    njit_closure_inline,
+    njit_inline,
+    state_words,
+    unmanaged,
+)
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -489,8 +497,8 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         compiled function holding the one copy of the batch, entered by ksgxd once per
         wakeup and by allocation's direct reclaim once per batch.
         """
-        @(closure if compiled else closure_inline)
-        def reclaim_batches(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+        @closure_inline
+        def run_batches(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
             """On ksgxd's CPU (``P_CPU`` 1) its loop: batches from LRU ``lst`` until free
             >= high or nothing is reclaimable, returning the batches run; elsewhere one
             batch, returning the pages isolated.
@@ -514,6 +522,18 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 else:
                     idle = 0
             return batches
+        if not compiled:
+            return run_batches
+
+        @closure
+        def batches_words(wos: Any, wms: Any, wst: Any, nr: int, lst: int) -> int:
+            return run_batches(from_words(wos), from_words(wms), from_words(wst), nr, lst)
+
+        @closure_inline
+        def reclaim_batches(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
+            """The compiled batches, entered with the states as words (one pointer each,
+            where the tuples were over six hundred words a call)."""
+            return batches_words(state_words(os), state_words(ms), state_words(st), nr, lst)
         return reclaim_batches
 
     if charge is None:

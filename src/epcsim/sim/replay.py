@@ -36,7 +36,15 @@ from epcsim.hw import encls as L
 from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
-from epcsim.jit import njit, njit_closure, njit_closure_inline, njit_inline, prefetch, unmanaged
+from epcsim.jit import (
+    njit,
+    njit_closure,
+    njit_closure_inline,
+    njit_inline,
+    prefetch,
+    state_words,
+    unmanaged,
+)
 from epcsim.kernel import main as M
 from epcsim.kernel.encl import (
     EC_EAUG,
@@ -264,8 +272,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         rs.clk[CL_FAULT] += cycles
 
     @closure_inline
-    def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
-                   write: bool) -> int:
+    def sgx_access(os: Any, ms: Any, st: Any, hw: Any, rs: RState, t: int, ep: int,
+                   page: int, write: bool) -> int:
         """One access of tenant ``t`` to its page ``page`` (record ``ep``, of
         :meth:`Replay.entries`) through the kernel model."""
         ds = os[0]
@@ -305,7 +313,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             if epc < 0:
                 return -1
             if fresh:
-                if L.eaug(st, epc, ds.e_secs[e], lin, L.PT_REG) != 0:
+                if L.eaug_w(hw, epc, ds.e_secs[e], lin, L.PT_REG) != 0:
                     return -1
                 ds.ep[ep].desc = EP_EXISTS
                 ds.ep[ep].type = PageType.REG
@@ -333,8 +341,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             L.aex(st, lp)
             L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
             stack_lin = ds.e_base[e] + (R_STACK << 12)
-            if L.eaccept(st, lp, rs.e_stack[t], stack_lin,
-                         (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) != 0:
+            if L.eaccept_w(hw, lp, rs.e_stack[t], stack_lin,
+                           (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) != 0:
                 return -1
             rs.cnt[RC_EACCEPT] += 1
             stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_ERESUME] + c[K.K_EACCEPT])
@@ -344,8 +352,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         return 1
 
     @closure_inline
-    def cache_access(os: Any, ms: Any, st: Any, rs: RState, t: int, idx: int, page: int,
-                     write: bool) -> int:
+    def cache_access(os: Any, ms: Any, st: Any, hw: Any, rs: RState, t: int, idx: int,
+                     page: int, write: bool) -> int:
         cs = os[0]
         c = rs.cost
         epc = cs.resident[idx]
@@ -470,6 +478,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         ms = unmanaged(ms_)
         st = unmanaged(st_)
         rs = unmanaged(rs_)
+        # The first touch's leaves are calls: they take the processor's state as words.
+        hw = state_words(st)
         tenants = unmanaged(tenants_)
         pages = unmanaged(pages_)
         writes = unmanaged(writes_)
@@ -494,7 +504,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
                 hits += 1
             else:
                 rs.clk[CL_THREAD] = now
-                if access(os, ms, st, rs, t, entries[i], page, writes[i]) < 0:
+                if access(os, ms, st, hw, rs, t, entries[i], page, writes[i]) < 0:
                     rs.cnt[RC_SIGBUS] += 1
                     ret = i
                     done = i + 1
