@@ -374,8 +374,44 @@ def state_handle(state: Any) -> Any:
     return np.array(words, dtype=np.int64)
 
 
-def _make_from_handle():  # type: ignore[no-untyped-def]
+def _word_reader(builder, words):  # type: ignore[no-untyped-def]
+    """A function loading the next 64-bit word from the pointer ``words``, one per call."""
     from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    k = 0
+
+    def word() -> ir.Value:
+        nonlocal k
+        k += 1
+        return builder.load(builder.gep(words, [ir.Constant(i64, k - 1)]))
+    return word
+
+
+def _array_from_words(context, builder, aty, word, strided):  # type: ignore[no-untyped-def]
+    """An array of type ``aty`` from its words: data address, shape, then its strides when
+    ``strided``; otherwise the strides of a C-contiguous array of that shape."""
+    from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    arr = context.make_array(aty)(context, builder)
+    data = builder.inttoptr(word(), arr.data.type)
+    shape = [word() for _ in range(aty.ndim)]
+    itemsize = context.get_abi_sizeof(context.get_data_type(aty.dtype))
+    if strided:
+        strides = [word() for _ in range(aty.ndim)]
+    else:
+        strides = []
+        step: ir.Value = ir.Constant(i64, itemsize)
+        for d in range(aty.ndim - 1, -1, -1):
+            strides.insert(0, step)
+            step = builder.mul(step, shape[d])
+    context.populate_array(arr, data=data, shape=shape, strides=strides,
+                           itemsize=ir.Constant(i64, itemsize), meminfo=None)
+    return arr._getvalue()
+
+
+def _make_from_handle():  # type: ignore[no-untyped-def]
     from numba.extending import intrinsic
 
     @intrinsic
@@ -385,31 +421,12 @@ def _make_from_handle():  # type: ignore[no-untyped-def]
         The arrays are :class:`UnmanagedArray` views, as :func:`unmanaged` returns.
         """
         st_ty = _unmanaged_type(tyref.instance_type)
-        i64 = ir.IntType(64)
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
             words = context.make_array(signature.args[0])(context, builder, args[0]).data
-            k = 0
-
-            def word() -> ir.Value:
-                nonlocal k
-                k += 1
-                return builder.load(builder.gep(words, [ir.Constant(i64, k - 1)]))
-
-            items = []
-            for aty in st_ty.types:
-                arr = context.make_array(aty)(context, builder)
-                data = builder.inttoptr(word(), arr.data.type)
-                shape = [word() for _ in range(aty.ndim)]
-                itemsize = context.get_abi_sizeof(context.get_data_type(aty.dtype))
-                strides: list[ir.Value] = []
-                step: ir.Value = ir.Constant(i64, itemsize)
-                for d in range(aty.ndim - 1, -1, -1):
-                    strides.insert(0, step)
-                    step = builder.mul(step, shape[d])
-                context.populate_array(arr, data=data, shape=shape, strides=strides,
-                                       itemsize=ir.Constant(i64, itemsize), meminfo=None)
-                items.append(arr._getvalue())
+            word = _word_reader(builder, words)
+            items = [_array_from_words(context, builder, aty, word, False)
+                     for aty in st_ty.types]
             return context.make_tuple(builder, st_ty, items)
         return st_ty(h, tyref), codegen
     return from_handle
@@ -501,31 +518,11 @@ def _make_state_words():  # type: ignore[no-untyped-def]
             return None
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            i64 = ir.IntType(64)
-            k = 0
-
-            def word() -> ir.Value:
-                nonlocal k
-                k += 1
-                return builder.load(builder.gep(args[0], [ir.Constant(i64, k - 1)]))
+            word = _word_reader(builder, args[0])
 
             def build(ty):  # type: ignore[no-untyped-def]
                 if isinstance(ty, types.Array):
-                    arr = context.make_array(ty)(context, builder)
-                    data = builder.inttoptr(word(), arr.data.type)
-                    shape = [word() for _ in range(ty.ndim)]
-                    itemsize = context.get_abi_sizeof(context.get_data_type(ty.dtype))
-                    if ty.layout == "C":
-                        strides: list[ir.Value] = []
-                        step: ir.Value = ir.Constant(i64, itemsize)
-                        for d in range(ty.ndim - 1, -1, -1):
-                            strides.insert(0, step)
-                            step = builder.mul(step, shape[d])
-                    else:
-                        strides = [word() for _ in range(ty.ndim)]
-                    context.populate_array(arr, data=data, shape=shape, strides=strides,
-                                           itemsize=ir.Constant(i64, itemsize), meminfo=None)
-                    return arr._getvalue()
+                    return _array_from_words(context, builder, ty, word, ty.layout != "C")
                 return context.make_tuple(builder, ty, [build(t) for t in ty.types])
             return build(signature.return_type)
         return words.state(words), codegen

@@ -281,7 +281,7 @@ def _push_row(free: np.ndarray, g: np.ndarray, top_index: int, row: int) -> None
     g[top_index] = top + 1
 
 
-@njit
+@njit_inline
 def _zero_page(st: HwState, page: int) -> None:
     if st.g[G_CONTENT] != 0:
         st.data[page, :] = 0
@@ -865,8 +865,7 @@ def eaug_inline(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> i
         return fault(GP, OP_SECS)
     if not in_elrange(st, row, linaddr):
         return fault(GP, OP_RCX)
-    if st.g[G_CONTENT] != 0:
-        _zero_page(st, target)
+    _zero_page(st, target)
     set_entry(st, target, EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING, pt, row,
               (linaddr - i64(st.s_base[row])) >> 12, 0)
     st.s_chld[row] += 1
