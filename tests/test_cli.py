@@ -38,7 +38,8 @@ def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert {s["leaf"] for s in doc["steps"]} >= {"ECREATE", "EWB", "ELDU", "EREMOVE"}
 
 
-@pytest.mark.parametrize("argv", [["bogus"], ["demo", "--seed", "x"], ["demo", "--nope"]])
+@pytest.mark.parametrize("argv", [["bogus"], ["demo", "--seed", "x"], ["demo", "--nope"],
+                                  ["replay", str(README), "--epc-pages", "100"]])
 def test_bad_arguments_exit_2_with_one_line(argv: list[str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2

@@ -487,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         if debug:
             raise
-        print(f"epcsim: error: {e.format_message()}", file=sys.stderr)
+        # Click lays some messages out over lines (the choices of a missing option).
+        print(f"epcsim: error: {' '.join(e.format_message().split())}", file=sys.stderr)
         return 2
     return 0
 
