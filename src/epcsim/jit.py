@@ -16,11 +16,16 @@ import numba
 from numba.core import config
 from numba.core.caching import FunctionCache
 
+from epcsim import jit_inline
+
 if config.DISABLE_JIT:
     # Interpreted, numpy's unsigned scalars warn when they wrap; compiled code wraps silently.
     # The wrap is the intended arithmetic (hashes), so the warning is noise.
     warnings.filterwarnings("ignore", message="overflow encountered in scalar",
                             category=RuntimeWarning)
+else:
+    # Before anything here is compiled: numba's inliner without its repeated copies.
+    jit_inline.install()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
