@@ -117,3 +117,21 @@ def test_copies_of_one_callee_share_one_scope() -> None:
     assert len({id(c.scope) for c in copies}) == 1 and copies[0].scope is not blocks[0].scope
     # Outside an inlining, the module's deepcopy is copy.deepcopy.
     assert ic.copy.deepcopy(blocks[0]).scope is not ic.copy.deepcopy(blocks[1]).scope
+
+
+def test_left_alone_when_asked_or_over_another_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    own = jit_inline._numba_own
+    assert own is not None
+    jit_inline.uninstall()
+    try:
+        assert InlineWorker.inline_function is own[2] and not jit_inline.installed
+        monkeypatch.setenv("EPCSIM_NUMBA_INLINER", "numba")
+        assert not jit_inline.install()
+        monkeypatch.delenv("EPCSIM_NUMBA_INLINER")
+        monkeypatch.setattr(jit_inline, "KNOWN_SOURCES", frozenset({"0" * 64}))
+        assert not jit_inline.install()
+        assert InlineWorker.inline_function is own[2] and InlineWorker.inline_ir is own[1]
+    finally:
+        monkeypatch.undo()
+        assert jit_inline.install()
+    assert InlineWorker.inline_function is not own[2]
