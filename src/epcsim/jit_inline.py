@@ -78,6 +78,8 @@ def install() -> bool:
     worker = ic.InlineWorker
     _numba_own = (ic.copy, worker.inline_ir, worker.inline_function)
     inline_ir = worker.inline_ir
+    # Kept for the process: numba keeps every dispatcher, and with it the function, anyway,
+    # and an IR refers to its function, so a weak key would never be dropped.
     untyped: dict[Any, Any] = {}
 
     def inline_ir_shared_memo(self: Any, *args: Any, **kwargs: Any) -> Any:
