@@ -146,6 +146,17 @@ def test_epc_too_small(capsys, good: Path) -> None:
     fails(capsys, replay(good, "oracleGeneral", epc="3"), "--epc-pages", "3")
 
 
+def test_epc_too_small_for_the_va_pages(capsys, tmp_path: Path) -> None:
+    """The kernel model keeps a VA page per 512 enclave pages resident (VA pages are not
+    reclaimed): 10 000 pages need 20, more than an EPC of 16 pages holds. (5 000 pages,
+    10 VA pages, replay in it: that is the boundary's other side.)"""
+    path = tmp_path / "wide.oracleGeneral"
+    write_oracle_general(path, np.arange(10_000, dtype=np.uint64))
+    fails(capsys, replay(path, "oracleGeneral", epc="16", policy="sgx"),
+          "not enough EPC for the replay enclave's VA pages", "tenant 0's 10000 pages",
+          "need 20 resident VA pages", "the EPC has 16", f"({path})")
+
+
 def test_good_trace_after_errors(capsys, good: Path, tmp_path: Path) -> None:
     """The command still works (status 0, nothing on stderr) after failed runs."""
     write_csv(tmp_path / "ok.csv", np.arange(200, dtype=np.uint64) % 50)

@@ -53,6 +53,7 @@ from epcsim.kernel.encl import (
     EP_PRESENT,
     EP_YOUNG,
     NONE,
+    SGX_VA_SLOT_COUNT,
     eldu_metadata,
     secs_eldu_metadata,
 )
@@ -865,8 +866,13 @@ class Replay:
         drv, ds = k.sgx, k.sgx.ds
         # VA pages for the whole footprint now, as if every page had been added: the fault
         # path then never needs one (the kernel's EAUG path grows without reclaim).
-        if drv.grow_many(e, int(self.footprint[t]), True) < 0:
-            raise ReplayError("not enough EPC for the replay enclave's VA pages")
+        pages = int(self.footprint[t])
+        if drv.grow_many(e, pages, True) < 0:
+            vas = -(-(int(ds.e_page_cnt[e]) + pages) // SGX_VA_SLOT_COUNT)
+            raise ReplayError(f"not enough EPC for the replay enclave's VA pages: tenant {t}'s "
+                              f"{pages} pages need {vas} resident VA pages (one per "
+                              f"{SGX_VA_SLOT_COUNT} pages) beside its thread's, and the EPC "
+                              f"has {self.cfg.epc_pages}; give more --epc-pages")
         mm = k.new_mm(f"tenant{t}")
         f.mmap(mm, base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED)
         # The thread's TCS, SSA frame and stack stay resident: pinned off the LRU.
