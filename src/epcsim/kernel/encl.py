@@ -60,6 +60,12 @@ SGX_VA_SLOT_COUNT = 512
 MAX_ENCLAVES = 0xFFFF  # ep_encl is u16
 NONE = -1
 
+
+def va_pages_for(page_cnt: int) -> int:
+    """The VA pages an enclave of ``page_cnt`` pages holds: :meth:`SgxDriver.grow` adds one
+    whenever the count reaches a multiple of ``SGX_VA_SLOT_COUNT``."""
+    return -(-page_cnt // SGX_VA_SLOT_COUNT)
+
 # Per-enclave counters (e_cnt columns).
 EC_FAULTS, EC_ELDU, EC_EWB, EC_EAUG, EC_SECS_EWB, EC_SECS_ELDU, EC_EBUSY, EC_SIGBUS = range(8)
 ENCL_COUNTERS = ("faults", "eldu", "ewb", "eaug", "secs_ewb", "secs_eldu", "ebusy_retries",
@@ -767,7 +773,7 @@ class SgxDriver:
         ds = self.ds
         self._current(e)
         have = int(ds.e_page_cnt[e])
-        need = -(-(have + n) // SGX_VA_SLOT_COUNT) - -(-have // SGX_VA_SLOT_COUNT)
+        need = va_pages_for(have + n) - va_pages_for(have)
         self.cpu.reserve_va_rows(need)
         done = 0
         while done < need:

@@ -56,6 +56,7 @@ from epcsim.kernel.encl import (
     SGX_VA_SLOT_COUNT,
     eldu_metadata,
     secs_eldu_metadata,
+    va_pages_for,
 )
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
 from epcsim.kernel.ioctl import (
@@ -868,7 +869,7 @@ class Replay:
         # path then never needs one (the kernel's EAUG path grows without reclaim).
         pages = int(self.footprint[t])
         if drv.grow_many(e, pages, True) < 0:
-            vas = -(-(int(ds.e_page_cnt[e]) + pages) // SGX_VA_SLOT_COUNT)
+            vas = va_pages_for(int(ds.e_page_cnt[e]) + pages)
             raise ReplayError(f"not enough EPC for the replay enclave's VA pages: tenant {t}'s "
                               f"{pages} pages need {vas} resident VA pages (one per "
                               f"{SGX_VA_SLOT_COUNT} pages) beside its thread's, and the EPC "
