@@ -250,19 +250,3 @@ def _tz(x: np.uint64) -> int:
 def test_trailing_zeros_counts_below_the_lowest_set_bit(x: int) -> None:
     want = (x & -x).bit_length() - 1
     assert _tz(np.uint64(x)) == want
-
-
-def test_the_disk_cache_of_a_compiled_function_is_keyed_on_every_source_file(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inlined callees from other files are compiled into a function, so an edit anywhere
-    in the package must miss its cache entry, not only an edit to its own file."""
-    import epcsim.jit as jit
-    from epcsim.hw.encls import eaug
-
-    assert isinstance(eaug._cache, jit._PackageCache)
-    codegen = eaug.targetctx.codegen()
-    sig = (numba.int64,)
-    key = eaug._cache._index_key(sig, codegen)
-    assert key[2][-1] == jit._package_stamp()
-    monkeypatch.setattr(jit, "_STAMP", "another tree")
-    assert eaug._cache._index_key(sig, codegen) != key

@@ -7,16 +7,15 @@ the same source runs as ordinary Python; the tests use that to check both paths 
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numba
 from numba.core import config
-from numba.core.caching import FunctionCache
 
 from epcsim import jit_inline
+from epcsim.jitcache import ContentCache, register_extension
 
 if config.DISABLE_JIT:
     # Interpreted, numpy's unsigned scalars warn when they wrap; compiled code wraps silently.
@@ -57,84 +56,16 @@ def njit_closure(fn: F, cache: bool = False) -> F:
 
 
 def _package_cached(disp: Any) -> Any:
-    """``disp`` with its disk cache keyed on every source file of epcsim, not its own alone.
-
-    numba checks a cached function against its own file; but inlined callees, which may
-    live in other files, are compiled into it, so an edit to a leaf in ``hw/encls.py`` left
-    the driver's cached functions running the leaf's old code (an EWB sealed by the new
-    code, an ELDU checking with the old).
-    """
+    """``disp`` with its disk cache keyed by exactly what it compiles (:mod:`epcsim.jitcache`)."""
     if not config.DISABLE_JIT:
-        disp._cache = _PackageCache(disp.py_func)
+        disp._cache = ContentCache(disp.py_func)
     return disp
 
 
 def _closure_cached(disp: Any, cache: bool) -> Any:
     if cache and not config.DISABLE_JIT:
-        disp._cache = _ClosureCache(disp.py_func)
+        disp._cache = ContentCache(disp.py_func)
     return disp
-
-
-def _package_stamp() -> str:
-    """Names, sizes and times of every source file of epcsim: a closure's compiled code
-    depends on the functions it closes over, which may live in any of them."""
-    global _STAMP
-    if _STAMP is None:
-        from pathlib import Path
-
-        h = hashlib.sha256()
-        for f in sorted(Path(__file__).parent.rglob("*.py")):
-            st = f.stat()
-            h.update(f"{f.relative_to(Path(__file__).parent)}:{st.st_size}:{st.st_mtime_ns};"
-                     .encode())
-        _STAMP = h.hexdigest()
-    return _STAMP
-
-
-_STAMP: str | None = None
-
-
-def _stable(x: Any) -> Any:
-    """A description of a closure cell that is the same in every process.
-
-    numba keys a closure's cache entry on the pickled cells, and a pickled dispatcher
-    carries a per-process id, so closures over compiled functions were compiled again in
-    every process (a minute for the replay engine). A dispatcher is described instead by its
-    module, name, bytecode and, recursively, its own cells; anything else keeps numba's
-    pickle.
-    """
-    from numba.core.dispatcher import Dispatcher
-
-    if isinstance(x, Dispatcher):
-        fn = x.py_func
-        cells = tuple(_stable(c.cell_contents) for c in fn.__closure__ or ())
-        return ("fn", fn.__module__, fn.__qualname__, fn.__code__.co_code, cells)
-    if isinstance(x, tuple):
-        return tuple(_stable(v) for v in x)
-    if x is None or isinstance(x, (bool, int, float, str, bytes)):
-        return x
-    from numba.core.serialize import dumps
-
-    return ("pickle", dumps(x))
-
-
-class _PackageCache(FunctionCache):  # type: ignore[misc]
-    """numba's function cache, keyed also on the stamp of every source file of epcsim."""
-
-    def _index_key(self, sig, codegen):  # type: ignore[no-untyped-def]
-        sig_, magic, hashes = super()._index_key(sig, codegen)
-        return (sig_, magic, hashes + (_package_stamp(),))
-
-
-class _ClosureCache(FunctionCache):  # type: ignore[misc]
-    """numba's function cache with a closure's cells keyed by :func:`_stable`."""
-
-    def _index_key(self, sig, codegen):  # type: ignore[no-untyped-def]
-        fn = self._py_func
-        cells = repr(tuple(_stable(c.cell_contents) for c in fn.__closure__ or ()))
-        digest = hashlib.sha256((cells + _package_stamp()).encode()).hexdigest()
-        return (sig, codegen.magic_tuple(),
-                (hashlib.sha256(fn.__code__.co_code).hexdigest(), digest))
 
 
 def _make_unmanaged_array():  # type: ignore[no-untyped-def]
@@ -236,8 +167,12 @@ def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
 
 
 UnmanagedArray = _make_unmanaged_array()
+# How unmanaged views are lowered decides the code of every function that uses them.
+register_extension(_make_unmanaged_array)
+register_extension(_lower_element_access)
 
 
+@register_extension
 def _unmanaged_type(ty):  # type: ignore[no-untyped-def]
     """``ty`` with every array (also inside tuples and named tuples) made unmanaged."""
     from numba.core import types
@@ -254,6 +189,7 @@ def _unmanaged_type(ty):  # type: ignore[no-untyped-def]
     return ty
 
 
+@register_extension
 def _unmanaged_value(context, builder, ty, out_ty, value):  # type: ignore[no-untyped-def]
     from numba.core import cgutils, types
 
@@ -379,6 +315,7 @@ def state_handle(state: Any) -> Any:
     return np.array(words, dtype=np.int64)
 
 
+@register_extension
 def _word_reader(builder, words):  # type: ignore[no-untyped-def]
     """A function loading the next 64-bit word from the pointer ``words``, one per call."""
     from llvmlite import ir
@@ -393,6 +330,7 @@ def _word_reader(builder, words):  # type: ignore[no-untyped-def]
     return word
 
 
+@register_extension
 def _array_from_words(context, builder, aty, word, strided):  # type: ignore[no-untyped-def]
     """An array of type ``aty`` from its words: data address, shape, then its strides when
     ``strided``; otherwise the strides of a C-contiguous array of that shape."""

@@ -1,0 +1,324 @@
+"""The disk cache of compiled code, keyed by exactly what was compiled.
+
+numba keys a cached function on its own source file's time stamp and keeps the cache beside
+the source. Both were wrong for epcsim: a compiled function carries the code of every
+compiled function it calls (numba links the callees' code into the caller's library), so a
+stale callee went unnoticed, and keying on every file instead (what epcsim did before)
+recompiled everything after any edit anywhere, a comment in the report included. A reinstall
+also dropped the cache with the installed sources.
+
+Here a cache entry's key is a digest of
+
+* the function's own code: bytecode, constants (docstrings left out), names and the code of
+  nested functions, not line numbers, so an edit to a comment or a docstring changes nothing;
+* every value its code refers to by name, resolved as numba resolves it: a compiled function
+  by its own digest (recursively, so a callee's edit reaches every caller that contains it),
+  a constant by its value, an array by its bytes, a class by its name and its integer
+  members, a module by the members the code names, a plain function (the extensions numba
+  calls to generate code) by its code;
+* the cells of a closure, the same way;
+* epcsim's code-generation extensions (:data:`EXTENSIONS`), which change how every function
+  is lowered; and numba's own key: the signature and the target machine.
+
+The entries live under the user's cache directory (``$EPCSIM_CACHE_DIR``, else
+``$XDG_CACHE_HOME/epcsim`` or ``~/.cache/epcsim``), one file per key named by the key's
+digest, in a folder per numba and Python version. Identical sources find their code again
+after a reinstall or in another checkout; two processes compiling the same function write
+the same file (atomically), never each other's.
+"""
+
+from __future__ import annotations
+
+import builtins
+import enum
+import hashlib
+import inspect
+import os
+import sys
+import types as pytypes
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
+from numba.core.serialize import dumps
+
+# Functions whose code shapes how numba lowers every function of epcsim (jit.py registers
+# them); their digest is part of every key. Filled by :func:`register_extension`.
+EXTENSIONS: list[Callable[..., Any]] = []
+
+
+def register_extension(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``fn`` as code-generation code that every compiled function depends on."""
+    EXTENSIONS.append(fn)
+    _EXTENSION_DIGEST.clear()
+    return fn
+
+
+def cache_dir() -> Path:
+    """Where compiled code is kept: ``$EPCSIM_CACHE_DIR``, else the user's cache folder."""
+    env = os.environ.get("EPCSIM_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "epcsim"
+
+
+def code_dir() -> Path:
+    """The folder of this numba and Python: another version never reads these files."""
+    return cache_dir() / (f"numba-{numba.__version__}-py{sys.version_info[0]}"
+                          f"{sys.version_info[1]}{getattr(sys, 'abiflags', '')}")
+
+
+# ----------------------------------------------------------------------------- digests
+
+# Modules whose members are digested by name only: what numba, numpy and the standard
+# library do for compiled code changes with their versions, and numba's and Python's are in
+# the folder's name.
+_THIRD_PARTY = ("numpy", "numba", "llvmlite", "math", "builtins", "operator", "typing",
+                "collections", "functools", "itertools", "enum", "dataclasses", "cmath")
+
+
+def _is_own_module(name: str | None) -> bool:
+    return bool(name) and not name.split(".")[0] in _THIRD_PARTY
+
+
+def _code_bytes(code: pytypes.CodeType, h: Any, doc: str | None = None) -> None:
+    """The parts of a code object that decide what it computes: no line numbers, no file,
+    and not ``doc``, the function's docstring."""
+    h.update(code.co_code)
+    h.update(repr((code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+                   code.co_flags, code.co_names, code.co_varnames, code.co_freevars,
+                   code.co_cellvars)).encode())
+    consts = code.co_consts
+    if doc is not None and consts and consts[0] == doc:
+        consts = consts[1:]
+    for c in consts:
+        if isinstance(c, pytypes.CodeType):
+            _code_bytes(c, h)
+        else:
+            h.update(repr(c).encode())
+            h.update(b"\0")
+
+
+def _names(code: pytypes.CodeType) -> set[str]:
+    """Every global or attribute name a code object (and the code nested in it) uses."""
+    out = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, pytypes.CodeType):
+            out |= _names(c)
+    return out
+
+
+class _Digester:
+    """Digests of values as compiled code sees them, memoised for one process."""
+
+    def __init__(self) -> None:
+        self.done: dict[int, str] = {}
+        self.active: set[int] = set()
+
+    def function(self, fn: Callable[..., Any]) -> str:
+        """The digest of a Python function's code, its globals as it names them, its cells."""
+        key = id(fn)
+        hit = self.done.get(key)
+        if hit is not None:
+            return hit
+        if key in self.active:
+            # A recursive function: its own name stands for itself.
+            return "recursive:" + getattr(fn, "__qualname__", "?")
+        self.active.add(key)
+        try:
+            h = hashlib.sha256()
+            code = fn.__code__
+            _code_bytes(code, h, fn.__doc__)
+            names = _names(code)
+            g = fn.__globals__
+            for name in sorted(names):
+                if name in g:
+                    h.update(f"g:{name}={self.value(g[name], names)};".encode())
+                elif hasattr(builtins, name):
+                    h.update(f"b:{name};".encode())
+            for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+                try:
+                    v = cell.cell_contents
+                except ValueError:      # an empty cell (the function itself, later)
+                    v = None
+                h.update(f"c:{name}={self.value(v, names)};".encode())
+            for d in fn.__defaults__ or ():
+                h.update(f"d:{self.value(d, names)};".encode())
+            out = h.hexdigest()
+        finally:
+            self.active.discard(key)
+        self.done[key] = out
+        return out
+
+    def value(self, v: Any, names: set[str]) -> str:
+        """What a value referred to by compiled code contributes to its key."""
+        from numba.core import types as nbtypes
+        from numba.core.dispatcher import Dispatcher
+
+        if v is None or isinstance(v, (bool, int, float, complex, str, bytes)):
+            return repr(v)
+        if isinstance(v, enum.Enum):
+            return f"{type(v).__qualname__}.{v.name}={v.value!r}"
+        if isinstance(v, (tuple, list, frozenset)):
+            return "(" + ",".join(self.value(x, names) for x in v) + ")"
+        if isinstance(v, Dispatcher):
+            return "jit:" + self.function(v.py_func)
+        if isinstance(v, np.ndarray):
+            return f"array:{v.dtype.descr}:{v.shape}:" + hashlib.sha256(
+                np.ascontiguousarray(v).view(np.uint8).tobytes()).hexdigest()
+        if isinstance(v, np.dtype):
+            return f"dtype:{v.descr}"
+        if isinstance(v, np.generic):
+            return f"{type(v).__name__}:{v!r}"
+        if isinstance(v, nbtypes.Type):
+            return f"nbtype:{v}"
+        if isinstance(v, pytypes.ModuleType):
+            if not _is_own_module(v.__name__):
+                return "module:" + v.__name__
+            parts = [f"module:{v.__name__}"]
+            for name in sorted(names):
+                if name in vars(v):
+                    parts.append(f"{name}={self.value(vars(v)[name], names)}")
+            return "[" + ";".join(parts) + "]"
+        if isinstance(v, type):
+            ints = sorted((k, x) for k, x in vars(v).items()
+                          if isinstance(x, (int, str)) and not k.startswith("__"))
+            fields = getattr(v, "_fields", None)
+            return f"class:{v.__module__}.{v.__qualname__}:{ints!r}:{fields!r}"
+        defn = getattr(v, "_defn", None)       # an @intrinsic: its code generator
+        if callable(defn):
+            return "intrinsic:" + self.function(defn)
+        if isinstance(v, pytypes.FunctionType):
+            if not _is_own_module(v.__module__):
+                return f"function:{v.__module__}.{v.__qualname__}"
+            return "function:" + self.function(v)
+        if isinstance(v, (pytypes.BuiltinFunctionType, pytypes.MethodType)):
+            return f"builtin:{getattr(v, '__module__', '')}.{getattr(v, '__qualname__', v)}"
+        mod = getattr(type(v), "__module__", "")
+        if not _is_own_module(mod):
+            # numba's and numpy's own objects (overloads, ufuncs...): their versions are
+            # in the cache folder's name.
+            return f"object:{mod}.{type(v).__qualname__}:{getattr(v, '__name__', '')}"
+        return f"object:{mod}.{type(v).__qualname__}:" + hashlib.sha256(
+            dumps(v)).hexdigest()
+
+
+_digester = _Digester()
+
+
+def digest(fn: Callable[..., Any]) -> str:
+    """The digest of a compiled function (or its Python function): what its key depends on."""
+    py = getattr(fn, "py_func", fn)
+    return _digester.function(py)
+
+
+_EXTENSION_DIGEST: list[str] = []
+
+
+def _extension_digest() -> str:
+    if not _EXTENSION_DIGEST:
+        h = hashlib.sha256()
+        for fn in EXTENSIONS:
+            h.update(_digester.function(fn).encode())
+        _EXTENSION_DIGEST.append(h.hexdigest())
+    return _EXTENSION_DIGEST[0]
+
+
+# ----------------------------------------------------------------------------- the cache
+
+class _Locator(_CacheLocator):  # type: ignore[misc]
+    """The folder of :func:`code_dir`, whatever file the function lives in."""
+
+    def __init__(self, py_func: Callable[..., Any], py_file: str) -> None:
+        self._py_func = py_func
+        self._py_file = py_file
+
+    def ensure_cache_path(self) -> None:
+        os.makedirs(self.get_cache_path(), exist_ok=True)
+
+    def get_cache_path(self) -> str:
+        return str(code_dir())
+
+    def get_source_stamp(self) -> str:
+        return "content-keyed"
+
+    def get_disambiguator(self) -> str:
+        return "k"
+
+    @classmethod
+    def from_function(cls, py_func: Callable[..., Any], py_file: str) -> _Locator:
+        return cls(py_func, py_file)
+
+
+class _Impl(CompileResultCacheImpl):  # type: ignore[misc]
+    _locator_classes = [_Locator]
+
+    def get_filename_base(self, fullname: str, abiflags: str) -> str:
+        return fullname.replace("<", "").replace(">", "")
+
+
+class _KeyedFile:
+    """One file per key, named by the key's digest: no index to race over."""
+
+    def __init__(self, folder: str, base: str) -> None:
+        self.folder = folder
+        self.base = base
+
+    def path(self, key: Any) -> str:
+        name = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+        return os.path.join(self.folder, f"{self.base}.{name}.nbc")
+
+    def load(self, key: Any) -> Any:
+        import pickle
+
+        try:
+            with open(self.path(key), "rb") as f:
+                stored_key, data = pickle.loads(f.read())
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            return None
+        return data if stored_key == repr(key) else None
+
+    def save(self, key: Any, data: Any) -> None:
+        path = self.path(key)
+        tmp = f"{path}.tmp.{uuid.uuid4().hex[:16]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(dumps((repr(key), data)))
+            os.replace(tmp, path)
+        except OSError:
+            # An unwritable cache costs a compile next time, never the run.
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def flush(self) -> None:
+        pass
+
+
+class ContentCache(FunctionCache):  # type: ignore[misc]
+    """numba's function cache with epcsim's keys and folder (see the module docstring)."""
+
+    _impl_class = _Impl
+
+    def __init__(self, py_func: Callable[..., Any]) -> None:
+        self._name = repr(py_func)
+        self._py_func = py_func
+        self._impl = self._impl_class(py_func)
+        self._cache_path = self._impl.locator.get_cache_path()
+        self._cache_file = _KeyedFile(self._cache_path, self._impl.filename_base)
+        self.enable()
+
+    def _index_key(self, sig: Any, codegen: Any) -> Any:
+        return (str(sig), codegen.magic_tuple(), digest(self._py_func), _extension_digest())
+
+    def _save_overload(self, sig: Any, data: Any) -> None:
+        try:
+            super()._save_overload(sig, data)
+        except OSError:
+            pass
