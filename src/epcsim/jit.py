@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numba
+import numpy as np
 from numba.core import config
+from numba.core import types as nbtypes
 
 from epcsim import jit_inline
 from epcsim.jitcache import ContentCache, register_extension
@@ -68,29 +70,34 @@ def _closure_cached(disp: Any, cache: bool) -> Any:
     return disp
 
 
-def _make_unmanaged_array():  # type: ignore[no-untyped-def]
-    from numba.core import types
+class UnmanagedArray(nbtypes.Array):  # type: ignore[misc]
+    """An array whose memory the Python side keeps alive: no reference counting.
+
+    numba increments and decrements the reference count of every array a compiled
+    function receives, reads from a tuple or hands on, through a call to the runtime per
+    array even when there is no count to change (a view without a meminfo). With the
+    model's state tuples that was over five hundred calls per replayed fault, a quarter
+    of the ``sgx`` engine's time. An array of this type has the same layout and
+    operations, and its data model reports no meminfo, so none of those calls is
+    emitted. Slices and copies of it are ordinary arrays.
+
+    Defined at module level: a cached function's signature is pickled with its code, and a
+    type pickles by reference only when it can be imported by name (a class made inside a
+    function would come back as another class, and the cached code would match no caller).
+    """
+
+    def __init__(self, dtype, ndim, layout, readonly=False, name=None,  # type: ignore[no-untyped-def]
+                 aligned=True):
+        if name is None:
+            name = f"unmanaged array({dtype}, {ndim}d, {layout})"
+        super().__init__(dtype, ndim, layout, readonly=readonly, name=name,
+                         aligned=aligned)
+
+
+@register_extension
+def _make_unmanaged_array_model() -> None:
     from numba.core.datamodel.models import ArrayModel
     from numba.extending import register_model
-
-    class UnmanagedArray(types.Array):  # type: ignore[misc]
-        """An array whose memory the Python side keeps alive: no reference counting.
-
-        numba increments and decrements the reference count of every array a compiled
-        function receives, reads from a tuple or hands on, through a call to the runtime per
-        array even when there is no count to change (a view without a meminfo). With the
-        model's state tuples that was over five hundred calls per replayed fault, a quarter
-        of the ``sgx`` engine's time. An array of this type has the same layout and
-        operations, and its data model reports no meminfo, so none of those calls is
-        emitted. Slices and copies of it are ordinary arrays.
-        """
-
-        def __init__(self, dtype, ndim, layout, readonly=False, name=None,  # type: ignore[no-untyped-def]
-                     aligned=True):
-            if name is None:
-                name = f"unmanaged array({dtype}, {ndim}d, {layout})"
-            super().__init__(dtype, ndim, layout, readonly=readonly, name=name,
-                             aligned=aligned)
 
     @register_model(UnmanagedArray)
     class UnmanagedArrayModel(ArrayModel):  # type: ignore[misc]
@@ -101,7 +108,6 @@ def _make_unmanaged_array():  # type: ignore[no-untyped-def]
             return []
 
     _lower_element_access(UnmanagedArray)
-    return UnmanagedArray
 
 
 def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
@@ -166,10 +172,70 @@ def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
         return context.get_dummy_value()
 
 
-UnmanagedArray = _make_unmanaged_array()
+_make_unmanaged_array_model()
 # How unmanaged views are lowered decides the code of every function that uses them.
-register_extension(_make_unmanaged_array)
 register_extension(_lower_element_access)
+
+
+class Table(np.ndarray):
+    """A table of the model's state: an ndarray that compiled code sees as unmanaged.
+
+    numba counts references on every array a compiled function receives, reads from a tuple
+    or passes on: an atomic increment and decrement each, about 50 ns for a call that hands
+    over three tables (measured: docs/design.md). The Python object that owns the state
+    keeps its tables alive, so compiled code needs no count: a ``Table`` is typed as
+    :class:`UnmanagedArray` when it crosses into compiled code, and every rule is compiled
+    once, for that type, whether Python or another rule calls it. Make one with
+    :func:`table`; numpy operations on it give plain arrays again, so a table that is
+    replaced (it grew) is made a table again.
+    """
+
+
+class RecordTable(np.recarray):
+    """A :class:`Table` of records: ``tbl[i].field`` reads and writes the same compiled and
+    interpreted (a plain structured array's element has no field attributes)."""
+
+
+def table(a: np.ndarray) -> np.ndarray:
+    """``a`` as a :class:`Table` (:class:`RecordTable` for a structured dtype), no copy."""
+    if a.dtype.names is not None:
+        return a.view(RecordTable)
+    return a.view(Table)
+
+
+@register_extension
+def _register_tables() -> None:
+    from llvmlite import ir
+    from numba.core import cgutils, types
+    from numba.extending import NativeValue, typeof_impl, unbox
+    from numba.np import numpy_support
+
+    def typeof_table(val, c):  # type: ignore[no-untyped-def]
+        dtype = numpy_support.from_dtype(val.dtype)
+        return UnmanagedArray(dtype, val.ndim, numpy_support.map_layout(val),
+                              readonly=not val.flags.writeable)
+
+    typeof_impl.register(Table)(typeof_table)
+    typeof_impl.register(RecordTable)(typeof_table)
+
+    @unbox(UnmanagedArray)
+    def unbox_table(typ, obj, c):  # type: ignore[no-untyped-def]
+        """The array's data, shapes and strides, with no meminfo (numba's adaptor for a
+        runtime without reference counts)."""
+        ary = c.context.make_array(typ)(c.context, c.builder)
+        ptr = c.builder.bitcast(ary._getpointer(), c.pyapi.voidptr)
+        fnty = ir.FunctionType(ir.IntType(32), [c.pyapi.pyobj, c.pyapi.voidptr])
+        fn = cgutils.get_or_insert_function(c.builder.module, fnty, "numba_adapt_ndarray")
+        err = c.builder.call(fn, (obj, ptr))
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        failed = cgutils.is_not_null(c.builder, err)
+        with c.builder.if_then(failed, likely=False):
+            c.pyapi.err_set_string("PyExc_TypeError", "a model table is not an ndarray")
+        return NativeValue(c.builder.load(ary._getpointer()), is_error=failed)
+
+
+if not config.DISABLE_JIT:
+    _register_tables()
 
 
 @register_extension

@@ -65,6 +65,7 @@ from epcsim.hw.epc import (
     EPCM_VALID,
     EPCM_W,
     EPCM_X,
+    G_LOCKED,
     G_NLOCKED,
     MAX_LOCKED,
     NO_PAGE,
@@ -75,7 +76,6 @@ from epcsim.hw.epc import (
     make_state,
 )
 from epcsim.hw.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Memory
-from epcsim.jit import state_handle
 
 DEFAULT_EPC_BASE = 0x8000_0000
 _ZERO_PAGE = bytes(PAGE_SIZE)   # what a metadata-mode page holds when EADD staged none
@@ -157,8 +157,6 @@ class Processor:
     """
 
     # Defaults for the guest views, which do not run this constructor; set on first use.
-    _handle_of: HwState | None = None
-    _state_handle: np.ndarray | None = None
     _plaintext: np.ndarray | None = None   # the page ELDU opened, before the leaf commits it
 
     def __init__(self, sections: list[EpcSection] | None = None, *, epc_size: int = 0,
@@ -276,7 +274,7 @@ class Processor:
         n = int(self.st.g[G_NLOCKED])
         if n >= MAX_LOCKED:
             raise ValueError("too many injected conflicts")
-        self.st.locked[n] = page
+        self.st.g[G_LOCKED + n] = page
         self.st.g[G_NLOCKED] = n + 1
 
     def inject_secs_lock(self, secs_addr: int, bits: int) -> None:
@@ -288,7 +286,6 @@ class Processor:
 
     def clear_injections(self) -> None:
         self.st.g[G_NLOCKED] = 0
-        self.st.locked[:] = NO_PAGE
         self.st.s_lock[:] &= np.uint8(L.SECS_TRACK_BY_HOST)
 
     # ------------------------------------------------------------------ inspection
@@ -545,7 +542,7 @@ class Processor:
     def eextend_page(self, secs: int, page: int, offset: int) -> int:
         # By handle, and the operands' addresses only for a fault: a page is 16 EEXTENDs,
         # and unboxing the state tuple at each call was a fifth of building an enclave.
-        code = L.eextend_h(self._handle(), secs, page)
+        code = L.eextend(self.st, secs, page)
         rc = SgxReturn.SGX_SUCCESS if code == L.SUCCESS else self._result(
             code, "EEXTEND", {L.OP_RCX: self.page_addr(page) + offset,
                               L.OP_SECS: self.page_addr(secs)})
@@ -788,14 +785,6 @@ class Processor:
                  rec[L.W_LINADDR], secinfo, plaintext, out[i * SEALED_SIZE:(i + 1) * SEALED_SIZE])
         st.data[hosts] = 0
 
-    def _handle(self) -> np.ndarray:
-        """The state handle of ``self.st`` (see :func:`epcsim.jit.state_handle`)."""
-        st = self.st
-        if st is not self._handle_of:
-            self._state_handle = state_handle(st)
-            self._handle_of = st
-        return self._state_handle
-
     @staticmethod
     def _aad_eid(eid: int, secinfo: int, pcmd_eid: int) -> int:
         # A SECS carries its own EID inside its sealed contents; binding PCMD.ENCLAVEID in
@@ -866,9 +855,8 @@ class Processor:
         """:meth:`eldu_page` from the PCMD's fields and, in content mode, ``blob``: the
         ciphertext then the MAC (:data:`SEALED_SIZE` bytes, or None when there is none);
         ``mac`` is the PCMD's MAC, which metadata mode checks."""
-        h = self._handle()
         pt = (secinfo >> 8) & 0xFF
-        version, eid = L.eldu_keys_h(h, va, slot, secs, pt)
+        version, eid = L.eldu_keys(self.st, va, slot, secs, pt)
         version, eid = int(version), int(eid)
         if aux is None:
             aux = self._aux.get(version, 0)
@@ -890,7 +878,7 @@ class Processor:
                 or not 0 <= pcmd_eid < 1 << 63 or not 0 <= mac64 < 1 << 63):
             # values no EWB produces: the MAC cannot match (and compiled code stays int64)
             verdict, linaddr, pcmd_eid, mac64 = 0, 0, 0, 0
-        code = L.eldu_h(h, target, va, slot, secs, linaddr, secinfo16, pcmd_eid, mac64, aux,
+        code = L.eldu_content(self.st, target, va, slot, secs, linaddr, secinfo16, pcmd_eid, mac64, aux,
                         blocked, conflict_codes, ctx, context & ((1 << 63) - 1), verdict,
                         plaintext)
         if code == L.SUCCESS:

@@ -33,6 +33,7 @@ from epcsim.hw.epc import (
     EPCM_X,
     EPT_NONE,
     G_CONTENT,
+    G_LOCKED,
     G_MAC_KEY,
     G_NEXT_EID,
     G_NEXT_VERSION,
@@ -42,7 +43,6 @@ from epcsim.hw.epc import (
     G_SECS_FREE_TOP,
     G_VA_FREE_TOP,
     G_XLOG_N,
-    HW_STATE_TYPE,
     NO_PAGE,
     SECS_LOCK_EPOCH,
     SECS_LOCK_MEASURE,
@@ -74,7 +74,7 @@ from epcsim.hw.tracking import (
     start_tracking_cycle,
     tracking_correct,
 )
-from epcsim.jit import from_handle, from_words, njit, njit_inline
+from epcsim.jit import njit, njit_inline
 
 # Page types (arch.PageType), as plain ints for compiled code.
 PT_SECS = 0
@@ -181,8 +181,13 @@ def is_fault(code: int) -> bool:
 @njit_inline
 def page_locked(st: HwState, page: int) -> bool:
     """True when an injected concurrent leaf holds ``page`` (sgx-arch.md §3)."""
+    return st.g[G_NLOCKED] != 0 and _locked_by_another(st, page)
+
+
+@njit
+def _locked_by_another(st: HwState, page: int) -> bool:
     for i in range(i64(st.g[G_NLOCKED])):
-        if st.locked[i] == page:
+        if i64(st.g[G_LOCKED + i]) == page:
             return True
     return False
 
@@ -202,32 +207,32 @@ def is_child_type(pt: int) -> bool:
 
 @njit_inline
 def valid(st: HwState, page: int) -> bool:
-    return (st.flags[page] & EPCM_VALID) != 0
+    return (st.epcm[page].bits & EPCM_VALID) != 0
 
 
 @njit_inline
 def is_valid_secs(st: HwState, page: int) -> bool:
-    return valid(st, page) and st.pt[page] == PT_SECS
+    return valid(st, page) and st.epcm[page].pt == PT_SECS
 
 
 @njit_inline
 def initialized(st: HwState, row: int) -> bool:
-    return (st.s_attr[row] & 1) != 0
+    return (st.secs[row].s_attr & 1) != 0
 
 
 @njit_inline
 def page_linaddr(st: HwState, page: int) -> int:
     """ENCLAVEADDRESS of a child page."""
-    return i64(st.s_base[st.row[page]]) + (i64(st.lin[page]) << 12)
+    return i64(st.secs[st.epcm[page].row].s_base) + (i64(st.epcm[page].lin) << 12)
 
 
 @njit_inline
 def in_elrange(st: HwState, row: int, linaddr: int) -> bool:
-    base = i64(st.s_base[row])
-    return base <= linaddr < base + i64(st.s_size[row])
+    base = i64(st.secs[row].s_base)
+    return base <= linaddr < base + i64(st.secs[row].s_size)
 
 
-@njit_inline
+@njit
 def _mix(h: np.uint64, w: np.uint64) -> np.uint64:
     h ^= w
     h *= np.uint64(0x9E3779B97F4A7C15)
@@ -242,7 +247,7 @@ _MAC_K = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB8
           0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53)
 
 
-@njit_inline
+@njit
 def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, aux: int,
                  pcmd_eid: int) -> int:
     """A keyed 64-bit MAC over the EWB record, for metadata mode (no page bytes).
@@ -266,36 +271,50 @@ def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, a
 
 
 @njit
-def _pop_row(free: np.ndarray, g: np.ndarray, top_index: int) -> int:
-    top = int(g[top_index])
-    if top == 0:
-        return NO_PAGE
-    g[top_index] = top - 1
-    return int(free[top - 1])
+def _pop_secs_row(st: HwState) -> int:
+    """A free row of the SECS table (the caller checked that one is left)."""
+    top = i64(st.g[G_SECS_FREE_TOP]) - 1
+    st.g[G_SECS_FREE_TOP] = top
+    return i64(st.secs[top].s_free)
 
 
 @njit
-def _push_row(free: np.ndarray, g: np.ndarray, top_index: int, row: int) -> None:
-    top = int(g[top_index])
-    free[top] = row
-    g[top_index] = top + 1
+def _push_secs_row(st: HwState, row: int) -> None:
+    top = i64(st.g[G_SECS_FREE_TOP])
+    st.secs[top].s_free = row
+    st.g[G_SECS_FREE_TOP] = top + 1
 
 
-@njit_inline
+@njit
+def _pop_va_row(st: HwState) -> int:
+    """A free row of the version table (the caller checked that one is left)."""
+    top = i64(st.g[G_VA_FREE_TOP]) - 1
+    st.g[G_VA_FREE_TOP] = top
+    return i64(st.va_free[top])
+
+
+@njit
+def _push_va_row(st: HwState, row: int) -> None:
+    top = i64(st.g[G_VA_FREE_TOP])
+    st.va_free[top] = row
+    st.g[G_VA_FREE_TOP] = top + 1
+
+
+@njit
 def _zero_page(st: HwState, page: int) -> None:
     if st.g[G_CONTENT] != 0:
         st.data[page, :] = 0
 
 
-@njit_inline
+@njit
 def set_entry(st: HwState, page: int, flags: int, pt: int, row: int, lin: int, tcs: int) -> None:
     """Fill a freshly allocated EPCM entry (no blocked epoch yet)."""
-    st.flags[page] = flags
-    st.pt[page] = pt
-    st.row[page] = row
-    st.lin[page] = lin
-    st.bepoch[page] = 0
-    st.tcs[page] = tcs
+    st.epcm[page].bits = flags
+    st.epcm[page].pt = pt
+    st.epcm[page].row = row
+    st.epcm[page].lin = lin
+    st.epcm[page].bepoch = 0
+    st.epcm[page].tcs = tcs
 
 
 # --------------------------------------------------------------------------- EPT
@@ -384,9 +403,9 @@ def ept_reload_one(st: HwState, i: int, secs: int) -> int:
     h = ept_take(st, i)
     pt = (i64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
     va = i64(st.xrec[i, X_VA])
-    if va >= 0 and valid(st, va) and st.pt[va] == PT_VA:
+    if va >= 0 and valid(st, va) and st.epcm[va].pt == PT_VA:
         # The version ELDUC consumes: content mode's AES-GCM open uses it (vmx.complete_exits).
-        st.xrec[i, X_VER] = st.va_slots[st.row[va], st.xrec[i, X_SLOT]]
+        st.xrec[i, X_VER] = st.va_slots[st.epcm[va].row, st.xrec[i, X_SLOT]]
     rc = eldu_at(st, h, i64(st.xrec[i, X_VA]), i64(st.xrec[i, X_SLOT]), secs,
                  i64(st.xrec[i, X_LIN]), i64(st.xrec[i, X_SECINFO]), i64(st.xrec[i, X_EID]),
                  i64(st.xrec[i, X_MAC]), i64(st.xrec[i, X_AUX]), st.xrec[i, X_BLOCKED] != 0,
@@ -418,28 +437,28 @@ def ecreate(st: HwState, target: int, base: int, size: int, ssaframesize: int,
         return fault(GP, OP_RCX)
     if st.g[G_SECS_FREE_TOP] == 0:
         return NEED_ROW
-    row = _pop_row(st.s_free, st.g, G_SECS_FREE_TOP)
-    st.s_eid[row] = st.g[G_NEXT_EID]
+    row = _pop_secs_row(st)
+    st.secs[row].s_eid = st.g[G_NEXT_EID]
     st.g[G_NEXT_EID] += 1
-    st.s_page[row] = target
-    st.s_base[row] = base
-    st.s_size[row] = size
-    st.s_attr[row] = attributes
-    st.s_xfrm[row] = xfrm
-    st.s_ssa[row] = ssaframesize
-    st.s_misc[row] = miscselect
-    st.s_chld[row] = 0
-    st.s_vchld[row] = 0
-    st.s_ctx[row] = context
-    st.s_cbepoch[row] = 0
-    st.s_refcnt[row] = 0
-    st.s_prev[row] = 0
-    st.s_lock[row] = 0
+    st.secs[row].s_page = target
+    st.secs[row].s_base = base
+    st.secs[row].s_size = size
+    st.secs[row].s_attr = attributes
+    st.secs[row].s_xfrm = xfrm
+    st.secs[row].s_ssa = ssaframesize
+    st.secs[row].s_misc = miscselect
+    st.secs[row].s_chld = 0
+    st.secs[row].s_vchld = 0
+    st.secs[row].s_ctx = context
+    st.secs[row].s_cbepoch = 0
+    st.secs[row].s_refcnt = 0
+    st.secs[row].s_prev = 0
+    st.secs[row].s_lock = 0
     set_entry(st, target, EPCM_VALID, PT_SECS, row, 0, 0)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def free_target_and_secs(st: HwState, target: int, secs: int) -> int:
     """EADD's and EAUG's common EPCM checks: a free, unlocked target and a resident SECS."""
     if page_locked(st, target):
@@ -462,7 +481,7 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
     rc = free_target_and_secs(st, target, secs)
     if rc != SUCCESS:
         return rc
-    row = i64(st.row[secs])
+    row = i64(st.epcm[secs].row)
     pt = (secinfo >> 8) & 0xFF
     perms = secinfo & EPCM_PERM_MASK
     if pt == PT_TCS:
@@ -473,13 +492,13 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
         return fault(GP, OP_RCX)
     if not in_elrange(st, row, linaddr):
         return fault(GP, OP_RCX)
-    if (st.s_lock[row] & SECS_LOCK_MEASURE) != 0:
+    if (st.secs[row].s_lock & SECS_LOCK_MEASURE) != 0:
         return fault(GP, OP_SECS)
     if initialized(st, row):
         return fault(GP, OP_SECS)
     set_entry(st, target, EPCM_VALID | perms, pt, row,
-              (linaddr - i64(st.s_base[row])) >> 12, tcs_aux if pt == PT_TCS else 0)
-    st.s_chld[row] += 1
+              (linaddr - i64(st.secs[row].s_base)) >> 12, tcs_aux if pt == PT_TCS else 0)
+    st.secs[row].s_chld += 1
     return SUCCESS
 
 
@@ -490,12 +509,12 @@ def eextend(st: HwState, secs: int, chunk_page: int) -> int:
     chunk_page = tx(st, chunk_page)
     if page_locked(st, chunk_page):
         return fault(GP, OP_RCX)
-    if not valid(st, chunk_page) or (st.pt[chunk_page] != PT_REG and st.pt[chunk_page] != PT_TCS):
+    if not valid(st, chunk_page) or (st.epcm[chunk_page].pt != PT_REG and st.epcm[chunk_page].pt != PT_TCS):
         return fault(PF, OP_RCX)
-    row = i64(st.row[chunk_page])
-    if not is_valid_secs(st, secs) or st.s_page[row] != secs:
+    row = i64(st.epcm[chunk_page].row)
+    if not is_valid_secs(st, secs) or st.secs[row].s_page != secs:
         return fault(GP, OP_SECS)
-    if (st.s_lock[row] & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
+    if (st.secs[row].s_lock & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
         return fault(GP, OP_SECS)
     return SUCCESS
 
@@ -508,49 +527,41 @@ def einit_secs_check(st: HwState, secs: int) -> int:
         return fault(GP, OP_SECS)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_SECS)
-    row = i64(st.row[secs])
-    if (st.s_lock[row] & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
+    row = i64(st.epcm[secs].row)
+    if (st.secs[row].s_lock & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
         return fault(GP, OP_SECS)
     return SUCCESS
 
 
 @njit
 def eremove(st: HwState, target: int, ctx: int) -> int:
-    return eremove_inline(st, target, ctx)
-
-
-@njit_inline
-def eremove_inline(st: HwState, target: int, ctx: int) -> int:
-    """EREMOVE spliced into a caller that runs it page after page (boot's sanitize of every
-    EPC page): a call passes the processor's whole state tuple, and 16 M calls took 3.7 s
-    where the leaf's own work on a page already invalid is a few loads."""
     target = tx(st, target)
     ctx = ctx_of(st, ctx)
     if page_locked(st, target):
         return lock_fault(ctx, OP_RCX)
-    f = st.flags[target]
+    f = st.epcm[target].bits
     if (f & EPCM_VALID) == 0:
         return SUCCESS
-    pt = i64(st.pt[target])
+    pt = i64(st.epcm[target].pt)
     if pt == PT_VA:
-        _push_row(st.va_free, st.g, G_VA_FREE_TOP, i64(st.row[target]))
-        st.flags[target] = 0
+        _push_va_row(st, i64(st.epcm[target].row))
+        st.epcm[target].bits = 0
         return SUCCESS
-    row = i64(st.row[target])
+    row = i64(st.epcm[target].row)
     if pt == PT_SECS:
-        if st.s_chld[row] != 0:
+        if st.secs[row].s_chld != 0:
             return CHILD_PRESENT
-        if ctx == CTX_GUEST and st.s_vchld[row] != 0:
+        if ctx == CTX_GUEST and st.secs[row].s_vchld != 0:
             return CHILD_PRESENT
-        st.s_page[row] = NO_PAGE
-        _push_row(st.s_free, st.g, G_SECS_FREE_TOP, row)
-        st.flags[target] = 0
+        st.secs[row].s_page = NO_PAGE
+        _push_secs_row(st, row)
+        st.epcm[target].bits = 0
         return SUCCESS
     accepted_trim = pt == PT_TRIM and (f & EPCM_MODIFIED) == 0
     if not accepted_trim and lps_inside(st, row) > 0:
         return ENCLAVE_ACT
-    st.flags[target] = 0
-    st.s_chld[row] -= 1
+    st.epcm[target].bits = 0
+    st.secs[row].s_chld -= 1
     return SUCCESS
 
 
@@ -562,17 +573,17 @@ def edbg_check(st: HwState, page: int, write: bool, offset: int) -> int:
         return fault(GP, OP_RCX)
     if not valid(st, page):
         return fault(PF, OP_RCX)
-    pt = i64(st.pt[page])
+    pt = i64(st.epcm[page].pt)
     if write:
         if pt != PT_REG and pt != PT_TCS:
             return fault(PF, OP_RCX)
     elif pt != PT_REG and pt != PT_TCS and pt != PT_VA:
         return fault(PF, OP_RCX)
-    if (st.flags[page] & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
+    if (st.epcm[page].bits & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
         return PAGE_NOT_DEBUGGABLE
     if pt == PT_TCS and offset >= 72:
         return fault(GP, OP_RCX)
-    if pt != PT_VA and (st.s_attr[st.row[page]] & 2) == 0:
+    if pt != PT_VA and (st.secs[st.epcm[page].row].s_attr & 2) == 0:
         return fault(GP, OP_RCX)
     return SUCCESS
 
@@ -586,7 +597,7 @@ def epa(st: HwState, target: int) -> int:
         return fault(PF, OP_RCX)
     if st.g[G_VA_FREE_TOP] == 0:
         return NEED_ROW
-    row = _pop_row(st.va_free, st.g, G_VA_FREE_TOP)
+    row = _pop_va_row(st)
     st.va_slots[row, :] = 0
     _zero_page(st, target)
     set_entry(st, target, EPCM_VALID, PT_VA, row, 0, 0)
@@ -607,29 +618,29 @@ def epa_many(st: HwState, pages: np.ndarray) -> tuple[int, int]:
     return -1, SUCCESS
 
 
-@njit_inline
+@njit
 def eblock(st: HwState, target: int) -> int:
     target = tx(st, target)
     if page_locked(st, target):
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
         return PG_INVLD
-    pt = i64(st.pt[target])
+    pt = i64(st.epcm[target].pt)
     if pt == PT_SECS:
         return PG_IS_SECS
     if not is_child_type(pt):
         return NOTBLOCKABLE
-    if (st.flags[target] & EPCM_BLOCKED) != 0:
+    if (st.epcm[target].bits & EPCM_BLOCKED) != 0:
         return BLKSTATE
-    row = i64(st.row[target])
-    if (st.s_lock[row] & SECS_LOCK_EPOCH) != 0:
+    row = i64(st.epcm[target].row)
+    if (st.secs[row].s_lock & SECS_LOCK_EPOCH) != 0:
         return ENTRYEPOCH_LOCKED
-    st.flags[target] |= EPCM_BLOCKED
-    st.bepoch[target] = st.s_cbepoch[row]
+    st.epcm[target].bits |= EPCM_BLOCKED
+    st.epcm[target].bepoch = st.secs[row].s_cbepoch
     return SUCCESS
 
 
-@njit_inline
+@njit
 def etrack(st: HwState, secs: int, ctx: int) -> int:
     secs = tx(st, secs)
     if st.vmcs[V_GUEST] != 0:
@@ -650,38 +661,38 @@ def etrack_guest(st: HwState, secs: int) -> int:
     if (rc & VMEXIT) == 0:
         return rc
     st.vcnt[st.vmcs[V_VM], VC_CONFLICT] += 1
-    row = i64(st.row[secs])
-    if (st.s_lock[row] & SECS_TRACK_BY_HOST) != 0 and (rc & 0xFF) == Q_TRACKING_REFERENCE:
-        for lp in range(st.lp_row.shape[0]):
-            if st.lp_row[lp] == row:
+    row = i64(st.epcm[secs].row)
+    if (st.secs[row].s_lock & SECS_TRACK_BY_HOST) != 0 and (rc & 0xFF) == Q_TRACKING_REFERENCE:
+        for lp in range(st.lp.shape[0]):
+            if st.lp[lp].lp_row == row:
                 aex(st, lp)
         return etrack_host(st, secs, CTX_GUEST)
     return etrack_host(st, secs, CTX_HOST)
 
 
-@njit_inline
+@njit
 def etrack_host(st: HwState, secs: int, ctx: int) -> int:
     if page_locked(st, secs):
         return lock_fault(ctx, OP_RCX)
-    if valid(st, secs) and st.pt[secs] == PT_SECS:
-        row = i64(st.row[secs])
-        if (st.s_lock[row] & SECS_LOCK_TRACKING) != 0:
+    if valid(st, secs) and st.epcm[secs].pt == PT_SECS:
+        row = i64(st.epcm[secs].row)
+        if (st.secs[row].s_lock & SECS_LOCK_TRACKING) != 0:
             if ctx == CTX_GUEST:
                 return VMEXIT | Q_TRACKING_RESOURCE
             return fault(GP, OP_RCX)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_RCX)
-    row = i64(st.row[secs])
-    if st.s_prev[row] != 0:
+    row = i64(st.epcm[secs].row)
+    if st.secs[row].s_prev != 0:
         if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_REFERENCE
         return PREV_TRK_INCMPL
     start_tracking_cycle(st, row)
-    st.s_lock[row] &= ~np.uint8(SECS_TRACK_BY_HOST)
+    st.secs[row].s_lock &= ~np.uint8(SECS_TRACK_BY_HOST)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.ndarray) -> int:
     """EWB: evict ``target`` into VA slot ``slot`` of ``va_page``; fill ``out`` (W_*)."""
     target = tx(st, target)
@@ -693,32 +704,32 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
         return lock_fault(ctx, OP_RDX)
     if not valid(st, target):
         return fault(PF, OP_RCX)
-    if not valid(st, va_page) or st.pt[va_page] != PT_VA:
+    if not valid(st, va_page) or st.epcm[va_page].pt != PT_VA:
         return fault(PF, OP_RDX)
-    pt = i64(st.pt[target])
-    f = i64(st.flags[target])
-    row = i64(st.row[target])
+    pt = i64(st.epcm[target].pt)
+    f = i64(st.epcm[target].bits)
+    row = i64(st.epcm[target].row)
     if is_child_type(pt):
         if (f & EPCM_BLOCKED) == 0:
             return PAGE_NOT_BLOCKED
         if not tracking_correct(st, target):
             return NOT_TRACKED
     elif pt == PT_SECS:
-        if st.s_chld[row] != 0:
+        if st.secs[row].s_chld != 0:
             return CHILD_PRESENT
-        if ctx == CTX_GUEST and st.s_vchld[row] != 0:
+        if ctx == CTX_GUEST and st.secs[row].s_vchld != 0:
             return CHILD_PRESENT
     version = i64(st.g[G_NEXT_VERSION])
     st.g[G_NEXT_VERSION] += 1
     if is_child_type(pt):
-        eid = i64(st.s_eid[row])
+        eid = i64(st.secs[row].s_eid)
         out[W_EID] = eid
         out[W_PCMD_EID] = eid
         out[W_LINADDR] = page_linaddr(st, target)
-        out[W_AUX] = st.tcs[target]
+        out[W_AUX] = st.epcm[target].tcs
     elif pt == PT_SECS:
         out[W_EID] = 0
-        out[W_PCMD_EID] = st.s_eid[row]
+        out[W_PCMD_EID] = st.secs[row].s_eid
         out[W_LINADDR] = 0
         out[W_AUX] = 0
     else:
@@ -732,29 +743,29 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
     out[W_MAC] = metadata_mac(i64(st.g[G_MAC_KEY]), version, i64(out[W_EID]),
                               i64(out[W_LINADDR]), i64(out[W_SECINFO]), i64(out[W_AUX]),
                               i64(out[W_PCMD_EID]))
-    va_row = i64(st.row[va_page])
+    va_row = i64(st.epcm[va_page].row)
     rc = SUCCESS
     if st.va_slots[va_row, slot] != 0:
         rc = VA_SLOT_OCCUPIED
     st.va_slots[va_row, slot] = version
-    st.flags[target] = 0
+    st.epcm[target].bits = 0
     if is_child_type(pt):
-        st.s_chld[row] -= 1
+        st.secs[row].s_chld -= 1
     elif pt == PT_SECS:
-        st.s_page[row] = NO_PAGE
+        st.secs[row].s_page = NO_PAGE
     return rc
 
 
 @njit
 def find_evicted_secs_row(st: HwState, eid: int) -> int:
     """The enclave whose SECS blob names ``eid``; its row outlives the eviction."""
-    for r in range(st.s_eid.shape[0]):
-        if st.s_eid[r] == eid and st.s_page[r] == NO_PAGE and eid != 0:
+    for r in range(st.secs.shape[0]):
+        if st.secs[r].s_eid == eid and st.secs[r].s_page == NO_PAGE and eid != 0:
             return r
     return NO_PAGE
 
 
-@njit_inline
+@njit
 def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
          secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
          ctx: int, context: int, verdict: int) -> int:
@@ -771,7 +782,7 @@ def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: 
                    blocked, conflict_codes, ctx_of(st, ctx), context, verdict)
 
 
-@njit_inline
+@njit
 def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
             secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool,
             conflict_codes: bool, ctx: int, context: int, verdict: int) -> int:
@@ -784,7 +795,7 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
         return lock_fault(ctx, OP_RCX if page_locked(st, target) else OP_RDX)
     if valid(st, target):
         return fault(PF, OP_RCX)
-    if not valid(st, va_page) or st.pt[va_page] != PT_VA:
+    if not valid(st, va_page) or st.epcm[va_page].pt != PT_VA:
         return fault(PF, OP_RDX)
     pt = (secinfo >> 8) & 0xFF
     eid = 0
@@ -798,9 +809,9 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
             return lock_fault(ctx, OP_SECS)
         if not is_valid_secs(st, secs):
             return fault(PF, OP_SECS)
-        row = i64(st.row[secs])
-        eid = i64(st.s_eid[row])
-    version = i64(st.va_slots[st.row[va_page], slot])
+        row = i64(st.epcm[secs].row)
+        eid = i64(st.secs[row].s_eid)
+    version = i64(st.va_slots[st.epcm[va_page].row, slot])
     if verdict < 0:
         # A child's MAC header carries the EID of the SECS named in PAGEINFO, not the PCMD's
         # ENCLAVEID (sgx-arch.md §4.12), so EWB's record is checked against that EID.
@@ -814,28 +825,28 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
         row = find_evicted_secs_row(st, pcmd_eid)
         if row == NO_PAGE:  # a SECS blob of an enclave that no longer exists
             return MAC_COMPARE_FAIL
-    st.va_slots[st.row[va_page], slot] = 0
+    st.va_slots[st.epcm[va_page].row, slot] = 0
     f = EPCM_VALID | (secinfo & EPCM_SECINFO_MASK)
-    st.pt[target] = pt
-    st.bepoch[target] = 0
-    st.tcs[target] = 0
+    st.epcm[target].pt = pt
+    st.epcm[target].bepoch = 0
+    st.epcm[target].tcs = 0
     if is_child_type(pt):
         if blocked:
             f |= EPCM_BLOCKED
-            st.bepoch[target] = st.s_cbepoch[row]
-        st.row[target] = row
-        st.lin[target] = (linaddr - i64(st.s_base[row])) >> 12
-        st.tcs[target] = aux
-        st.s_chld[row] += 1
+            st.epcm[target].bepoch = st.secs[row].s_cbepoch
+        st.epcm[target].row = row
+        st.epcm[target].lin = (linaddr - i64(st.secs[row].s_base)) >> 12
+        st.epcm[target].tcs = aux
+        st.secs[row].s_chld += 1
     elif pt == PT_SECS:
-        st.row[target] = row
-        st.lin[target] = 0
-        st.s_page[row] = target
-        st.s_ctx[row] = context
+        st.epcm[target].row = row
+        st.epcm[target].lin = 0
+        st.secs[row].s_page = target
+        st.secs[row].s_ctx = context
     else:
-        st.row[target] = aux
-        st.lin[target] = 0
-    st.flags[target] = f
+        st.epcm[target].row = aux
+        st.epcm[target].lin = 0
+    st.epcm[target].bits = f
     return SUCCESS
 
 
@@ -844,31 +855,20 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
 @njit
 def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     """EAUG after operand checks; ``pt`` is PT_REG unless a shadow-stack page was asked for."""
-    return eaug_inline(st, target, secs, linaddr, pt)
-
-
-@njit
-def eaug_w(w: Any, target: int, secs: int, linaddr: int, pt: int) -> int:
-    """:func:`eaug` on the state's words (:func:`epcsim.jit.state_words`)."""
-    return eaug_inline(from_words(w), target, secs, linaddr, pt)
-
-
-@njit_inline
-def eaug_inline(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     target = txw(st, target)
     secs = tx(st, secs)
     rc = free_target_and_secs(st, target, secs)
     if rc != SUCCESS:
         return rc
-    row = i64(st.row[secs])
+    row = i64(st.epcm[secs].row)
     if not initialized(st, row):
         return fault(GP, OP_SECS)
     if not in_elrange(st, row, linaddr):
         return fault(GP, OP_RCX)
     _zero_page(st, target)
     set_entry(st, target, EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING, pt, row,
-              (linaddr - i64(st.s_base[row])) >> 12, 0)
-    st.s_chld[row] += 1
+              (linaddr - i64(st.secs[row].s_base)) >> 12, 0)
+    st.secs[row].s_chld += 1
     return SUCCESS
 
 
@@ -879,16 +879,16 @@ def emodpr(st: HwState, perms: int, target: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
         return fault(PF, OP_RCX)
-    f = i64(st.flags[target])
+    f = i64(st.epcm[target].bits)
     if (f & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
         return PAGE_NOT_MODIFIABLE
-    if st.pt[target] != PT_REG:
+    if st.epcm[target].pt != PT_REG:
         return fault(PF, OP_RCX)
-    row = i64(st.row[target])
+    row = i64(st.epcm[target].row)
     if not initialized(st, row):
         return fault(GP, OP_RCX)
-    st.flags[target] = (f & ~EPCM_PERM_MASK) | (f & perms & EPCM_PERM_MASK) | EPCM_PR
-    st.bepoch[target] = st.s_cbepoch[row]
+    st.epcm[target].bits = (f & ~EPCM_PERM_MASK) | (f & perms & EPCM_PERM_MASK) | EPCM_PR
+    st.epcm[target].bepoch = st.secs[row].s_cbepoch
     return SUCCESS
 
 
@@ -899,21 +899,21 @@ def emodt(st: HwState, new_pt: int, target: int, nssa: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
         return fault(PF, OP_RCX)
-    old = i64(st.pt[target])
+    old = i64(st.epcm[target].pt)
     if not ((old == PT_REG and (new_pt == PT_TCS or new_pt == PT_TRIM))
             or (old == PT_TCS and new_pt == PT_TRIM)):
         return fault(PF, OP_RCX)
-    f = i64(st.flags[target])
+    f = i64(st.epcm[target].bits)
     if (f & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
         return PAGE_NOT_MODIFIABLE
-    row = i64(st.row[target])
+    row = i64(st.epcm[target].row)
     if not initialized(st, row):
         return fault(GP, OP_RCX)
-    st.flags[target] = EPCM_VALID | EPCM_MODIFIED | (f & EPCM_BLOCKED)
-    st.pt[target] = new_pt
-    st.bepoch[target] = st.s_cbepoch[row]
+    st.epcm[target].bits = EPCM_VALID | EPCM_MODIFIED | (f & EPCM_BLOCKED)
+    st.epcm[target].pt = new_pt
+    st.epcm[target].bepoch = st.secs[row].s_cbepoch
     if new_pt == PT_TCS:
-        st.tcs[target] = (nssa & 0x7) << 4
+        st.epcm[target].tcs = (nssa & 0x7) << 4
     return SUCCESS
 
 
@@ -927,22 +927,22 @@ def erdinfo(st: HwState, page: int, out: np.ndarray) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, page):
         return PG_INVLD
-    f = i64(st.flags[page])
-    pt = i64(st.pt[page])
+    f = i64(st.epcm[page].bits)
+    pt = i64(st.epcm[page].pt)
     flags = (f & EPCM_SECINFO_MASK) | (pt << 8)
     if (f & EPCM_BLOCKED) != 0:
         flags |= RDINFO_BLOCKED
     status = 0
     context = 0
     if pt == PT_SECS:
-        row = i64(st.row[page])
-        if st.s_chld[row] != 0:
+        row = i64(st.epcm[page].row)
+        if st.secs[row].s_chld != 0:
             status |= RDINFO_CHILDPRESENT
-        if st.s_vchld[row] != 0:
+        if st.secs[row].s_vchld != 0:
             status |= RDINFO_VIRTCHILDPRESENT
-        context = i64(st.s_ctx[row])
+        context = i64(st.secs[row].s_ctx)
     elif is_child_type(pt):
-        context = i64(st.s_ctx[st.row[page]])
+        context = i64(st.secs[st.epcm[page].row].s_ctx)
     out[0] = status
     out[1] = flags
     out[2] = context
@@ -957,42 +957,42 @@ def etrackc(st: HwState, page: int, ctx: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, page):
         return PG_INVLD
-    pt = i64(st.pt[page])
+    pt = i64(st.epcm[page].pt)
     if pt != PT_SECS and not is_child_type(pt):
         return TRACK_NOT_REQUIRED
-    row = i64(st.row[page])
-    if (st.s_lock[row] & SECS_LOCK_TRACKING) != 0:
+    row = i64(st.epcm[page].row)
+    if (st.secs[row].s_lock & SECS_LOCK_TRACKING) != 0:
         if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_RESOURCE
         return EPC_PAGE_CONFLICT
-    if st.s_prev[row] != 0:
+    if st.secs[row].s_prev != 0:
         if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_REFERENCE
         return PREV_TRK_INCMPL
     start_tracking_cycle(st, row)
     if ctx == CTX_HOST:
-        st.s_lock[row] |= np.uint8(SECS_TRACK_BY_HOST)
+        st.secs[row].s_lock |= np.uint8(SECS_TRACK_BY_HOST)
     else:
-        st.s_lock[row] &= ~np.uint8(SECS_TRACK_BY_HOST)
+        st.secs[row].s_lock &= ~np.uint8(SECS_TRACK_BY_HOST)
     return SUCCESS
 
 
 @njit
 def virtchild(st: HwState, page: int, secs: int, delta: int) -> int:
     """EINCVIRTCHILD (delta +1) / EDECVIRTCHILD (delta -1)."""
-    if not valid(st, page) or not (is_child_type(i64(st.pt[page])) or st.pt[page] == PT_SECS):
+    if not valid(st, page) or not (is_child_type(i64(st.epcm[page].pt)) or st.epcm[page].pt == PT_SECS):
         return fault(PF, OP_RBX)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_RCX)
-    row = i64(st.row[secs])
-    if st.row[page] != row:
+    row = i64(st.epcm[secs].row)
+    if st.epcm[page].row != row:
         return fault(GP, OP_RBX)
     if page_locked(st, page) or page_locked(st, secs):
         return EPC_PAGE_CONFLICT
-    v = i64(st.s_vchld[row]) + delta
+    v = i64(st.secs[row].s_vchld) + delta
     if v < 0 or v > 0xFFFFFFFF:
         return INVALID_COUNTER
-    st.s_vchld[row] = v
+    st.secs[row].s_vchld = v
     return SUCCESS
 
 
@@ -1002,14 +1002,14 @@ def esetcontext(st: HwState, secs: int, context: int) -> int:
         return fault(PF, OP_RCX)
     if page_locked(st, secs):
         return EPC_PAGE_CONFLICT
-    st.s_ctx[st.row[secs]] = context
+    st.secs[st.epcm[secs].row].s_ctx = context
     return SUCCESS
 
 
 @njit
 def eupdatesvn(st: HwState) -> int:
-    for p in range(st.flags.shape[0]):
-        if (st.flags[p] & EPCM_VALID) != 0:
+    for p in range(st.epcm.shape[0]):
+        if (st.epcm[p].bits & EPCM_VALID) != 0:
             return EPC_NOT_READY
     return NO_UPDATE
 
@@ -1021,27 +1021,27 @@ TCS_BUSY = 0x80
 
 @njit_inline
 def tcs_cssa(st: HwState, tcs: int) -> int:
-    return i64(st.tcs[tcs]) & 0xF
+    return i64(st.epcm[tcs].tcs) & 0xF
 
 
 @njit_inline
 def tcs_nssa(st: HwState, tcs: int) -> int:
-    return (i64(st.tcs[tcs]) >> 4) & 0x7
+    return (i64(st.epcm[tcs].tcs) >> 4) & 0x7
 
 
-@njit_inline
+@njit
 def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
-    if st.lp_row[lp] != NO_PAGE:
+    if st.lp[lp].lp_row != NO_PAGE:
         return fault(GP, OP_RBX)
-    if not valid(st, tcs) or st.pt[tcs] != PT_TCS or (st.flags[tcs] & (
+    if not valid(st, tcs) or st.epcm[tcs].pt != PT_TCS or (st.epcm[tcs].bits & (
             EPCM_BLOCKED | EPCM_PENDING | EPCM_MODIFIED)) != 0:
         return fault(PF, OP_RBX)
     if page_linaddr(st, tcs) != tcs_linaddr:
         return fault(PF, OP_RBX)
-    row = i64(st.row[tcs])
+    row = i64(st.epcm[tcs].row)
     if not initialized(st, row):
         return fault(GP, OP_RBX)
-    if (st.tcs[tcs] & TCS_BUSY) != 0:
+    if (st.epcm[tcs].tcs & TCS_BUSY) != 0:
         return fault(GP, OP_RBX)
     return SUCCESS
 
@@ -1054,12 +1054,12 @@ def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
         return rc
     if tcs_cssa(st, tcs) >= tcs_nssa(st, tcs):
         return fault(GP, OP_RBX)
-    st.tcs[tcs] |= np.uint8(TCS_BUSY)
-    enter_epoch(st, lp, i64(st.row[tcs]), tcs)
+    st.epcm[tcs].tcs |= np.uint8(TCS_BUSY)
+    enter_epoch(st, lp, i64(st.epcm[tcs].row), tcs)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     tcs = tx(st, tcs)
     rc = _enter_checks(st, lp, tcs, tcs_linaddr)
@@ -1067,46 +1067,46 @@ def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
         return rc
     if tcs_cssa(st, tcs) == 0:
         return fault(GP, OP_RBX)
-    st.tcs[tcs] = np.uint8(TCS_BUSY | (i64(st.tcs[tcs]) & 0x70) | (tcs_cssa(st, tcs) - 1))
-    enter_epoch(st, lp, i64(st.row[tcs]), tcs)
+    st.epcm[tcs].tcs = np.uint8(TCS_BUSY | (i64(st.epcm[tcs].tcs) & 0x70) | (tcs_cssa(st, tcs) - 1))
+    enter_epoch(st, lp, i64(st.epcm[tcs].row), tcs)
     return SUCCESS
 
 
 @njit
 def eexit(st: HwState, lp: int) -> int:
-    if st.lp_row[lp] == NO_PAGE:
+    if st.lp[lp].lp_row == NO_PAGE:
         return fault(UD, OP_RBX)
-    tcs = i64(st.lp_tcs[lp])
-    st.tcs[tcs] &= ~np.uint8(TCS_BUSY)
+    tcs = i64(st.lp[lp].lp_tcs)
+    st.epcm[tcs].tcs &= ~np.uint8(TCS_BUSY)
     leave_epoch(st, lp)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def aex(st: HwState, lp: int) -> int:
     """Asynchronous exit: state saved into SSA[CSSA], CSSA += 1, TLB flushed."""
-    if st.lp_row[lp] == NO_PAGE:
+    if st.lp[lp].lp_row == NO_PAGE:
         return fault(GP, OP_RBX)
-    tcs = i64(st.lp_tcs[lp])
+    tcs = i64(st.lp[lp].lp_tcs)
     cssa = tcs_cssa(st, tcs) + 1
-    st.tcs[tcs] = np.uint8((i64(st.tcs[tcs]) & 0x70) | (cssa & 0xF))
+    st.epcm[tcs].tcs = np.uint8((i64(st.epcm[tcs].tcs) & 0x70) | (cssa & 0xF))
     leave_epoch(st, lp)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def _own_page(st: HwState, lp: int, page: int, linaddr: int) -> bool:
-    return (valid(st, page) and is_child_type(i64(st.pt[page]))
-            and st.row[page] == st.lp_row[lp] and page_linaddr(st, page) == linaddr)
+    return (valid(st, page) and is_child_type(i64(st.epcm[page].pt))
+            and st.epcm[page].row == st.lp[lp].lp_row and page_linaddr(st, page) == linaddr)
 
 
-@njit_inline
+@njit
 def _secinfo_page_ok(st: HwState, lp: int, page: int, linaddr: int) -> bool:
     """The SECINFO operand of EACCEPT/EMODPE: a readable, settled REG page of this enclave."""
     if page == NO_PAGE or not _own_page(st, lp, page, linaddr & ~0xFFF):
         return False
-    f = st.flags[page]
-    return (st.pt[page] == PT_REG and (f & EPCM_R) != 0
+    f = st.epcm[page].bits
+    return (st.epcm[page].pt == PT_REG and (f & EPCM_R) != 0
             and (f & (EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) == 0)
 
 
@@ -1114,24 +1114,9 @@ def _secinfo_page_ok(st: HwState, lp: int, page: int, linaddr: int) -> bool:
 def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
             target: int, target_linaddr: int) -> int:
     """EACCEPT: the enclave consents to an EAUG, EMODPR or EMODT of ``target``."""
-    return eaccept_inline(st, lp, secinfo_page, secinfo_linaddr, secinfo, target,
-                          target_linaddr)
-
-
-@njit
-def eaccept_w(w: Any, lp: int, secinfo_page: int, secinfo_linaddr: int, secinfo: int,
-              target: int, target_linaddr: int) -> int:
-    """:func:`eaccept` on the state's words (:func:`epcsim.jit.state_words`)."""
-    return eaccept_inline(from_words(w), lp, secinfo_page, secinfo_linaddr, secinfo, target,
-                          target_linaddr)
-
-
-@njit_inline
-def eaccept_inline(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int,
-                   secinfo: int, target: int, target_linaddr: int) -> int:
     secinfo_page = tx(st, secinfo_page)
     target = tx(st, target)
-    if st.lp_row[lp] == NO_PAGE:
+    if st.lp[lp].lp_row == NO_PAGE:
         return fault(GP, OP_RBX)
     if not _secinfo_page_ok(st, lp, secinfo_page, secinfo_linaddr):
         return fault(PF, OP_RBX)
@@ -1145,14 +1130,14 @@ def eaccept_inline(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int
         legal = False
     if not legal:
         return fault(GP, OP_RBX)
-    if target == NO_PAGE or not valid(st, target) or (st.flags[target] & EPCM_BLOCKED) != 0:
+    if target == NO_PAGE or not valid(st, target) or (st.epcm[target].bits & EPCM_BLOCKED) != 0:
         return fault(PF, OP_RCX)
-    tpt = i64(st.pt[target])
-    if (tpt != PT_REG and tpt != PT_TCS and tpt != PT_TRIM) or st.row[target] != st.lp_row[lp]:
+    tpt = i64(st.epcm[target].pt)
+    if (tpt != PT_REG and tpt != PT_TCS and tpt != PT_TRIM) or st.epcm[target].row != st.lp[lp].lp_row:
         return fault(PF, OP_RCX)
     if page_linaddr(st, target) != target_linaddr:
         return PAGE_ATTRIBUTES_MISMATCH
-    f = i64(st.flags[target])
+    f = i64(st.epcm[target].bits)
     cmp_mask = EPCM_PENDING | EPCM_MODIFIED | EPCM_PERM_MASK
     if (f & cmp_mask) != (req & cmp_mask) or tpt != req_pt:
         return PAGE_ATTRIBUTES_MISMATCH
@@ -1160,7 +1145,7 @@ def eaccept_inline(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int
         return NOT_TRACKED
     if tpt == PT_TCS and tcs_nssa(st, target) == 0:
         return fault(GP, OP_RCX)
-    st.flags[target] = f & ~(EPCM_PENDING | EPCM_MODIFIED | EPCM_PR)
+    st.epcm[target].bits = f & ~(EPCM_PENDING | EPCM_MODIFIED | EPCM_PR)
     return SUCCESS
 
 
@@ -1170,19 +1155,19 @@ def emodpe(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinf
     """EMODPE: the enclave extends R/W/X of one of its REG pages."""
     secinfo_page = tx(st, secinfo_page)
     target = tx(st, target)
-    if st.lp_row[lp] == NO_PAGE:
+    if st.lp[lp].lp_row == NO_PAGE:
         return fault(GP, OP_RBX)
     if not _secinfo_page_ok(st, lp, secinfo_page, secinfo_linaddr):
         return fault(PF, OP_RBX)
     if target == NO_PAGE or not _own_page(st, lp, target, target_linaddr):
         return fault(PF, OP_RCX)
-    f = i64(st.flags[target])
-    if (f & (EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0 or st.pt[target] != PT_REG:
+    f = i64(st.epcm[target].bits)
+    if (f & (EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0 or st.epcm[target].pt != PT_REG:
         return fault(PF, OP_RCX)
     merged = f | (secinfo & EPCM_PERM_MASK)
     if (merged & EPCM_W) != 0 and (merged & EPCM_R) == 0:
         return fault(GP, OP_RBX)
-    st.flags[target] = merged
+    st.epcm[target].bits = merged
     return SUCCESS
 
 
@@ -1192,7 +1177,7 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
     """EACCEPTCOPY: fill a pending page from another page of the enclave and accept it."""
     dest = tx(st, dest)
     src = tx(st, src)
-    if st.lp_row[lp] == NO_PAGE:
+    if st.lp[lp].lp_row == NO_PAGE:
         return fault(GP, OP_RBX)
     req_pt = (secinfo >> 8) & 0xFF
     perms = secinfo & EPCM_PERM_MASK
@@ -1200,25 +1185,25 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
         return fault(GP, OP_RBX)
     if src == NO_PAGE or not _own_page(st, lp, src, src_linaddr):
         return fault(PF, OP_RDX)
-    sf = st.flags[src]
-    if st.pt[src] != PT_REG or (sf & EPCM_R) == 0 or (sf & (
+    sf = st.epcm[src].bits
+    if st.epcm[src].pt != PT_REG or (sf & EPCM_R) == 0 or (sf & (
             EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0:
         return fault(PF, OP_RDX)
     if dest == NO_PAGE:
         return fault(PF, OP_RCX)
-    df = i64(st.flags[dest])
+    df = i64(st.epcm[dest].bits)
     want = EPCM_VALID | EPCM_PENDING | EPCM_R | EPCM_W
     # VALID and the owning enclave are part of the attribute check (sgx-arch.md §7.4).
-    if (not valid(st, dest) or st.pt[dest] != PT_REG or st.row[dest] != st.lp_row[lp]
+    if (not valid(st, dest) or st.epcm[dest].pt != PT_REG or st.epcm[dest].row != st.lp[lp].lp_row
             or (df & ~EPCM_BLOCKED) != want or page_linaddr(st, dest) != dest_linaddr):
         return PAGE_ATTRIBUTES_MISMATCH
     if st.g[G_CONTENT] != 0:
         st.data[dest, :] = st.data[src, :]
-    st.flags[dest] = EPCM_VALID | perms
+    st.epcm[dest].bits = EPCM_VALID | perms
     return SUCCESS
 
 
-@njit_inline
+@njit
 def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: bool) -> int:
     """The EPCM checks of an enclave-mode access at TLB fill (sgx-arch.md §1.5).
 
@@ -1232,10 +1217,10 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
         err |= 0x10
     if page == NO_PAGE or not valid(st, page):
         return err
-    f = i64(st.flags[page])
-    if (f & (EPCM_BLOCKED | EPCM_PENDING | EPCM_MODIFIED)) != 0 or st.pt[page] != PT_REG:
+    f = i64(st.epcm[page].bits)
+    if (f & (EPCM_BLOCKED | EPCM_PENDING | EPCM_MODIFIED)) != 0 or st.epcm[page].pt != PT_REG:
         return err
-    if st.row[page] != st.lp_row[lp] or page_linaddr(st, page) != (linaddr & ~0xFFF):
+    if st.epcm[page].row != st.lp[lp].lp_row or page_linaddr(st, page) != (linaddr & ~0xFFF):
         return err
     if (f & EPCM_R) == 0 and not execute:
         return err
@@ -1247,47 +1232,38 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
 
 
 
-# --------------------------------------------------------------------------- by state handle
-# The content-mode ELDU runs once per page fault, with AES-GCM between its two halves; from
-# Python these take a handle (epcsim.jit.state_handle) instead of the state tuple, whose
-# typing at every call cost more than the leaf and the cipher together.
+# --------------------------------------------------------------------------- content mode
+# The content-mode ELDU runs with AES-GCM between its two halves, in Python.
 
 @njit
-def eextend_h(h: np.ndarray, secs: int, chunk_page: int) -> int:
-    """:func:`eextend` from Python: building an enclave runs 16 a page."""
-    return eextend(from_handle(h, HW_STATE_TYPE), secs, chunk_page)
-
-
-@njit
-def eldu_keys_h(h: np.ndarray, va_page: int, slot: int, secs: int, pt: int) -> tuple[int, int]:
+def eldu_keys(st: HwState, va_page: int, slot: int, secs: int, pt: int) -> tuple[int, int]:
     """What opening a sealed page needs from the EPC: the version in the VA slot (0 when the
     operand is no VA page) and the EID of a child's SECS (0 when it is none)."""
-    st = from_handle(h, HW_STATE_TYPE)
     version = 0
     va_page = tx(st, va_page)
-    if va_page >= 0 and valid(st, va_page) and st.pt[va_page] == PT_VA:
-        version = i64(st.va_slots[st.row[va_page], slot])
+    if va_page >= 0 and valid(st, va_page) and st.epcm[va_page].pt == PT_VA:
+        version = i64(st.va_slots[st.epcm[va_page].row, slot])
     eid = 0
     if is_child_type(pt) and secs >= 0:
         secs = tx(st, secs)
         if secs >= 0 and is_valid_secs(st, secs):
-            eid = i64(st.s_eid[st.row[secs]])
+            eid = i64(st.secs[st.epcm[secs].row].s_eid)
     return version, eid
 
 
 @njit
-def eldu_h(h: np.ndarray, target: int, va_page: int, slot: int, secs: int, linaddr: int,
-           secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
-           ctx: int, context: int, verdict: int, plaintext: np.ndarray) -> int:
+def eldu_content(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
+                 secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool,
+                 conflict_codes: bool, ctx: int, context: int, verdict: int,
+                 plaintext: np.ndarray) -> int:
     """:func:`eldu`; on success with a verified page, its plaintext (4096 bytes) goes in."""
-    st = from_handle(h, HW_STATE_TYPE)
     code = eldu(st, target, va_page, slot, secs, linaddr, secinfo, pcmd_eid, mac, aux, blocked,
                 conflict_codes, ctx, context, verdict)
     if code == SUCCESS and verdict == 1:
         target = tx(st, target)
         words = plaintext.view(np.uint64)
         if (secinfo >> 8) & 0xFF == PT_VA:
-            st.va_slots[st.row[target]] = words
+            st.va_slots[st.epcm[target].row] = words
         else:
             st.data[target].view(np.uint64)[:] = words
     return code

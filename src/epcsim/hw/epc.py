@@ -1,15 +1,16 @@
-"""EPC sections and the EPCM, as arrays.
+"""EPC sections and the EPCM, as a few wide tables.
 
-The EPCM is a struct of arrays indexed by EPC page number (the position of a page across
+The EPCM is a table of records indexed by EPC page number (the position of a page across
 all sections in enumeration order). Physical address <-> page number is arithmetic over
 at most eight sections, as ``sgx_epc_section`` does in the kernel.
 
-Per EPC page the model keeps 14 bytes:
+Per EPC page the model keeps one packed 15-byte record (``EPCM_RECORD``):
 
 ============  =====  ====================================================================
-``flags``     u8     R, W, X, PENDING, MODIFIED, PR (the SECINFO bit positions), VALID,
-                     BLOCKED
+``bits``      u8     R, W, X, PENDING, MODIFIED, PR (the SECINFO bit positions), VALID,
+                     BLOCKED (called ``bits``: a numpy record's ``flags`` is not a field)
 ``pt``        u8     page type
+``tcs``       u8     TCS busy (bit 7), NSSA (bits 6:4), CSSA (bits 3:0)
 ``row``       u32    the enclave's row in the SECS table (SECS/REG/TCS/TRIM pages), or the
                      VA page's row in the version table (VA pages)
 ``lin``       u32    ENCLAVEADDRESS as a page offset from the enclave's BASEADDR
@@ -21,9 +22,10 @@ only exist while their SECS is resident (EWB of a SECS with children fails), so 
 the same relation the hardware keeps, without a second 8-byte field per page.
 
 Per-enclave state (the hidden SECS fields: EID, CHLDCNT, VIRTCHILDCNT, ENCLAVECONTEXT,
-epoch counters, INIT) lives in the SECS table; per-LP state in :mod:`epcsim.hw.tracking`.
-All of it is gathered in one :class:`HwState` named tuple so compiled leaves take a
-single argument.
+epoch counters, INIT) is a record per row of the SECS table, per-LP state a record per
+logical processor (:mod:`epcsim.hw.tracking`). All of it is gathered in one
+:class:`HwState` of thirteen tables, so that a compiled leaf takes one argument and a call
+between compiled functions passes a few arrays, not forty (docs/design.md).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from epcsim.arch import PAGE_SHIFT, PAGE_SIZE, SGX_MAX_EPC_SECTIONS, SGX_VA_SLOT_COUNT
+from epcsim.jit import table
 
 # EPCM flag bits. R/W/X/PENDING/MODIFIED/PR sit where SECINFO.FLAGS has them, so the
 # SECINFO subset that EWB binds into the MAC is ``flags & EPCM_SECINFO_MASK``.
@@ -57,20 +60,27 @@ G_SECS_FREE_TOP = 3   # entries in the free-row stack of the SECS table
 G_VA_FREE_TOP = 4     # entries in the free-row stack of the version table
 G_MAC_KEY = 5         # key of the metadata-mode MAC (content mode uses AES-GCM)
 G_MAX_ENCL_LOG2 = 6   # log2 of the largest enclave in 64-bit mode (CPUID.12H:EDX[15:8])
-G_NLOCKED = 7         # number of injected lock conflicts in ``locked``
+G_NLOCKED = 7         # number of injected lock conflicts from G_LOCKED on
 G_OVERSUB = 8         # 1 when the part implements the OVERSUB leaves (CPUID.12H:EAX[6])
 G_SGX2 = 9            # 1 when the part implements SGX2 (EAUG, EMODPR, EMODT, EACCEPT...)
 G_RSV_TOP = 10        # host pages in the exit handler's reserve (``rsv``)
 G_XLOG_N = 11         # entries in ``xlog`` since the host last read it
 G_NULL_PAGE = 12      # 1 + a host page that is never valid (unpopulated guest pages), or 0
-G_LEN = 16
+G_LOCKED = 16         # MAX_LOCKED EPC pages "in use by another leaf" (injected conflicts)
+MAX_LOCKED = 8
+G_LEN = G_LOCKED + MAX_LOCKED
 
-# VMCS fields of the executing context (``HwState.vmcs``): the host's is all zeros.
+# The executing context's VMCS and the EPC its CPUID reports (``HwState.vmcs``): the host's
+# has V_GUEST 0 and the host's sections; each guest view has its own.
 V_GUEST = 0           # 1 while a guest runs (leaves translate their EPC operands)
 V_EPT_BASE = 1        # the guest's first entry in ``ept``
 V_NPAGES = 2          # guest EPC pages (entries of ``ept`` the guest owns)
 V_VM = 3              # the VM's row in ``vcnt``
-V_LEN = 4
+V_NSEC = 4            # EPC sections
+V_SEC_FIRST = 8       # SGX_MAX_EPC_SECTIONS first page numbers, one per section
+V_SEC_NPAGES = V_SEC_FIRST + SGX_MAX_EPC_SECTIONS     # pages of each section
+V_SEC_NODE = V_SEC_NPAGES + SGX_MAX_EPC_SECTIONS      # NUMA node of each section
+V_LEN = V_SEC_NODE + SGX_MAX_EPC_SECTIONS
 
 # EPT entries that name no host page.
 EPT_NONE = -1         # never populated, or dropped while free in the guest
@@ -94,59 +104,79 @@ SECS_LOCK_EPOCH = 0x4       # ETRACK is updating the entry epoch (EBLOCK: ENTRYE
 SECS_LOCK_MEASURE = 0x8     # EADD/EEXTEND/EINIT of another thread owns the measurement
 
 NO_PAGE = -1
-MAX_LOCKED = 8
+
+# One EPCM entry per EPC page, packed (15 bytes).
+EPCM_RECORD = np.dtype([("bits", np.uint8), ("pt", np.uint8), ("tcs", np.uint8),
+                        ("row", np.uint32), ("lin", np.uint32), ("bepoch", np.uint32)])
+
+# One row of the SECS table per enclave ever created and not yet removed: the SECS fields
+# the leaves read and the hidden ones (EID, CHLDCNT, VIRTCHILDCNT, ENCLAVECONTEXT, epochs).
+# ``s_free`` is not a field of the row: entry k of that column is entry k of the stack of
+# free rows (the stack is never longer than the table).
+SECS_RECORD = np.dtype([
+    ("s_eid", np.uint64),     # EID
+    ("s_page", np.int64),     # EPC page of the SECS, NO_PAGE while evicted
+    ("s_base", np.uint64),    # BASEADDR
+    ("s_size", np.uint64),    # SIZE
+    ("s_attr", np.uint64),    # ATTRIBUTES.FLAGS
+    ("s_xfrm", np.uint64),
+    ("s_ctx", np.uint64),     # ENCLAVECONTEXT
+    ("s_ssa", np.uint32),     # SSAFRAMESIZE
+    ("s_misc", np.uint32),    # MISCSELECT
+    ("s_chld", np.uint32),    # CHLDCNT (resident children)
+    ("s_vchld", np.uint32),   # VIRTCHILDCNT
+    ("s_cbepoch", np.uint32),  # current epoch
+    ("s_refcnt", np.uint32),  # LPs inside that entered in the current epoch
+    ("s_prev", np.uint32),    # LPs inside that entered in the previous epoch
+    ("s_lock", np.uint8),     # injected lock bits
+    ("s_free", np.int64),     # the free-row stack's storage
+])
+
+# One record per logical processor.
+LP_RECORD = np.dtype([("lp_row", np.int64),     # enclave row it is inside, NO_PAGE outside
+                      ("lp_tcs", np.int64),     # EPC page of the TCS in use
+                      ("lp_epoch", np.uint32)])  # entry epoch
 
 
 class HwState(NamedTuple):
-    """Every array of the processor model. Compiled leaves take it as one argument."""
+    """Every table of the processor model. Compiled leaves take it as one argument.
 
-    # sections
-    sec_base: np.ndarray      # u64 physical base of each section
-    sec_first: np.ndarray     # i64 first page number of each section
-    sec_npages: np.ndarray    # i64 pages in each section
-    sec_node: np.ndarray      # i32 NUMA node of each section
-    # EPCM
-    flags: np.ndarray         # u8
-    pt: np.ndarray            # u8
-    row: np.ndarray           # u32
-    lin: np.ndarray           # u32
-    bepoch: np.ndarray        # u32
-    tcs: np.ndarray           # u8: TCS busy (bit 7), NSSA (bits 6:4), CSSA (bits 3:0)
+    The properties give the Python side a view of one field or column (``st.flags``,
+    ``st.s_chld``, ``st.lp_row``...); compiled code reads the records themselves
+    (``st.epcm[page].bits``, ``st.secs[row].s_chld``).
+    """
+
+    epcm: np.ndarray          # EPCM_RECORD per EPC page
     data: np.ndarray          # u8 [npages, 4096] in content mode, else [1, 4096]
-    # SECS table (one row per enclave ever created and not yet removed)
-    s_eid: np.ndarray         # u64
-    s_page: np.ndarray        # i64 EPC page of the SECS, NO_PAGE while evicted
-    s_base: np.ndarray        # u64 BASEADDR
-    s_size: np.ndarray        # u64 SIZE
-    s_attr: np.ndarray        # u64 ATTRIBUTES.FLAGS
-    s_xfrm: np.ndarray        # u64
-    s_ssa: np.ndarray         # u32 SSAFRAMESIZE
-    s_misc: np.ndarray        # u32 MISCSELECT
-    s_chld: np.ndarray        # u32 CHLDCNT (resident children)
-    s_vchld: np.ndarray       # u32 VIRTCHILDCNT
-    s_ctx: np.ndarray         # u64 ENCLAVECONTEXT
-    s_cbepoch: np.ndarray     # u32 current epoch
-    s_refcnt: np.ndarray      # u32 LPs inside that entered in the current epoch
-    s_prev: np.ndarray        # u32 LPs inside that entered in the previous epoch
-    s_lock: np.ndarray        # u8 injected lock bits
-    s_free: np.ndarray        # i64 stack of free rows
-    # version table (one row per VA page)
-    va_slots: np.ndarray      # u64 [rows, 512]
-    va_free: np.ndarray       # i64 stack of free rows
-    # logical processors
-    lp_row: np.ndarray        # i64 enclave row the LP is inside, NO_PAGE when outside
-    lp_epoch: np.ndarray      # u32 entry epoch
-    lp_tcs: np.ndarray        # i64 EPC page of the TCS in use
-    # scalars and injected conflicts
-    g: np.ndarray             # u64 [G_LEN]
-    locked: np.ndarray        # i64 [MAX_LOCKED] EPC pages "in use by another leaf"
-    # virtualization (zero-length until a virtual EPC exists; see epcsim.hw.vmx)
+    secs: np.ndarray          # SECS_RECORD per row
+    va_slots: np.ndarray      # u64 [rows, 512]: the version table, a row per VA page
+    va_free: np.ndarray       # i64 stack of free rows of the version table
+    lp: np.ndarray            # LP_RECORD per logical processor
+    g: np.ndarray             # u64 [G_LEN] scalars and injected conflicts
     vmcs: np.ndarray          # i64 [V_LEN] the executing context (each guest view has its own)
+    # virtualization (zero-length until a virtual EPC exists; see epcsim.hw.vmx)
     ept: np.ndarray           # i64 guest EPC page (+ V_EPT_BASE) -> host page, or EPT_*
     xrec: np.ndarray          # i64 [len(ept), X_LEN] records of host-evicted guest pages
     rsv: np.ndarray           # i64 free host pages the exit handler may use at once
     xlog: np.ndarray          # i64 EPT entries the exit handler filled since the host looked
     vcnt: np.ndarray          # i64 [VMs, VC_LEN] exits per VM
+
+    # sections, as the executing context's CPUID reports them
+    @property
+    def sec_first(self) -> np.ndarray:
+        return self.vmcs[V_SEC_FIRST:V_SEC_FIRST + int(self.vmcs[V_NSEC])]
+
+    @property
+    def sec_npages(self) -> np.ndarray:
+        return self.vmcs[V_SEC_NPAGES:V_SEC_NPAGES + int(self.vmcs[V_NSEC])]
+
+    @property
+    def sec_node(self) -> np.ndarray:
+        return self.vmcs[V_SEC_NODE:V_SEC_NODE + int(self.vmcs[V_NSEC])]
+
+    @property
+    def locked(self) -> np.ndarray:
+        return self.g[G_LOCKED:G_LOCKED + MAX_LOCKED]
 
 
 @dataclass(frozen=True)
@@ -193,24 +223,49 @@ def validate_sections(sections: list[EpcSection]) -> None:
             raise ValueError(f"node {node} has {total} bytes of EPC; at most 512 GiB per socket")
 
 
+def _field_view(tbl: str, field: str) -> property:
+    def get(self: HwState) -> np.ndarray:
+        return getattr(self, tbl)[field]  # type: ignore[no-any-return]
+    get.__doc__ = f"Field ``{field}`` of every record of ``{tbl}`` (a view)."
+    return property(get)
+
+
+# The Python side's names for the fields: ``st.flags[page]``, ``st.s_chld[row]``...
+for _name, _field in (("flags", "bits"), ("pt", "pt"), ("tcs", "tcs"), ("row", "row"),
+                      ("lin", "lin"), ("bepoch", "bepoch")):
+    setattr(HwState, _name, _field_view("epcm", _field))
+for _field in SECS_RECORD.names:
+    setattr(HwState, _field, _field_view("secs", _field))
+for _field in LP_RECORD.names:
+    setattr(HwState, _field, _field_view("lp", _field))
+
+
 def _grow_rows(arr: np.ndarray, rows: int) -> np.ndarray:
     shape = (rows,) + arr.shape[1:]
     out = np.zeros(shape, dtype=arr.dtype)
     out[: arr.shape[0]] = arr
-    return out
+    return table(out)
+
+
+def section_words(sections: list[EpcSection]) -> np.ndarray:
+    """The sections' part of a VMCS: their count, first pages, sizes and nodes."""
+    v = np.zeros(V_LEN, dtype=np.int64)
+    v[V_NSEC] = len(sections)
+    acc = 0
+    for i, s in enumerate(sections):
+        v[V_SEC_FIRST + i] = acc
+        v[V_SEC_NPAGES + i] = s.npages
+        v[V_SEC_NODE + i] = s.node
+        acc += s.npages
+    return v
 
 
 def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key: int,
                max_enclave_log2: int, oversub: bool, sgx2: bool,
                secs_rows: int = 16, va_rows: int = 16) -> HwState:
-    """Allocate the arrays of a fresh processor: every EPC page invalid."""
+    """Allocate the tables of a fresh processor: every EPC page invalid."""
     validate_sections(sections)
     npages = sum(s.npages for s in sections)
-    first = np.zeros(len(sections), dtype=np.int64)
-    acc = 0
-    for i, s in enumerate(sections):
-        first[i] = acc
-        acc += s.npages
     g = np.zeros(G_LEN, dtype=np.uint64)
     g[G_NEXT_EID] = 1
     g[G_NEXT_VERSION] = 1
@@ -219,56 +274,22 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
     g[G_MAX_ENCL_LOG2] = max_enclave_log2
     g[G_OVERSUB] = 1 if oversub else 0
     g[G_SGX2] = 1 if sgx2 else 0
+    lp = np.zeros(n_lps, dtype=LP_RECORD)
+    lp["lp_row"] = NO_PAGE
+    lp["lp_tcs"] = NO_PAGE
     st = HwState(
-        sec_base=np.array([s.base for s in sections], dtype=np.uint64),
-        sec_first=first,
-        sec_npages=np.array([s.npages for s in sections], dtype=np.int64),
-        sec_node=np.array([s.node for s in sections], dtype=np.int32),
-        flags=np.zeros(npages, dtype=np.uint8),
-        pt=np.zeros(npages, dtype=np.uint8),
-        row=np.zeros(npages, dtype=np.uint32),
-        lin=np.zeros(npages, dtype=np.uint32),
-        bepoch=np.zeros(npages, dtype=np.uint32),
-        tcs=np.zeros(npages, dtype=np.uint8),
-        data=np.zeros((npages if content else 1, PAGE_SIZE), dtype=np.uint8),
-        s_eid=np.zeros(0, dtype=np.uint64), s_page=np.zeros(0, dtype=np.int64),
-        s_base=np.zeros(0, dtype=np.uint64), s_size=np.zeros(0, dtype=np.uint64),
-        s_attr=np.zeros(0, dtype=np.uint64), s_xfrm=np.zeros(0, dtype=np.uint64),
-        s_ssa=np.zeros(0, dtype=np.uint32), s_misc=np.zeros(0, dtype=np.uint32),
-        s_chld=np.zeros(0, dtype=np.uint32), s_vchld=np.zeros(0, dtype=np.uint32),
-        s_ctx=np.zeros(0, dtype=np.uint64), s_cbepoch=np.zeros(0, dtype=np.uint32),
-        s_refcnt=np.zeros(0, dtype=np.uint32), s_prev=np.zeros(0, dtype=np.uint32),
-        s_lock=np.zeros(0, dtype=np.uint8), s_free=np.zeros(0, dtype=np.int64),
-        va_slots=np.zeros((0, SGX_VA_SLOT_COUNT), dtype=np.uint64),
-        va_free=np.zeros(0, dtype=np.int64),
-        lp_row=np.full(n_lps, NO_PAGE, dtype=np.int64),
-        lp_epoch=np.zeros(n_lps, dtype=np.uint32),
-        lp_tcs=np.full(n_lps, NO_PAGE, dtype=np.int64),
-        g=g,
-        locked=np.full(MAX_LOCKED, NO_PAGE, dtype=np.int64),
-        vmcs=np.zeros(V_LEN, dtype=np.int64), ept=np.zeros(0, dtype=np.int64),
-        xrec=np.zeros((0, X_LEN), dtype=np.int64), rsv=np.zeros(0, dtype=np.int64),
-        xlog=np.zeros(0, dtype=np.int64), vcnt=np.zeros((0, VC_LEN), dtype=np.int64),
+        epcm=table(np.zeros(npages, dtype=EPCM_RECORD)),
+        data=table(np.zeros((npages if content else 1, PAGE_SIZE), dtype=np.uint8)),
+        secs=table(np.zeros(0, dtype=SECS_RECORD)),
+        va_slots=table(np.zeros((0, SGX_VA_SLOT_COUNT), dtype=np.uint64)),
+        va_free=table(np.zeros(0, dtype=np.int64)),
+        lp=table(lp), g=table(g), vmcs=table(section_words(sections)),
+        ept=table(np.zeros(0, dtype=np.int64)),
+        xrec=table(np.zeros((0, X_LEN), dtype=np.int64)), rsv=table(np.zeros(0, np.int64)),
+        xlog=table(np.zeros(0, dtype=np.int64)), vcnt=table(np.zeros((0, VC_LEN), np.int64)),
     )
     st = grow_secs_table(st, secs_rows)
     return grow_va_table(st, va_rows)
-
-
-def _state_type() -> object:
-    """The numba type of every :class:`HwState` (one per set of dtypes and ranks, which
-    :func:`make_state` fixes): what compiled entry points that take a state handle name."""
-    from numba import typeof
-    from numba.core import config
-
-    if config.DISABLE_JIT:
-        return None
-    return typeof(make_state([EpcSection(base=1 << 31, size=PAGE_SIZE)], n_lps=1, content=True,
-                             mac_key=0, max_enclave_log2=36, oversub=True, sgx2=True,
-                             secs_rows=1, va_rows=1))
-
-
-_SECS_FIELDS = ("s_eid", "s_page", "s_base", "s_size", "s_attr", "s_xfrm", "s_ssa", "s_misc",
-                "s_chld", "s_vchld", "s_ctx", "s_cbepoch", "s_refcnt", "s_prev", "s_lock")
 
 
 def grow_secs_table(st: HwState, min_free: int = 1) -> HwState:
@@ -276,16 +297,14 @@ def grow_secs_table(st: HwState, min_free: int = 1) -> HwState:
     top = int(st.g[G_SECS_FREE_TOP])
     if top >= min_free:
         return st
-    old = st.s_eid.shape[0]
+    old = st.secs.shape[0]
     new = max(16, old + old // 4, old + min_free - top)
-    changes = {name: _grow_rows(getattr(st, name), new) for name in _SECS_FIELDS}
-    changes["s_page"][old:] = NO_PAGE
-    free = np.zeros(new, dtype=np.int64)
-    free[:top] = st.s_free[:top]
+    secs = _grow_rows(st.secs, new)
+    secs["s_page"][old:] = NO_PAGE
     added = np.arange(new - 1, old - 1, -1, dtype=np.int64)  # lowest row on top of the stack
-    free[top: top + added.size] = added
+    secs["s_free"][top: top + added.size] = added
     st.g[G_SECS_FREE_TOP] = top + added.size
-    return st._replace(s_free=free, **changes)
+    return st._replace(secs=secs)
 
 
 def grow_va_table(st: HwState, min_free: int = 1) -> HwState:
@@ -300,16 +319,10 @@ def grow_va_table(st: HwState, min_free: int = 1) -> HwState:
     added = np.arange(new - 1, old - 1, -1, dtype=np.int64)
     free[top: top + added.size] = added
     st.g[G_VA_FREE_TOP] = top + added.size
-    return st._replace(va_slots=_grow_rows(st.va_slots, new), va_free=free)
-
-
-HW_STATE_TYPE = _state_type()
+    return st._replace(va_slots=_grow_rows(st.va_slots, new), va_free=table(free))
 
 
 def epcm_bytes_per_page(st: HwState) -> float:
     """Bytes of EPCM and section state per EPC page (metadata mode)."""
-    n = st.flags.shape[0]
-    per_page = sum(getattr(st, f).nbytes for f in ("flags", "pt", "row", "lin", "bepoch", "tcs"))
-    sections = sum(getattr(st, f).nbytes for f in ("sec_base", "sec_first", "sec_npages",
-                                                   "sec_node"))
-    return (per_page + sections) / n
+    n = st.epcm.shape[0]
+    return (st.epcm.nbytes + st.vmcs.nbytes) / n

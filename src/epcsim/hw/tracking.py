@@ -18,52 +18,52 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.hw.epc import NO_PAGE, HwState
-from epcsim.jit import njit_inline as njit
+from epcsim.jit import njit, njit_inline
 
 
-@njit
+@njit_inline
 def lbepoch(st: HwState, row: int) -> int:
     """The last epoch whose tracking cycle has completed (-1 when none has)."""
-    cb = np.int64(st.s_cbepoch[row])
-    if st.s_prev[row] == 0:
+    cb = np.int64(st.secs[row].s_cbepoch)
+    if st.secs[row].s_prev == 0:
         return cb - 1
     return cb - 2
 
 
-@njit
+@njit_inline
 def tracking_correct(st: HwState, page: int) -> bool:
     """True when no LP can still hold a TLB entry created before ``page`` was blocked."""
-    return np.int64(st.bepoch[page]) <= lbepoch(st, np.int64(st.row[page]))
+    return np.int64(st.epcm[page].bepoch) <= lbepoch(st, np.int64(st.epcm[page].row))
 
 
-@njit
+@njit_inline
 def lps_inside(st: HwState, row: int) -> int:
-    return np.int64(st.s_refcnt[row]) + np.int64(st.s_prev[row])
+    return np.int64(st.secs[row].s_refcnt) + np.int64(st.secs[row].s_prev)
 
 
 @njit
 def enter_epoch(st: HwState, lp: int, row: int, tcs_page: int) -> None:
-    st.lp_row[lp] = row
-    st.lp_epoch[lp] = st.s_cbepoch[row]
-    st.lp_tcs[lp] = tcs_page
-    st.s_refcnt[row] += 1
+    st.lp[lp].lp_row = row
+    st.lp[lp].lp_epoch = st.secs[row].s_cbepoch
+    st.lp[lp].lp_tcs = tcs_page
+    st.secs[row].s_refcnt += 1
 
 
 @njit
 def leave_epoch(st: HwState, lp: int) -> None:
     """EEXIT and AEX: the LP's enclave TLB entries are flushed and it leaves its epoch."""
-    row = st.lp_row[lp]
-    if st.lp_epoch[lp] == st.s_cbepoch[row]:
-        st.s_refcnt[row] -= 1
+    row = st.lp[lp].lp_row
+    if st.lp[lp].lp_epoch == st.secs[row].s_cbepoch:
+        st.secs[row].s_refcnt -= 1
     else:
-        st.s_prev[row] -= 1
-    st.lp_row[lp] = NO_PAGE
-    st.lp_tcs[lp] = NO_PAGE
+        st.secs[row].s_prev -= 1
+    st.lp[lp].lp_row = NO_PAGE
+    st.lp[lp].lp_tcs = NO_PAGE
 
 
 @njit
 def start_tracking_cycle(st: HwState, row: int) -> None:
     """ETRACK's effect: LPs inside now belong to the previous epoch."""
-    st.s_prev[row] = st.s_refcnt[row]
-    st.s_refcnt[row] = 0
-    st.s_cbepoch[row] += 1
+    st.secs[row].s_prev = st.secs[row].s_refcnt
+    st.secs[row].s_refcnt = 0
+    st.secs[row].s_cbepoch += 1

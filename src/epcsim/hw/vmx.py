@@ -32,7 +32,7 @@ from epcsim.hw.epc import (
     NO_PAGE,
     V_EPT_BASE,
     V_GUEST,
-    V_LEN,
+    V_SEC_FIRST,
     V_NPAGES,
     V_VM,
     VC_LEN,
@@ -43,8 +43,10 @@ from epcsim.hw.epc import (
     X_VA,
     X_VER,
     HwState,
+    section_words,
 )
 from epcsim.hw.memory import Memory
+from epcsim.jit import table
 
 GUEST_EPC_BASE = 0x1_0000_0000   # guest-physical base of a guest's first EPC section
 
@@ -66,7 +68,7 @@ def add_ept(cpu: Processor, npages: int, align: int = 512) -> tuple[int, int]:
     vm = st.vcnt.shape[0]
     vcnt = np.zeros((vm + 1, VC_LEN), dtype=np.int64)
     vcnt[:vm] = st.vcnt
-    cpu.st = st._replace(ept=ept, xrec=xrec, vcnt=vcnt)
+    cpu.st = st._replace(ept=table(ept), xrec=table(xrec), vcnt=table(vcnt))
     return vm, base
 
 
@@ -81,7 +83,7 @@ def set_reserve_capacity(cpu: Processor, n: int) -> None:
     xlog = np.zeros(n, dtype=np.int64)
     n_log = int(st.g[G_XLOG_N])
     xlog[:n_log] = st.xlog[:n_log]
-    cpu.st = st._replace(rsv=rsv, xlog=xlog)
+    cpu.st = st._replace(rsv=table(rsv), xlog=table(xlog))
 
 
 def reserve_size(cpu: Processor) -> int:
@@ -252,23 +254,14 @@ class GuestCpu(Processor):
         self._aux = host._aux
         self._ewb_out = np.zeros(L.W_LEN, dtype=np.uint64)
         self._rd_out = np.zeros(3, dtype=np.uint64)
-        self.vmcs = np.zeros(V_LEN, dtype=np.int64)
+        self.vmcs = table(section_words(self.sections))
         self.vmcs[V_GUEST] = 1
         self.vmcs[V_EPT_BASE] = ept_base
         self.vmcs[V_NPAGES] = npages
         self.vmcs[V_VM] = vm
         self._lps = slice(lp_base, lp_base + n_vcpus)
         self._npages = npages
-        first = np.zeros(len(self.sections), dtype=np.int64)
-        acc = 0
-        for i, s in enumerate(self.sections):
-            first[i] = acc
-            acc += s.npages
-        self._sec = {"sec_base": np.array([s.base for s in self.sections], dtype=np.uint64),
-                     "sec_first": first,
-                     "sec_npages": np.array([s.npages for s in self.sections], dtype=np.int64),
-                     "sec_node": np.array([s.node for s in self.sections], dtype=np.int32)}
-        self._sec_bounds = [(s.base, s.base + s.size, int(first[i]))
+        self._sec_bounds = [(s.base, s.base + s.size, int(self.vmcs[V_SEC_FIRST + i]))
                             for i, s in enumerate(self.sections)]
         self._host_st: HwState | None = None
         self._view: HwState | None = None
@@ -279,9 +272,7 @@ class GuestCpu(Processor):
     def st(self) -> HwState:
         h = self.host.st
         if h is not self._host_st:
-            self._view = h._replace(vmcs=self.vmcs, lp_row=h.lp_row[self._lps],
-                                    lp_epoch=h.lp_epoch[self._lps], lp_tcs=h.lp_tcs[self._lps],
-                                    **self._sec)
+            self._view = h._replace(vmcs=self.vmcs, lp=h.lp[self._lps])
             self._host_st = h
         assert self._view is not None
         return self._view
@@ -289,10 +280,7 @@ class GuestCpu(Processor):
     @st.setter
     def st(self, value: HwState) -> None:
         h = self.host.st
-        self.host.st = value._replace(vmcs=h.vmcs, lp_row=h.lp_row, lp_epoch=h.lp_epoch,
-                                      lp_tcs=h.lp_tcs, sec_base=h.sec_base,
-                                      sec_first=h.sec_first, sec_npages=h.sec_npages,
-                                      sec_node=h.sec_node)
+        self.host.st = value._replace(vmcs=h.vmcs, lp=h.lp)
 
     @property
     def npages(self) -> int:
