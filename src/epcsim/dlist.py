@@ -1,8 +1,11 @@
-"""Doubly linked lists threaded through index arrays.
+"""Doubly linked lists threaded through tables.
 
-The kernel keeps pages on ``list_head`` lists; the model keeps the same lists as arrays:
-``nxt``/``prv`` give each item's neighbours, ``head``/``tail`` give each list's ends, -1 ends
-a list. One item is on at most one list of a family at a time.
+The kernel keeps pages on ``list_head`` lists; the model keeps the same lists in tables:
+row ``item`` of ``links`` holds the item's next (column 0) and previous (column 1)
+neighbour, row ``lst`` of ``ends`` the list's head (column 0) and tail (column 1); -1 ends a
+list. The tables may have more columns after those (the manager's ``lists`` keeps a count,
+the driver's enclave table its other fields). One item is on at most one list of a family
+at a time.
 """
 
 from __future__ import annotations
@@ -12,66 +15,64 @@ import numpy as np
 from epcsim.jit import njit_inline
 
 END = -1
+NEXT, PREV = 0, 1
+HEAD, TAIL = 0, 1
 
 
 @njit_inline
-def dl_push_tail(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
-                 lst: int, item: int) -> None:
-    t = tail[lst]
-    prv[item] = t
-    nxt[item] = END
+def dl_push_tail(ends: np.ndarray, links: np.ndarray, lst: int, item: int) -> None:
+    t = ends[lst, TAIL]
+    links[item, PREV] = t
+    links[item, NEXT] = END
     if t == END:
-        head[lst] = item
+        ends[lst, HEAD] = item
     else:
-        nxt[t] = item
-    tail[lst] = item
+        links[t, NEXT] = item
+    ends[lst, TAIL] = item
 
 
 @njit_inline
-def dl_push_head(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
-                 lst: int, item: int) -> None:
-    h = head[lst]
-    prv[item] = END
-    nxt[item] = h
+def dl_push_head(ends: np.ndarray, links: np.ndarray, lst: int, item: int) -> None:
+    h = ends[lst, HEAD]
+    links[item, PREV] = END
+    links[item, NEXT] = h
     if h == END:
-        tail[lst] = item
+        ends[lst, TAIL] = item
     else:
-        prv[h] = item
-    head[lst] = item
+        links[h, PREV] = item
+    ends[lst, HEAD] = item
 
 
 @njit_inline
-def dl_del(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
-           lst: int, item: int) -> None:
-    p = prv[item]
-    n = nxt[item]
+def dl_del(ends: np.ndarray, links: np.ndarray, lst: int, item: int) -> None:
+    p = links[item, PREV]
+    n = links[item, NEXT]
     if p == END:
-        head[lst] = n
+        ends[lst, HEAD] = n
     else:
-        nxt[p] = n
+        links[p, NEXT] = n
     if n == END:
-        tail[lst] = p
+        ends[lst, TAIL] = p
     else:
-        prv[n] = p
-    nxt[item] = END
-    prv[item] = END
+        links[n, PREV] = p
+    links[item, NEXT] = END
+    links[item, PREV] = END
 
 
 @njit_inline
-def dl_move_tail(head: np.ndarray, tail: np.ndarray, nxt: np.ndarray, prv: np.ndarray,
-                 lst: int, item: int) -> None:
+def dl_move_tail(ends: np.ndarray, links: np.ndarray, lst: int, item: int) -> None:
     """``list_move_tail`` for an item already on ``lst``: the LRU's hit path, in one step."""
-    t = tail[lst]
+    t = ends[lst, TAIL]
     if t == item:
         return
-    p = prv[item]
-    n = nxt[item]     # not END: the item is not the tail
+    p = links[item, PREV]
+    n = links[item, NEXT]     # not END: the item is not the tail
     if p == END:
-        head[lst] = n
+        ends[lst, HEAD] = n
     else:
-        nxt[p] = n
-    prv[n] = p
-    prv[item] = t
-    nxt[item] = END
-    nxt[t] = item
-    tail[lst] = item
+        links[p, NEXT] = n
+    links[n, PREV] = p
+    links[item, PREV] = t
+    links[item, NEXT] = END
+    links[t, NEXT] = item
+    ends[lst, TAIL] = item

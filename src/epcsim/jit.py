@@ -46,15 +46,20 @@ def njit_inline(fn: F) -> F:
     return _package_cached(numba.njit(cache=True, nogil=True, inline="always")(fn))
 
 
-def njit_closure(fn: F, cache: bool = False) -> F:
+def njit_closure(fn: F, cache: bool = False, inline: bool = False) -> F:
     """Compile a closure over other compiled functions; on disk only when ``cache``.
 
-    numba's cache index pickles the types of a closure's free variables; a cache written
-    while an owner lived in one module cannot be read in a process where that module is not
-    importable under the same name, and the load fails instead of missing. So closures over
-    epcsim's own owners are cached and closures over anybody else's are compiled per process.
+    numba's cache pickles a compiled function's argument types with it; a closure over an
+    owner whose module cannot be imported under the same name in another process (a test's,
+    a notebook's) would fail to load rather than miss. So closures over epcsim's own owners
+    are cached and closures over anybody else's are compiled per process (:func:`cacheable`).
+    ``inline`` splices the closure into its compiled callers (numba's ``inline="always"``),
+    for the few small closures on a per-request path.
     """
-    return _closure_cached(numba.njit(nogil=True)(fn), cache)
+    opts: dict[str, Any] = {"nogil": True}
+    if inline:
+        opts["inline"] = "always"
+    return _closure_cached(numba.njit(**opts)(fn), cache)
 
 
 def _package_cached(disp: Any) -> Any:
@@ -108,6 +113,23 @@ def _make_unmanaged_array_model() -> None:
             return []
 
     _lower_element_access(UnmanagedArray)
+
+    from numba.core import cgutils
+    from numba.core.imputils import lower_cast
+
+    # numba lets an unmanaged array stand for an ordinary one and back (it is a subclass),
+    # so a rule compiled for one is called with the other. The struct is the same; only the
+    # meminfo differs, and the caller keeps the memory alive either way.
+    @lower_cast(UnmanagedArray, nbtypes.Array)
+    @lower_cast(nbtypes.Array, UnmanagedArray)
+    def array_to_unmanaged(context, builder, fromty, toty, val):  # type: ignore[no-untyped-def]
+        a = context.make_array(fromty)(context, builder, val)
+        out = context.make_array(toty)(context, builder)
+        for f in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(out, f, getattr(a, f))
+        out.meminfo = cgutils.get_null_value(out.meminfo.type)
+        out.parent = cgutils.get_null_value(out.parent.type)
+        return out._getvalue()
 
 
 def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
@@ -203,10 +225,20 @@ def table(a: np.ndarray) -> np.ndarray:
     return a.view(Table)
 
 
+def tables(state: Any) -> Any:
+    """A state tuple with every array made a :func:`table` (nested tuples too)."""
+    if isinstance(state, np.ndarray):
+        return table(state)
+    if isinstance(state, tuple):
+        return type(state)(*[tables(x) for x in state]) if hasattr(state, "_fields") \
+            else tuple(tables(x) for x in state)
+    return state
+
+
 @register_extension
 def _register_tables() -> None:
     from llvmlite import ir
-    from numba.core import cgutils, types
+    from numba.core import cgutils
     from numba.extending import NativeValue, typeof_impl, unbox
     from numba.np import numpy_support
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import builtins
 import enum
 import hashlib
-import inspect
 import os
 import sys
 import types as pytypes

@@ -117,65 +117,6 @@ def test_va_pages_hold_every_evicted_page_and_the_secs() -> None:
     assert_all_free(k)
 
 
-def _va_state(k: Kernel, e: int) -> tuple:  # type: ignore[type-arg]
-    """Everything provisioning VA pages touches: the enclave's VA list in order, each VA
-    page's EPC page and type, the manager's census and the free pages' order. (Which row
-    of the model's version table a VA page got is left out: reserving rows for many VA
-    pages at once grows that table in other steps than one page at a time.)"""
-    ds = k.sgx.ds
-    vas = k.sgx.owner.va_pages(e)
-    epcs = [int(ds.va_epc[va]) for va in vas]
-    rows = {int(k.cpu.st.row[p]) for p in epcs}
-    assert len(rows) == len(epcs)     # each VA page its own slots
-    pts = {int(k.cpu.st.pt[p]) for p in epcs}
-    free = [k.mgr.alloc(KIND_DRIVER, e, False) for _ in range(3)]
-    return (vas, epcs, pts, int(ds.e_nva[e]), int(ds.e_page_cnt[e]),
-            k.mgr.census(), k.mgr.counters(), free)
-
-
-@pytest.mark.parametrize("epc,add,more", [
-    (400, 0, 100_000),     # every VA page from the free lists
-    (300, 200, 100_000),   # the free lists run dry: the rest reclaim enclave pages
-])
-def test_grow_many_provisions_as_grow_does_one_page_at_a_time(epc: int, add: int,
-                                                               more: int) -> None:
-    """:meth:`grow_many` (one compiled call per kind of work) leaves the machine as ``n``
-    calls of ``grow`` do: the same VA pages in the same list order, on the same EPC pages
-    and version rows, the same pages reclaimed on the way."""
-    states = []
-    for bulk in (True, False):
-        k = machine(epc)
-        b = create(k, 1 << 18)
-        if add:
-            b.add(0, add, measure=False)
-        if bulk:
-            assert k.sgx.grow_many(b.e, more, True) == 0
-        else:
-            for _ in range(more):
-                assert k.sgx.grow(b.e, True) >= NONE
-        states.append(_va_state(k, b.e))
-        assert_clean(k)
-    bulk_state, single = states
-    assert bulk_state[0] and len(bulk_state[0]) == bulk_state[3] == -(-(add + 1 + more) // 512)
-    assert bulk_state[2] == {3}    # PT_VA
-    if add:
-        assert bulk_state[6]["reclaimed_direct"] > 0
-    assert bulk_state == single
-
-
-def test_grow_many_without_reclaim_keeps_the_va_pages_it_got() -> None:
-    """Free lists too short and no reclaim allowed: -EBUSY, and the VA pages provisioned
-    before it stay the enclave's, as with one ``grow`` at a time."""
-    k = machine(40)
-    b = create(k, 1 << 16)
-    b.add(0, 20, measure=False)
-    free = k.mgr.sgx_nr_free_pages
-    assert k.sgx.grow_many(b.e, 512 * 40, False) < 0
-    assert int(k.sgx.ds.e_nva[b.e]) == 1 + free
-    assert k.mgr.sgx_nr_free_pages == 0
-    assert_clean(k)
-
-
 # ---------------------------------------------------------------------------- backing store
 
 def _pcmd_pages(k: Kernel, b: Built, indices: set[int]) -> int:

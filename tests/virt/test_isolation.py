@@ -32,7 +32,7 @@ def test_guest_and_host_share_only_the_processor() -> None:
     assert guest.mgr.ms.where.shape[0] == 96
     assert host.mgr.ms.where.shape[0] == 128
     # The processor state is shared: the guest's view aliases the host's EPCM.
-    assert guest.cpu.st.flags is host.cpu.st.flags
+    assert guest.cpu.st.epcm is host.cpu.st.epcm
     assert guest.cpu.st.vmcs is not host.cpu.st.vmcs
     assert guest.cpu.npages == 96 and guest.cpu.sections[0].base != host.cpu.sections[0].base
     assert guest.cpu.cpuid_epc_sections()[0][2] & ~0xFFF == 96 * 4096
@@ -40,9 +40,12 @@ def test_guest_and_host_share_only_the_processor() -> None:
 
 def test_no_vm_means_no_bytes_per_page() -> None:
     from epcsim.hw.cpu import Processor
+    from epcsim.hw.epc import V_LEN
 
     for pages in (64, 4096):
         st = Processor(epc_size=pages * 4096).st
         extra = sum(getattr(st, f).nbytes for f in ("vmcs", "ept", "xrec", "rsv", "xlog",
                                                      "vcnt"))
-        assert extra == 32      # the host's VMCS; every per-page array is empty
+        # The host's VMCS and its sections: independent of the EPC's size; every per-page
+        # array of virtualisation is empty.
+        assert extra == V_LEN * 8

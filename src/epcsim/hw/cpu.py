@@ -76,6 +76,7 @@ from epcsim.hw.epc import (
     make_state,
 )
 from epcsim.hw.memory import PROT_EXEC, PROT_READ, PROT_WRITE, AddressSpace, Memory
+from epcsim.jit import table
 
 DEFAULT_EPC_BASE = 0x8000_0000
 _ZERO_PAGE = bytes(PAGE_SIZE)   # what a metadata-mode page holds when EADD staged none
@@ -190,8 +191,8 @@ class Processor:
         # (host memory: the host may edit it), and how far the exit log has been completed.
         self.xblob: dict[int, SealedPage] = {}
         self.xdone = 0
-        self._ewb_out = np.zeros(L.W_LEN, dtype=np.uint64)
-        self._rd_out = np.zeros(3, dtype=np.uint64)
+        self._ewb_out = table(np.zeros(L.W_LEN, dtype=np.uint64))
+        self._rd_out = table(np.zeros(3, dtype=np.uint64))
         self._sec_bounds = [(s.base, s.base + s.size, int(self.st.sec_first[i]))
                             for i, s in enumerate(self.sections)]
 
@@ -676,16 +677,6 @@ class Processor:
             self.st = grow_va_table(self.st)
         return self._result(code, "EPA", {L.OP_RCX: self.page_addr(page)})
 
-    def epa_pages(self, pages: np.ndarray) -> None:
-        """EPA of every page of ``pages`` (EPC indices) in one compiled call; the first
-        that fails raises as :meth:`epa_page` would, the pages before it stay VA pages."""
-        pages = np.ascontiguousarray(pages, dtype=np.int64)
-        # A row for each page first, so no EPA returns NEED_ROW.
-        self.reserve_va_rows(pages.shape[0])
-        bad, code = L.epa_many(self.st, pages)
-        if bad >= 0:
-            self._result(code, "EPA", {L.OP_RCX: self.page_addr(int(pages[bad]))})
-
     def eblock(self, epc: int) -> int:
         return self.eblock_page(self._epc("EBLOCK", epc))
 
@@ -863,7 +854,7 @@ class Processor:
         secinfo16 = secinfo & 0xFFFF
         plaintext = self._plaintext
         if plaintext is None:
-            plaintext = self._plaintext = np.zeros(PAGE_SIZE, dtype=np.uint8)
+            plaintext = self._plaintext = table(np.zeros(PAGE_SIZE, dtype=np.uint8))
         if self.content:
             verdict = 0
             if version and blob is not None and self.key.open_into(

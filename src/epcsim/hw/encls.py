@@ -16,7 +16,6 @@ SGX_VA_SLOT_OCCUPIED, which completes.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
@@ -602,20 +601,6 @@ def epa(st: HwState, target: int) -> int:
     _zero_page(st, target)
     set_entry(st, target, EPCM_VALID, PT_VA, row, 0, 0)
     return SUCCESS
-
-
-@njit
-def epa_many(st: HwState, pages: np.ndarray) -> tuple[int, int]:
-    """EPA of each page in turn: (-1, SUCCESS), or the first failing index and its code.
-
-    A kernel provisioning an enclave's VA pages runs hundreds of EPAs in a row (one per 512
-    pages of ELRANGE); one call for them all instead of a call each from Python.
-    """
-    for i in range(pages.shape[0]):
-        rc = epa(st, pages[i])
-        if rc != SUCCESS:
-            return i, rc
-    return -1, SUCCESS
 
 
 @njit

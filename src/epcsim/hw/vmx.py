@@ -252,8 +252,8 @@ class GuestCpu(Processor):
         self._mrsigner = host._mrsigner
         self._staged = host._staged
         self._aux = host._aux
-        self._ewb_out = np.zeros(L.W_LEN, dtype=np.uint64)
-        self._rd_out = np.zeros(3, dtype=np.uint64)
+        self._ewb_out = table(np.zeros(L.W_LEN, dtype=np.uint64))
+        self._rd_out = table(np.zeros(3, dtype=np.uint64))
         self.vmcs = table(section_words(self.sections))
         self.vmcs[V_GUEST] = 1
         self.vmcs[V_EPT_BASE] = ept_base

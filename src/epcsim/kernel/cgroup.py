@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from epcsim.arch import PAGE_SIZE, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN
-from epcsim.jit import njit_closure, njit_closure_inline, njit_inline
+from epcsim.jit import njit, njit_closure, njit_inline
 from epcsim.kernel.main import (
     CGT_MANAGER_COLS,
     CGT_PARENT,
@@ -42,6 +42,7 @@ from epcsim.kernel.main import (
     CGT_USAGE,
     EBUSY,
     ENOMEM,
+    L_COUNT,
     P_CG,
     P_NNODES,
     P_WAKE,
@@ -84,7 +85,7 @@ UNLIMITED = 1 << 62
 
 # ----------------------------------------------------------------------------- the hierarchy
 
-@njit_inline
+@njit
 def preorder_next(ms: Any, c: int, root: int) -> int:
     """The live cgroup after ``c`` in a pre-order walk of ``root``'s subtree (wraps)."""
     child = ms.cgt[c, CG_CHILD]
@@ -100,10 +101,10 @@ def preorder_next(ms: Any, c: int, root: int) -> int:
 
 @njit_inline
 def lru_count(ms: Any, c: int) -> int:
-    return ms.count[ms.p[P_NNODES] + c]
+    return ms.lists[ms.p[P_NNODES] + c, L_COUNT]
 
 
-@njit_inline
+@njit
 def sgx_cgroup_lru_empty(ms: Any, root: int) -> bool:
     """Whether no cgroup of ``root``'s subtree has a page on its LRU."""
     c = root
@@ -115,7 +116,7 @@ def sgx_cgroup_lru_empty(ms: Any, root: int) -> bool:
             return True
 
 
-@njit_inline
+@njit
 def misc_cg_try_charge(ms: Any, cg: int) -> bool:
     """One page against every ``misc.max`` on the path to the root; count the refusal."""
     c = cg
@@ -134,7 +135,7 @@ def misc_cg_try_charge(ms: Any, cg: int) -> bool:
     return True
 
 
-@njit_inline
+@njit
 def sgx_cgroup_max_pages(ms: Any, cg: int) -> int:
     """The tightest ``misc.max`` on the path to the root, in pages."""
     best = UNLIMITED
@@ -147,7 +148,7 @@ def sgx_cgroup_max_pages(ms: Any, cg: int) -> int:
     return best
 
 
-@njit_inline
+@njit
 def sgx_cgroup_should_reclaim(ms: Any, cg: int) -> bool:
     """Async reclaim keeps SGX_CG_MIN_FREE_PAGE of headroom, unless the limit is tiny."""
     if sgx_cgroup_lru_empty(ms, cg):
@@ -158,7 +159,7 @@ def sgx_cgroup_should_reclaim(ms: Any, cg: int) -> bool:
     return ms.cgt[cg, CGT_USAGE] >= m
 
 
-@njit_inline
+@njit
 def sgx_cgroup_next_get(ms: Any, root: int) -> int:
     """``root->next_cg``, advanced in pre-order so no busy cgroup starves its siblings."""
     nxt = ms.cgt[root, CG_NEXT]
@@ -175,7 +176,7 @@ def protected_by_low(ms: Any, c: int) -> bool:
     return low > 0 and ms.cgt[c, CGT_USAGE] <= low
 
 
-@njit_inline
+@njit
 def mem_cgroup_may_charge(ms: Any, cg: int, npages: int) -> bool:
     """Whether the backing store may grow by ``npages`` under every ``memory.max``."""
     if ms.cgt.shape[0] == 0:
@@ -190,7 +191,7 @@ def mem_cgroup_may_charge(ms: Any, cg: int, npages: int) -> bool:
     return True
 
 
-@njit_inline
+@njit
 def mem_cgroup_charge(ms: Any, cg: int, npages: int) -> None:
     """Add ``npages`` (negative: uncharge) of backing store to ``cg`` and its ancestors."""
     if ms.cgt.shape[0] == 0:
@@ -205,7 +206,7 @@ def mem_cgroup_charge(ms: Any, cg: int, npages: int) -> None:
 
 def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
     """The v16 charge and reclaim paths, closed over the manager's batch over one LRU."""
-    closure_inline = functools.partial(njit_closure_inline, cache=cache)
+    closure_inline = functools.partial(njit_closure, cache=cache, inline=True)
     closure = functools.partial(njit_closure, cache=cache)
 
     @closure
@@ -244,16 +245,14 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
         ms.cgt[cg, CG_ASYNC] = 1
         ms.p[P_WAKE] = 1
 
-    @closure_inline
+    @closure
     def reclaim_from(os: Any, ms: Any, st: Any, cg: int) -> bool:
         """One reclaim pass over ``cg``'s subtree; whether its usage went down."""
         before = ms.cgt[cg, CGT_USAGE]
         sgx_cgroup_reclaim_pages(os, ms, st, cg, 1, False)
         return ms.cgt[cg, CGT_USAGE] < before
 
-    # Spliced into every allocation: a call would pass the processor's and the manager's
-    # tuples of arrays each time, which cost more than a charge that succeeds.
-    @closure_inline
+    @closure
     def sgx_cgroup_try_charge(os: Any, ms: Any, st: Any, do_reclaim: bool) -> int:
         cg = ms.p[P_CG]
         idle = 0
@@ -312,9 +311,12 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
     def sgx_reclaim_pages_global(os: Any, ms: Any, st: Any, nr: int) -> int:
         return sgx_cgroup_reclaim_pages(os, ms, st, ROOT, nr, True)
 
-    @closure_inline
+    @closure
     def sgx_lru_pages(ms: Any) -> int:
-        return np.int64(ms.count[ms.p[P_NNODES]:].sum())
+        total = 0
+        for lst in range(ms.p[P_NNODES], ms.lists.shape[0]):
+            total += ms.lists[lst, L_COUNT]
+        return total
 
     @closure
     def sgx_cgroup_async_work(os: Any, ms: Any, st: Any) -> int:

@@ -17,6 +17,7 @@ and the processor's; the manager reaches them only through the owner table.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,12 +27,22 @@ from epcsim.dlist import dl_del, dl_push_head, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import ArchFault, Processor
 from epcsim.hw.crypto import SEALED_SIZE
-from epcsim.hw.epc import EPCM_SECINFO_MASK
-from epcsim.jit import njit, njit_inline, prefetch, prefetch_last, trailing_zeros
+from epcsim.hw.epc import EPCM_SECINFO_MASK, G_CONTENT, G_SGX2
+from epcsim.jit import (
+    njit,
+    njit_closure,
+    njit_inline,
+    prefetch,
+    prefetch_last,
+    table,
+    trailing_zeros,
+)
 from epcsim.kernel.backing import Backing
 from epcsim.kernel.cgroup import mem_cgroup_charge, mem_cgroup_may_charge
 from epcsim.kernel.main import (
     C_ELDU,
+    EBUSY,
+    ENOMEM,
     P_CG,
     EpcManager,
     count_etrack,
@@ -77,44 +88,59 @@ SQ_EPC, SQ_EP, SQ_SECS_OF = 0, 1, 2
 SQ_REC = 3  # then the W_LEN words of the EWB record
 
 
+# Columns of the enclave table (``DState.encl``, one row per enclave). The VA list's ends
+# come first: :mod:`epcsim.dlist` reads a list's head and tail from columns 0 and 1.
+(E_VA_HEAD, E_VA_TAIL, E_FLAGS, E_REF, E_BASE, E_SIZE, E_FIRST, E_SECS, E_SECS_VA, E_SECS_SLOT,
+ E_SECS_MAC, E_EID, E_CHILD, E_PAGE_CNT, E_NVA, E_EVICTED, E_PCMD_PAGES, E_CG) = range(18)
+E_CNT = 18                  # the EC_LEN per-enclave counters from here
+E_LEN = E_CNT + EC_LEN
+# What a new row holds: everything 0 but these.
+_E_NONE = (E_VA_HEAD, E_VA_TAIL, E_SECS, E_SECS_VA, E_SECS_SLOT)
+# The Python side's names for the columns (``ds.e_flags[e]``...).
+_E_NAMES = ("e_va_head", "e_va_tail", "e_flags", "e_ref", "e_base", "e_size", "e_first",
+            "e_secs", "e_secs_va", "e_secs_slot", "e_secs_mac", "e_eid", "e_child",
+            "e_page_cnt", "e_nva", "e_evicted", "e_pcmd_pages", "e_cg")
+
+# Columns of the VA-page table (``DState.va``); the list links first, as for the enclaves.
+VA_NEXT, VA_PREV, VA_EPC, VA_ENCL, VA_USED = range(5)
+VA_LEN = 5
+_VA_NAMES = ("va_next", "va_prev", "va_epc", "va_encl", "va_used")
+
+# The driver's scalars (``DState.dp``). Rows of the VA-page table not in use are a list
+# threaded through their VA_NEXT column, so that compiled code can take one.
+D_VA_FREE = 0               # first free row of the VA-page table, or NONE
+D_VA_NFREE = 1              # free rows
+D_SQ_N = 2                  # rows queued in ``sq``
+D_LOAD_PAGE = 3             # content mode: the EPC page a fault asks Python to load into
+D_LOAD_SECS = 4             # ... and whether what it loads is the SECS (1) or the page (0)
+D_DID = 5                   # what the fault in progress did (FAULT_ELDU, FAULT_SECS)
+D_LEN = 6
+
+
 class DState(NamedTuple):
-    # enclaves
-    e_flags: np.ndarray     # i64
-    e_ref: np.ndarray       # i64 kref
-    e_base: np.ndarray      # i64
-    e_size: np.ndarray      # i64
-    e_first: np.ndarray     # i64 first index of the enclave's pages in ep_*
-    e_secs: np.ndarray      # i64 EPC page of the SECS, NONE while evicted
-    e_secs_va: np.ndarray   # i64 VA id holding the SECS's version
-    e_secs_slot: np.ndarray
-    e_secs_mac: np.ndarray  # i64 PCMD fields of the evicted SECS
-    e_eid: np.ndarray       # i64 the SECS's EID
-    e_child: np.ndarray     # i64 secs_child_cnt
-    e_page_cnt: np.ndarray  # i64 page_cnt (VA provisioning)
-    e_va_head: np.ndarray   # i64 VA list
-    e_va_tail: np.ndarray
-    e_nva: np.ndarray       # i64 VA pages
-    e_evicted: np.ndarray   # i64 pages in the backing store (contents)
-    e_pcmd_pages: np.ndarray  # i64 backing pages holding at least one PCMD
-    e_cnt: np.ndarray       # i64 [enclaves, EC_LEN]
-    e_cg: np.ndarray        # i64 the cgroup of the process that opened the enclave
+    encl: np.ndarray        # i64 [enclaves, E_LEN]: flags, kref, ELRANGE, the SECS's EPC page
+                            # (or the VA slot and MAC of its evicted blob), the EID,
+                            # secs_child_cnt, page_cnt, the VA list, backing counts, the
+                            # cgroup of the process that opened it, the counters
     # enclave pages: one packed EP_RECORD each (epc i32, desc u8, type u8, encl u16,
     # va i32, slot u16, secinfo u8, aux u8, prot u8, mac i64), a numpy record array so
     # that ``ds.ep[i].desc`` reads the same compiled and interpreted; the Python side
     # mostly uses the ``ep_*`` views below
     ep: np.ndarray
     pcmd_use: np.ndarray    # u8 per 32 entries of ep_* (one PCMD backing page): PCMDs in use
-    # VA pages
-    va_epc: np.ndarray      # i64
-    va_encl: np.ndarray     # i64
-    va_next: np.ndarray     # i64
-    va_prev: np.ndarray     # i64
-    va_used: np.ndarray     # i64
-    va_bits: np.ndarray     # u64 [nva, 8]
-    # scratch and queues
+    va: np.ndarray          # i64 [VA pages, VA_LEN]: list links, EPC page, enclave, slots used
+    va_bits: np.ndarray     # u64 [VA pages, 8]: the slot map
+    dp: np.ndarray          # i64 [D_LEN] the driver's scalars
     out: np.ndarray         # u64 EWB record
-    sq: np.ndarray          # i64 [cap, SQ_REC + W_LEN]
-    sq_n: np.ndarray        # i64 [1]
+    sq: np.ndarray          # i64 [cap, SQ_REC + W_LEN]: EWBs whose bytes Python seals
+
+    @property
+    def e_cnt(self) -> np.ndarray:
+        return self.encl[:, E_CNT:E_CNT + EC_LEN]
+
+    @property
+    def sq_n(self) -> np.ndarray:
+        return self.dp[D_SQ_N:D_SQ_N + 1]
 
     # A field of every enclave page, as a strided view of the records (Python side).
     @property
@@ -160,27 +186,39 @@ class DState(NamedTuple):
         return self.ep["mac"]          # PCMD.MAC (metadata mode)
 
 
+def _column(tbl: str, col: int) -> property:
+    def get(self: DState) -> np.ndarray:
+        return getattr(self, tbl)[:, col]  # type: ignore[no-any-return]
+    return property(get)
+
+
+for _i, _name in enumerate(_E_NAMES):
+    setattr(DState, _name, _column("encl", _i))
+for _i, _name in enumerate(_VA_NAMES):
+    setattr(DState, _name, _column("va", _i))
+
+
 # ----------------------------------------------------------------------------- VA slots
 
 @njit_inline
 def va_list_del(ds: DState, e: int, va: int) -> None:
-    dl_del(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
+    dl_del(ds.encl, ds.va, e, va)
 
 
 @njit_inline
 def va_list_add_head(ds: DState, e: int, va: int) -> None:
-    dl_push_head(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
+    dl_push_head(ds.encl, ds.va, e, va)
 
 
 @njit_inline
 def va_list_add_tail(ds: DState, e: int, va: int) -> None:
-    dl_push_tail(ds.e_va_head, ds.e_va_tail, ds.va_next, ds.va_prev, e, va)
+    dl_push_tail(ds.encl, ds.va, e, va)
 
 
-@njit_inline
+@njit
 def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
     """The first free slot of the first VA page; a page that fills moves to the tail."""
-    va = ds.e_va_head[e]
+    va = ds.encl[e, E_VA_HEAD]
     if va == NONE:
         return NONE, NONE
     for w in range(8):
@@ -188,36 +226,57 @@ def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
         if word != np.uint64(0xFFFFFFFFFFFFFFFF):
             b = np.int64(trailing_zeros(~word))
             ds.va_bits[va, w] = word | (np.uint64(1) << np.uint64(b))
-            ds.va_used[va] += 1
-            if ds.va_used[va] == SGX_VA_SLOT_COUNT:
+            ds.va[va, VA_USED] += 1
+            if ds.va[va, VA_USED] == SGX_VA_SLOT_COUNT:
                 va_list_del(ds, e, va)
                 va_list_add_tail(ds, e, va)
             return va, w * 64 + b
     return NONE, NONE
 
 
-@njit_inline
+@njit
 def sgx_free_va_slot(ds: DState, e: int, va: int, slot: int, to_head: bool) -> None:
     w = slot >> 6
     b = np.uint64(slot & 63)
     ds.va_bits[va, w] &= ~(np.uint64(1) << b)
-    ds.va_used[va] -= 1
+    ds.va[va, VA_USED] -= 1
     if to_head:
         va_list_del(ds, e, va)
         va_list_add_head(ds, e, va)
 
 
 @njit
-def va_pages_add(ds: DState, e: int, vas: np.ndarray, epcs: np.ndarray) -> None:
-    """Enclave ``e``'s new VA pages: VA id ``vas[i]`` at EPC page ``epcs[i]``, empty."""
-    for i in range(vas.shape[0]):
-        va = vas[i]
-        ds.va_epc[va] = epcs[i]
-        ds.va_encl[va] = e
-        ds.va_used[va] = 0
-        ds.va_bits[va, :] = 0
-        va_list_add_head(ds, e, va)
-        ds.e_nva[e] += 1
+def va_page_add(ds: DState, e: int, epc: int) -> int:
+    """Enclave ``e``'s new VA page at EPC page ``epc``, empty, at the head of its list: its
+    VA id, or NONE when the table has no free row (the caller reserves rows first)."""
+    va = ds.dp[D_VA_FREE]
+    if va == NONE:
+        return NONE
+    ds.dp[D_VA_FREE] = ds.va[va, VA_NEXT]
+    ds.dp[D_VA_NFREE] -= 1
+    ds.va[va, VA_EPC] = epc
+    ds.va[va, VA_ENCL] = e
+    ds.va[va, VA_USED] = 0
+    ds.va_bits[va, :] = 0
+    va_list_add_head(ds, e, va)
+    ds.encl[e, E_NVA] += 1
+    return va
+
+
+@njit
+def va_page_drop(ds: DState, va: int) -> int:
+    """Take VA page ``va`` off its enclave's list; its row is free again. Returns its EPC
+    page, which the caller frees."""
+    e = ds.va[va, VA_ENCL]
+    epc = ds.va[va, VA_EPC]
+    va_list_del(ds, e, va)
+    ds.encl[e, E_NVA] -= 1
+    ds.va[va, VA_EPC] = NONE
+    ds.va[va, VA_ENCL] = NONE
+    ds.va[va, VA_NEXT] = ds.dp[D_VA_FREE]
+    ds.dp[D_VA_FREE] = va
+    ds.dp[D_VA_NFREE] += 1
+    return epc
 
 
 # ----------------------------------------------------------------------------- backing
@@ -229,47 +288,47 @@ def pcmd_index(ds: DState, e: int, index: int) -> int:
     Enclave ranges start and end on multiples of 32 entries, so one counter per group of
     32 entries of ``ep_*`` serves every enclave.
     """
-    return (ds.e_first[e] + index) >> 5
+    return (ds.encl[e, E_FIRST] + index) >> 5
 
 
-@njit_inline
+@njit
 def backing_store(ds: DState, ms: Any, e: int, index: int) -> None:
-    ds.e_evicted[e] += 1
+    ds.encl[e, E_EVICTED] += 1
     pi = pcmd_index(ds, e, index)
     grown = 1
     if ds.pcmd_use[pi] == 0:
-        ds.e_pcmd_pages[e] += 1
+        ds.encl[e, E_PCMD_PAGES] += 1
         grown = 2
     ds.pcmd_use[pi] += 1
     # The backing is shmem of the enclave's process: charged to its memory cgroup.
-    mem_cgroup_charge(ms, ds.e_cg[e], grown)
+    mem_cgroup_charge(ms, ds.encl[e, E_CG], grown)
 
 
-@njit_inline
+@njit
 def backing_drop(ds: DState, ms: Any, e: int, index: int) -> None:
     """After ELDU: the contents page is truncated, and the PCMD page once it is all zero."""
-    ds.e_evicted[e] -= 1
+    ds.encl[e, E_EVICTED] -= 1
     pi = pcmd_index(ds, e, index)
     ds.pcmd_use[pi] -= 1
     shrunk = 1
     if ds.pcmd_use[pi] == 0:
-        ds.e_pcmd_pages[e] -= 1
+        ds.encl[e, E_PCMD_PAGES] -= 1
         shrunk = 2
-    mem_cgroup_charge(ms, ds.e_cg[e], -shrunk)
+    mem_cgroup_charge(ms, ds.encl[e, E_CG], -shrunk)
 
 
 # ----------------------------------------------------------------------------- EWB
 
-@njit_inline
+@njit
 def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
     """IPI every CPU that may run the enclave: each LP inside takes an AEX."""
     count_ipi(ms)
-    for lp in range(st.lp_row.shape[0]):
-        if st.lp_row[lp] == e_row:
+    for lp in range(st.lp.shape[0]):
+        if st.lp[lp].lp_row == e_row:
             L.aex(st, lp)
 
 
-@njit_inline
+@njit
 def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> tuple[int, int, int]:
     """EWB with the kernel's escalation: plain, after ETRACK, after IPIs.
 
@@ -278,7 +337,7 @@ def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> t
     va, slot = sgx_alloc_va_slot(ds, e)
     if va == NONE:
         return -1, NONE, NONE
-    va_epc = ds.va_epc[va]
+    va_epc = ds.va[va, VA_EPC]
     rc = L.ewb(st, epc, va_epc, slot, L.CTX_HOST, ds.out)
     if rc == L.NOT_TRACKED:
         L.etrack(st, secs, L.CTX_HOST)
@@ -286,7 +345,7 @@ def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> t
         rc = L.ewb(st, epc, va_epc, slot, L.CTX_HOST, ds.out)
         if rc == L.NOT_TRACKED:
             # The mask is computed after ETRACK: CPUs entering later join the new epoch.
-            ipi_enclave_cpus(st, ms, np.int64(st.row[secs]))
+            ipi_enclave_cpus(st, ms, np.int64(st.epcm[secs].row))
             rc = L.ewb(st, epc, va_epc, slot, L.CTX_HOST, ds.out)
     count_ewb(ms)
     if rc != 0 and rc != L.VA_SLOT_OCCUPIED:
@@ -295,16 +354,18 @@ def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> t
     return rc, va, slot
 
 
-@njit_inline
+@njit
 def queue_seal(ds: DState, epc: int, ep: int, secs_of: int) -> None:
+    """Content mode: queue what EWB wrote; Python seals the page's bytes (still in the
+    page) before anything allocates it again (``DriverOwner.sync``)."""
     if sealing(ds):
-        n = ds.sq_n[0]
+        n = ds.dp[D_SQ_N]
         ds.sq[n, SQ_EPC] = epc
         ds.sq[n, SQ_EP] = ep
         ds.sq[n, SQ_SECS_OF] = secs_of
         for i in range(L.W_LEN):
             ds.sq[n, SQ_REC + i] = np.int64(ds.out[i])
-        ds.sq_n[0] = n + 1
+        ds.dp[D_SQ_N] = n + 1
 
 
 @njit_inline
@@ -316,64 +377,64 @@ def sealing(ds: DState) -> bool:
 @njit
 def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
     """The SECS follows its last child out (initialised enclaves only)."""
-    secs = ds.e_secs[e]
+    secs = ds.encl[e, E_SECS]
     rc, va, slot = sgx_encl_ewb(ds, ms, st, e, secs, secs)
     if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
-        ds.e_secs_va[e] = va
-        ds.e_secs_slot[e] = slot
-        ds.e_secs_mac[e] = np.int64(ds.out[L.W_MAC])
-        ds.e_cnt[e, EC_SECS_EWB] += 1
+        ds.encl[e, E_SECS_VA] = va
+        ds.encl[e, E_SECS_SLOT] = slot
+        ds.encl[e, E_SECS_MAC] = np.int64(ds.out[L.W_MAC])
+        ds.encl[e, E_CNT + EC_SECS_EWB] += 1
         # Its backing: contents at ``size``, PCMD at page index size/4096 (§1.5).
-        backing_store(ds, ms, e, ds.e_size[e] >> 12)
+        backing_store(ds, ms, e, ds.encl[e, E_SIZE] >> 12)
         queue_seal(ds, secs, NONE, e)
         # EWB left the page invalid; EREMOVE of an invalid page is a no-op, then free.
         sgx_encl_free_epc_page(ms, st, secs)
-        ds.e_secs[e] = NONE
+        ds.encl[e, E_SECS] = NONE
 
 
 # ----------------------------------------------------------------------------- the owner
 
-@njit_inline
+@njit
 def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     e = ds.ep[oid].encl
-    if (ds.e_flags[e] & SGX_ENCL_DEAD) != 0 or ds.e_ref[e] <= 0:
+    if (ds.encl[e, E_FLAGS] & SGX_ENCL_DEAD) != 0 or ds.encl[e, E_REF] <= 0:
         return 0
-    ds.e_ref[e] += 1
+    ds.encl[e, E_REF] += 1
     return 1
 
 
-@njit_inline
+@njit
 def drv_put(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    ds.e_ref[ds.ep[oid].encl] -= 1
+    ds.encl[ds.ep[oid].encl, E_REF] -= 1
     return 0
 
 
-@njit_inline
+@njit
 def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Age by the PTE accessed bit (test and clear); refuse young pages; reserve the rest."""
     if arg == 1 and (ds.ep[oid].desc & EP_YOUNG) != 0:
         ds.ep[oid].desc &= ~np.uint8(EP_YOUNG)
         return 0
     # sgx_encl_alloc_backing: a contents page and perhaps a PCMD page, or skip the page.
-    if not mem_cgroup_may_charge(ms, ds.e_cg[ds.ep[oid].encl], 2):
+    if not mem_cgroup_may_charge(ms, ds.encl[ds.ep[oid].encl, E_CG], 2):
         return 0
     ds.ep[oid].desc |= np.uint8(EP_BEING_RECLAIMED)
     return 1
 
 
-@njit_inline
+@njit
 def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Zap the PTEs, then EBLOCK (failure only warns in the kernel)."""
     ds.ep[oid].desc &= ~np.uint8(EP_PRESENT | EP_YOUNG)
     return L.eblock(st, page)
 
 
-@njit_inline
+@njit
 def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """``sgx_reclaimer_write``: EWB, bookkeeping, and the SECS after its last child."""
     e = np.int64(ds.ep[oid].encl)
     ds.ep[oid].desc &= ~np.uint8(EP_BEING_RECLAIMED)
-    rc, va, slot = sgx_encl_ewb(ds, ms, st, e, page, ds.e_secs[e])
+    rc, va, slot = sgx_encl_ewb(ds, ms, st, e, page, ds.encl[e, E_SECS])
     if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
         ds.ep[oid].va = va
         ds.ep[oid].slot = slot
@@ -381,18 +442,18 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
         ds.ep[oid].secinfo = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
         ds.ep[oid].aux = np.int64(ds.out[L.W_AUX])
         ds.ep[oid].desc |= np.uint8(EP_EVICTED)
-        backing_store(ds, ms, e, oid - ds.e_first[e])
-        ds.e_cnt[e, EC_EWB] += 1
+        backing_store(ds, ms, e, oid - ds.encl[e, E_FIRST])
+        ds.encl[e, E_CNT + EC_EWB] += 1
         queue_seal(ds, page, oid, NONE)
     ds.ep[oid].epc = NONE
-    ds.e_child[e] -= 1
-    if ds.e_child[e] == 0 and (ds.e_flags[e] & SGX_ENCL_INITIALIZED) != 0:
+    ds.encl[e, E_CHILD] -= 1
+    if ds.encl[e, E_CHILD] == 0 and (ds.encl[e, E_FLAGS] & SGX_ENCL_INITIALIZED) != 0:
         encl_ewb_secs(ds, ms, st, e)
     # A failed EWB still frees the page (the kernel WARNs): "should never happen".
     return WRITE_FREED
 
 
-@njit_inline
+@njit
 def drv_prefetch(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """The page's record: its first bytes (flags, enclave) and its last (the MAC), the two
     lines a record may span."""
@@ -406,42 +467,42 @@ DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write, drv_p
 
 # ----------------------------------------------------------------------------- ELDU
 
-@njit_inline
+@njit
 def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
     """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
     e = np.int64(ds.ep[ep].encl)
     sgx_free_va_slot(ds, e, np.int64(ds.ep[ep].va), np.int64(ds.ep[ep].slot), True)
-    backing_drop(ds, ms, e, ep - ds.e_first[e])
+    backing_drop(ds, ms, e, ep - ds.encl[e, E_FIRST])
     ds.ep[ep].va = NONE
     ds.ep[ep].desc &= ~np.uint8(EP_EVICTED)
     ds.ep[ep].epc = epc
-    ds.e_child[e] += 1
-    ds.e_cnt[e, EC_ELDU] += 1
+    ds.encl[e, E_CHILD] += 1
+    ds.encl[e, E_CNT + EC_ELDU] += 1
     ms.cnt[C_ELDU] += 1
-    ms.oid[epc] = ep
+    ms.pages[epc].oid = ep
     sgx_mark_page_reclaimable(ms, epc)
 
 
 @njit
 def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
-    sgx_free_va_slot(ds, e, ds.e_secs_va[e], ds.e_secs_slot[e], True)
-    backing_drop(ds, ms, e, ds.e_size[e] >> 12)
-    ds.e_secs[e] = epc
-    ds.e_secs_va[e] = NONE
-    ds.e_cnt[e, EC_SECS_ELDU] += 1
+    sgx_free_va_slot(ds, e, ds.encl[e, E_SECS_VA], ds.encl[e, E_SECS_SLOT], True)
+    backing_drop(ds, ms, e, ds.encl[e, E_SIZE] >> 12)
+    ds.encl[e, E_SECS] = epc
+    ds.encl[e, E_SECS_VA] = NONE
+    ds.encl[e, E_CNT + EC_SECS_ELDU] += 1
     ms.cnt[C_ELDU] += 1
-    ms.oid[epc] = e
+    ms.pages[epc].oid = e
 
 
-@njit_inline
+@njit
 def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
     e = np.int64(ds.ep[ep].encl)
-    secs = ds.e_secs[e]
-    lin = ds.e_base[e] + ((ep - ds.e_first[e]) << 12)
+    secs = ds.encl[e, E_SECS]
+    lin = ds.encl[e, E_BASE] + ((ep - ds.encl[e, E_FIRST]) << 12)
     secinfo = (np.int64(ds.ep[ep].type) << 8) | np.int64(ds.ep[ep].secinfo)
-    rc = L.eldu(st, epc, ds.va_epc[ds.ep[ep].va], np.int64(ds.ep[ep].slot), secs, lin,
-                secinfo, ds.e_eid[e], ds.ep[ep].mac, np.int64(ds.ep[ep].aux),
+    rc = L.eldu(st, epc, ds.va[ds.ep[ep].va, VA_EPC], np.int64(ds.ep[ep].slot), secs, lin,
+                secinfo, ds.encl[e, E_EID], ds.ep[ep].mac, np.int64(ds.ep[ep].aux),
                 False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
         eldu_done(ds, ms, st, ep, epc)
@@ -451,11 +512,243 @@ def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
 @njit
 def secs_eldu_metadata(ds: DState, ms: Any, st: Any, e: int, epc: int) -> int:
     secinfo = PageType.SECS << 8
-    rc = L.eldu(st, epc, ds.va_epc[ds.e_secs_va[e]], ds.e_secs_slot[e], NONE, 0, secinfo,
-                ds.e_eid[e], ds.e_secs_mac[e], 0, False, False, L.CTX_HOST, 0, -1)
+    rc = L.eldu(st, epc, ds.va[ds.encl[e, E_SECS_VA], VA_EPC], ds.encl[e, E_SECS_SLOT], NONE, 0, secinfo,
+                ds.encl[e, E_EID], ds.encl[e, E_SECS_MAC], 0, False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
         secs_eldu_done(ds, ms, e, epc)
     return rc
+
+
+# ----------------------------------------------------------------------------- the fault path
+
+# What a fault ends in (``code & VM_FAULT_MASK``), as ``sgx_vma_fault`` returns it.
+VM_FAULT_NOPAGE = 0     # fixed: the access is retried and succeeds
+VM_FAULT_RETRY = 1      # -EBUSY: nothing changed, the access faults again (ksgxd frees pages)
+VM_FAULT_SIGBUS = 2
+VM_FAULT_ENOMEM = 3     # an allocation got -ENOMEM: SIGBUS, unless an OOM killer frees pages
+VM_FAULT_LOAD = 4       # content mode: load the page at ``dp[D_LOAD_PAGE]``, then fault again
+VM_FAULT_NOROW = 5      # a table of the model must grow first (the caller reserves rows)
+VM_FAULT_MASK = 0xF
+# What it did on the way, for the caller's costs (the replay's clocks).
+FAULT_EAUG = 1 << 4     # a new page was added (SGX2)
+FAULT_ELDU = 1 << 5     # the page was loaded back
+FAULT_SECS = 1 << 6     # the enclave's SECS was loaded back first
+
+PROT_RWX = 7            # PROT_READ | PROT_WRITE | PROT_EXEC: what an EAUGed page may map
+ELOAD = -1000           # not an errno: the page must be loaded by content mode's Python half
+ENOSPC = 28
+EFAULT = 14
+
+
+@njit
+def shrink(ds: DState, ms: Any, st: Any, e: int, va: int) -> None:
+    """Undo :func:`sgx_encl_grow` after a failure: the count, and the VA page it added."""
+    ds.encl[e, E_PAGE_CNT] -= 1
+    if va != NONE:
+        sgx_encl_free_epc_page(ms, st, va_page_drop(ds, va))
+
+
+class DriverRules(NamedTuple):
+    """The driver's compiled paths that allocate EPC pages, for one kernel's manager."""
+
+    grow: Any
+    load_page: Any
+    vma_fault: Any
+
+
+_rules: dict[tuple[int, int], DriverRules] = {}
+
+
+def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
+    """The fault path and its parts, closed over a manager's allocation (memoised).
+
+    The Python API (:class:`SgxDriver`) and the replay engine (:mod:`epcsim.sim.replay`)
+    both call these: there is one fault path.
+    """
+    key = (id(reclaimer), kind)
+    hit = _rules.get(key)
+    if hit is not None:
+        return hit
+    alloc = reclaimer.alloc
+    ksgxd = reclaimer.ksgxd
+    closure = functools.partial(njit_closure, cache=reclaimer.cache)
+
+    @closure
+    def fault_alloc(os: Any, ms: Any, st: Any, oid: int) -> int:
+        """An allocation of the fault path (no reclaim under the mmap lock), after which a
+        ksgxd it woke runs: the page just allocated is not on the LRU yet, so ksgxd never
+        takes the page the fault is for (docs/design.md, "When ksgxd runs").
+
+        In content mode ksgxd runs from Python after the rule returns instead: the bytes of
+        the pages it writes back must be sealed (in Python) before any allocation of the
+        same fault can fill those pages again.
+        """
+        page = alloc(os, ms, st, kind, oid, False, 0)
+        if st.g[G_CONTENT] == 0:
+            ksgxd(os, ms, st)
+        return page
+
+    @closure
+    def sgx_encl_grow(os: Any, ms: Any, st: Any, e: int, reclaim: bool) -> int:
+        """A new VA page every 512 pages that may need a slot: its VA id, NONE when none
+        was needed, or -errno (-ENOSPC: no free row in the model's tables)."""
+        ds = os[kind]
+        va = NONE
+        if ds.encl[e, E_PAGE_CNT] % SGX_VA_SLOT_COUNT == 0:
+            if ds.dp[D_VA_NFREE] == 0:
+                return -ENOSPC
+            if reclaim:
+                epc = alloc(os, ms, st, kind, e, True, 0)
+            else:
+                epc = fault_alloc(os, ms, st, e)
+            if epc < 0:
+                return epc
+            rc = L.epa(st, epc)
+            if rc != 0:
+                sgx_encl_free_epc_page(ms, st, epc)
+                return -ENOSPC if rc == L.NEED_ROW else -EFAULT
+            va = va_page_add(ds, e, epc)
+        ds.encl[e, E_PAGE_CNT] += 1
+        return va
+
+    @closure
+    def sgx_encl_load_secs(os: Any, ms: Any, st: Any, e: int) -> int:
+        """Reload an evicted SECS before any child: 0, or -errno, or ELOAD."""
+        ds = os[kind]
+        if ds.encl[e, E_SECS] != NONE:
+            return 0
+        epc = fault_alloc(os, ms, st, e)
+        if epc < 0:
+            return epc
+        if st.g[G_CONTENT] != 0:
+            ds.dp[D_LOAD_PAGE] = epc
+            ds.dp[D_LOAD_SECS] = 1
+            return ELOAD
+        if secs_eldu_metadata(ds, ms, st, e, epc) != 0:
+            sgx_encl_free_epc_page(ms, st, epc)
+            return -EFAULT
+        ds.dp[D_DID] |= FAULT_SECS
+        return 0
+
+    @closure
+    def sgx_encl_load_page(os: Any, ms: Any, st: Any, e: int, ep: int) -> int:
+        """``__sgx_encl_load_page``: the EPC page of a resident page, or ELDU it back;
+        -errno, or ELOAD (content mode)."""
+        ds = os[kind]
+        epc = np.int64(ds.ep[ep].epc)
+        if epc != NONE:
+            return -EBUSY if (ds.ep[ep].desc & EP_BEING_RECLAIMED) != 0 else epc
+        rc = sgx_encl_load_secs(os, ms, st, e)
+        if rc < 0:
+            return rc
+        epc = fault_alloc(os, ms, st, ep)
+        if epc < 0:
+            return epc
+        if st.g[G_CONTENT] != 0:
+            ds.dp[D_LOAD_PAGE] = epc
+            ds.dp[D_LOAD_SECS] = 0
+            return ELOAD
+        if eldu_metadata(ds, ms, st, ep, epc) != 0:
+            sgx_encl_free_epc_page(ms, st, epc)
+            return -EFAULT
+        ds.dp[D_DID] |= FAULT_ELDU
+        return epc
+
+    @closure
+    def sgx_encl_eaug_page(os: Any, ms: Any, st: Any, e: int, ep: int) -> int:
+        """Add a PENDING page on first touch of an SGX2 enclave."""
+        ds = os[kind]
+        if (ds.encl[e, E_FLAGS] & SGX_ENCL_INITIALIZED) == 0:
+            return VM_FAULT_SIGBUS
+        rc = sgx_encl_load_secs(os, ms, st, e)
+        if rc == -EBUSY:
+            return VM_FAULT_RETRY
+        if rc == ELOAD:
+            return VM_FAULT_LOAD
+        if rc == -ENOMEM:
+            return VM_FAULT_ENOMEM
+        if rc < 0:
+            return VM_FAULT_SIGBUS
+        epc = fault_alloc(os, ms, st, ep)
+        if epc == -EBUSY:
+            ds.encl[e, E_CNT + EC_EBUSY] += 1
+            return VM_FAULT_RETRY
+        if epc == -ENOMEM:
+            return VM_FAULT_ENOMEM
+        if epc < 0:
+            return VM_FAULT_SIGBUS
+        va = sgx_encl_grow(os, ms, st, e, False)
+        if va < NONE:
+            sgx_encl_free_epc_page(ms, st, epc)
+            if va == -EBUSY:
+                return VM_FAULT_RETRY
+            if va == -ENOMEM:
+                return VM_FAULT_ENOMEM
+            if va == -ENOSPC:
+                return VM_FAULT_NOROW
+            return VM_FAULT_SIGBUS
+        lin = ds.encl[e, E_BASE] + ((ep - ds.encl[e, E_FIRST]) << 12)
+        if L.eaug(st, epc, ds.encl[e, E_SECS], lin, L.PT_REG) != 0:
+            sgx_encl_free_epc_page(ms, st, epc)
+            shrink(ds, ms, st, e, va)
+            return VM_FAULT_SIGBUS
+        ds.ep[ep].desc = EP_EXISTS | EP_PRESENT
+        ds.ep[ep].type = PageType.REG
+        ds.ep[ep].prot = PROT_RWX
+        ds.ep[ep].epc = epc
+        ds.encl[e, E_CHILD] += 1
+        ds.encl[e, E_CNT + EC_EAUG] += 1
+        sgx_mark_page_reclaimable(ms, epc)
+        return VM_FAULT_NOPAGE | FAULT_EAUG
+
+    @closure
+    def fault_in(os: Any, ms: Any, st: Any, e: int, ep: int, vma_prot: int) -> int:
+        ds = os[kind]
+        if (ds.ep[ep].desc & EP_EXISTS) == 0:
+            if st.g[G_SGX2] != 0:
+                return sgx_encl_eaug_page(os, ms, st, e, ep)
+            return VM_FAULT_SIGBUS
+        if (vma_prot & ~np.int64(ds.ep[ep].prot)) != 0:
+            return VM_FAULT_SIGBUS
+        rc = sgx_encl_load_page(os, ms, st, e, ep)
+        if rc == -EBUSY:
+            ds.encl[e, E_CNT + EC_EBUSY] += 1
+            return VM_FAULT_RETRY
+        if rc == ELOAD:
+            return VM_FAULT_LOAD
+        if rc == -ENOMEM:
+            return VM_FAULT_ENOMEM
+        if rc < 0:
+            ds.encl[e, E_CNT + EC_SIGBUS] += 1
+            return VM_FAULT_SIGBUS
+        # vmf_insert_pfn, then test_and_clear_young: a faulted page starts old.
+        ds.ep[ep].desc = (ds.ep[ep].desc | np.uint8(EP_PRESENT)) & ~np.uint8(EP_YOUNG)
+        return VM_FAULT_NOPAGE
+
+    @closure
+    def sgx_vma_fault(os: Any, ms: Any, st: Any, e: int, ep: int, vma_prot: int,
+                      first: bool) -> int:
+        """``sgx_vma_fault`` of enclave ``e``'s page ``ep`` (its index in ``ds.ep``):
+        a VM_FAULT_* outcome with FAULT_* bits of what it did.
+
+        ``first`` is False when content mode comes back after loading a page, the same
+        fault going on. A ksgxd that one of its allocations woke runs as that allocation
+        returns (``fault_alloc``).
+        """
+        ds = os[kind]
+        if e < 0 or (ds.encl[e, E_FLAGS] & SGX_ENCL_DEAD) != 0:
+            code = VM_FAULT_SIGBUS
+        else:
+            ms.p[P_CG] = ds.encl[e, E_CG]
+            if first:
+                ds.encl[e, E_CNT + EC_FAULTS] += 1
+                ds.dp[D_DID] = 0
+            code = fault_in(os, ms, st, e, ep, vma_prot) | ds.dp[D_DID]
+        return code
+
+    r = DriverRules(sgx_encl_grow, sgx_encl_load_page, sgx_vma_fault)
+    _rules[key] = r
+    return r
 
 
 # ----------------------------------------------------------------------------- Python side
@@ -463,13 +756,15 @@ def secs_eldu_metadata(ds: DState, ms: Any, st: Any, e: int, epc: int) -> int:
 def _grow(arr: np.ndarray, n: int, fill: int = 0) -> np.ndarray:
     out = np.full((n,) + arr.shape[1:], fill, dtype=arr.dtype)
     out[: arr.shape[0]] = arr
-    return out
+    return table(out)
 
 
-_E_FIELDS = {"e_flags": 0, "e_ref": 0, "e_base": 0, "e_size": 0, "e_first": 0, "e_secs": NONE,
-             "e_secs_va": NONE, "e_secs_slot": NONE, "e_secs_mac": 0, "e_eid": 0, "e_child": 0,
-             "e_page_cnt": 0, "e_va_head": NONE, "e_va_tail": NONE, "e_nva": 0,
-             "e_evicted": 0, "e_pcmd_pages": 0, "e_cnt": 0, "e_cg": 0}
+def _empty_rows(n: int, width: int, none_cols: tuple[int, ...]) -> np.ndarray:
+    rows = np.zeros((n, width), dtype=np.int64)
+    rows[:, list(none_cols)] = NONE
+    return rows
+
+
 PCMDS_PER_PAGE = 32
 # An enclave page's fields live in one packed 25-byte record, DState.ep. A fault reads the
 # page's EPC index and flags, then its ELDU the type, SECINFO, aux, MAC and VA slot, and the
@@ -484,8 +779,7 @@ _EP_LAYOUT = (("epc", np.int32, NONE), ("desc", np.uint8, 0), ("type", np.uint8,
               ("secinfo", np.uint8, 0), ("aux", np.uint8, 0), ("prot", np.uint8, 0),
               ("mac", np.int64, 0))
 EP_RECORD = np.dtype([(name, kind) for name, kind, _ in _EP_LAYOUT])
-_VA_FIELDS = {"va_epc": NONE, "va_encl": NONE, "va_next": NONE, "va_prev": NONE, "va_used": 0,
-              "va_bits": 0}
+_VA_NONE = (VA_NEXT, VA_PREV, VA_EPC, VA_ENCL)
 
 
 def _ep_empty() -> np.ndarray:
@@ -501,7 +795,7 @@ _EP_EMPTY = _ep_empty()
 
 def ep_records(n: int) -> np.ndarray:
     """``n`` enclave-page records, each field at its empty value."""
-    rec = np.empty(n, EP_RECORD).view(np.recarray)
+    rec = table(np.empty(n, EP_RECORD))
     ep_clear(rec, 0, n)
     return rec
 
@@ -529,17 +823,15 @@ def ep_clear(rec: np.ndarray, start: int, stop: int) -> None:
 def make_dstate(content: bool, npages: int) -> DState:
     i64 = np.int64
     return DState(
-        **{k: np.full(0, v, dtype=i64) for k, v in _E_FIELDS.items() if k != "e_cnt"},
-        e_cnt=np.zeros((0, EC_LEN), dtype=i64),
+        encl=table(np.zeros((0, E_LEN), dtype=i64)),
         ep=ep_records(0),
-        pcmd_use=np.zeros(1, np.uint8),
-        va_epc=np.zeros(0, i64), va_encl=np.zeros(0, i64), va_next=np.zeros(0, i64),
-        va_prev=np.zeros(0, i64), va_used=np.zeros(0, i64),
-        va_bits=np.zeros((0, 8), dtype=np.uint64),
-        out=np.zeros(L.W_LEN, dtype=np.uint64),
+        pcmd_use=table(np.zeros(1, np.uint8)),
+        va=table(np.zeros((0, VA_LEN), dtype=i64)),
+        va_bits=table(np.zeros((0, 8), dtype=np.uint64)),
+        dp=table(np.array([NONE, 0, 0, NONE, 0, 0], dtype=i64)),
+        out=table(np.zeros(L.W_LEN, dtype=np.uint64)),
         # One compiled call writes back at most the EPC's worth of pages.
-        sq=np.zeros((npages + 64 if content else 1, SQ_REC + L.W_LEN), dtype=i64),
-        sq_n=np.zeros(1, dtype=i64),
+        sq=table(np.zeros((npages + 64 if content else 1, SQ_REC + L.W_LEN), dtype=i64)),
     )
 
 
@@ -555,7 +847,6 @@ class DriverOwner(Owner):
         self.backing: dict[int, Backing] = {}
         self.backing_dir = backing_dir
         self._free_encl: list[int] = []
-        self._free_va: list[int] = []
         self._ranges: list[tuple[int, int]] = []   # free (start, length) in ep_*
         self._ep_top = 0
         self._sealed: np.ndarray | None = None     # pages being sealed, as AES-GCM output
@@ -565,24 +856,28 @@ class DriverOwner(Owner):
     def _replace(self, **kw: np.ndarray) -> None:
         self.state = self.state._replace(**kw)
 
-    def _refill(self, free: list[int], fields: dict[str, int], least: int) -> None:
-        """With no row left in ``free``, double the tables of ``fields`` (at least ``least``
-        rows); the new rows are handed out in ascending order."""
+    def _refill(self, free: list[int], tables: tuple[str, ...], none_cols: tuple[int, ...],
+                least: int) -> None:
+        """With no row left in ``free``, double ``tables`` (at least ``least`` rows; the
+        first table's ``none_cols`` start at NONE); the new rows are handed out in ascending
+        order."""
         if free:
             return
-        n = getattr(self.state, next(iter(fields))).shape[0]
+        first = getattr(self.state, tables[0])
+        n = first.shape[0]
         new = max(least, 2 * n)
-        self._replace(**{k: _grow(getattr(self.state, k), new, v) for k, v in fields.items()})
+        grown = {k: _grow(getattr(self.state, k), new) for k in tables}
+        grown[tables[0]][n:] = _empty_rows(new - n, first.shape[1], none_cols)
+        self._replace(**grown)
         free.extend(range(new - 1, n - 1, -1))
 
     def new_enclave(self) -> int:
-        self._refill(self._free_encl, _E_FIELDS, 8)
+        self._refill(self._free_encl, ("encl",), _E_NONE, 8)
         if self._free_encl[-1] >= MAX_ENCLAVES:
             # ep_encl is u16: a row it cannot hold would alias another enclave.
             raise RuntimeError(f"at most {MAX_ENCLAVES} enclaves at once")
         e = self._free_encl.pop()
-        for k, v in _E_FIELDS.items():
-            getattr(self.state, k)[e] = v
+        self.state.encl[e] = _empty_rows(1, E_LEN, _E_NONE)[0]
         return e
 
     def reserve_pages(self, e: int, npages: int) -> None:
@@ -625,26 +920,31 @@ class DriverOwner(Owner):
             b.close()
         self._free_encl.append(e)
 
-    def new_va(self, e: int, epc: int) -> int:
-        return int(self.new_vas(e, np.array([epc], dtype=np.int64))[0])
-
-    def new_vas(self, e: int, epcs: np.ndarray) -> np.ndarray:
-        """VA ids for the VA pages at EPC pages ``epcs``, each put at the head of the
-        enclave's list in turn (the last one first); one compiled call for them all."""
-        vas = np.empty(len(epcs), dtype=np.int64)
-        for i in range(len(epcs)):
-            self._refill(self._free_va, _VA_FIELDS, 16)
-            vas[i] = self._free_va.pop()
-        va_pages_add(self.state, e, vas, np.ascontiguousarray(epcs, dtype=np.int64))
-        return vas
-
-    def drop_va(self, va: int) -> None:
+    def reserve_va_rows(self, n: int) -> None:
+        """Rows for at least ``n`` more VA pages in the VA-page table (and as many in the
+        processor's version table), so compiled code that adds VA pages finds them."""
         ds = self.state
-        va_list_del(ds, int(ds.va_encl[va]), va)
-        ds.e_nva[int(ds.va_encl[va])] -= 1
-        ds.va_epc[va] = NONE
-        ds.va_encl[va] = NONE
-        self._free_va.append(va)
+        free = int(ds.dp[D_VA_NFREE])
+        if free < n:
+            old = ds.va.shape[0]
+            new = max(16, 2 * old, old + n - free)
+            va = _grow(ds.va, new)
+            va[old:] = _empty_rows(new - old, VA_LEN, _VA_NONE)
+            # The new rows go on the free list, the lowest first.
+            va[old:new - 1, VA_NEXT] = np.arange(old + 1, new)
+            va[new - 1, VA_NEXT] = ds.dp[D_VA_FREE]
+            ds.dp[D_VA_FREE] = old
+            ds.dp[D_VA_NFREE] = free + new - old
+            self._replace(va=va, va_bits=_grow(ds.va_bits, new))
+        self.cpu.reserve_va_rows(n)
+
+    def new_va(self, e: int, epc: int) -> int:
+        self.reserve_va_rows(1)
+        return int(va_page_add(self.state, e, epc))
+
+    def drop_va(self, va: int) -> int:
+        """Forget VA page ``va``; returns its EPC page, which the caller frees."""
+        return int(va_page_drop(self.state, va))
 
     def va_pages(self, e: int) -> list[int]:
         out, va = [], int(self.state.e_va_head[e])
@@ -698,10 +998,6 @@ __all__ = ["DRIVER_OPS", "Backing", "DState", "DriverOwner", "EpcManager"]
 
 # ----------------------------------------------------------------------------- the driver
 
-VM_FAULT_NOPAGE = 0     # fixed: the access is retried and succeeds
-VM_FAULT_RETRY = 1      # -EBUSY: nothing changed, the access faults again (ksgxd frees pages)
-VM_FAULT_SIGBUS = 2
-
 SGX_EINIT_SPIN_COUNT = 20
 SGX_EINIT_SLEEP_COUNT = 50
 
@@ -721,6 +1017,7 @@ class SgxDriver:
         self.sgx2 = cpu.sgx2
         self.leaks = 0
         self.last_eldu = 0   # the last content-mode ELDU's result (what the leaf returned)
+        self.last_fault = 0  # what the last fault did (VM_FAULT_* | FAULT_*)
         # The sealed page ELDU reads from the backing file: ciphertext, then MAC.
         self._sealed_bytes = memoryview(bytearray(SEALED_SIZE))
         self.attributes: dict[int, int] = {}
@@ -750,54 +1047,37 @@ class SgxDriver:
             self.leaks += 1
 
     # -------------------------------------------------------------- VA pages
+    @property
+    def rules(self) -> DriverRules:
+        """The compiled paths for the manager as it is now (a cgroup attached later
+        assembles it anew)."""
+        return driver_rules(self.mgr.fns, self.kind)
+
+    def _call(self, rule: Any, *args: Any) -> int:
+        """Run a compiled rule with a free row in each table it may take one from; an
+        allocation's -ENOMEM tries the manager's OOM hook and runs the rule again."""
+        while True:
+            self.owner.reserve_va_rows(1)
+            rc = int(rule(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, *args))
+            self.mgr._sync_owners()
+            if self.cpu.content:
+                # The rule's allocations left a woken ksgxd to run here (fault_alloc).
+                self.mgr.run_ksgxd()
+            if rc == -ENOMEM and self.mgr.on_enomem is not None and self.mgr.on_enomem():
+                continue
+            return rc
+
     def grow(self, e: int, reclaim: bool) -> int:
         """``sgx_encl_grow``: a new VA page every 512 pages that may need a slot.
 
         Returns the new VA id, -1 when none was needed, or -errno.
         """
-        ds = self.ds
-        va = NONE
-        if int(ds.e_page_cnt[e]) % SGX_VA_SLOT_COUNT == 0:
-            epc = self.mgr.alloc(self.kind, e, reclaim)
-            if epc < 0:
-                return epc
-            if self.cpu.epa_page(epc) != 0:  # pragma: no cover - EPA only faults
-                self._free(epc)
-                return -14
-            va = self.owner.new_va(e, epc)
-        self.ds.e_page_cnt[e] += 1
-        return va
-
-    def grow_many(self, e: int, n: int, reclaim: bool) -> int:
-        """``n`` calls of :meth:`grow` at once: the VA pages ``n`` more pages need."""
-        ds = self.ds
-        self._current(e)
-        have = int(ds.e_page_cnt[e])
-        need = va_pages_for(have + n) - va_pages_for(have)
-        self.cpu.reserve_va_rows(need)
-        done = 0
-        while done < need:
-            # What the free lists hold in one call each for allocation, EPA and the VA list
-            # (an enclave of 128 GiB needs 65 536 VA pages); past that one page at a time,
-            # since each allocation may then reclaim.
-            pages = self.mgr.alloc_free(self.kind, e, need - done)
-            if pages.shape[0] == 0:
-                epc = self.mgr.alloc(self.kind, e, reclaim)
-                if epc < 0:
-                    return epc
-                pages = np.array([epc], dtype=np.int64)
-            self.cpu.epa_pages(pages)
-            self.owner.new_vas(e, pages)
-            done += pages.shape[0]
-        ds.e_page_cnt[e] = have + n
-        return 0
+        return self._call(self.rules.grow, e, reclaim)
 
     def shrink(self, e: int, va: int) -> None:
         self.ds.e_page_cnt[e] -= 1
         if va != NONE:
-            epc = int(self.ds.va_epc[va])
-            self.owner.drop_va(va)
-            self._free(epc)
+            self._free(self.owner.drop_va(va))
 
     # -------------------------------------------------------------- lifecycle
     def open(self) -> int:
@@ -855,10 +1135,14 @@ class SgxDriver:
             else:
                 self.leaks += 1
             ds.e_secs[e] = NONE
+        elif ds.e_secs_va[e] != NONE:
+            # The SECS followed its last child out: its slot and its backing go with the
+            # enclave (the backing is the enclave file's shmem, charged to its memcg).
+            sgx_free_va_slot(ds, e, int(ds.e_secs_va[e]), int(ds.e_secs_slot[e]), False)
+            backing_drop(ds, self.mgr.ms, e, int(ds.e_size[e]) >> 12)
+            ds.e_secs_va[e] = NONE
         for va in self.owner.va_pages(e):
-            epc = int(ds.va_epc[va])
-            self.owner.drop_va(va)
-            self._free(epc)
+            self._free(self.owner.drop_va(va))
 
     def create(self, e: int, raw_secs: bytes) -> int:
         """``sgx_encl_create``."""
@@ -1001,45 +1285,22 @@ class SgxDriver:
         self.last_eldu = rc
         return rc
 
-    def load_secs(self, e: int) -> int:
-        """``sgx_encl_load_secs``: reload an evicted SECS before any child."""
+    def _load_content(self, e: int, ep: int) -> int:
+        """Content mode's half of a load the compiled rule asked for (``VM_FAULT_LOAD`` or
+        ELOAD): ELDU of the sealed page from the backing file into the page the rule
+        allocated; 0, or -EFAULT (the page is freed again)."""
         ds = self.ds
-        if ds.e_secs[e] != NONE:
-            return 0
-        epc = self.mgr.alloc(self.kind, e, False)
-        if epc < 0:
-            return epc
-        if self.cpu.content:
-            b = self.owner.backing[e]
+        epc = int(ds.dp[D_LOAD_PAGE])
+        b = self.owner.backing[e]
+        if ds.dp[D_LOAD_SECS]:
             va = int(ds.e_secs_va[e])
             rc = self._eldu(epc, int(ds.va_epc[va]), int(ds.e_secs_slot[e]), NONE, b,
                             b.secs_index(), 0, 0)
             if rc == 0:
                 b.truncate(b.secs_index())
                 secs_eldu_done(ds, self.mgr.ms, e, epc)
+                ds.dp[D_DID] |= FAULT_SECS
         else:
-            rc = secs_eldu_metadata(ds, self.mgr.ms, self.cpu.st, e, epc)
-        if rc != 0:
-            self._free(epc)
-            return -14
-        return 0
-
-    def load_page(self, e: int, ep: int) -> int:
-        """``__sgx_encl_load_page``: the EPC page of a resident page, or ELDU it back."""
-        ds = self.ds
-        epc = int(ds.ep_epc[ep])
-        if epc != NONE:
-            return -16 if ds.ep_flags[ep] & EP_BEING_RECLAIMED else epc
-        self._current(e)
-        rc = self.load_secs(e)
-        if rc < 0:
-            return rc
-        epc = self.mgr.alloc(self.kind, ep, False)
-        if epc < 0:
-            return epc
-        st = self.cpu.st
-        if self.cpu.content:
-            b = self.owner.backing[e]
             index = ep - int(ds.e_first[e])
             va = int(ds.ep_va[ep])
             # PAGEINFO.LINADDR comes from the page's place in ELRANGE, never from the file.
@@ -1047,78 +1308,54 @@ class SgxDriver:
                             b, index, int(ds.e_base[e]) + (index << 12), int(ds.ep_aux[ep]))
             if rc == 0:
                 b.truncate(index)
-                eldu_done(ds, self.mgr.ms, st, ep, epc)
-        else:
-            rc = eldu_metadata(ds, self.mgr.ms, st, ep, epc)
+                eldu_done(ds, self.mgr.ms, self.cpu.st, ep, epc)
+                ds.dp[D_DID] |= FAULT_ELDU
         if rc != 0:
             self._free(epc)
             return -14
-        return epc
+        return 0
+
+    def load_page(self, e: int, ep: int) -> int:
+        """``__sgx_encl_load_page``: the EPC page of a resident page, or ELDU it back."""
+        self._current(e)
+        while True:
+            rc = self._call(self.rules.load_page, e, ep)
+            if rc != ELOAD:
+                return rc
+            rc = self._load_content(e, ep)
+            if rc < 0:
+                return rc
 
     def vma_fault(self, e: int, addr: int, vma_prot: int) -> int:
-        """``sgx_vma_fault``: make the PTE for ``addr`` present, or say why not."""
-        ds = self.ds
+        """``sgx_vma_fault``: make the PTE for ``addr`` present, or say why not
+        (VM_FAULT_NOPAGE, VM_FAULT_RETRY or VM_FAULT_SIGBUS)."""
         if e < 0 or self.flags(e) & SGX_ENCL_DEAD:
             return VM_FAULT_SIGBUS
-        self._current(e)
-        ds.e_cnt[e, EC_FAULTS] += 1
+        self.current_e = e
         ep = self.ep_of(e, addr)
-        if not ds.ep_flags[ep] & EP_EXISTS:
-            if self.sgx2:
-                return self.eaug_page(e, addr, ep)
-            return VM_FAULT_SIGBUS
-        if vma_prot & ~int(ds.ep_prot[ep]):
-            return VM_FAULT_SIGBUS
-        rc = self.load_page(e, ep)
-        if rc == -16:
-            ds.e_cnt[e, EC_EBUSY] += 1
-            return VM_FAULT_RETRY
-        if rc < 0:
-            ds.e_cnt[e, EC_SIGBUS] += 1
-            return VM_FAULT_SIGBUS
-        # vmf_insert_pfn, then test_and_clear_young: a faulted page starts old.
-        ds.ep_flags[ep] = (int(ds.ep_flags[ep]) | EP_PRESENT) & ~EP_YOUNG
-        return VM_FAULT_NOPAGE
-
-    def eaug_page(self, e: int, addr: int, ep: int) -> int:
-        """``sgx_encl_eaug_page``: add a PENDING page on first touch of an SGX2 enclave."""
-        from epcsim.kernel.mm import PROT_EXEC, PROT_READ, PROT_WRITE
-
-        ds = self.ds
-        if not self.flags(e) & SGX_ENCL_INITIALIZED:
-            return VM_FAULT_SIGBUS
-        rc = self.load_secs(e)
-        if rc == -16:
-            return VM_FAULT_RETRY
-        if rc < 0:
-            return VM_FAULT_SIGBUS
-        epc = self.mgr.alloc(self.kind, ep, False)
-        if epc == -16:
-            ds.e_cnt[e, EC_EBUSY] += 1
-            return VM_FAULT_RETRY
-        if epc < 0:
-            return VM_FAULT_SIGBUS
-        va = self.grow(e, False)
-        if va == -16:
-            self._free(epc)
-            return VM_FAULT_RETRY
-        if va < NONE:
-            self._free(epc)
-            return VM_FAULT_SIGBUS
-        try:
-            self.cpu.eaug_page(epc, int(ds.e_secs[e]), addr & ~0xFFF)
-        except Exception:
-            self._free(epc)
-            self.shrink(e, va)
-            return VM_FAULT_SIGBUS
-        ds.ep_flags[ep] = EP_EXISTS | EP_PRESENT
-        ds.ep_type[ep] = PageType.REG
-        ds.ep_prot[ep] = PROT_READ | PROT_WRITE | PROT_EXEC
-        ds.ep_epc[ep] = epc
-        ds.e_child[e] += 1
-        ds.e_cnt[e, EC_EAUG] += 1
-        self.mgr.mark_reclaimable(epc)
-        return VM_FAULT_NOPAGE
+        first = True
+        while True:
+            code = self._call(self.rules.vma_fault, e, ep, vma_prot, first)
+            first = False
+            self.last_fault = code
+            outcome = code & VM_FAULT_MASK
+            if outcome == VM_FAULT_LOAD:
+                if self._load_content(e, ep) < 0:
+                    if self.ds.ep_flags[ep] & EP_EXISTS:
+                        self.ds.e_cnt[e, EC_SIGBUS] += 1
+                    return VM_FAULT_SIGBUS
+                continue
+            if outcome == VM_FAULT_ENOMEM:
+                if self.mgr.on_enomem is not None and self.mgr.on_enomem():
+                    continue
+                # -ENOMEM that no OOM hook helped: SIGBUS, counted on the load path as any
+                # failed load is.
+                if self.ds.ep_flags[ep] & EP_EXISTS:
+                    self.ds.e_cnt[e, EC_SIGBUS] += 1
+                return VM_FAULT_SIGBUS
+            if outcome == VM_FAULT_NOROW:   # pragma: no cover - _call reserves the rows
+                raise RuntimeError("a table of the driver was full during a fault")
+            return outcome
 
     # -------------------------------------------------------------- SGX2 helpers
     def etrack(self, e: int) -> int:

@@ -87,10 +87,9 @@ class Kernel:
             if rc == VM_FAULT_NOPAGE:
                 return FAULT_FIXED
             if rc == VM_FAULT_RETRY:
-                # The CPU faults again at once; meanwhile ksgxd, woken by the failed
-                # allocation, runs on its own CPU and frees pages.
+                # The CPU faults again at once; ksgxd, woken by the failed allocation, ran
+                # as the allocation returned (encl.driver_rules) and freed pages.
                 self.fault_retries += 1
-                self.mgr.run_ksgxd()
                 return FAULT_RETRY
             return FAULT_SIGBUS
         fault = getattr(vma.file, "fault", None)

@@ -167,7 +167,8 @@ class EnclaveFile:
             return handler(arg)  # type: ignore[operator]
         finally:
             self.ds.e_flags[self.e] &= ~SGX_ENCL_IOCTL
-            # ksgxd runs on its own CPU; a sequential model gives it its turn here.
+            # ksgxd runs on its own CPU; a sequential model gives it its turn as the ioctl
+            # returns (docs/design.md, "When ksgxd runs").
             self.driver.mgr.run_ksgxd()
 
     # -------------------------------------------------------------- SGX1

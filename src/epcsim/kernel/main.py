@@ -37,15 +37,8 @@ from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX
 from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import (
-    from_words,
-    njit,
-    njit_closure,
-    njit_closure_inline,
-    njit_inline,
-    state_words,
-    unmanaged,
-)
+from epcsim.hw.epc import V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
+from epcsim.jit import njit, njit_closure, njit_inline, table
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -116,21 +109,59 @@ EV_NAMES = {EV_ALLOC: "alloc", EV_FREE: "free", EV_ISOLATE: "isolate", EV_REFUSE
             EV_ROTATE: "rotate", EV_WAKE: "wake"}
 
 
+# Per EPC page: where it is, its owner kind and owner id (PAGE_RECORD, 6 bytes); its list
+# links are a table of their own (``links``: next, prev), so that the list operations of
+# :mod:`epcsim.dlist` serve the manager and the driver's VA lists alike.
+PAGE_RECORD = np.dtype([("where", np.uint8), ("kind", np.uint8), ("oid", np.uint32)])
+
+# Columns of ``lists`` (one row per list: each node's free list, then the LRUs).
+L_HEAD, L_TAIL, L_COUNT = 0, 1, 2
+L_LEN = 3
+
+
 class MgrState(NamedTuple):
-    nxt: np.ndarray     # i32 per page
-    prv: np.ndarray     # i32 per page
-    where: np.ndarray   # u8 per page
-    kind: np.ndarray    # u8 per page
-    oid: np.ndarray     # u32 per page
-    head: np.ndarray    # i64 per list: NUMA nodes 0..n-1, then the LRU at index n
-    tail: np.ndarray    # i64 per list
-    count: np.ndarray   # i64 per list
+    links: np.ndarray   # i32 [pages, 2]: next and prev on the page's list
+    pages: np.ndarray   # PAGE_RECORD per page
+    lists: np.ndarray   # i64 [lists, L_LEN]: NUMA nodes 0..n-1, then the LRU at index n
     cnt: np.ndarray     # i64 counters
     p: np.ndarray       # i64 parameters and scalars
     ev: np.ndarray      # i64 [cap, 3] event log (cap 0: off)
     chunk: np.ndarray   # i64 [batch]: the pages of the batch being reclaimed
     cg: np.ndarray      # u16 per page: the cgroup it is charged to (length 0: no cgroups)
     cgt: np.ndarray     # i64 [cgroups, columns] charge table (0 rows: no cgroups)
+
+    # The Python side's views of single fields.
+    @property
+    def nxt(self) -> np.ndarray:
+        return self.links[:, 0]
+
+    @property
+    def prv(self) -> np.ndarray:
+        return self.links[:, 1]
+
+    @property
+    def where(self) -> np.ndarray:
+        return self.pages["where"]
+
+    @property
+    def kind(self) -> np.ndarray:
+        return self.pages["kind"]
+
+    @property
+    def oid(self) -> np.ndarray:
+        return self.pages["oid"]
+
+    @property
+    def head(self) -> np.ndarray:
+        return self.lists[:, L_HEAD]
+
+    @property
+    def tail(self) -> np.ndarray:
+        return self.lists[:, L_TAIL]
+
+    @property
+    def count(self) -> np.ndarray:
+        return self.lists[:, L_COUNT]
 
 
 # Columns of the charge table the manager itself maintains; the cgroup controller owns the rest.
@@ -139,18 +170,20 @@ CGT_USAGE = 1       # pages charged to the cgroup's subtree (misc.current / 4096
 CGT_RECLAIMED = 2   # pages written back from this cgroup's own LRU
 CGT_MANAGER_COLS = 3
 
+i64 = np.int64
+
 
 # ----------------------------------------------------------------------------- lists
 
 @njit_inline
 def list_push_tail(ms: MgrState, lst: int, page: int) -> None:
-    dl_push_tail(ms.head, ms.tail, ms.nxt, ms.prv, lst, page)
-    ms.count[lst] += 1
+    dl_push_tail(ms.lists, ms.links, lst, page)
+    ms.lists[lst, L_COUNT] += 1
 
 
 @njit_inline
 def list_pop_head(ms: MgrState, lst: int) -> int:
-    page = ms.head[lst]
+    page = ms.lists[lst, L_HEAD]
     if page == NO_LINK:
         return NO_LINK
     list_del(ms, lst, page)
@@ -159,8 +192,8 @@ def list_pop_head(ms: MgrState, lst: int) -> int:
 
 @njit_inline
 def list_del(ms: MgrState, lst: int, page: int) -> None:
-    dl_del(ms.head, ms.tail, ms.nxt, ms.prv, lst, page)
-    ms.count[lst] -= 1
+    dl_del(ms.lists, ms.links, lst, page)
+    ms.lists[lst, L_COUNT] -= 1
 
 
 @njit_inline
@@ -173,10 +206,10 @@ def page_lru(ms: MgrState, page: int) -> int:
     """``sgx_epc_page_lru``: the LRU of the cgroup the page is charged to (root: global)."""
     if ms.cg.shape[0] == 0:
         return ms.p[P_NNODES]
-    return ms.p[P_NNODES] + np.int64(ms.cg[page])
+    return ms.p[P_NNODES] + i64(ms.cg[page])
 
 
-@njit_inline
+@njit
 def cg_charge(ms: MgrState, cg: int) -> None:
     """Count one page in ``cg`` and every ancestor (the limits were checked by the caller)."""
     c = cg
@@ -185,7 +218,7 @@ def cg_charge(ms: MgrState, cg: int) -> None:
         c = ms.cgt[c, CGT_PARENT]
 
 
-@njit_inline
+@njit
 def cg_uncharge(ms: MgrState, cg: int) -> None:
     c = cg
     while c >= 0:
@@ -195,20 +228,24 @@ def cg_uncharge(ms: MgrState, cg: int) -> None:
 
 @njit_inline
 def where(ms: MgrState, page: int) -> int:
-    return ms.where[page] & W_MASK
+    return ms.pages[page].where & W_MASK
 
 
 @njit_inline
 def set_where(ms: MgrState, page: int, w: int) -> None:
-    ms.where[page] = w
+    ms.pages[page].where = w
 
 
 @njit_inline
 def log(ms: MgrState, event: int, page: int, arg: int) -> None:
     # With the log off (a replay) not even the count is kept: five events per fault each
     # loaded and stored the one counter, a chain through memory across the whole batch.
-    if ms.ev.shape[0] == 0:
-        return
+    if ms.ev.shape[0] != 0:
+        log_event(ms, event, page, arg)
+
+
+@njit
+def log_event(ms: MgrState, event: int, page: int, arg: int) -> None:
     n = ms.p[P_EV_N]
     if n < ms.ev.shape[0]:
         ms.ev[n, 0] = event
@@ -217,33 +254,36 @@ def log(ms: MgrState, event: int, page: int, arg: int) -> None:
     ms.p[P_EV_N] = n + 1
 
 
-@njit_inline
+@njit
 def page_node(st: Any, page: int) -> int:
-    for i in range(st.sec_first.shape[0]):
-        if st.sec_first[i] <= page < st.sec_first[i] + st.sec_npages[i]:
-            return np.int64(st.sec_node[i])
+    """The NUMA node of an EPC page, from the sections the processor enumerates."""
+    v = st.vmcs
+    for i in range(v[V_NSEC]):
+        first = v[V_SEC_FIRST + i]
+        if first <= page < first + v[V_SEC_NPAGES + i]:
+            return v[V_SEC_NODE + i]
     return 0
 
 
 # ----------------------------------------------------------------------------- free lists
 
-@njit_inline
+@njit
 def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     """Return a page already in the uninitialised EPCM state to its node's free list."""
     if ms.cg.shape[0] != 0:
         # The page remembers its cgroup from allocation to here (sgx_cgroup_uncharge).
-        cg_uncharge(ms, np.int64(ms.cg[page]))
+        cg_uncharge(ms, i64(ms.cg[page]))
         ms.cg[page] = 0
     set_where(ms, page, W_FREE)
-    ms.kind[page] = 0
-    ms.oid[page] = 0
+    ms.pages[page].kind = 0
+    ms.pages[page].oid = 0
     list_push_tail(ms, page_node(st, page), page)
     ms.p[P_NR_FREE] += 1
     ms.cnt[C_FREED] += 1
     log(ms, EV_FREE, page, 0)
 
 
-@njit_inline
+@njit
 def take_free_page(ms: MgrState, node: int) -> int:
     """``__sgx_alloc_epc_page``: the head of the first non-empty free list from ``node`` on."""
     n = ms.p[P_NNODES]
@@ -260,7 +300,7 @@ def take_free_page(ms: MgrState, node: int) -> int:
     return NO_LINK
 
 
-@njit_inline
+@njit
 def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
     """EREMOVE the page and free it; a failing EREMOVE leaks it, as the kernel does."""
     w = where(ms, page)
@@ -276,13 +316,13 @@ def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
     return 0
 
 
-@njit_inline
+@njit
 def sgx_mark_page_reclaimable(ms: MgrState, page: int) -> None:
     set_where(ms, page, W_LRU)
     list_push_tail(ms, page_lru(ms, page), page)
 
 
-@njit_inline
+@njit
 def sgx_unmark_page_reclaimable(ms: MgrState, page: int) -> int:
     """Take a page off the LRU: -EBUSY while the reclaimer holds it isolated."""
     w = where(ms, page)
@@ -294,29 +334,32 @@ def sgx_unmark_page_reclaimable(ms: MgrState, page: int) -> int:
     return 0
 
 
-@njit_inline
+@njit
 def sgx_should_reclaim(ms: MgrState, watermark: int) -> bool:
     return ms.p[P_NR_FREE] < watermark and lru_pages(ms) > 0
 
 
-@njit_inline
+@njit
 def lru_pages(ms: MgrState) -> int:
     """Pages on every LRU (the global one, and each cgroup's when cgroups are attached)."""
     n = ms.p[P_NNODES]
-    if ms.head.shape[0] == n + 1:
-        return ms.count[n]
-    return np.int64(ms.count[n:].sum())
+    if ms.lists.shape[0] == n + 1:
+        return ms.lists[n, L_COUNT]
+    total = 0
+    for lst in range(n, ms.lists.shape[0]):
+        total += ms.lists[lst, L_COUNT]
+    return total
 
 
-@njit_inline
+@njit
 def touch(ms: MgrState, page: int) -> None:
     """An access the policy sees (the kernel's own policy sees accesses through owners)."""
     policy = ms.p[P_POLICY]
     if policy == POLICY_LRU:
         if where(ms, page) == W_LRU:
-            dl_move_tail(ms.head, ms.tail, ms.nxt, ms.prv, page_lru(ms, page), page)
+            dl_move_tail(ms.lists, ms.links, page_lru(ms, page), page)
     elif policy == POLICY_CLOCK:
-        ms.where[page] |= W_REF
+        ms.pages[page].where |= W_REF
 
 
 @njit_inline
@@ -352,7 +395,6 @@ class Reclaimer(NamedTuple):
     ksgxd: Any
     cache: bool
     reclaim_list: Any = None
-    alloc_free: Any = None
 
 
 class ChargeOps(NamedTuple):
@@ -379,6 +421,33 @@ class ChargeOps(NamedTuple):
 
 ChargeFactory = Any   # (reclaim_list, cache) -> ChargeOps
 
+
+# Without a resource controller: every charge succeeds and there is no queued work.
+@njit_inline
+def no_try_charge(os: Any, ms: MgrState, st: Any, do_reclaim: bool) -> int:
+    return 0
+
+
+@njit_inline
+def no_commit(ms: MgrState, page: int, cg: int) -> None:
+    pass
+
+
+@njit_inline
+def no_cancel(ms: MgrState, cg: int) -> None:
+    pass
+
+
+@njit_inline
+def global_lru_pages(ms: MgrState) -> int:
+    return ms.lists[lru_list(ms), L_COUNT]
+
+
+@njit_inline
+def no_async_work(os: Any, ms: MgrState, st: Any) -> int:
+    return 0
+
+
 _reclaimers: dict[tuple[int, bool, int], Reclaimer] = {}
 
 
@@ -387,18 +456,19 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
     """Close the reclaim batch, allocation and ksgxd over an owner table's dispatchers.
 
     ``charge``, when given, is called with the compiled batch (over one LRU) and returns the
-    :class:`ChargeOps` allocation and ksgxd go through.
+    :class:`ChargeOps` allocation and ksgxd go through. ``inline_batch``: owners whose
+    operations are a few loads and stores (one page per miss) have the batch compiled into
+    allocation, where a call would cost more than the batch.
     """
     hit = _reclaimers.get((id(d), inline_batch, id(charge)))
     if hit is not None:
         return hit
     get, put, reclaim, block, write = d.get, d.put, d.reclaim, d.block, d.write
     hint, hints = d.prefetch, d.hints
-    closure_inline = functools.partial(njit_closure_inline, cache=d.cache)
     closure = functools.partial(njit_closure, cache=d.cache)
     inline = inline_batch and charge is None
 
-    @closure_inline
+    @functools.partial(njit_closure, cache=d.cache, inline=inline)
     def reclaim_batch(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
         """One batch from LRU ``lst`` in the v13 order: isolate+get, reclaim, block all,
         write+put, free.
@@ -413,25 +483,25 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         chunk = ms.chunk
         n = 0
         isolated = 0
-        budget = 2 * ms.count[lst] + 1
-        q = NO_LINK
+        budget = 2 * ms.lists[lst, L_COUNT] + 1
+        q = i64(NO_LINK)
         if hints:
             # The owner records of the pages a few places behind the head start loading
             # while the head's are used: one cache miss after another otherwise.
-            q = ms.head[lst]
+            q = ms.lists[lst, L_HEAD]
             for _ in range(HINT_AHEAD):
                 if q == NO_LINK:
                     break
-                hint(os, ms.kind[q], ms, st, q, ms.oid[q], 0)
-                q = ms.nxt[q]
-        while isolated < nr and ms.count[lst] > 0 and budget > 0:
+                hint(os, i64(ms.pages[q].kind), ms, st, q, i64(ms.pages[q].oid), 0)
+                q = i64(ms.links[q, 0])
+        while isolated < nr and ms.lists[lst, L_COUNT] > 0 and budget > 0:
             budget -= 1
             page = list_pop_head(ms, lst)
             if hints and q != NO_LINK:
-                hint(os, ms.kind[q], ms, st, q, ms.oid[q], 0)
-                q = ms.nxt[q]
-            if policy == POLICY_CLOCK and (ms.where[page] & W_REF) != 0:
-                ms.where[page] &= W_MASK
+                hint(os, i64(ms.pages[q].kind), ms, st, q, i64(ms.pages[q].oid), 0)
+                q = i64(ms.links[q, 0])
+            if policy == POLICY_CLOCK and (ms.pages[page].where & W_REF) != 0:
+                ms.pages[page].where &= W_MASK
                 list_push_tail(ms, lst, page)
                 ms.cnt[C_ROTATED] += 1
                 log(ms, EV_ROTATE, page, 0)
@@ -440,7 +510,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             isolated += 1
             ms.cnt[C_ISOLATED] += 1
             log(ms, EV_ISOLATE, page, 0)
-            if get(os, ms.kind[page], ms, st, page, ms.oid[page], 0) == 0:
+            if get(os, i64(ms.pages[page].kind), ms, st, page, i64(ms.pages[page].oid), 0) == 0:
                 set_where(ms, page, W_UNTRACKED)
                 ms.cnt[C_GET_FAILED] += 1
                 log(ms, EV_GET_FAILED, page, 0)
@@ -451,10 +521,12 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         m = 0
         for i in range(n):
             page = chunk[i]
-            if reclaim(os, ms.kind[page], ms, st, page, ms.oid[page], age) == 0:
+            kind = i64(ms.pages[page].kind)
+            oid = i64(ms.pages[page].oid)
+            if reclaim(os, kind, ms, st, page, oid, age) == 0:
                 set_where(ms, page, W_LRU)
                 list_push_tail(ms, page_lru(ms, page), page)
-                put(os, ms.kind[page], ms, st, page, ms.oid[page], 0)
+                put(os, kind, ms, st, page, oid, 0)
                 ms.cnt[C_REFUSED] += 1
                 log(ms, EV_REFUSE, page, 0)
             else:
@@ -462,12 +534,12 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 m += 1
         for i in range(m):
             page = chunk[i]
-            block(os, ms.kind[page], ms, st, page, ms.oid[page], 0)
+            block(os, i64(ms.pages[page].kind), ms, st, page, i64(ms.pages[page].oid), 0)
             ms.cnt[C_BLOCKED] += 1
         for i in range(m):
             page = chunk[i]
-            kind = ms.kind[page]
-            oid = ms.oid[page]
+            kind = i64(ms.pages[page].kind)
+            oid = i64(ms.pages[page].oid)
             verdict = write(os, kind, ms, st, page, oid, 0)
             put(os, kind, ms, st, page, oid, 0)
             log(ms, EV_WRITE, page, verdict)
@@ -478,7 +550,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 else:
                     ms.cnt[C_RECLAIMED_DIRECT] += 1
                 if ms.cg.shape[0] != 0:
-                    ms.cgt[np.int64(ms.cg[page]), CGT_RECLAIMED] += 1
+                    ms.cgt[i64(ms.cg[page]), CGT_RECLAIMED] += 1
                 sgx_free_epc_page(ms, st, page)
             elif verdict == WRITE_RETRY:
                 ms.cnt[C_WRITE_RETRY] += 1
@@ -488,110 +560,59 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 set_where(ms, page, W_UNTRACKED)
         return isolated
 
-    def loop_over(step: Any, compiled: bool) -> Any:
-        """One batch by ``step``, or ksgxd's loop of them, in one function.
-
-        numba passes a compiled call every array of the state tuples, over six hundred
-        words for the driver's, and ksgxd runs batch after batch: calling the batch once per
-        batch spent a tenth of an ``sgx`` replay copying them. Over the driver this is one
-        compiled function holding the one copy of the batch, entered by ksgxd once per
-        wakeup and by allocation's direct reclaim once per batch.
-        """
-        @closure_inline
-        def run_batches(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
-            """On ksgxd's CPU (``P_CPU`` 1) its loop: batches from LRU ``lst`` until free
-            >= high or nothing is reclaimable, returning the batches run; elsewhere one
-            batch, returning the pages isolated.
-
-            The mode is read from the state, not passed: LLVM unswitched the loop on an
-            argument, compiling the batch twice (a 320 s compile took 530 s).
-            """
-            batches = 0
-            idle = 0
-            while ms.p[P_CPU] == 0 or (ms.p[P_NR_FREE] < ms.p[P_HIGH] and all_lru_pages(ms) > 0):
-                before = ms.p[P_NR_FREE]
-                isolated = step(os, ms, st, nr, lst)
-                if ms.p[P_CPU] == 0:
-                    return isolated
-                batches += 1
-                ms.cnt[C_KSGXD_BATCHES] += 1
-                if ms.p[P_NR_FREE] == before:
-                    idle += 1
-                    if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
-                        break
-                else:
-                    idle = 0
-            return batches
-        if not compiled:
-            return run_batches
-
-        @closure
-        def batches_words(wos: Any, wms: Any, wst: Any, nr: int, lst: int) -> int:
-            return run_batches(from_words(wos), from_words(wms), from_words(wst), nr, lst)
-
-        @closure_inline
-        def reclaim_batches(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
-            """The compiled batches, entered with the states as words (one pointer each,
-            where the tuples were over six hundred words a call)."""
-            return batches_words(state_words(os), state_words(ms), state_words(st), nr, lst)
-        return reclaim_batches
-
     if charge is None:
-        @closure_inline
-        def try_charge(os: Any, ms: MgrState, st: Any, do_reclaim: bool) -> int:
-            return 0
+        try_charge, commit, cancel = no_try_charge, no_commit, no_cancel
+        all_lru_pages, async_work = global_lru_pages, no_async_work
+        sgx_reclaim_list = reclaim_batch
 
-        @closure_inline
-        def commit(ms: MgrState, page: int, cg: int) -> None:
-            pass
-
-        @closure_inline
-        def cancel(ms: MgrState, cg: int) -> None:
-            pass
-
-        @closure_inline
-        def all_lru_pages(ms: MgrState) -> int:
-            return ms.count[lru_list(ms)]
-
-        @closure_inline
-        def async_work(os: Any, ms: MgrState, st: Any) -> int:
-            return 0
-
-        # A batch over light owners is spliced into allocation and ksgxd (one page per miss:
-        # a call would cost more than the batch).
-        reclaim_batches = loop_over(reclaim_batch, not inline)
-        if inline:
-            sgx_reclaim_list = reclaim_batch
-        else:
-            @closure_inline
-            def sgx_reclaim_list(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
-                return reclaim_batches(os, ms, st, nr, lst)
-    else:
         @closure
-        def sgx_reclaim_list(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
-            """One batch, compiled once for the cgroups' walks and allocation."""
-            return reclaim_batch(os, ms, st, nr, lst)
-
-        ops = charge(sgx_reclaim_list, d.cache)
+        def reclaim_global(os: Any, ms: MgrState, st: Any, nr: int) -> int:
+            """One batch from the global LRU."""
+            return reclaim_batch(os, ms, st, nr, lru_list(ms))
+    else:
+        sgx_reclaim_list = reclaim_batch
+        ops = charge(reclaim_batch, d.cache)
         try_charge, commit, cancel = ops.try_charge, ops.commit, ops.cancel
         all_lru_pages, async_work = ops.lru_pages, ops.async_work
         reclaim_global = ops.reclaim_global
 
-        @closure_inline
-        def global_batch(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
-            return reclaim_global(os, ms, st, nr)
+    @closure
+    def ksgxd_batches(os: Any, ms: MgrState, st: Any) -> int:
+        """ksgxd's loop: batches until free >= high or nothing is reclaimable; the batches
+        run."""
+        batches = 0
+        idle = 0
+        while ms.p[P_NR_FREE] < ms.p[P_HIGH] and all_lru_pages(ms) > 0:
+            before = ms.p[P_NR_FREE]
+            reclaim_global(os, ms, st, ms.p[P_BATCH])
+            batches += 1
+            ms.cnt[C_KSGXD_BATCHES] += 1
+            if ms.p[P_NR_FREE] == before:
+                idle += 1
+                if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
+                    break
+            else:
+                idle = 0
+        return batches
 
-        reclaim_batches = loop_over(global_batch, False)
+    @closure
+    def ksgxd(os: Any, ms: MgrState, st: Any) -> int:
+        """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep.
 
-    if charge is None:
-        @closure_inline
-        def sgx_reclaim_pages(os: Any, ms: MgrState, st: Any, nr: int) -> int:
-            """One batch from the global LRU."""
-            return sgx_reclaim_list(os, ms, st, nr, lru_list(ms))
+        Queued per-cgroup reclaim work runs first, on the same CPU (the model's workqueue).
+        Asleep, it does nothing. ksgxd is a thread on another CPU in the kernel; the model
+        runs it at fixed moments (docs/design.md, "When ksgxd runs").
+        """
+        if ms.p[P_WAKE] == 0:
+            return 0
+        ms.p[P_CPU] = 1
+        batches = async_work(os, ms, st)
+        batches += ksgxd_batches(os, ms, st)
+        ms.p[P_CPU] = 0
+        ms.p[P_WAKE] = 0
+        return batches
 
-        reclaim_global = sgx_reclaim_pages
-
-    @closure_inline
+    @closure
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
                            do_reclaim: bool, node: int) -> int:
         """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them."""
@@ -610,8 +631,8 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             page = take_free_page(ms, node)
             if page != NO_LINK:
                 set_where(ms, page, W_UNTRACKED)
-                ms.kind[page] = kind
-                ms.oid[page] = oid
+                ms.pages[page].kind = kind
+                ms.pages[page].oid = oid
                 commit(ms, page, cg)
                 ms.cnt[C_ALLOC] += 1
                 log(ms, EV_ALLOC, page, kind)
@@ -647,42 +668,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
         return rc
 
-    @closure
-    def ksgxd(os: Any, ms: MgrState, st: Any) -> int:
-        """Run the woken reclaimer until free >= high or nothing is reclaimable; sleep.
-
-        Queued per-cgroup reclaim work runs first, on the same CPU (the model's workqueue).
-        """
-        if ms.p[P_WAKE] == 0:
-            return 0
-        ms.p[P_CPU] = 1
-        batches = async_work(os, ms, st)
-        batches += reclaim_batches(os, ms, st, ms.p[P_BATCH], lru_list(ms))
-        ms.p[P_CPU] = 0
-        ms.p[P_WAKE] = 0
-        return batches
-
-    @closure
-    def sgx_alloc_free_pages(os: Any, ms: MgrState, st: Any, kind: int, oid: int, node: int,
-                             out: np.ndarray) -> int:
-        """Allocations while the free lists hold pages, into ``out``: how many were made.
-
-        Each is :func:`sgx_alloc_epc_page` as a caller would make it, wakeup included; with
-        a free page there, no allocation reclaims (only a charge could, and a manager with
-        a resource controller does not call this), so ``do_reclaim`` is False and the
-        reclaim path is not compiled in.
-        """
-        n = 0
-        while n < out.shape[0] and ms.p[P_NR_FREE] > 0:
-            page = sgx_alloc_epc_page(os, ms, st, kind, oid, False, node)
-            if page < 0:
-                break
-            out[n] = page
-            n += 1
-        return n
-
-    r = Reclaimer(reclaim_global, sgx_alloc_epc_page, ksgxd, d.cache, sgx_reclaim_list,
-                  sgx_alloc_free_pages)
+    r = Reclaimer(reclaim_global, sgx_alloc_epc_page, ksgxd, d.cache, sgx_reclaim_list)
     _reclaimers[(id(d), inline_batch, id(charge))] = r
     return r
 
@@ -693,17 +679,18 @@ def make_mgr_state(cpu: Processor, *, low: int, high: int, batch: int, policy: i
     nnodes = max(s.node for s in cpu.sections) + 1
     p = np.zeros(P_LEN, dtype=np.int64)
     p[P_LOW], p[P_HIGH], p[P_BATCH], p[P_POLICY], p[P_NNODES] = low, high, batch, policy, nnodes
+    pages = np.zeros(n, dtype=PAGE_RECORD)
+    pages["where"] = W_UNTRACKED
+    lists = np.zeros((nnodes + 1, L_LEN), dtype=np.int64)
+    lists[:, L_HEAD] = NO_LINK
+    lists[:, L_TAIL] = NO_LINK
     return MgrState(
-        nxt=np.full(n, NO_LINK, dtype=np.int32), prv=np.full(n, NO_LINK, dtype=np.int32),
-        where=np.full(n, W_UNTRACKED, dtype=np.uint8), kind=np.zeros(n, dtype=np.uint8),
-        oid=np.zeros(n, dtype=np.uint32),
-        head=np.full(nnodes + 1, NO_LINK, dtype=np.int64),
-        tail=np.full(nnodes + 1, NO_LINK, dtype=np.int64),
-        count=np.zeros(nnodes + 1, dtype=np.int64),
-        cnt=np.zeros(len(COUNTERS), dtype=np.int64), p=p,
-        ev=np.zeros((events, 3), dtype=np.int64),
-        chunk=np.zeros(max(batch, SGX_NR_TO_SCAN_MAX), dtype=np.int64),
-        cg=np.zeros(0, dtype=np.uint16), cgt=np.zeros((0, CGT_MANAGER_COLS), dtype=np.int64),
+        links=table(np.full((n, 2), NO_LINK, dtype=np.int32)), pages=table(pages),
+        lists=table(lists), cnt=table(np.zeros(len(COUNTERS), dtype=np.int64)), p=table(p),
+        ev=table(np.zeros((events, 3), dtype=np.int64)),
+        chunk=table(np.zeros(max(batch, SGX_NR_TO_SCAN_MAX), dtype=np.int64)),
+        cg=table(np.zeros(0, dtype=np.uint16)),
+        cgt=table(np.zeros((0, CGT_MANAGER_COLS), dtype=np.int64)),
     )
 
 
@@ -715,33 +702,30 @@ def with_charge_table(ms: MgrState, ncg: int, columns: int) -> MgrState:
     nn = int(ms.p[P_NNODES])
     old = ms.cgt.shape[0]
     nlists = nn + max(ncg, 1)
-    head = np.full(nlists, NO_LINK, dtype=np.int64)
-    tail = np.full(nlists, NO_LINK, dtype=np.int64)
-    count = np.zeros(nlists, dtype=np.int64)
-    k = ms.head.shape[0]
-    head[:k], tail[:k], count[:k] = ms.head, ms.tail, ms.count
+    lists = np.zeros((nlists, L_LEN), dtype=np.int64)
+    lists[:, L_HEAD] = NO_LINK
+    lists[:, L_TAIL] = NO_LINK
+    lists[:ms.lists.shape[0]] = ms.lists
     cgt = np.zeros((ncg, columns), dtype=np.int64)
     cgt[:old, : ms.cgt.shape[1]] = ms.cgt
-    cg = ms.cg if ms.cg.shape[0] else np.zeros(ms.where.shape[0], dtype=np.uint16)
-    return ms._replace(head=head, tail=tail, count=count, cg=cg, cgt=cgt)
+    cg = ms.cg if ms.cg.shape[0] else np.zeros(ms.pages.shape[0], dtype=np.uint16)
+    return ms._replace(lists=table(lists), cg=table(cg), cgt=table(cgt))
 
 
 @njit
-def sanitize_pages(ms_: MgrState, st_: Any) -> int:
+def sanitize_pages(ms: MgrState, st: Any) -> int:
     """Boot: EREMOVE every page, twice (a SECS fails while its children exist), then free.
 
     Returns the number of pages left dirty.
     """
-    ms = unmanaged(ms_)
-    st = unmanaged(st_)
-    n = ms.where.shape[0]
+    n = ms.pages.shape[0]
     dirty = np.ones(n, dtype=np.bool_)
     for _ in range(2):
         for page in range(n):
-            if dirty[page] and L.eremove_inline(st, page, L.CTX_HOST) == 0:
+            if dirty[page] and L.eremove(st, page, L.CTX_HOST) == 0:
                 dirty[page] = False
                 sgx_free_epc_page(ms, st, page)
-    return np.int64(dirty.sum())
+    return i64(dirty.sum())
 
 
 class EpcManager:
@@ -826,24 +810,6 @@ class EpcManager:
             self._sync_owners()
         return page
 
-    def alloc_free(self, kind: int, oid: int, n: int, node: int = 0) -> np.ndarray:
-        """Up to ``n`` of :meth:`alloc`'s pages in one compiled call, as many as the free
-        lists hold: the pages in the order :meth:`alloc` would have returned them.
-
-        For provisioning many pages at once (an enclave's VA pages); the caller goes on one
-        :meth:`alloc` at a time for the rest, which may reclaim. Empty with a resource
-        controller attached: its charge may reclaim even while pages are free.
-        """
-        if not 0 <= kind < len(self.owners):
-            raise ValueError(f"no owner of kind {kind}")
-        if self.charge is not None or n <= 0:
-            return np.zeros(0, dtype=np.int64)
-        out = np.empty(n, dtype=np.int64)
-        got = int(self.fns.alloc_free(self.owner_states(), self.ms, self.cpu.st, kind, oid,
-                                      node, out))
-        self._sync_owners()
-        return out[:got]
-
     def free(self, page: int) -> int:
         """``sgx_encl_free_epc_page``: EREMOVE and free; a failing EREMOVE leaks the page."""
         return int(sgx_encl_free_epc_page(self.ms, self.cpu.st, page))
@@ -865,7 +831,7 @@ class EpcManager:
         """One ``sgx_reclaim_pages`` batch on the caller's CPU; returns pages isolated."""
         n = int(self.ms.p[P_BATCH]) if nr is None else nr
         if n > self.ms.chunk.shape[0]:
-            self.ms = self.ms._replace(chunk=np.zeros(n, dtype=np.int64))
+            self.ms = self.ms._replace(chunk=table(np.zeros(n, dtype=np.int64)))
         isolated = int(self.fns.reclaim_pages(self.owner_states(), self.ms, self.cpu.st, n))
         self._sync_owners()
         return isolated
@@ -921,10 +887,8 @@ class EpcManager:
                 "untracked": int((w == W_UNTRACKED).sum()), "leaked": int((w == W_LEAKED).sum())}
 
     def bytes_per_page(self) -> float:
-        per_page = sum(getattr(self.ms, f).nbytes
-                       for f in ("nxt", "prv", "where", "kind", "oid", "cg"))
-        fixed = sum(getattr(self.ms, f).nbytes
-                    for f in ("head", "tail", "count", "cnt", "p", "cgt"))
+        per_page = sum(getattr(self.ms, f).nbytes for f in ("links", "pages", "cg"))
+        fixed = sum(getattr(self.ms, f).nbytes for f in ("lists", "cnt", "p", "cgt"))
         return (per_page + fixed) / self.cpu.npages
 
     def check(self) -> None:

@@ -39,7 +39,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from epcsim.jit import cacheable, njit_closure_inline, njit_inline
+from epcsim.jit import cacheable, njit_closure, njit_inline
 
 WRITE_FREED = 0     # the page was written back (or is gone): free it after put
 WRITE_RETRY = 1     # the owner could not write it now: back to the LRU tail
@@ -89,13 +89,13 @@ def make_dispatch(fns: Sequence[Callable[..., int]], k: int = 0,
     """
     f = fns[k]
     if k == len(fns) - 1:
-        @functools.partial(njit_closure_inline, cache=cache)
+        @functools.partial(njit_closure, cache=cache, inline=True)
         def last(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
             return f(os[k], ms, st, page, oid, arg)
         return last
     rest = make_dispatch(fns, k + 1, cache)
 
-    @functools.partial(njit_closure_inline, cache=cache)
+    @functools.partial(njit_closure, cache=cache, inline=True)
     def step(os: Any, kind: int, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
         if kind == k:
             return f(os[k], ms, st, page, oid, arg)

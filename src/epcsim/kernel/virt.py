@@ -60,7 +60,7 @@ from epcsim.hw.epc import (
     X_VA,
 )
 from epcsim.hw.memory import PROT_READ, PROT_WRITE
-from epcsim.jit import njit_inline
+from epcsim.jit import njit, njit_inline, tables
 from epcsim.kernel.main import P_CG, EpcManager, count_etrack, count_ewb, count_ipi
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Owner, OwnerOps
 
@@ -111,27 +111,27 @@ SQ_REC = 2
 def make_vstate(content: bool = False, npages: int = 0) -> VState:
     # One compiled call writes back at most every host page once; metadata mode gets one
     # unused row.
-    return VState(p_inst=np.zeros(0, np.int64), p_act=np.zeros(0, np.uint8),
+    return tables(VState(p_inst=np.zeros(0, np.int64), p_act=np.zeros(0, np.uint8),
                   p_gblk=np.zeros(0, np.uint8), g_va=np.zeros(0, np.int64),
                   i_flags=np.zeros(0, np.int64), cnt=np.zeros((0, VK_LEN), np.int64),
                   out=np.zeros(L.W_LEN, np.uint64), rd=np.zeros(3, np.uint64),
                   sq=np.zeros((npages + 64 if content else 1, SQ_REC + L.W_LEN), np.int64),
-                  sq_n=np.zeros(1, np.int64))
+                  sq_n=np.zeros(1, np.int64)))
 
 
 # ----------------------------------------------------------------------------- the owner
 
-@njit_inline
+@njit
 def kick_vcpus(vs: VState, ms: Any, st: Any, inst: int, row: int) -> None:
     """IPI the vCPUs inside the enclave: each takes an AEX and a VM exit."""
     count_ipi(ms)
-    for lp in range(st.lp_row.shape[0]):
-        if st.lp_row[lp] == row:
+    for lp in range(st.lp.shape[0]):
+        if st.lp[lp].lp_row == row:
             L.aex(st, lp)
             vs.cnt[inst, VK_KICKS] += 1
 
 
-@njit_inline
+@njit
 def kvm_get(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     return 0 if (vs.i_flags[vs.p_inst[oid]] & I_DEAD) != 0 else 1
 
@@ -141,7 +141,7 @@ def kvm_put(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     return 0
 
 
-@njit_inline
+@njit
 def kvm_reclaim(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Age by the EPT accessed bit (test and clear)."""
     if arg == 1 and st.xrec[oid, X_A] != 0:
@@ -150,7 +150,7 @@ def kvm_reclaim(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
     return 1
 
 
-@njit_inline
+@njit
 def kvm_block(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Zap (the EPT entry is rewritten by ``write``), ERDINFO, EBLOCK a child."""
     vs.p_gblk[oid] = 0
@@ -177,7 +177,7 @@ def kvm_block(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     return 0
 
 
-@njit_inline
+@njit
 def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     inst = vs.p_inst[oid]
     act = vs.p_act[oid]
@@ -188,14 +188,14 @@ def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     if act == ACT_REFUSE:
         vs.cnt[inst, VK_REFUSED] += 1
         return WRITE_RETRY
-    pt = np.int64(st.pt[page])
-    row = np.int64(st.row[page])
+    pt = np.int64(st.epcm[page].pt)
+    row = np.int64(st.epcm[page].row)
     va = vs.g_va[oid >> 9]
     slot = oid & (SLOTS - 1)
     secs = NO_PAGE
     ctx = 0
     if L.is_child_type(pt):
-        secs = st.s_page[row]
+        secs = st.secs[row].s_page
         L.virtchild(st, page, secs, 1)          # EINCVIRTCHILD: the guest's SECS stays
         rc = L.etrackc(st, page, L.CTX_HOST)
         count_etrack(ms)
@@ -206,7 +206,7 @@ def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
             count_etrack(ms)
         kick_vcpus(vs, ms, st, inst, row)
     elif pt == L.PT_SECS:
-        ctx = np.int64(st.s_ctx[row])
+        ctx = np.int64(st.secs[row].s_ctx)
     rc = L.ewb(st, page, va, slot, L.CTX_HOST, vs.out)
     count_ewb(ms)
     # SGX_VA_SLOT_OCCUPIED: the slot still held the version of a page the host dropped
@@ -223,7 +223,7 @@ def kvm_write(vs: VState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     st.xrec[oid, X_EID] = np.int64(vs.out[L.W_PCMD_EID])
     st.xrec[oid, X_MAC] = np.int64(vs.out[L.W_MAC])
     st.xrec[oid, X_AUX] = np.int64(vs.out[L.W_AUX])
-    st.xrec[oid, X_SECS] = np.int64(ms.oid[secs]) if secs != NO_PAGE else NONE
+    st.xrec[oid, X_SECS] = np.int64(ms.pages[secs].oid) if secs != NO_PAGE else NONE
     st.xrec[oid, X_CTX] = ctx
     st.xrec[oid, X_BLOCKED] = vs.p_gblk[oid]
     st.ept[oid] = EPT_EVICTED
@@ -296,9 +296,9 @@ class VirtEpc:
         f = VepcFile(self, len(self.files))
         self.files.append(f)
         vs = self.vs
-        self.owner.state = vs._replace(
+        self.owner.state = tables(vs._replace(
             i_flags=np.append(vs.i_flags, 0).astype(np.int64),
-            cnt=np.vstack([vs.cnt, np.zeros((1, VK_LEN), np.int64)]))
+            cnt=np.vstack([vs.cnt, np.zeros((1, VK_LEN), np.int64)])))
         return f
 
     # -------------------------------------------------------------- EPT ranges
@@ -312,9 +312,9 @@ class VirtEpc:
         p_inst[base:base + npages] = f.index
         g_va = np.full(-(-n // SLOTS), NONE, np.int64)
         g_va[:vs.g_va.shape[0]] = vs.g_va
-        self.owner.state = vs._replace(
+        self.owner.state = tables(vs._replace(
             p_inst=p_inst, g_va=g_va,
-            p_act=np.zeros(n, np.uint8), p_gblk=np.zeros(n, np.uint8))
+            p_act=np.zeros(n, np.uint8), p_gblk=np.zeros(n, np.uint8)))
 
     # -------------------------------------------------------------- EREMOVE
     def free_page(self, page: int) -> int:
