@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import epcsim
+from epcsim.jitcache import code_dir
 from epcsim.sim.replay import ReplayConfig, replay_chunks
 from epcsim.workload.generators import zipf
 from epcsim.workload.traces import open_trace, write_oracle_general
@@ -38,9 +38,9 @@ _ELF = b"\x7fELF"
 
 
 def cached_objects() -> list[bytes]:
-    """The object code in every numba cache file of epcsim's package."""
+    """The object code in every numba cache file of epcsim's (:mod:`epcsim.jitcache`)."""
     out = []
-    for f in Path(epcsim.__file__).parent.rglob("*.nbc"):
+    for f in code_dir().rglob("*.nbc"):
         data = f.read_bytes()
         i = data.find(_ELF)
         if i >= 0:

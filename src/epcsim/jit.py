@@ -452,6 +452,137 @@ def _array_from_words(context, builder, aty, word, strided):  # type: ignore[no-
     return arr._getvalue()
 
 
+class StateRef(nbtypes.Type):  # type: ignore[misc]
+    """A state tuple (a NamedTuple of tables) as compiled code holds it: one pointer.
+
+    numba passes a tuple argument array by array, seven words each, so a call with the
+    processor's, the manager's and an owner's states moved some 250 words and cost more
+    than most rules it called (docs/design.md, "State and calls"). A state class
+    registered with :func:`state_class` is typed as a ``StateRef`` instead: its tables'
+    addresses and shapes are written once, into a buffer in the frame that crosses from
+    Python, and every compiled call passes a pointer to that buffer. ``st.field`` loads
+    that table's address and shape from it; a callee loads only what it uses. The buffer
+    lives as long as the call from Python, which is as long as any compiled code runs.
+    """
+
+    def __init__(self, tuple_type: Any) -> None:
+        self.tuple_type = tuple_type
+        super().__init__(name=f"StateRef({tuple_type})")
+
+    @property
+    def key(self) -> Any:
+        return self.tuple_type
+
+    def field_offset(self, index: int) -> int:
+        """Where field ``index``'s words start in the buffer."""
+        return sum(_table_words(t) for t in self.tuple_type.types[:index])
+
+
+def _table_words(aty: Any) -> int:
+    """Words of one table in a state buffer: its address, its shape, and its strides
+    unless it is C-contiguous."""
+    return 1 + aty.ndim * (1 if aty.layout == "C" else 2)
+
+
+_STATE_CLASSES: set[type] = set()
+
+
+def state_class(cls: type) -> type:
+    """Have compiled code take instances of the NamedTuple class ``cls`` (whose fields
+    are tables) as :class:`StateRef`: one pointer a call."""
+    _STATE_CLASSES.add(cls)
+    if not config.DISABLE_JIT:
+        from numba.extending import typeof_impl
+
+        typeof_impl.register(cls)(_typeof_state)
+    return cls
+
+
+def _typeof_state(val: Any, c: Any) -> StateRef:
+    from numba import typeof
+
+    fields = [typeof(a, c.purpose) for a in val]
+    for name, t in zip(type(val)._fields, fields):
+        if not isinstance(t, nbtypes.Array):
+            raise TypeError(f"{type(val).__name__}.{name} is not an array: {t}")
+    return StateRef(nbtypes.NamedTuple(fields, type(val)))
+
+
+@register_extension
+def _register_state_ref() -> None:
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core.datamodel import models
+    from numba.core.imputils import impl_ret_borrowed, lower_getattr_generic
+    from numba.core.typing.templates import AttributeTemplate, infer_getattr
+    from numba.extending import NativeValue, register_model, unbox
+
+    i64 = ir.IntType(64)
+
+    @register_model(StateRef)
+    class StateRefModel(models.PrimitiveModel):  # type: ignore[misc]
+        def __init__(self, dmm, fe_type):  # type: ignore[no-untyped-def]
+            super().__init__(dmm, fe_type, i64.as_pointer())
+
+    @infer_getattr
+    class StateRefAttributes(AttributeTemplate):  # type: ignore[misc]
+        key = StateRef
+
+        def generic_resolve(self, typ, attr):  # type: ignore[no-untyped-def]
+            tt = typ.tuple_type
+            if attr in tt.fields:
+                return tt.types[tt.fields.index(attr)]
+            return None
+
+    @lower_getattr_generic(StateRef)
+    def state_ref_getattr(context, builder, typ, value, attr):  # type: ignore[no-untyped-def]
+        tt = typ.tuple_type
+        index = tt.fields.index(attr)
+        aty = tt.types[index]
+        k = typ.field_offset(index)
+
+        def word() -> ir.Value:
+            nonlocal k
+            k += 1
+            return builder.load(builder.gep(value, [ir.Constant(i64, k - 1)]),
+                                align=8)
+        res = _array_from_words(context, builder, aty, word, aty.layout != "C")
+        return impl_ret_borrowed(context, builder, aty, res)
+
+    @unbox(StateRef)
+    def unbox_state_ref(typ, obj, c):  # type: ignore[no-untyped-def]
+        """The tables' words, into a buffer in the frame of the call from Python."""
+        tt = typ.tuple_type
+        n = sum(_table_words(t) for t in tt.types)
+        words = cgutils.alloca_once(c.builder, i64, size=max(n, 1))
+        failed = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
+        fnty = ir.FunctionType(ir.IntType(32), [c.pyapi.pyobj, c.pyapi.voidptr])
+        adapt = cgutils.get_or_insert_function(c.builder.module, fnty, "numba_adapt_ndarray")
+        k = 0
+        for i, aty in enumerate(tt.types):
+            item = c.pyapi.tuple_getitem(obj, i)
+            ary = c.context.make_array(aty)(c.context, c.builder)
+            err = c.builder.call(adapt, (item, c.builder.bitcast(ary._getpointer(),
+                                                                  c.pyapi.voidptr)))
+            with c.builder.if_then(cgutils.is_not_null(c.builder, err), likely=False):
+                c.builder.store(cgutils.true_bit, failed)
+            vals = [c.builder.ptrtoint(ary.data, i64)]
+            vals += cgutils.unpack_tuple(c.builder, ary.shape, aty.ndim)
+            if aty.layout != "C":
+                vals += cgutils.unpack_tuple(c.builder, ary.strides, aty.ndim)
+            for v in vals:
+                c.builder.store(v, c.builder.gep(words, [ir.Constant(i64, k)]))
+                k += 1
+        is_error = c.builder.load(failed)
+        with c.builder.if_then(is_error, likely=False):
+            c.pyapi.err_set_string("PyExc_TypeError", "a state table is not an ndarray")
+        return NativeValue(words, is_error=is_error)
+
+
+if not config.DISABLE_JIT:
+    _register_state_ref()
+
+
 def _make_from_handle():  # type: ignore[no-untyped-def]
     from numba.extending import intrinsic
 

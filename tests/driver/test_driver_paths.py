@@ -17,7 +17,7 @@ from drvkit import (
     small_enclave,
 )
 
-from epcsim.arch import PAGE_SIZE
+from epcsim.arch import PAGE_SIZE, SGX_NR_LOW_PAGES
 from epcsim.hw.epc import EPCM_VALID
 from epcsim.kernel.encl import (
     EP_EVICTED,
@@ -417,20 +417,25 @@ def test_dying_enclave_pages_dropped_by_get_and_freed_by_release(how: str) -> No
 # ---------------------------------------------------------------------------- -EBUSY faults
 
 def test_fault_retried_when_no_page_is_free() -> None:
-    k = machine(64, content=True)
-    encl = setup_test_encl(k, 4 * PAGE_SIZE)
+    heap_pages = 48
+    k = machine(128, content=True)
+    encl = setup_test_encl(k, heap_pages * PAGE_SIZE)
     e = encl.file.e
     heap = encl.base + HEAP
     run_op(encl, op_put_to_address(heap, 0xABCDEF))
     evict_all(k)
     heap_ep = k.sgx.ep_of(e, heap)
     assert int(k.sgx.ds.ep_epc[heap_ep]) == NONE
-    # The TCS and two data pages come back: the LRU is not empty, and what ksgxd can free
-    # there is enough for the SECS, the TCS and the heap page at once (with less, the thread
-    # and ksgxd would take turns evicting each other's pages for ever).
+    # The TCS, two data pages and the rest of the heap come back: the LRU is not empty, and
+    # what ksgxd can free there is more than the low watermark, so that once it has run
+    # the thread's next faults do not wake it again (with less, every allocation of the
+    # fault path would, and the thread and ksgxd would take turns evicting each other's
+    # pages).
     assert read(encl, encl.encl_buffer) == 0
     assert read(encl, encl.data_page) == 0
-    assert k.mgr.lru_pages == 3
+    for i in range(1, heap_pages):
+        assert read(encl, heap + i * PAGE_SIZE) == 0
+    assert k.mgr.lru_pages > SGX_NR_LOW_PAGES + 4
     # Another owner (think of a guest's vEPC: never reclaimable) takes every free page.
     hog = []
     while True:

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from epcsim.arch import PAGE_SHIFT, PAGE_SIZE, SGX_MAX_EPC_SECTIONS, SGX_VA_SLOT_COUNT
-from epcsim.jit import table
+from epcsim.jit import state_class, table
 
 # EPCM flag bits. R/W/X/PENDING/MODIFIED/PR sit where SECINFO.FLAGS has them, so the
 # SECINFO subset that EWB binds into the MAC is ``flags & EPCM_SECINFO_MASK``.
@@ -138,6 +138,7 @@ LP_RECORD = np.dtype([("lp_row", np.int64),     # enclave row it is inside, NO_P
                       ("lp_epoch", np.uint32)])  # entry epoch
 
 
+@state_class
 class HwState(NamedTuple):
     """Every table of the processor model. Compiled leaves take it as one argument.
 

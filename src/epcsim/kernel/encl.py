@@ -34,6 +34,7 @@ from epcsim.jit import (
     njit_inline,
     prefetch,
     prefetch_last,
+    state_class,
     table,
     trailing_zeros,
 )
@@ -41,6 +42,7 @@ from epcsim.kernel.backing import Backing
 from epcsim.kernel.cgroup import mem_cgroup_charge, mem_cgroup_may_charge
 from epcsim.kernel.main import (
     C_ELDU,
+    C_WRITTEN,
     EBUSY,
     ENOMEM,
     P_CG,
@@ -59,6 +61,12 @@ SGX_ENCL_DEBUG = 1 << 1
 SGX_ENCL_CREATED = 1 << 2
 SGX_ENCL_INITIALIZED = 1 << 3
 SGX_ENCL_DEAD = 1 << 8
+# The model's stand-ins for ``encl->lock``, which the fault path and the ioctls hold across
+# an allocation and its ELDU/EAUG, and which the reclaimer's write takes: a reclaimer that
+# runs meanwhile (ksgxd, docs/design.md "When ksgxd runs") must not write the SECS after the
+# enclave's last child, as it would only get the lock once the fault has added a child.
+SGX_ENCL_LOCKED = 1 << 9       # a driver rule holds the enclave's lock
+SGX_ENCL_SECS_LATE = 1 << 10   # the last child went out meanwhile: the SECS may follow
 
 # Enclave-page flags.
 EP_EXISTS = 1 << 0             # an entry in page_array
@@ -117,6 +125,7 @@ D_DID = 5                   # what the fault in progress did (FAULT_ELDU, FAULT_
 D_LEN = 6
 
 
+@state_class
 class DState(NamedTuple):
     encl: np.ndarray        # i64 [enclaves, E_LEN]: flags, kref, ELRANGE, the SECS's EPC page
                             # (or the VA slot and MAC of its evicted blob), the EID,
@@ -448,7 +457,10 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     ds.ep[oid].epc = NONE
     ds.encl[e, E_CHILD] -= 1
     if ds.encl[e, E_CHILD] == 0 and (ds.encl[e, E_FLAGS] & SGX_ENCL_INITIALIZED) != 0:
-        encl_ewb_secs(ds, ms, st, e)
+        if (ds.encl[e, E_FLAGS] & SGX_ENCL_LOCKED) != 0:
+            ds.encl[e, E_FLAGS] |= SGX_ENCL_SECS_LATE
+        else:
+            encl_ewb_secs(ds, ms, st, e)
     # A failed EWB still frees the page (the kernel WARNs): "should never happen".
     return WRITE_FREED
 
@@ -528,6 +540,7 @@ VM_FAULT_SIGBUS = 2
 VM_FAULT_ENOMEM = 3     # an allocation got -ENOMEM: SIGBUS, unless an OOM killer frees pages
 VM_FAULT_LOAD = 4       # content mode: load the page at ``dp[D_LOAD_PAGE]``, then fault again
 VM_FAULT_NOROW = 5      # a table of the model must grow first (the caller reserves rows)
+VM_FAULT_AGAIN = 6      # content mode: seal what ksgxd wrote back, then run the fault again
 VM_FAULT_MASK = 0xF
 # What it did on the way, for the caller's costs (the replay's clocks).
 FAULT_EAUG = 1 << 4     # a new page was added (SGX2)
@@ -548,10 +561,27 @@ def shrink(ds: DState, ms: Any, st: Any, e: int, va: int) -> None:
         sgx_encl_free_epc_page(ms, st, va_page_drop(ds, va))
 
 
+@njit_inline
+def encl_lock(ds: DState, e: int) -> None:
+    ds.encl[e, E_FLAGS] |= SGX_ENCL_LOCKED
+
+
+@njit
+def encl_unlock(ds: DState, ms: Any, st: Any, e: int) -> None:
+    """Release the enclave's lock; a SECS whose last child the reclaimer wrote meanwhile
+    follows it now, if the enclave has still no child in the EPC."""
+    flags = ds.encl[e, E_FLAGS]
+    ds.encl[e, E_FLAGS] = flags & ~(SGX_ENCL_LOCKED | SGX_ENCL_SECS_LATE)
+    if (flags & SGX_ENCL_SECS_LATE) != 0 and ds.encl[e, E_CHILD] == 0 \
+            and ds.encl[e, E_SECS] != NONE:
+        encl_ewb_secs(ds, ms, st, e)
+
+
 class DriverRules(NamedTuple):
     """The driver's compiled paths that allocate EPC pages, for one kernel's manager."""
 
     grow: Any
+    load_secs: Any
     load_page: Any
     vma_fault: Any
 
@@ -579,13 +609,12 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
         ksgxd it woke runs: the page just allocated is not on the LRU yet, so ksgxd never
         takes the page the fault is for (docs/design.md, "When ksgxd runs").
 
-        In content mode ksgxd runs from Python after the rule returns instead: the bytes of
-        the pages it writes back must be sealed (in Python) before any allocation of the
-        same fault can fill those pages again.
+        In content mode the pages ksgxd wrote back hold their bytes until Python seals them
+        after the rule: a fault that would allocate again first comes back
+        (VM_FAULT_AGAIN, :func:`sgx_encl_eaug_page`).
         """
         page = alloc(os, ms, st, kind, oid, False, 0)
-        if st.g[G_CONTENT] == 0:
-            ksgxd(os, ms, st)
+        ksgxd(os, ms, st)
         return page
 
     @closure
@@ -669,6 +698,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             return VM_FAULT_ENOMEM
         if rc < 0:
             return VM_FAULT_SIGBUS
+        written = ms.cnt[C_WRITTEN]
         epc = fault_alloc(os, ms, st, ep)
         if epc == -EBUSY:
             ds.encl[e, E_CNT + EC_EBUSY] += 1
@@ -677,6 +707,13 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             return VM_FAULT_ENOMEM
         if epc < 0:
             return VM_FAULT_SIGBUS
+        if st.g[G_CONTENT] != 0 and ms.cnt[C_WRITTEN] != written \
+                and ds.encl[e, E_PAGE_CNT] % SGX_VA_SLOT_COUNT == 0:
+            # Content mode, ksgxd wrote pages back and a VA page is to be allocated, which
+            # could be one of them, its bytes not sealed yet: give the page back and let
+            # the caller seal them and fault again.
+            sgx_encl_free_epc_page(ms, st, epc)
+            return VM_FAULT_AGAIN
         va = sgx_encl_grow(os, ms, st, e, False)
         if va < NONE:
             sgx_encl_free_epc_page(ms, st, epc)
@@ -726,6 +763,27 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
         return VM_FAULT_NOPAGE
 
     @closure
+    def load_secs_locked(os: Any, ms: Any, st: Any, e: int) -> int:
+        """:func:`sgx_encl_load_secs` under the enclave's lock (kept while content mode
+        loads the page)."""
+        ds = os[kind]
+        encl_lock(ds, e)
+        rc = sgx_encl_load_secs(os, ms, st, e)
+        if rc != ELOAD:
+            encl_unlock(ds, ms, st, e)
+        return rc
+
+    @closure
+    def load_page_locked(os: Any, ms: Any, st: Any, e: int, ep: int) -> int:
+        """:func:`sgx_encl_load_page` under the enclave's lock (an ioctl's)."""
+        ds = os[kind]
+        encl_lock(ds, e)
+        rc = sgx_encl_load_page(os, ms, st, e, ep)
+        if rc != ELOAD:
+            encl_unlock(ds, ms, st, e)
+        return rc
+
+    @closure
     def sgx_vma_fault(os: Any, ms: Any, st: Any, e: int, ep: int, vma_prot: int,
                       first: bool) -> int:
         """``sgx_vma_fault`` of enclave ``e``'s page ``ep`` (its index in ``ds.ep``):
@@ -743,10 +801,13 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             if first:
                 ds.encl[e, E_CNT + EC_FAULTS] += 1
                 ds.dp[D_DID] = 0
+            encl_lock(ds, e)
             code = fault_in(os, ms, st, e, ep, vma_prot) | ds.dp[D_DID]
+            if (code & VM_FAULT_MASK) != VM_FAULT_LOAD:
+                encl_unlock(ds, ms, st, e)
         return code
 
-    r = DriverRules(sgx_encl_grow, sgx_encl_load_page, sgx_vma_fault)
+    r = DriverRules(sgx_encl_grow, load_secs_locked, load_page_locked, sgx_vma_fault)
     _rules[key] = r
     return r
 
@@ -1060,9 +1121,6 @@ class SgxDriver:
             self.owner.reserve_va_rows(1)
             rc = int(rule(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, *args))
             self.mgr._sync_owners()
-            if self.cpu.content:
-                # The rule's allocations left a woken ksgxd to run here (fault_alloc).
-                self.mgr.run_ksgxd()
             if rc == -ENOMEM and self.mgr.on_enomem is not None and self.mgr.on_enomem():
                 continue
             return rc
@@ -1315,6 +1373,22 @@ class SgxDriver:
             return -14
         return 0
 
+    def _unlock(self, e: int) -> None:
+        encl_unlock(self.ds, self.mgr.ms, self.cpu.st, e)
+        self.mgr._sync_owners()
+
+    def load_secs(self, e: int) -> int:
+        """``sgx_encl_load_secs``: reload an evicted SECS before any child; 0 or -errno."""
+        self._current(e)
+        while True:
+            rc = self._call(self.rules.load_secs, e)
+            if rc != ELOAD:
+                return rc
+            rc = self._load_content(e, NONE)
+            if rc < 0:
+                self._unlock(e)
+                return rc
+
     def load_page(self, e: int, ep: int) -> int:
         """``__sgx_encl_load_page``: the EPC page of a resident page, or ELDU it back."""
         self._current(e)
@@ -1324,6 +1398,7 @@ class SgxDriver:
                 return rc
             rc = self._load_content(e, ep)
             if rc < 0:
+                self._unlock(e)
                 return rc
 
     def vma_fault(self, e: int, addr: int, vma_prot: int) -> int:
@@ -1341,6 +1416,7 @@ class SgxDriver:
             outcome = code & VM_FAULT_MASK
             if outcome == VM_FAULT_LOAD:
                 if self._load_content(e, ep) < 0:
+                    self._unlock(e)
                     if self.ds.ep_flags[ep] & EP_EXISTS:
                         self.ds.e_cnt[e, EC_SIGBUS] += 1
                     return VM_FAULT_SIGBUS
@@ -1353,6 +1429,8 @@ class SgxDriver:
                 if self.ds.ep_flags[ep] & EP_EXISTS:
                     self.ds.e_cnt[e, EC_SIGBUS] += 1
                 return VM_FAULT_SIGBUS
+            if outcome == VM_FAULT_AGAIN:
+                continue
             if outcome == VM_FAULT_NOROW:   # pragma: no cover - _call reserves the rows
                 raise RuntimeError("a table of the driver was full during a fault")
             return outcome

@@ -38,7 +38,7 @@ from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
-from epcsim.jit import njit, njit_closure, njit_inline, table
+from epcsim.jit import njit, njit_closure, njit_inline, state_class, table
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -119,6 +119,7 @@ L_HEAD, L_TAIL, L_COUNT = 0, 1, 2
 L_LEN = 3
 
 
+@state_class
 class MgrState(NamedTuple):
     links: np.ndarray   # i32 [pages, 2]: next and prev on the page's list
     pages: np.ndarray   # PAGE_RECORD per page

@@ -60,7 +60,7 @@ from epcsim.hw.epc import (
     X_VA,
 )
 from epcsim.hw.memory import PROT_READ, PROT_WRITE
-from epcsim.jit import njit, njit_inline, tables
+from epcsim.jit import njit, njit_inline, state_class, tables
 from epcsim.kernel.main import P_CG, EpcManager, count_etrack, count_ewb, count_ipi
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Owner, OwnerOps
 
@@ -89,6 +89,7 @@ NONE = -1
 ROOT_CG = 0          # the root misc cgroup: KVM's own pages are charged there
 
 
+@state_class
 class VState(NamedTuple):
     p_inst: np.ndarray   # i64 per EPT entry: the vEPC instance
     p_act: np.ndarray    # u8 per EPT entry: ACT_* decided by block

@@ -36,26 +36,25 @@ from epcsim.hw import encls as L
 from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
-from epcsim.jit import (
-    njit,
-    njit_closure,
-    njit_closure_inline,
-    njit_inline,
-    prefetch,
-    state_words,
-    unmanaged,
-)
+from epcsim.jit import njit, njit_closure, njit_inline, prefetch, state_class, table, tables
 from epcsim.kernel import main as M
 from epcsim.kernel.encl import (
-    EC_EAUG,
-    EC_FAULTS,
-    EP_EXISTS,
+    E_BASE,
+    E_CHILD,
+    E_FIRST,
+    E_SECS,
     EP_PRESENT,
     EP_YOUNG,
+    FAULT_EAUG,
+    FAULT_ELDU,
+    FAULT_SECS,
     NONE,
     SGX_VA_SLOT_COUNT,
-    eldu_metadata,
-    secs_eldu_metadata,
+    VA_EPC,
+    VM_FAULT_MASK,
+    VM_FAULT_NOPAGE,
+    VM_FAULT_RETRY,
+    driver_rules,
     va_pages_for,
 )
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
@@ -80,14 +79,27 @@ POLICIES = ("sgx", "lru", "fifo", "clock")
 R_TCS, R_SSA, R_STACK = 0, 1, 2
 R_FIRST = 3
 
-# Replay counters (RState.cnt).
+# Replay counters (the first RC_LEN words of RState.v; ``rs.cnt`` on the Python side).
 RC_REQUESTS, RC_HITS, RC_FAULTS, RC_EAUG, RC_ELDU, RC_EBUSY, RC_AEX, RC_ERESUME, \
     RC_EACCEPT, RC_SIGBUS, RC_IPI_AEX = range(11)
 RC_LEN = 11
 
-# Clocks (RState.clk): the thread's, ksgxd's, and the stall split by category.
+# Clocks (the next CL_LEN words of RState.v from V_CLK; ``rs.clk``): the thread's, ksgxd's,
+# and the stall split by category.
 CL_THREAD, CL_KSGXD, CL_WORK, CL_FAULT, CL_WAIT, CL_NEXT_SAMPLE, CL_STEP = range(7)
 CL_LEN = 7
+V_CLK = RC_LEN
+V_SERIES_N = V_CLK + CL_LEN     # samples in ``series``
+V_FLOG_N = V_SERIES_N + 1       # faults logged (also past the log's end)
+V_LEN = V_FLOG_N + 1
+
+# Columns of the tenant table (RState.t, one row per tenant id).
+T_ENCL = 0      # the tenant's enclave in the driver (-1: none)
+T_LP = 1        # the logical processor of its thread
+T_ROW = 2       # its position in the machine's tenant order
+T_STACK = 3     # EPC page of its pinned stack
+T_REQ, T_FAULTS, T_EAUG, T_ELDU = 4, 5, 6, 7   # its counters (``rs.e_cnt``)
+T_LEN = 8
 
 # Series columns: virtual time, free pages, faults, EWBs.
 S_T, S_FREE, S_FAULTS, S_EWB = range(4)
@@ -106,24 +118,56 @@ class ReplayError(RuntimeError):
     """The replay could not continue (an enclave got SIGBUS: nothing reclaimable)."""
 
 
+@state_class
 class RState(NamedTuple):
-    cnt: np.ndarray       # i64 [RC_LEN]
-    clk: np.ndarray       # i64 [CL_LEN] cycles
+    v: np.ndarray         # i64 [V_LEN]: counters, clocks (cycles), how full the logs are
     cost: np.ndarray      # i64 [K_LEN]
-    e_of_tenant: np.ndarray  # i64 per tenant id -> enclave index in the driver
-    e_lp: np.ndarray      # i64 per tenant -> logical processor of its thread
-    e_row: np.ndarray     # i64 per tenant -> its position in the machine's tenant order
-    e_stack: np.ndarray   # i64 per tenant -> EPC page of the pinned stack
-    e_cnt: np.ndarray     # i64 [tenants, 4]: requests, faults, eaug, eldu
+    t: np.ndarray         # i64 [tenants, T_LEN]
     series: np.ndarray    # i64 [cap, 4]
-    series_n: np.ndarray  # i64 [1]
     flog: np.ndarray      # i64 [cap, 2]: virtual time, tenant << FLOG_TENANT_SHIFT | page
                           # (the OS-visible faults; two words, not three: a miss writes it)
-    flog_n: np.ndarray    # i64 [1]
     # Per-enclave usage at each sample, for the first SAMPLED_TENANTS tenants (a trace may
     # have thousands; a column each would outweigh the state).
     tseries: np.ndarray   # i32 [cap, sampled]: EPC pages the tenant holds
     t_sampled: np.ndarray  # i64 [sampled]: the tenant id of each column
+
+    # The Python side's views.
+    @property
+    def cnt(self) -> np.ndarray:
+        return self.v[:RC_LEN]
+
+    @property
+    def clk(self) -> np.ndarray:
+        return self.v[V_CLK:V_CLK + CL_LEN]
+
+    @property
+    def series_n(self) -> np.ndarray:
+        return self.v[V_SERIES_N:V_SERIES_N + 1]
+
+    @property
+    def flog_n(self) -> np.ndarray:
+        return self.v[V_FLOG_N:V_FLOG_N + 1]
+
+    @property
+    def e_of_tenant(self) -> np.ndarray:
+        return self.t[:, T_ENCL]
+
+    @property
+    def e_lp(self) -> np.ndarray:
+        return self.t[:, T_LP]
+
+    @property
+    def e_row(self) -> np.ndarray:
+        return self.t[:, T_ROW]
+
+    @property
+    def e_stack(self) -> np.ndarray:
+        return self.t[:, T_STACK]
+
+    @property
+    def e_cnt(self) -> np.ndarray:
+        """[tenants, 4]: requests, faults, eaug, eldu."""
+        return self.t[:, T_REQ:T_REQ + 4]
 
 
 # ----------------------------------------------------------------------------- page-cache owner
@@ -135,6 +179,7 @@ CP_NEW = -1
 CP_WRITTEN_BACK = -2
 
 
+@state_class
 class CacheState(NamedTuple):
     resident: np.ndarray  # i32 per cache page index: EPC page, CP_NEW or CP_WRITTEN_BACK
     cnt: np.ndarray       # i64 [2]: writes (EWB), loads (ELDU)
@@ -176,23 +221,23 @@ class CacheOwner(Owner):
     inline_reclaim = True
 
     def __init__(self, pages: int, starts: np.ndarray) -> None:
-        self.state = CacheState(np.full(pages, CP_NEW, np.int32),
-                                np.zeros(2, np.int64), np.asarray(starts, np.int64),
-                                np.zeros(len(starts), np.int64))
+        self.state = tables(CacheState(np.full(pages, CP_NEW, np.int32),
+                                       np.zeros(2, np.int64), np.asarray(starts, np.int64),
+                                       np.zeros(len(starts), np.int64)))
 
 
 # ----------------------------------------------------------------------------- shared helpers
 
-@njit_inline
+@njit
 def _held_sgx(os: Any, rs: RState, n: int) -> None:
     """Each sampled enclave's EPC pages: its SECS's resident children, and the SECS."""
-    ds = os[0]
+    ds = os[KIND_DRIVER]
     for j in range(rs.t_sampled.shape[0]):
-        e = rs.e_of_tenant[rs.t_sampled[j]]
-        rs.tseries[n, j] = ds.e_child[e] + (1 if ds.e_secs[e] != NONE else 0)
+        e = rs.t[rs.t_sampled[j], T_ENCL]
+        rs.tseries[n, j] = ds.encl[e, E_CHILD] + (1 if ds.encl[e, E_SECS] != NONE else 0)
 
 
-@njit_inline
+@njit
 def _held_cache(os: Any, rs: RState, n: int) -> None:
     cs = os[0]
     for j in range(rs.t_sampled.shape[0]):
@@ -201,270 +246,255 @@ def _held_cache(os: Any, rs: RState, n: int) -> None:
 
 @njit_inline
 def _log_fault(rs: RState, tenant: int, page: int) -> None:
-    n = rs.flog_n[0]
+    n = rs.v[V_FLOG_N]
     if n < rs.flog.shape[0]:
-        rs.flog[n, 0] = rs.clk[CL_THREAD]
+        rs.flog[n, 0] = rs.v[V_CLK + CL_THREAD]
         rs.flog[n, 1] = (tenant << FLOG_TENANT_SHIFT) | page
-    rs.flog_n[0] = n + 1
+    rs.v[V_FLOG_N] = n + 1
+
+
+@njit_inline
+def stall(rs: RState, cycles: int) -> None:
+    rs.v[V_CLK + CL_THREAD] += cycles
+    rs.v[V_CLK + CL_FAULT] += cycles
+
+
+@njit
+def ksgxd_work(ms: Any, rs: RState, b0: int, b1: int, b2: int, b3: int) -> None:
+    """ksgxd ran (inside the kernel call that just returned) from the thread's now, on its
+    own CPU: its clock advances by the cost of what it did (the counters' growth)."""
+    c = rs.cost
+    work = ((ms.cnt[M.C_BLOCKED] - b0) * c[K.K_EBLOCK]
+            + (ms.cnt[M.C_EWB_KSGXD] - b1) * c[K.K_EWB]
+            + (ms.cnt[M.C_ETRACK_KSGXD] - b2) * c[K.K_ETRACK]
+            + (ms.cnt[M.C_IPI_KSGXD] - b3) * c[K.K_IPI])
+    if work != 0:
+        start = max(rs.v[V_CLK + CL_KSGXD], rs.v[V_CLK + CL_THREAD])
+        rs.v[V_CLK + CL_KSGXD] = start + work
+
+
+@njit
+def wait_for_ksgxd(rs: RState) -> None:
+    """-EBUSY: the thread faults again once ksgxd has freed pages (its clock)."""
+    rs.v[RC_EBUSY] += 1
+    if rs.v[V_CLK + CL_KSGXD] > rs.v[V_CLK + CL_THREAD]:
+        rs.v[V_CLK + CL_WAIT] += rs.v[V_CLK + CL_KSGXD] - rs.v[V_CLK + CL_THREAD]
+        rs.v[V_CLK + CL_THREAD] = rs.v[V_CLK + CL_KSGXD]
+
+
+@njit_inline
+def sgx_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
+            write: bool) -> bool:
+    """The hit path alone: a resident page and a thread inside (no clock, no counter).
+
+    ``ep`` is the page's record (:meth:`Replay.entries`). False changes nothing, so the
+    full access path can run from the start.
+    """
+    ds = os[KIND_DRIVER]
+    lp = rs.t[t, T_LP]
+    if st.lp[lp].lp_row == NONE:
+        return False
+    epc = np.int64(ds.ep[ep].epc)
+    if epc < 0 or (ds.ep[ep].desc & EP_PRESENT) == 0:
+        return False
+    e = rs.t[t, T_ENCL]
+    lin = ds.encl[e, E_BASE] + ((R_FIRST + page) << 12)
+    if L.access(st, lp, epc, lin, write, False) != 0:
+        return False
+    ds.ep[ep].desc |= np.uint8(EP_YOUNG)
+    M.touch(ms, epc)
+    return True
+
+
+@njit_inline
+def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
+              write: bool) -> bool:
+    epc = os[0].resident[ep]
+    if epc < 0:
+        return False
+    M.touch(ms, epc)
+    return True
+
+
+@njit_inline
+def sgx_ahead(os: Any, ep: int) -> None:
+    """The record of the page a request some way ahead will touch: the line of its
+    first bytes (EPC index, flags), all a hit reads. A second prefetch for the line of
+    its MAC, which a record spans in three cases of eight, cost more than it saved: one
+    more prefetch per request, in flight beside the others, for what only a fault
+    reads (BENCHMARKS.md, 2026-11-27 "reclaim hints")."""
+    prefetch(os[KIND_DRIVER].ep, ep)
+
+
+@njit_inline
+def cache_ahead(os: Any, ep: int) -> None:
+    prefetch(os[0].resident, ep)
+
+
+@njit_inline
+def sgx_ahead_fault(os: Any, st: Any, ep: int) -> None:
+    """The version a request a few requests later would check in an ELDU.
+
+    Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
+    the ELDU will read the version in its VA slot, whose address needs two of the
+    record's fields first. Without a branch: whether a page is out is as random as the
+    trace, so a test mispredicted on about every fault; a page that is not out has no
+    VA page (NONE) and fetches a line of VA page 0's slots instead, which costs less.
+    """
+    ds = os[KIND_DRIVER]
+    if ds.va.shape[0] == 0:
+        return
+    va = max(np.int64(ds.ep[ep].va), 0)
+    row = np.int64(st.epcm[ds.va[va, VA_EPC]].row)
+    prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
 
 
 def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AHEAD) -> Any:
-    """Close the replay loop over a kernel's compiled manager entry points.
+    """Close the replay loop over a kernel's compiled entry points: the driver's fault path
+    (``sgx``: the same compiled rule the driver's Python API runs) or the manager's
+    allocation (one page per miss).
 
     ``ahead_by``: how many requests ahead to prefetch table entries (0: none).
     """
     alloc = reclaimer.alloc
-    ksgxd = reclaimer.ksgxd
-    closure_inline = functools.partial(njit_closure_inline, cache=reclaimer.cache)
+    vma_fault = driver_rules(reclaimer, kind).vma_fault if sgx else None
     closure = functools.partial(njit_closure, cache=reclaimer.cache)
 
-    @closure_inline
-    def run_ksgxd(os: Any, ms: Any, st: Any, rs: RState) -> None:
-        """ksgxd, woken by an allocation, runs on its own CPU from the thread's now."""
-        if ms.p[M.P_WAKE] == 0:
-            return
-        b0 = ms.cnt[M.C_BLOCKED]
-        b1 = ms.cnt[M.C_EWB_KSGXD]
-        b2 = ms.cnt[M.C_ETRACK_KSGXD]
-        b3 = ms.cnt[M.C_IPI_KSGXD]
-        ksgxd(os, ms, st)
-        c = rs.cost
-        work = ((ms.cnt[M.C_BLOCKED] - b0) * c[K.K_EBLOCK]
-                + (ms.cnt[M.C_EWB_KSGXD] - b1) * c[K.K_EWB]
-                + (ms.cnt[M.C_ETRACK_KSGXD] - b2) * c[K.K_ETRACK]
-                + (ms.cnt[M.C_IPI_KSGXD] - b3) * c[K.K_IPI])
-        start = max(rs.clk[CL_KSGXD], rs.clk[CL_THREAD])
-        rs.clk[CL_KSGXD] = start + work
-
-    @closure_inline
-    def get_page(os: Any, ms: Any, st: Any, rs: RState, oid: int) -> int:
-        """A page for the fault path: no reclaim under the mmap lock; wait for ksgxd."""
-        for _ in range(1_000_000):
-            page = alloc(os, ms, st, kind, oid, not sgx, 0)
-            if sgx:
-                run_ksgxd(os, ms, st, rs)
-            if page != -M.EBUSY:
-                return page
-            rs.cnt[RC_EBUSY] += 1
-            if rs.clk[CL_KSGXD] > rs.clk[CL_THREAD]:
-                rs.clk[CL_WAIT] += rs.clk[CL_KSGXD] - rs.clk[CL_THREAD]
-                rs.clk[CL_THREAD] = rs.clk[CL_KSGXD]
-            if ms.p[M.P_WAKE] == 0 and M.lru_pages(ms) == 0:
-                return -M.ENOMEM
-        return -M.EAGAIN
-
-    held = _held_sgx if sgx else _held_cache
-
-    @closure_inline
-    def sample(os: Any, ms: Any, rs: RState) -> None:
-        while rs.clk[CL_THREAD] >= rs.clk[CL_NEXT_SAMPLE]:
-            n = rs.series_n[0]
-            if n < rs.series.shape[0]:
-                rs.series[n, S_T] = rs.clk[CL_NEXT_SAMPLE]
-                rs.series[n, S_FREE] = ms.p[M.P_NR_FREE]
-                rs.series[n, S_FAULTS] = rs.cnt[RC_FAULTS]
-                rs.series[n, S_EWB] = ms.cnt[M.C_EWB]
-                held(os, rs, n)
-                rs.series_n[0] = n + 1
-            rs.clk[CL_NEXT_SAMPLE] += rs.clk[CL_STEP]
-
-    @closure_inline
-    def stall(rs: RState, cycles: int) -> None:
-        rs.clk[CL_THREAD] += cycles
-        rs.clk[CL_FAULT] += cycles
-
-    @closure_inline
-    def sgx_access(os: Any, ms: Any, st: Any, hw: Any, rs: RState, t: int, ep: int,
-                   page: int, write: bool) -> int:
+    @closure
+    def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
+                   write: bool) -> int:
         """One access of tenant ``t`` to its page ``page`` (record ``ep``, of
-        :meth:`Replay.entries`) through the kernel model."""
-        ds = os[0]
+        :meth:`Replay.entries`): the enclave's thread, the kernel's fault path
+        (:func:`epcsim.kernel.encl.driver_rules`), the clocks."""
+        ds = os[KIND_DRIVER]
         c = rs.cost
-        e = rs.e_of_tenant[t]
-        lp = rs.e_lp[t]
-        ms.p[M.P_CG] = ds.e_cg[e]   # the tenant's process is current (its EPC cgroup)
-        lin = ds.e_base[e] + ((R_FIRST + page) << 12)
-        if st.lp_row[lp] == NONE:
+        e = rs.t[t, T_ENCL]
+        lp = rs.t[t, T_LP]
+        base = ds.encl[e, E_BASE]
+        lin = base + ((R_FIRST + page) << 12)
+        tcs = np.int64(ds.ep[ds.encl[e, E_FIRST] + R_TCS].epc)
+        if st.lp[lp].lp_row == NONE:
             # An IPI of the reclaimer forced an AEX: the AEP resumes the thread.
-            L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
-            rs.cnt[RC_IPI_AEX] += 1
+            L.eresume(st, lp, tcs, base)
+            rs.v[RC_IPI_AEX] += 1
             stall(rs, c[K.K_AEX] + c[K.K_ERESUME])
         epc = np.int64(ds.ep[ep].epc)
         if epc >= 0 and (ds.ep[ep].desc & EP_PRESENT) != 0 and \
                 L.access(st, lp, epc, lin, write, False) == 0:
             ds.ep[ep].desc |= np.uint8(EP_YOUNG)
             M.touch(ms, epc)
-            rs.cnt[RC_HITS] += 1
+            rs.v[RC_HITS] += 1
             return 0
-        # #PF: the thread leaves the enclave, the kernel's fault handler runs.
-        L.aex(st, lp)
-        rs.cnt[RC_AEX] += 1
-        rs.cnt[RC_FAULTS] += 1
-        ds.e_cnt[e, EC_FAULTS] += 1
-        rs.e_cnt[t, 1] += 1
-        _log_fault(rs, t, page)
-        stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW])
-        if ds.e_secs[e] == NONE:
-            secs_page = get_page(os, ms, st, rs, e)
-            if secs_page < 0 or secs_eldu_metadata(ds, ms, st, e, secs_page) != 0:
-                return -1
-            stall(rs, c[K.K_ELDU])
-        fresh = (ds.ep[ep].desc & EP_EXISTS) == 0
-        if epc < 0:
-            epc = get_page(os, ms, st, rs, ep)
-            if epc < 0:
-                return -1
-            if fresh:
-                if L.eaug_w(hw, epc, ds.e_secs[e], lin, L.PT_REG) != 0:
-                    return -1
-                ds.ep[ep].desc = EP_EXISTS
-                ds.ep[ep].type = PageType.REG
-                ds.ep[ep].prot = 7
-                ds.ep[ep].epc = epc
-                ds.e_child[e] += 1
-                ds.e_cnt[e, EC_EAUG] += 1
-                M.sgx_mark_page_reclaimable(ms, epc)
-                rs.cnt[RC_EAUG] += 1
-                rs.e_cnt[t, 2] += 1
-                stall(rs, c[K.K_EAUG])
-            else:
-                if eldu_metadata(ds, ms, st, ep, epc) != 0:
-                    return -1
-                rs.cnt[RC_ELDU] += 1
-                rs.e_cnt[t, 3] += 1
+        added = False
+        while True:
+            # #PF: the thread leaves the enclave, the kernel's fault handler runs.
+            L.aex(st, lp)
+            rs.v[RC_AEX] += 1
+            rs.v[RC_FAULTS] += 1
+            rs.t[t, T_FAULTS] += 1
+            _log_fault(rs, t, page)
+            stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW])
+            b0 = ms.cnt[M.C_BLOCKED]
+            b1 = ms.cnt[M.C_EWB_KSGXD]
+            b2 = ms.cnt[M.C_ETRACK_KSGXD]
+            b3 = ms.cnt[M.C_IPI_KSGXD]
+            code = vma_fault(os, ms, st, e, ep, PROT_READ | PROT_WRITE, True)
+            ksgxd_work(ms, rs, b0, b1, b2, b3)
+            if (code & FAULT_SECS) != 0:
                 stall(rs, c[K.K_ELDU])
-        ds.ep[ep].desc = (ds.ep[ep].desc | np.uint8(EP_PRESENT)) & ~np.uint8(EP_YOUNG)
-        L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
-        rs.cnt[RC_ERESUME] += 1
-        stall(rs, c[K.K_ERESUME])
-        if fresh:
+            if (code & FAULT_ELDU) != 0:
+                rs.v[RC_ELDU] += 1
+                rs.t[t, T_ELDU] += 1
+                stall(rs, c[K.K_ELDU])
+            if (code & FAULT_EAUG) != 0:
+                added = True
+                rs.v[RC_EAUG] += 1
+                rs.t[t, T_EAUG] += 1
+                stall(rs, c[K.K_EAUG])
+            outcome = code & VM_FAULT_MASK
+            if outcome != VM_FAULT_NOPAGE and outcome != VM_FAULT_RETRY:
+                return -1
+            L.eresume(st, lp, tcs, base)
+            rs.v[RC_ERESUME] += 1
+            stall(rs, c[K.K_ERESUME])
+            if outcome == VM_FAULT_NOPAGE:
+                break
+            wait_for_ksgxd(rs)
+        epc = np.int64(ds.ep[ep].epc)
+        if added:
             # The new page is PENDING: the access faults again (EPCM) and the enclave's
             # handler accepts it with a SECINFO on its stack.
             L.aex(st, lp)
-            L.eresume(st, lp, ds.ep[ds.e_first[e] + R_TCS].epc, ds.e_base[e])
-            stack_lin = ds.e_base[e] + (R_STACK << 12)
-            if L.eaccept_w(hw, lp, rs.e_stack[t], stack_lin,
-                           (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) != 0:
+            L.eresume(st, lp, tcs, base)
+            if L.eaccept(st, lp, rs.t[t, T_STACK], base + (R_STACK << 12),
+                         (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) != 0:
                 return -1
-            rs.cnt[RC_EACCEPT] += 1
+            rs.v[RC_EACCEPT] += 1
             stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_ERESUME] + c[K.K_EACCEPT])
         if L.access(st, lp, epc, lin, write, False) != 0:
             return -1
         ds.ep[ep].desc |= np.uint8(EP_YOUNG)
         return 1
 
-    @closure_inline
-    def cache_access(os: Any, ms: Any, st: Any, hw: Any, rs: RState, t: int, idx: int,
-                     page: int, write: bool) -> int:
+    @closure
+    def cache_access(os: Any, ms: Any, st: Any, rs: RState, t: int, idx: int, page: int,
+                     write: bool) -> int:
         cs = os[0]
         c = rs.cost
-        epc = cs.resident[idx]
+        epc = np.int64(cs.resident[idx])
         if epc >= 0:
             M.touch(ms, epc)
-            rs.cnt[RC_HITS] += 1
+            rs.v[RC_HITS] += 1
             return 0
-        rs.cnt[RC_FAULTS] += 1
-        rs.e_cnt[t, 1] += 1
+        rs.v[RC_FAULTS] += 1
+        rs.t[t, T_FAULTS] += 1
         _log_fault(rs, t, page)
         stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW] + c[K.K_ERESUME])
         before = epc   # CP_NEW or CP_WRITTEN_BACK: the miss cannot evict its own page
-        epc = get_page(os, ms, st, rs, idx)
+        epc = alloc(os, ms, st, kind, idx, True, 0)
         if epc < 0:
             return -1
         if before == CP_WRITTEN_BACK:
             cs.cnt[1] += 1
             ms.cnt[M.C_ELDU] += 1
-            rs.cnt[RC_ELDU] += 1
-            rs.e_cnt[t, 3] += 1
+            rs.v[RC_ELDU] += 1
+            rs.t[t, T_ELDU] += 1
             stall(rs, c[K.K_ELDU])
         else:
-            rs.cnt[RC_EAUG] += 1
-            rs.e_cnt[t, 2] += 1
+            rs.v[RC_EAUG] += 1
+            rs.t[t, T_EAUG] += 1
             stall(rs, c[K.K_EAUG])
         cs.resident[idx] = epc
-        cs.held[rs.e_row[t]] += 1
+        cs.held[rs.t[t, T_ROW]] += 1
         M.sgx_mark_page_reclaimable(ms, epc)
         return 1
 
-    @closure_inline
-    def sgx_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
-                write: bool) -> bool:
-        """The hit path alone: a resident page and a thread inside (no clock, no counter).
+    held = _held_sgx if sgx else _held_cache
 
-        ``ep`` is the page's record (:meth:`Replay.entries`). False changes nothing, so the
-        full access path can run from the start.
-        """
-        ds = os[0]
-        e = rs.e_of_tenant[t]
-        lp = rs.e_lp[t]
-        if st.lp_row[lp] == NONE:
-            return False
-        epc = np.int64(ds.ep[ep].epc)
-        if epc < 0 or (ds.ep[ep].desc & EP_PRESENT) == 0:
-            return False
-        lin = ds.e_base[e] + ((R_FIRST + page) << 12)
-        if L.access(st, lp, epc, lin, write, False) != 0:
-            return False
-        ds.ep[ep].desc |= np.uint8(EP_YOUNG)
-        M.touch(ms, epc)
-        return True
-
-    @closure_inline
-    def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
-                  write: bool) -> bool:
-        cs = os[0]
-        epc = cs.resident[ep]
-        if epc < 0:
-            return False
-        M.touch(ms, epc)
-        return True
-
-    @closure_inline
-    def sgx_ahead(os: Any, ms: Any, rs: RState, ep: int) -> None:
-        """The record of the page a request some way ahead will touch: the line of its
-        first bytes (EPC index, flags), all a hit reads. A second prefetch for the line of
-        its MAC, which a record spans in three cases of eight, cost more than it saved: one
-        more prefetch per request, in flight beside the others, for what only a fault
-        reads (BENCHMARKS.md, 2026-11-27 "reclaim hints")."""
-        prefetch(os[0].ep, ep)
-
-    @closure_inline
-    def cache_ahead(os: Any, ms: Any, rs: RState, ep: int) -> None:
-        prefetch(os[0].resident, ep)
-
-    @closure_inline
-    def sgx_ahead_fault(os: Any, st: Any, rs: RState, ep: int) -> None:
-        """The version a request a few requests later would check in an ELDU.
-
-        Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
-        the ELDU will read the version in its VA slot, whose address needs two of the
-        record's fields first. Without a branch: whether a page is out is as random as the
-        trace, so a test mispredicted on about every fault; a page that is not out has no
-        VA page (NONE) and fetches a line of VA page 0's slots instead, which costs less.
-        """
-        ds = os[0]
-        if ds.va_epc.shape[0] == 0:
-            return
-        va = max(np.int64(ds.ep[ep].va), 0)
-        row = np.int64(st.row[ds.va_epc[va]])
-        prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
-
-    @closure_inline
-    def cache_ahead_fault(os: Any, st: Any, rs: RState, ep: int) -> None:
-        pass
+    @closure
+    def sample(os: Any, ms: Any, rs: RState) -> None:
+        while rs.v[V_CLK + CL_THREAD] >= rs.v[V_CLK + CL_NEXT_SAMPLE]:
+            n = rs.v[V_SERIES_N]
+            if n < rs.series.shape[0]:
+                rs.series[n, S_T] = rs.v[V_CLK + CL_NEXT_SAMPLE]
+                rs.series[n, S_FREE] = ms.p[M.P_NR_FREE]
+                rs.series[n, S_FAULTS] = rs.v[RC_FAULTS]
+                rs.series[n, S_EWB] = ms.cnt[M.C_EWB]
+                held(os, rs, n)
+                rs.v[V_SERIES_N] = n + 1
+            rs.v[V_CLK + CL_NEXT_SAMPLE] += rs.v[V_CLK + CL_STEP]
 
     access = sgx_access if sgx else cache_access
     hit = sgx_hit if sgx else cache_hit
     ahead = sgx_ahead if sgx else cache_ahead
-    ahead_fault = sgx_ahead_fault if sgx else cache_ahead_fault
     version_by = ahead_by // 8
 
     @closure
-    def replay_chunk(os_: Any, ms_: Any, st_: Any, rs_: RState, tenants_: np.ndarray,
-                     pages_: np.ndarray, writes_: np.ndarray, entries_: np.ndarray) -> int:
+    def replay_chunk(os: Any, ms: Any, st: Any, rs: RState, tenants: np.ndarray,
+                     pages: np.ndarray, writes: np.ndarray, entries: np.ndarray) -> int:
         """Replay one chunk; returns the index of a request that failed, or -1.
 
-        ``entries_`` holds each request's entry in its owner's table (:meth:`Replay.entries`),
+        ``entries`` holds each request's entry in its owner's table (:meth:`Replay.entries`),
         computed before the call, on the reading thread when there is one: the prefetches
         ahead, the hit test and the fault path then load one index instead of a tenant's
         enclave and the enclave's first record.
@@ -475,55 +505,44 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         The hit path keeps the thread's clock and the request count in locals: they reach
         the arrays before anything else reads them (a miss, a sample, the return).
         """
-        # New names: the unmanaged views are of another type than the arguments.
-        os = unmanaged(os_)
-        ms = unmanaged(ms_)
-        st = unmanaged(st_)
-        rs = unmanaged(rs_)
-        # The first touch's leaves are calls: they take the processor's state as words.
-        hw = state_words(st)
-        tenants = unmanaged(tenants_)
-        pages = unmanaged(pages_)
-        writes = unmanaged(writes_)
-        entries = unmanaged(entries_)
         work = rs.cost[K.K_REQUEST]
-        now = rs.clk[CL_THREAD]
-        next_sample = rs.clk[CL_NEXT_SAMPLE]
+        now = rs.v[V_CLK + CL_THREAD]
+        next_sample = rs.v[V_CLK + CL_NEXT_SAMPLE]
         hits = 0
         n = pages.shape[0]
         ret = -1
         done = n
         for i in range(n):
             if ahead_by > 0 and i + ahead_by < n:
-                ahead(os, ms, rs, entries[i + ahead_by])
+                ahead(os, entries[i + ahead_by])
             if sgx and version_by > 0 and i + version_by < n:
-                ahead_fault(os, st, rs, entries[i + version_by])
+                sgx_ahead_fault(os, st, entries[i + version_by])
             t = np.int64(tenants[i])
             page = np.int64(pages[i])
             now += work
-            rs.e_cnt[t, 0] += 1
+            rs.t[t, T_REQ] += 1
             if hit(os, ms, st, rs, t, entries[i], page, writes[i]):
                 hits += 1
             else:
-                rs.clk[CL_THREAD] = now
-                if access(os, ms, st, hw, rs, t, entries[i], page, writes[i]) < 0:
-                    rs.cnt[RC_SIGBUS] += 1
+                rs.v[V_CLK + CL_THREAD] = now
+                if access(os, ms, st, rs, t, entries[i], page, writes[i]) < 0:
+                    rs.v[RC_SIGBUS] += 1
                     ret = i
                     done = i + 1
                     break
-                now = rs.clk[CL_THREAD]
+                now = rs.v[V_CLK + CL_THREAD]
             if now >= next_sample:
-                rs.clk[CL_THREAD] = now
+                rs.v[V_CLK + CL_THREAD] = now
                 sample(os, ms, rs)
-                next_sample = rs.clk[CL_NEXT_SAMPLE]
-                if rs.series_n[0] > rs.series.shape[0] // 2 and i + 1 < n:
+                next_sample = rs.v[V_CLK + CL_NEXT_SAMPLE]
+                if rs.v[V_SERIES_N] > rs.series.shape[0] // 2 and i + 1 < n:
                     ret = -2 - i
                     done = i + 1
                     break
-        rs.clk[CL_THREAD] = now
-        rs.clk[CL_WORK] += done * work
-        rs.cnt[RC_REQUESTS] += done
-        rs.cnt[RC_HITS] += hits
+        rs.v[V_CLK + CL_THREAD] = now
+        rs.v[V_CLK + CL_WORK] += done * work
+        rs.v[RC_REQUESTS] += done
+        rs.v[RC_HITS] += hits
         return ret
 
     return replay_chunk
@@ -536,9 +555,9 @@ def engine_args(tenants: np.ndarray, pages: np.ndarray,
                 writes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The request columns as the engine takes them: one set of argument types, so the
     engine :func:`warm_up` compiled is the one that runs (another would compile anew)."""
-    return (np.ascontiguousarray(tenants, dtype=np.uint32),
-            np.ascontiguousarray(pages, dtype=np.int64),
-            np.ascontiguousarray(writes, dtype=np.bool_))
+    return (table(np.ascontiguousarray(tenants, dtype=np.uint32)),
+            table(np.ascontiguousarray(pages, dtype=np.int64)),
+            table(np.ascontiguousarray(writes, dtype=np.bool_)))
 
 
 def engine_for(mgr: EpcManager, sgx: bool) -> Any:
@@ -790,16 +809,17 @@ class Replay:
                              f"{1 << (63 - FLOG_TENANT_SHIFT)}")
         cost = cfg.platform.costs.vector()
         step = max(1, int(cfg.series_step_s * cfg.platform.ghz * 1e9))
-        self.rs = RState(
-            cnt=np.zeros(RC_LEN, np.int64),
-            clk=np.array([0, 0, 0, 0, 0, step, step], dtype=np.int64),
-            cost=cost, e_of_tenant=np.full(ntenants, -1, np.int64),
-            e_lp=np.full(ntenants, -1, np.int64), e_row=np.full(ntenants, -1, np.int64),
-            e_stack=np.full(ntenants, -1, np.int64), e_cnt=np.zeros((ntenants, 4), np.int64),
-            series=np.zeros((4096, 4), np.int64), series_n=np.zeros(1, np.int64),
-            flog=np.zeros((cfg.fault_log, 2), np.int64), flog_n=np.zeros(1, np.int64),
+        v = np.zeros(V_LEN, np.int64)
+        v[V_CLK + CL_NEXT_SAMPLE] = step
+        v[V_CLK + CL_STEP] = step
+        t = np.zeros((ntenants, T_LEN), np.int64)
+        t[:, T_ENCL:T_STACK + 1] = -1
+        self.rs = tables(RState(
+            v=v, cost=cost, t=t,
+            series=np.zeros((4096, 4), np.int64),
+            flog=np.zeros((cfg.fault_log, 2), np.int64),
             tseries=np.zeros((4096, min(len(tenant_ids), SAMPLED_TENANTS)), np.int32),
-            t_sampled=np.asarray(tenant_ids[:SAMPLED_TENANTS], np.int64))
+            t_sampled=np.asarray(tenant_ids[:SAMPLED_TENANTS], np.int64)))
         for row, t in enumerate(tenant_ids):
             self.rs.e_row[t] = row
         if self.sgx:
@@ -865,15 +885,19 @@ class Replay:
             raise ReplayError("EINIT of the replay enclave failed")
         e = f.e
         drv, ds = k.sgx, k.sgx.ds
-        # VA pages for the whole footprint now, as if every page had been added: the fault
-        # path then never needs one (the kernel's EAUG path grows without reclaim).
+        # The fault path adds a VA page every 512 pages it adds (sgx_encl_grow), and VA pages
+        # are never reclaimed: an EPC too small for them all, the enclave's SECS and its
+        # thread's pages would end in SIGBUS part of the way. Say so before the first request.
         pages = int(self.footprint[t])
-        if drv.grow_many(e, pages, True) < 0:
-            vas = va_pages_for(int(ds.e_page_cnt[e]) + pages)
+        have = int(ds.e_page_cnt[e])
+        vas = va_pages_for(have + pages)
+        if vas + 1 + R_FIRST > self.cfg.epc_pages:
             raise ReplayError(f"not enough EPC for the replay enclave's VA pages: tenant {t}'s "
                               f"{pages} pages need {vas} resident VA pages (one per "
                               f"{SGX_VA_SLOT_COUNT} pages) beside its thread's, and the EPC "
                               f"has {self.cfg.epc_pages}; give more --epc-pages")
+        # Rows for them in the model's tables, so the compiled fault path finds them.
+        drv.owner.reserve_va_rows(vas - va_pages_for(have))
         mm = k.new_mm(f"tenant{t}")
         f.mmap(mm, base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED)
         # The thread's TCS, SSA frame and stack stay resident: pinned off the LRU.
@@ -884,9 +908,9 @@ class Replay:
             ds.ep_flags[ep] |= EP_PRESENT
         self.cpu.aspace[lp] = mm
         self.cpu.eenter(lp, base)
-        self.rs.e_of_tenant[t] = e
-        self.rs.e_lp[t] = lp
-        self.rs.e_stack[t] = int(ds.ep_epc[int(ds.e_first[e]) + R_STACK])
+        self.rs.t[t, T_ENCL] = e
+        self.rs.t[t, T_LP] = lp
+        self.rs.t[t, T_STACK] = int(ds.ep_epc[int(ds.e_first[e]) + R_STACK])
         self.files.append(f)
 
     def grow_tenant(self, t: int, pages: int) -> None:
@@ -903,7 +927,7 @@ class Replay:
         if pages > have:
             resident = np.full(max(pages, have + have // 2), CP_NEW, np.int32)
             resident[:have] = cs.resident
-            self.owner.state = cs._replace(resident=resident)
+            self.owner.state = cs._replace(resident=table(resident))
         self.footprint[t] = max(int(self.footprint[t]), pages)
 
     # -------------------------------------------------------------- replay
@@ -939,8 +963,8 @@ class Replay:
                    start: int, entries: np.ndarray | None = None) -> int:
         """Replay requests ``start`` on (of :func:`engine_args`' types), growing the series
         as the engine asks; returns -1, or the index of the request that failed."""
-        entries = np.ascontiguousarray(self.entries(tenants, pages) if entries is None
-                                       else entries, dtype=np.int64)
+        entries = table(np.ascontiguousarray(self.entries(tenants, pages) if entries is None
+                                             else entries, dtype=np.int64))
         while True:
             self._grow_series()
             # The owners' tuples are read at every call: a VM sharing the host replaces
@@ -962,7 +986,7 @@ class Replay:
             bigger[:cap] = rs.series
             held = np.zeros((cap * 2, rs.tseries.shape[1]), np.int32)
             held[:cap] = rs.tseries
-            self.rs = rs._replace(series=bigger, tseries=held)
+            self.rs = rs._replace(series=table(bigger), tseries=table(held))
 
     def result(self, wall_s: float) -> ReplayResult:
         rs, cfg = self.rs, self.cfg
@@ -1163,8 +1187,6 @@ def warm_up(cfg: ReplayConfig) -> None:
         return
     tiny = ReplayConfig(policy=cfg.policy, epc_pages=64, platform=cfg.platform, low=4, high=8,
                         batch=4, fault_log=4, kvm=cfg.kvm and cfg.policy == "sgx")
-    # A footprint past 512 pages: the enclave provisions a second VA page, so the build's
-    # bulk provisioning is compiled here too and not inside the first replay's setup_s.
     rp = Replay(tiny, np.array([600], dtype=np.int64), [0])
     pages = (np.arange(512, dtype=np.int64) * 7) % 128
     rp.feed(np.zeros(512, np.uint32), pages, np.zeros(512, np.bool_))
