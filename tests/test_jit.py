@@ -1,4 +1,11 @@
-"""epcsim.jit: unmanaged views keep the arrays' data and drop the reference counting."""
+"""epcsim.jit: each numba extension the model relies on, named and checked.
+
+The extensions (numba.extending APIs and a few numba internals, written against the numba
+series pyproject.toml pins): Table/UnmanagedArray (tables without reference counts, element
+access without wraparound, casts to and from numba's arrays), StateRef (a state tuple as one
+pointer), RuleDispatcher (one compiled version whatever constants a caller passes), the
+prefetch intrinsics, and numba's trailing_zeros.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +17,23 @@ import pytest
 from numba.core import config
 
 from epcsim.jit import (
+    RecordTable,
+    StateRef,
+    Table,
     UnmanagedArray,
-    from_handle,
-    from_words,
+    njit_closure,
+    njit_inline,
     prefetch,
-    state_handle,
-    state_words,
+    state_class,
+    table,
+    tables,
     trailing_zeros,
-    unmanaged,
 )
 
 pytestmark = pytest.mark.skipif(config.DISABLE_JIT, reason="compiled code only")
 
+
+# ----------------------------------------------------------------------------- tables
 
 class Pair(NamedTuple):
     a: np.ndarray
@@ -35,8 +47,7 @@ def _step(s: Pair, i: int) -> int:
 
 
 @numba.njit
-def _run(s_: Pair, n: int) -> int:
-    s = unmanaged(s_)
+def _run(s: Pair, n: int) -> int:
     total = 0
     for i in range(n):
         total += _step(s, i % s.a.shape[0])
@@ -48,22 +59,21 @@ def _nrt_calls(disp: object) -> int:
     return asm.count("NRT_incref") + asm.count("NRT_decref")
 
 
-def test_unmanaged_views_write_through_and_need_no_reference_counts() -> None:
-    s = Pair(np.arange(10, dtype=np.int64), np.ones(10, dtype=np.int64))
+def test_tables_are_unmanaged_in_compiled_code_and_need_no_reference_counts() -> None:
+    s = Pair(table(np.arange(10, dtype=np.int64)), table(np.ones(10, dtype=np.int64)))
+    assert isinstance(s.a, Table)
     want_a = np.arange(10) + 10          # every element gets ten increments of one
     total = _run(s, 100)
     assert np.array_equal(s.a, want_a)
-    # Element j returns j + m at its m-th increment; then the slice of the final values.
     assert total == 10 * sum(range(10)) + 10 * sum(range(1, 11)) + want_a[1:3].sum()
-    # The callee was compiled for the unmanaged type and refers to no reference count.
     (sig,) = _step.signatures
     assert all(isinstance(t, UnmanagedArray) for t in sig[0].types)
     assert _nrt_calls(_step) == 0
 
 
-def test_the_same_callee_over_managed_arrays_counts_references() -> None:
-    """The control: without the view the callee's code does call the runtime."""
-    step = numba.njit(_step.py_func)   # the same source, compiled apart
+def test_the_same_callee_over_plain_arrays_counts_references() -> None:
+    """The control: numba's own arrays make the caller call the runtime."""
+    step = numba.njit(_step.py_func)
 
     @numba.njit
     def run(s: Pair, n: int) -> int:
@@ -77,90 +87,197 @@ def test_the_same_callee_over_managed_arrays_counts_references() -> None:
     assert _nrt_calls(run) > 0
 
 
-def test_state_handle_rebuilds_the_tuple() -> None:
-    s = Pair(np.arange(6, dtype=np.int64).reshape(2, 3)[0].copy(), np.full(3, 7, np.int64))
-    ty = numba.typeof(s)
+def test_a_record_table_reads_fields_by_name_compiled_and_interpreted() -> None:
+    rec = table(np.zeros(3, np.dtype([("x", np.int32), ("y", np.uint8)])))
+    assert isinstance(rec, RecordTable)
 
-    @numba.njit
-    def bump(h: np.ndarray) -> int:
-        t = from_handle(h, ty)
-        t.a[0] += t.b[2]
-        return t.a.shape[0]
+    def bump(r: np.ndarray, i: int) -> int:
+        r[i].x += 5
+        r[i].y |= np.uint8(2)
+        return int(r[i].x) + int(r[i].y)
 
-    h = state_handle(s)
-    assert bump(h) == 3
-    assert s.a[0] == 7
+    assert bump(rec, 1) == 7                      # numpy's records
+    assert numba.njit(bump)(rec, 1) == 12         # the compiled rule on the same table
+    assert rec.x.tolist() == [0, 10, 0] and rec.y.tolist() == [0, 2, 0]
 
 
-class Nested(NamedTuple):
+def test_tables_makes_every_array_of_a_state_a_table() -> None:
+    s = tables(Pair(np.zeros(2), np.zeros((2, 2))))
+    assert isinstance(s, Pair) and all(isinstance(a, Table) for a in s)
+
+
+@numba.njit
+def _sum_plain(a: np.ndarray) -> int:
+    return a.sum()
+
+
+@numba.njit
+def _sum_via(a: np.ndarray) -> int:
+    return _sum_plain(a)
+
+
+def test_an_unmanaged_table_and_a_numba_array_stand_for_each_other() -> None:
+    """numba may call a version compiled for one kind with the other (it ranks the
+    conversion safe): the cast keeps the array struct and drops or adds no meminfo."""
+    plain = np.arange(5, dtype=np.int64)
+    assert _sum_plain(plain) == 10                # compiled for numba's array
+    assert _sum_via(table(plain)) == 10           # from a rule on an unmanaged one
+    assert _sum_via(plain) == 10
+    from numba.core import typing
+    from numba.core.registry import cpu_target
+
+    ctx: typing.Context = cpu_target.typing_context
+    un = UnmanagedArray(numba.int64, 1, "C")
+    assert ctx.can_convert(numba.int64[::1], un) and ctx.can_convert(un, numba.int64[::1])
+    cast = cpu_target.target_context.get_cast_impl if hasattr(
+        cpu_target.target_context, "get_cast_impl") else None
+    assert cast is None or cast(un, numba.int64[::1]) is not None
+
+
+# ----------------------------------------------------------------------------- element access
+
+@numba.njit
+def _elements(a: np.ndarray, m: np.ndarray, i: int, j: int) -> int:
+    """Loads, stores and in-place updates of single elements, a row view and a slice."""
+    a[i] += 3
+    m[i, j] = a[i] * 2
+    m[i, j] |= np.int64(1)
+    m[0] = 7                      # a whole row: a view, not one element
+    return a[i] + m[i, j] + a[1:3].sum() + m[0][1] + m[np.uint64(i), np.uint32(j)]
+
+
+def test_element_access_on_tables_matches_numpy() -> None:
+    results = []
+    for wrap in (lambda x: x, table):
+        a, m = wrap(np.arange(6, dtype=np.int64)), wrap(np.zeros((3, 4), dtype=np.int64))
+        results.append((_elements(a, m, np.int64(2), np.int64(3)), np.array(a), np.array(m)))
+    (r0, a0, m0), (r1, a1, m1) = results
+    assert r0 == r1 == 5 + 11 + (1 + 5) + 7 + 11
+    assert np.array_equal(a0, a1) and np.array_equal(m0, m1)
+
+
+@numba.njit
+def _load(a: np.ndarray, i: int) -> int:
+    return a[i]
+
+
+@numba.njit(boundscheck=True)
+def _load_checked(a: np.ndarray, i: int) -> int:
+    return a[i]
+
+
+def test_table_loads_do_not_wrap_negative_indices() -> None:
+    """No length load, sign test and select: the address is computed from the index alone,
+    and with bounds checking on a negative index is out of range like any other."""
+    a = table(np.arange(5, dtype=np.int64))
+    assert _load(a, 4) == 4
+    ir = "".join(_load.inspect_llvm(sig) for sig in _load.signatures)
+    assert "icmp slt" not in ir and "select" not in ir
+    assert _load_checked(a, 2) == 2
+    with pytest.raises(IndexError):
+        _load_checked(a, -1)
+
+
+# ----------------------------------------------------------------------------- StateRef
+
+@state_class
+class Machine(NamedTuple):
     grid: np.ndarray     # two dimensions
     col: np.ndarray      # a strided view (layout "A"): its strides travel too
-    inner: Pair
+    rec: np.ndarray      # records
 
 
-@numba.njit
-def _bump_words(w: object) -> int:
-    s = from_words(w)
-    s.grid[1, 2] += 5
-    s.col[1] = 99
-    s.inner.a[0] += s.inner.b[2]
-    return (s.grid.shape[0] * 1000 + s.grid.shape[1] * 100 + s.col.shape[0] * 10
-            + s.inner.a.shape[0])
+REC = np.dtype([("n", np.int64), ("f", np.uint8)])
 
 
-@numba.njit
-def _bump_tuple(s: Nested) -> int:
-    return s.grid.shape[0] + s.col.shape[0] + s.inner.a.shape[0]
-
-
-@numba.njit
-def _call_with_words(s_: Nested) -> int:
-    s = unmanaged(s_)
-    return _bump_words(state_words(s)) + _bump_tuple(s)
-
-
-def _nested() -> tuple[Nested, np.ndarray]:
+def _machine() -> tuple[Machine, np.ndarray]:
     base = np.zeros(10, dtype=np.int64)
-    s = Nested(np.arange(12, dtype=np.int64).reshape(3, 4), base[::2],
-               Pair(np.zeros(3, dtype=np.int64), np.full(3, 7, dtype=np.int64)))
-    return s, base
+    m = tables(Machine(np.arange(12, dtype=np.int64).reshape(3, 4), base[::2],
+                       np.zeros(4, REC)))
+    return m, base
 
 
-def test_state_words_hand_a_nested_tuple_to_a_compiled_call() -> None:
-    s, base = _nested()
-    assert _call_with_words(s) == 3000 + 400 + 50 + 3 + (3 + 5 + 3)
-    assert s.grid[1, 2] == 6 + 5
+@numba.njit
+def _bump(m: Machine, i: int) -> int:
+    m.grid[1, 2] += 5
+    m.col[1] = 99
+    m.rec[i].n += 7
+    return m.grid.shape[0] * 1000 + m.grid.shape[1] * 100 + m.col.shape[0] * 10 + \
+        m.rec.shape[0]
+
+
+@numba.njit
+def _via(m: Machine, i: int) -> int:
+    return _bump(m, i) + _bump(m, i + 1)
+
+
+def test_a_state_reaches_compiled_code_as_one_pointer_and_writes_through() -> None:
+    m, base = _machine()
+    assert _via(m, 1) == 2 * (3000 + 400 + 50 + 4)
+    assert m.grid[1, 2] == 6 + 10
     assert base[2] == 99 and base[1] == 0      # through the view's stride
-    assert s.inner.a[0] == 7
-
-
-def _params(disp: object) -> int:
-    """Argument words of the compiled function's LLVM definition (numba names them
-    ``%arg.*``; the return and exception slots come besides)."""
-    (sig,) = disp.signatures  # type: ignore[attr-defined]
-    ir = disp.inspect_llvm(sig)  # type: ignore[attr-defined]
-    name = disp.overloads[sig].fndesc.mangled_name  # type: ignore[attr-defined]
+    assert m.rec.n.tolist() == [0, 7, 7, 0]
+    (sig,) = _bump.signatures
+    assert isinstance(sig[0], StateRef)
+    # What it is for: the callee's definition takes one argument word for the state (and
+    # one for ``i``), where the tuple passed itself would be flattened array by array.
+    ir = _bump.inspect_llvm(sig)
+    name = _bump.overloads[sig].fndesc.mangled_name
     line = next(ln for ln in ir.splitlines() if ln.startswith("define") and name in ln)
-    return line.count("%arg.")
+    assert line.count("%arg.") == 2
 
 
-def test_a_call_on_state_words_passes_one_pointer_for_the_tuple() -> None:
-    """What they are for: the callee on words takes one pointer; the same tuple passed
-    itself is flattened into the call word by word."""
-    s, _ = _nested()
-    _call_with_words(s)
-    assert _params(_bump_words) == 1
-    assert _params(_bump_tuple) > 20
+def test_a_state_holding_anything_but_arrays_is_refused() -> None:
+    @state_class
+    class Odd(NamedTuple):
+        a: np.ndarray
+        n: int
+
+    with pytest.raises(Exception, match="Odd.n is not an array"):
+        _bump(Odd(table(np.zeros(2)), 3), 0)   # type: ignore[arg-type]
 
 
-def test_state_words_refuse_a_tuple_holding_anything_but_arrays() -> None:
+# ----------------------------------------------------------------------------- RuleDispatcher
+
+def test_a_rule_is_compiled_once_whatever_constants_its_callers_pass() -> None:
+    # Closures, compiled in this process (a cached caller would not compile its callee).
+    @njit_closure
+    def scaled(x: int, k: int) -> int:
+        return x * k
+
+    @njit_closure
+    def callers(x: int) -> int:
+        return scaled(x, 2) + scaled(x, 3) + scaled(x, 5) + scaled(np.int64(x), x)
+
+    assert callers(4) == 8 + 12 + 20 + 16
+    assert len(scaled.signatures) == 1        # numba's own dispatcher compiles four
+
+    plain_scaled = numba.njit(scaled.py_func)
+
     @numba.njit
-    def call(s: tuple[np.ndarray, int]) -> int:
-        return _bump_words(state_words(s))
+    def plain_callers(x: int) -> int:
+        return plain_scaled(x, 2) + plain_scaled(x, 3) + plain_scaled(x, 5)
 
-    with pytest.raises(numba.core.errors.TypingError, match="neither an array nor a tuple"):
-        call((np.zeros(2), 3))
+    assert plain_callers(4) == 40
+    assert len(plain_scaled.signatures) == 3  # the control
 
+
+def test_an_inline_helper_is_spliced_into_its_caller() -> None:
+    @njit_closure
+    def twice(x: int) -> int:
+        return 2 * x
+
+    inline_twice = njit_inline(twice.py_func)
+
+    @njit_closure
+    def uses_twice(x: int) -> int:
+        return inline_twice(x) + 1
+
+    assert uses_twice(20) == 41
+    assert not inline_twice.signatures        # never compiled on its own
+
+
+# ----------------------------------------------------------------------------- intrinsics
 
 @numba.njit
 def _sum_ahead(a: np.ndarray, idx: np.ndarray, by: int) -> int:
@@ -186,59 +303,6 @@ def test_prefetch_emits_the_intrinsic_and_changes_no_value(strided: bool) -> Non
     assert _sum_ahead(a, idx, 16) == int(a[idx].sum())
     ir = "".join(_sum_ahead.inspect_llvm(sig) for sig in _sum_ahead.signatures)
     assert "llvm.prefetch" in ir
-
-
-@numba.njit
-def _elements(a: np.ndarray, m: np.ndarray, i: int, j: int) -> int:
-    """Loads, stores and in-place updates of single elements, a row view and a slice."""
-    a[i] += 3
-    m[i, j] = a[i] * 2
-    m[i, j] |= np.int64(1)
-    m[0] = 7                      # a whole row: a view, not one element
-    return a[i] + m[i, j] + a[1:3].sum() + m[0][1] + m[np.uint64(i), np.uint32(j)]
-
-
-@numba.njit
-def _elements_managed(a: np.ndarray, m: np.ndarray, i: int, j: int) -> int:
-    return _elements(a, m, i, j)
-
-
-@numba.njit
-def _elements_unmanaged(a_: np.ndarray, m_: np.ndarray, i: int, j: int) -> int:
-    return _elements(unmanaged(a_), unmanaged(m_), i, j)
-
-
-@numba.njit
-def _load(a_: np.ndarray, i: int) -> int:
-    return unmanaged(a_)[i]
-
-
-@numba.njit(boundscheck=True)
-def _load_checked(a_: np.ndarray, i: int) -> int:
-    return unmanaged(a_)[i]
-
-
-def test_element_access_on_unmanaged_views_matches_numpy() -> None:
-    """Unmanaged element access computes the same elements, for every index type."""
-    results = []
-    for fn in (_elements_managed, _elements_unmanaged):
-        a, m = np.arange(6, dtype=np.int64), np.zeros((3, 4), dtype=np.int64)
-        results.append((fn(a, m, np.int64(2), np.int64(3)), a.copy(), m.copy()))
-    (r0, a0, m0), (r1, a1, m1) = results
-    assert r0 == r1 == 5 + 11 + (1 + 5) + 7 + 11
-    assert np.array_equal(a0, a1) and np.array_equal(m0, m1)
-
-
-def test_unmanaged_loads_do_not_wrap_negative_indices() -> None:
-    """No length load, sign test and select: the address is computed from the index alone,
-    and with bounds checking on a negative index is out of range like any other."""
-    a = np.arange(5, dtype=np.int64)
-    assert _load(a, 4) == 4
-    ir = "".join(_load.inspect_llvm(sig) for sig in _load.signatures)
-    assert "icmp slt" not in ir and "select" not in ir
-    assert _load_checked(a, 2) == 2
-    with pytest.raises(IndexError):
-        _load_checked(a, -1)
 
 
 @numba.njit

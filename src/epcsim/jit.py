@@ -1,8 +1,17 @@
 """The one place that decides how hot paths are compiled.
 
-Every rule of the model is a plain Python function over arrays decorated with
-:func:`njit`. Under ``NUMBA_DISABLE_JIT=1`` numba hands the functions back uncompiled, so
-the same source runs as ordinary Python; the tests use that to check both paths agree.
+Every rule of the model is a plain Python function over tables decorated with
+:func:`njit`: compiled on its own the first time it is needed, cached on disk by exactly the
+code compiled into it (:mod:`epcsim.jitcache`). A few helpers of a line or two are
+:func:`njit_inline`, spliced into their callers. Under ``NUMBA_DISABLE_JIT=1`` numba hands
+the functions back uncompiled, so the same source runs as ordinary Python; the tests use
+that to check both paths agree.
+
+The numba extensions epcsim needs live here, each named in ``tests/test_jit.py``: tables
+that compiled code sees without reference counts (:class:`Table`, :class:`UnmanagedArray`),
+state tuples passed as one pointer (:class:`StateRef`), rules compiled once for every
+caller (:class:`RuleDispatcher`), and the prefetch intrinsics. They are written against the
+numba release series that ``pyproject.toml`` pins.
 """
 
 from __future__ import annotations
@@ -16,7 +25,6 @@ import numpy as np
 from numba.core import config
 from numba.core import types as nbtypes
 
-from epcsim import jit_inline
 from epcsim.jitcache import ContentCache, register_extension
 
 if config.DISABLE_JIT:
@@ -24,55 +32,81 @@ if config.DISABLE_JIT:
     # The wrap is the intended arithmetic (hashes), so the warning is noise.
     warnings.filterwarnings("ignore", message="overflow encountered in scalar",
                             category=RuntimeWarning)
-else:
-    # Before anything here is compiled: numba's inliner without its repeated copies.
-    jit_inline.install()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class RuleType(nbtypes.Dispatcher):  # type: ignore[misc]
+    """numba's type of a dispatcher, but a call from compiled code is typed with its
+    arguments' plain types: ``f(st, 0)`` compiles ``f`` for an int64, not for the literal
+    0 (numba otherwise compiles a version of ``f`` for every constant a caller passes: ten of
+    the manager's event log, one per event number)."""
+
+    def get_call_type(self, context, args, kws):  # type: ignore[no-untyped-def]
+        from numba.core.types.misc import unliteral
+
+        return super().get_call_type(context, tuple(unliteral(a) for a in args),
+                                     {k: unliteral(v) for k, v in kws.items()})
+
+
+def _make_rule_dispatcher() -> type:
+    from numba.core.datamodel.models import OpaqueModel
+    from numba.core.registry import CPUDispatcher
+    from numba.extending import register_model
+
+    register_model(RuleType)(OpaqueModel)
+
+    class RuleDispatcher(CPUDispatcher):  # type: ignore[misc]
+        """The dispatcher of epcsim's rules: compiled for plain argument types only."""
+
+        @property
+        def _numba_type_(self):  # type: ignore[no-untyped-def]
+            return RuleType(self)
+
+    RuleDispatcher.__qualname__ = "RuleDispatcher"
+    return RuleDispatcher
+
+
+RuleDispatcher: Any = None if config.DISABLE_JIT else _make_rule_dispatcher()
+
+
+def _rule(fn: F, *, inline: bool = False, cache: bool = True) -> F:
+    if config.DISABLE_JIT:
+        return fn
+    # No cfunc wrapper: no rule is used as a first-class function object, and the wrapper
+    # is compiled and optimised with every function.
+    opts: dict[str, Any] = {"nopython": True, "nogil": True, "no_cfunc_wrapper": True}
+    if inline:
+        opts["inline"] = "always"
+    disp = RuleDispatcher(py_func=fn, locals={}, targetoptions=opts)
+    if cache:
+        disp._cache = ContentCache(fn)
+    return disp  # type: ignore[no-any-return]
+
+
 def njit(fn: F) -> F:
-    """Compile ``fn`` in nopython mode, cached on disk."""
-    return _package_cached(numba.njit(cache=True, nogil=True)(fn))
+    """A rule: compiled on its own, once, and cached on disk."""
+    return _rule(fn)
 
 
 def njit_inline(fn: F) -> F:
-    """Compile ``fn`` and splice its body into every compiled caller.
-
-    numba passes each array of a state tuple as separate arguments, so a call that takes
-    the processor's and the manager's state moves hundreds of words; the small functions on
-    the hot paths (list operations, counters, owner operations) are inlined instead.
-    """
-    return _package_cached(numba.njit(cache=True, nogil=True, inline="always")(fn))
+    """A helper of a few lines, spliced into every compiled caller (numba's
+    ``inline="always"``): a call would cost more than the helper's work. Keep it for
+    helpers: numba types an inlined body again at every call site."""
+    return _rule(fn, inline=True)
 
 
 def njit_closure(fn: F, cache: bool = False, inline: bool = False) -> F:
-    """Compile a closure over other compiled functions; on disk only when ``cache``.
+    """A closure over other compiled functions; on disk only when ``cache``.
 
     numba's cache pickles a compiled function's argument types with it; a closure over an
     owner whose module cannot be imported under the same name in another process (a test's,
     a notebook's) would fail to load rather than miss. So closures over epcsim's own owners
     are cached and closures over anybody else's are compiled per process (:func:`cacheable`).
-    ``inline`` splices the closure into its compiled callers (numba's ``inline="always"``),
-    for the few small closures on a per-request path.
+    ``inline`` splices the closure into its compiled callers, for the few small closures on
+    a per-request path.
     """
-    opts: dict[str, Any] = {"nogil": True}
-    if inline:
-        opts["inline"] = "always"
-    return _closure_cached(numba.njit(**opts)(fn), cache)
-
-
-def _package_cached(disp: Any) -> Any:
-    """``disp`` with its disk cache keyed by exactly what it compiles (:mod:`epcsim.jitcache`)."""
-    if not config.DISABLE_JIT:
-        disp._cache = ContentCache(disp.py_func)
-    return disp
-
-
-def _closure_cached(disp: Any, cache: bool) -> Any:
-    if cache and not config.DISABLE_JIT:
-        disp._cache = ContentCache(disp.py_func)
-    return disp
+    return _rule(fn, inline=inline, cache=cache)
 
 
 class UnmanagedArray(nbtypes.Array):  # type: ignore[misc]
@@ -270,68 +304,6 @@ if not config.DISABLE_JIT:
     _register_tables()
 
 
-@register_extension
-def _unmanaged_type(ty):  # type: ignore[no-untyped-def]
-    """``ty`` with every array (also inside tuples and named tuples) made unmanaged."""
-    from numba.core import types
-
-    if isinstance(ty, types.Array):
-        return UnmanagedArray(ty.dtype, ty.ndim, ty.layout, readonly=not ty.mutable,
-                              aligned=ty.aligned)
-    if isinstance(ty, types.NamedUniTuple):
-        return types.NamedUniTuple(_unmanaged_type(ty.dtype), ty.count, ty.instance_class)
-    if isinstance(ty, types.NamedTuple):
-        return types.NamedTuple(tuple(_unmanaged_type(t) for t in ty.types), ty.instance_class)
-    if isinstance(ty, types.BaseTuple):
-        return types.Tuple(tuple(_unmanaged_type(t) for t in ty.types))
-    return ty
-
-
-@register_extension
-def _unmanaged_value(context, builder, ty, out_ty, value):  # type: ignore[no-untyped-def]
-    from numba.core import cgutils, types
-
-    if isinstance(ty, types.Array):
-        a = context.make_array(ty)(context, builder, value)
-        out = context.make_array(out_ty)(context, builder)
-        for f in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(out, f, getattr(a, f))
-        out.meminfo = cgutils.get_null_value(out.meminfo.type)
-        out.parent = cgutils.get_null_value(out.parent.type)
-        return out._getvalue()
-    if isinstance(ty, types.BaseTuple):
-        items = [_unmanaged_value(context, builder, t, o, builder.extract_value(value, i))
-                 for i, (t, o) in enumerate(zip(ty.types, out_ty.types))]
-        return context.make_tuple(builder, out_ty, items)
-    return value
-
-
-def _make_unmanaged():  # type: ignore[no-untyped-def]
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def unmanaged(typingctx, x):  # type: ignore[no-untyped-def]
-        """The same arrays (or tuples of arrays) as :class:`UnmanagedArray` views.
-
-        The caller must keep the real arrays alive for the duration, which every entry
-        point does (the Python side holds them).
-        """
-        out_ty = _unmanaged_type(x)
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            return _unmanaged_value(context, builder, signature.args[0],
-                                    signature.return_type, args[0])
-        return out_ty(x), codegen
-    return unmanaged
-
-
-if config.DISABLE_JIT:
-    def unmanaged(x: Any) -> Any:
-        return x
-else:
-    unmanaged = _make_unmanaged()
-
-
 def _make_prefetch(last: bool):  # type: ignore[no-untyped-def]
     from llvmlite import ir
     from numba.core import cgutils, types
@@ -388,44 +360,6 @@ if config.DISABLE_JIT:
 else:
     prefetch = _make_prefetch(False)
     prefetch_last = _make_prefetch(True)
-
-
-def state_handle(state: Any) -> Any:
-    """A state tuple as one int64 array: each field's data address, then its shape.
-
-    numba types a tuple argument array by array at every call from Python: about 10 µs for
-    the processor's state, more than the work of most leaves. A compiled function that takes
-    the handle and rebuilds the tuple with :func:`from_handle` is called for well under a
-    microsecond. The handle holds no references: keep ``state`` alive while it is used, and
-    build a new handle when the tuple is replaced (a table grew). Interpreted, the handle is
-    the tuple itself.
-    """
-    if config.DISABLE_JIT:
-        return state
-    import numpy as np
-
-    words: list[int] = []
-    for a in state:
-        if not a.flags.c_contiguous:
-            raise ValueError("a state array is not C-contiguous")
-        words.append(a.ctypes.data)
-        words.extend(a.shape)
-    return np.array(words, dtype=np.int64)
-
-
-@register_extension
-def _word_reader(builder, words):  # type: ignore[no-untyped-def]
-    """A function loading the next 64-bit word from the pointer ``words``, one per call."""
-    from llvmlite import ir
-
-    i64 = ir.IntType(64)
-    k = 0
-
-    def word() -> ir.Value:
-        nonlocal k
-        k += 1
-        return builder.load(builder.gep(words, [ir.Constant(i64, k - 1)]))
-    return word
 
 
 @register_extension
@@ -581,140 +515,6 @@ def _register_state_ref() -> None:
 
 if not config.DISABLE_JIT:
     _register_state_ref()
-
-
-def _make_from_handle():  # type: ignore[no-untyped-def]
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def from_handle(typingctx, h, tyref):  # type: ignore[no-untyped-def]
-        """The state tuple of type ``tyref`` whose arrays :func:`state_handle` described.
-
-        The arrays are :class:`UnmanagedArray` views, as :func:`unmanaged` returns.
-        """
-        st_ty = _unmanaged_type(tyref.instance_type)
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            words = context.make_array(signature.args[0])(context, builder, args[0]).data
-            word = _word_reader(builder, words)
-            items = [_array_from_words(context, builder, aty, word, False)
-                     for aty in st_ty.types]
-            return context.make_tuple(builder, st_ty, items)
-        return st_ty(h, tyref), codegen
-    return from_handle
-
-
-if config.DISABLE_JIT:
-    def from_handle(h: Any, tyref: Any) -> Any:
-        return h
-else:
-    from_handle = _make_from_handle()
-
-
-def _make_state_words():  # type: ignore[no-untyped-def]
-    from llvmlite import ir
-    from numba.core import cgutils, types
-    from numba.core.datamodel import models
-    from numba.core.errors import TypingError
-    from numba.extending import intrinsic, register_model
-
-    class StateWords(types.Type):  # type: ignore[misc]
-        """A state tuple's array addresses and shapes in the frame that built them; the
-        tuple's type rides on this type, so a callee rebuilds it with no type named."""
-
-        def __init__(self, state: Any) -> None:
-            self.state = state
-            super().__init__(name=f"StateWords({state})")
-
-    @register_model(StateWords)
-    class StateWordsModel(models.PrimitiveModel):  # type: ignore[misc]
-        def __init__(self, dmm, fe_type):  # type: ignore[no-untyped-def]
-            super().__init__(dmm, fe_type, ir.IntType(64).as_pointer())
-
-    def arrays(ty):  # type: ignore[no-untyped-def]
-        """The arrays of a (nested) state tuple type, depth first."""
-        if isinstance(ty, types.Array):
-            return [ty]
-        if isinstance(ty, types.BaseTuple):
-            return [a for t in ty.types for a in arrays(t)]
-        raise TypingError(f"state_words: {ty} is neither an array nor a tuple of them")
-
-    def n_words(aty):  # type: ignore[no-untyped-def]
-        return 1 + aty.ndim * (1 if aty.layout == "C" else 2)
-
-    @intrinsic
-    def state_words(typingctx, state):  # type: ignore[no-untyped-def]
-        """``state`` (a tuple of arrays, nested or not) as a pointer to its arrays' words.
-
-        numba passes each array of a tuple argument as seven words, flattened into the
-        call: a call with the processor's, manager's and driver's tuples copied 606 words,
-        more than the leaf it called did. A compiled function that takes
-        these words instead (one pointer each) and rebuilds the tuples with
-        :func:`from_words` loads only the addresses it uses. The words live in the frame
-        of the function that built them: pass them down, never keep them.
-        """
-        st_ty = _unmanaged_type(state)
-        arys = arrays(st_ty)
-        n = sum(n_words(a) for a in arys)
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            i64 = ir.IntType(64)
-            buf = cgutils.alloca_once(builder, i64, size=max(n, 1))
-            k = 0
-
-            def put(v: ir.Value) -> None:
-                nonlocal k
-                builder.store(v, builder.gep(buf, [ir.Constant(i64, k)]))
-                k += 1
-
-            def walk(ty, value):  # type: ignore[no-untyped-def]
-                if isinstance(ty, types.Array):
-                    arr = context.make_array(ty)(context, builder, value)
-                    put(builder.ptrtoint(arr.data, i64))
-                    for d in cgutils.unpack_tuple(builder, arr.shape, ty.ndim):
-                        put(d)
-                    if ty.layout != "C":
-                        for d in cgutils.unpack_tuple(builder, arr.strides, ty.ndim):
-                            put(d)
-                    return
-                for i, t in enumerate(ty.types):
-                    walk(t, builder.extract_value(value, i))
-            walk(signature.args[0], args[0])
-            return buf
-        return StateWords(st_ty)(state), codegen
-
-    @intrinsic
-    def from_words(typingctx, words):  # type: ignore[no-untyped-def]
-        """The state tuple of :func:`state_words`, its arrays as :class:`UnmanagedArray`."""
-        if not isinstance(words, StateWords):
-            return None
-
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            word = _word_reader(builder, args[0])
-
-            def build(ty):  # type: ignore[no-untyped-def]
-                if isinstance(ty, types.Array):
-                    return _array_from_words(context, builder, ty, word, ty.layout != "C")
-                return context.make_tuple(builder, ty, [build(t) for t in ty.types])
-            return build(signature.return_type)
-        return words.state(words), codegen
-
-    return state_words, from_words
-
-
-if config.DISABLE_JIT:
-    def state_words(state: Any) -> Any:
-        return state
-
-    def from_words(words: Any) -> Any:
-        return words
-else:
-    state_words, from_words = _make_state_words()
-
-
-def njit_closure_inline(fn: F, cache: bool = False) -> F:
-    """:func:`njit_closure`, spliced into its callers (the owner dispatch chain)."""
-    return _closure_cached(numba.njit(nogil=True, inline="always")(fn), cache)
 
 
 def cacheable(*fns: object) -> bool:

@@ -1188,7 +1188,7 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
     return SUCCESS
 
 
-@njit
+@njit_inline
 def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: bool) -> int:
     """The EPCM checks of an enclave-mode access at TLB fill (sgx-arch.md §1.5).
 

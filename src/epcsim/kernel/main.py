@@ -255,7 +255,7 @@ def log_event(ms: MgrState, event: int, page: int, arg: int) -> None:
     ms.p[P_EV_N] = n + 1
 
 
-@njit
+@njit_inline
 def page_node(st: Any, page: int) -> int:
     """The NUMA node of an EPC page, from the sections the processor enumerates."""
     v = st.vmcs
@@ -268,7 +268,7 @@ def page_node(st: Any, page: int) -> int:
 
 # ----------------------------------------------------------------------------- free lists
 
-@njit
+@njit_inline
 def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     """Return a page already in the uninitialised EPCM state to its node's free list."""
     if ms.cg.shape[0] != 0:
@@ -284,7 +284,7 @@ def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     log(ms, EV_FREE, page, 0)
 
 
-@njit
+@njit_inline
 def take_free_page(ms: MgrState, node: int) -> int:
     """``__sgx_alloc_epc_page``: the head of the first non-empty free list from ``node`` on."""
     n = ms.p[P_NNODES]
@@ -317,7 +317,7 @@ def sgx_encl_free_epc_page(ms: MgrState, st: Any, page: int) -> int:
     return 0
 
 
-@njit
+@njit_inline
 def sgx_mark_page_reclaimable(ms: MgrState, page: int) -> None:
     set_where(ms, page, W_LRU)
     list_push_tail(ms, page_lru(ms, page), page)
@@ -352,7 +352,7 @@ def lru_pages(ms: MgrState) -> int:
     return total
 
 
-@njit
+@njit_inline
 def touch(ms: MgrState, page: int) -> None:
     """An access the policy sees (the kernel's own policy sees accesses through owners)."""
     policy = ms.p[P_POLICY]
