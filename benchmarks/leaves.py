@@ -23,7 +23,7 @@ from epcsim.arch import PageType
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import epcm_bytes_per_page
-from epcsim.jit import njit, unmanaged
+from epcsim.jit import njit, table
 
 
 def build(cpu: Processor, npages: int) -> tuple[int, np.ndarray, int]:
@@ -40,9 +40,8 @@ def build(cpu: Processor, npages: int) -> tuple[int, np.ndarray, int]:
 
 
 @njit
-def cycle(st_, secs, pages_, va, out_, spare):  # type: ignore[no-untyped-def]
+def cycle(st, secs, pages, va, out, spare):  # type: ignore[no-untyped-def]
     """EBLOCK all, ETRACK, EWB each into its own slot, ELDU each back into a spare page."""
-    st, pages, out = unmanaged(st_), unmanaged(pages_), unmanaged(out_)
     n = pages.shape[0]
     for i in range(n):
         L.eblock(st, pages[i])
@@ -62,7 +61,7 @@ def cycle(st_, secs, pages_, va, out_, spare):  # type: ignore[no-untyped-def]
 def bench_compiled(npages: int) -> float:
     cpu = Processor(epc_size=(npages + 64) * 4096)
     secs, pages, va = build(cpu, npages)
-    out = np.zeros(L.W_LEN, dtype=np.uint64)
+    out = table(np.zeros(L.W_LEN, dtype=np.uint64))
     cycle(cpu.st, secs, pages[:8], va, out, 0)  # compile
     t = time.perf_counter()
     leaves = 0

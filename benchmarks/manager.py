@@ -37,7 +37,7 @@ from minimal_owner import MinimalOwner
 from epcsim.arch import PageType, secinfo_flags
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.jit import njit, unmanaged
+from epcsim.jit import njit_closure
 from epcsim.kernel.cgroup import EpcCgroups
 from epcsim.kernel.main import (
     EpcManager,
@@ -68,11 +68,8 @@ def bench_pairs_api(pages: int, n: int) -> float:
 
 
 def make_loop(alloc):  # type: ignore[no-untyped-def]
-    @njit
-    def loop(os_, ms_, st_, n):  # type: ignore[no-untyped-def]
-        # As the replay engine does: reference-count-free views at the compiled entry
-        # (new names: the views are of another type than the arguments).
-        os, ms, st = unmanaged(os_), unmanaged(ms_), unmanaged(st_)
+    @njit_closure
+    def loop(os, ms, st, n):  # type: ignore[no-untyped-def]
         for _ in range(n):
             sgx_encl_free_epc_page(ms, st, alloc(os, ms, st, 0, 0, True, 0))
         return n
@@ -97,9 +94,8 @@ def make_add_loop(alloc):  # type: ignore[no-untyped-def]
     if hit is not None:
         return hit
 
-    @njit
-    def add_loop(os_, ms_, st_, n, first, secs, base, secinfo):  # type: ignore[no-untyped-def]
-        os, ms, st = unmanaged(os_), unmanaged(ms_), unmanaged(st_)
+    @njit_closure
+    def add_loop(os, ms, st, n, first, secs, base, secinfo):  # type: ignore[no-untyped-def]
         for i in range(n):
             page = alloc(os, ms, st, 0, 0, True, 0)
             if page < 0:

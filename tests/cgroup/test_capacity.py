@@ -90,6 +90,7 @@ def test_pod_requests_reach_the_engine_that_warm_up_compiled() -> None:
     import numba
     import numpy as np
 
+    from epcsim.jit import table
     from epcsim.sim.capacity import CgroupReplay
     from epcsim.sim.replay import RC_REQUESTS, ReplayConfig
 
@@ -99,5 +100,5 @@ def test_pod_requests_reach_the_engine_that_warm_up_compiled() -> None:
     rp.feed_tolerant(np.array([0, 1, 0, 1], np.int64), np.array([1, 2, 3, 4], np.int64),
                      np.zeros(4, np.bool_), failed)
     assert failed == set() and int(rp.rs.cnt[RC_REQUESTS]) == 4
-    tenants = numba.typeof(np.zeros(1, np.uint32))
+    tenants = numba.typeof(table(np.zeros(1, np.uint32)))
     assert {sig[4] for sig in rp.engine.signatures} == {tenants}

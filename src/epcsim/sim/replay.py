@@ -386,6 +386,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             rs.v[RC_HITS] += 1
             return 0
         added = False
+        stalled = 0
         while True:
             # #PF: the thread leaves the enclave, the kernel's fault handler runs.
             L.aex(st, lp)
@@ -398,6 +399,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             b1 = ms.cnt[M.C_EWB_KSGXD]
             b2 = ms.cnt[M.C_ETRACK_KSGXD]
             b3 = ms.cnt[M.C_IPI_KSGXD]
+            written = ms.cnt[M.C_WRITTEN]
             code = vma_fault(os, ms, st, e, ep, PROT_READ | PROT_WRITE, True)
             ksgxd_work(ms, rs, b0, b1, b2, b3)
             if (code & FAULT_SECS) != 0:
@@ -419,6 +421,12 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             stall(rs, c[K.K_ERESUME])
             if outcome == VM_FAULT_NOPAGE:
                 break
+            # -EBUSY: ksgxd ran and the access faults again. A ksgxd that wrote nothing
+            # back twice in a row (its cgroup's pages refused, memory.max full) never will:
+            # the kernel would spin until a signal; the thread gets SIGBUS (docs/replay.md).
+            stalled = stalled + 1 if ms.cnt[M.C_WRITTEN] == written else 0
+            if stalled >= 2:
+                return -1
             wait_for_ksgxd(rs)
         epc = np.int64(ds.ep[ep].epc)
         if added:
@@ -967,6 +975,13 @@ class Replay:
                                              else entries, dtype=np.int64))
         while True:
             self._grow_series()
+            if self.sgx:
+                # Rows for every VA page the chunk's faults could add (one per 512 pages an
+                # enclave adds), in the driver's and the processor's tables: compiled code
+                # cannot grow them, and a VM sharing the host takes rows between chunks.
+                n = tenants.shape[0] - start
+                self.kernel.driver_owner.reserve_va_rows(n // SGX_VA_SLOT_COUNT
+                                                         + len(self.tenant_ids) + 1)
             # The owners' tuples are read at every call: a VM sharing the host replaces
             # the KVM owner's when it opens /dev/sgx_vepc or maps its EPT range.
             bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
