@@ -233,7 +233,7 @@ def test_a_state_holding_anything_but_arrays_is_refused() -> None:
         a: np.ndarray
         n: int
 
-    with pytest.raises(Exception, match="Odd.n is not an array"):
+    with pytest.raises(Exception, match=r"Odd\.n is not an array"):
         _bump(Odd(table(np.zeros(2)), 3), 0)   # type: ignore[arg-type]
 
 

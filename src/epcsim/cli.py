@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,13 @@ console = Console()
 # The per-VM columns a terminal shows (--json has them all).
 VM_COLUMNS = ("name", "mode", "status", "guest_faults", "guest_ewb", "host_ewb", "host_eldu",
               "vm_exits", "conflict_exits", "slowdown")
+
+
+def announced(unit: str) -> Any:
+    """Say on stderr, once, when the command is about to compile (:mod:`epcsim.compiling`)."""
+    from epcsim.compiling import announced as _announced
+
+    return _announced(unit)
 
 
 class UsageError(click.ClickException):
@@ -54,7 +62,7 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
     from epcsim.demo_scenario import demo_requests, run_demo, write_demo
 
     total = demo_requests()
-    with _progress(as_json) as bar:
+    with announced("demo"), _progress(as_json) as bar:
         sc, out = run_demo(progress=_advancer(bar, "demo", total))
     files: list[Path] = []
     if out_dir:
@@ -174,7 +182,8 @@ def selftest(suite: str, epc_size: str, names: tuple[str, ...], as_json: bool) -
     if unknown:
         raise UsageError(f"no selftest named {unknown[0]!r} in suite {suite}")
     results = []
-    with console.status("running selftests...", spinner="dots") if not as_json else _null():
+    with announced("content"), (console.status("running selftests...", spinner="dots")
+                                if not as_json else _null()):
         for s in chosen:
             results.extend(run_suite(s, epc_size=size, names=list(names) or None))
     if as_json:
@@ -246,7 +255,7 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
         total = reader.count()
         cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
         progress = _progress(as_json)
-        with progress as bar:
+        with announced("replay"), progress as bar:
             res = replay_chunks(cfg, lambda: open_trace(trace, fmt, columns=cols),
                                 progress=_advancer(bar, "replay", total))
     except TraceError as e:
@@ -280,8 +289,8 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
 
 
 # Until the first requests are counted the engine is being compiled (first run on a
-# machine, minutes) or loaded from numba's cache (seconds); a bar standing at 0 says neither.
-PREPARING = "compiling or loading the engine (minutes on a first run)"
+# machine, tens of seconds, announced on stderr) or loaded from the cache (a second).
+PREPARING = "compiling or loading the engine"
 
 
 class _Advance:
@@ -346,7 +355,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 
     try:
         sc = load(scenario)
-        with _progress(as_json) as bar:
+        with announced("demo"), _progress(as_json) as bar:
             out = run_scenario(sc, Path(scenario).resolve().parent, scenario_name=scenario,
                                progress=_advancer(bar, "run", total_requests(sc)))
     except (ScenarioError, TraceError) as e:
@@ -402,7 +411,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
     total = len(spec.points())
     try:
-        with _progress(as_json) as bar:
+        with announced("demo"), _progress(as_json) as bar:
             task = bar.add_task("sweep", total=total) if bar else None
             outcome = run_sweep(spec, out, workers=workers, scheduler=scheduler,
                                 progress=(lambda d, t: bar.update(task, completed=d))
@@ -426,6 +435,46 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
         click.echo(json.dumps(doc, indent=2))
         return
     _print_summary(doc, f"sweep {sweep_file}")
+
+
+@app.command(name="compile")
+@click.option("--all", "everything", is_flag=True,
+              help="Everything epcsim compiles (cgroups, content mode, the selftests too), "
+              "not only what the demo and the replay need.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes compiling side by side [default: one per core].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def compile_cmd(everything: bool, workers: int | None, as_json: bool) -> None:
+    """Compile ahead what the commands compile on a first run, into the cache."""
+    import os
+
+    from epcsim.compiling import UNITS, compile_units, estimate
+    from epcsim.jitcache import cache_dir
+
+    names = [u.name for u in UNITS.values() if everything or u.default]
+    n = workers or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    with _progress(as_json) as bar:
+        tasks = {name: bar.add_task(f"compile {name}", total=1) for name in names} \
+            if bar else {}
+        if not bar and not as_json:
+            click.echo(f"compiling {', '.join(names)} in {min(n, len(names))} processes, "
+                       f"about {max(estimate(x) for x in names):.0f} s", err=True)
+
+        def done(name: str, _seconds: float) -> None:
+            if bar:
+                bar.update(tasks[name], completed=1)
+
+        times = compile_units(names, n, done)
+    doc = {"units": {k: round(v, 1) for k, v in times.items()},
+           "seconds": round(time.perf_counter() - t0, 1), "workers": min(n, len(names)),
+           "cache": str(cache_dir())}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary({**{f"{k} (s)": v for k, v in doc["units"].items()},
+                    "wall (s)": doc["seconds"], "processes": doc["workers"],
+                    "cache": doc["cache"]}, "compiled")
 
 
 @app.command()

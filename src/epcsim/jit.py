@@ -20,7 +20,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numba
 import numpy as np
 from numba.core import config
 from numba.core import types as nbtypes

@@ -38,7 +38,7 @@ import types as pytypes
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -82,7 +82,7 @@ _THIRD_PARTY = ("numpy", "numba", "llvmlite", "math", "builtins", "operator", "t
 
 
 def _is_own_module(name: str | None) -> bool:
-    return bool(name) and not name.split(".")[0] in _THIRD_PARTY
+    return bool(name) and name.split(".")[0] not in _THIRD_PARTY
 
 
 def _code_bytes(code: pytypes.CodeType, h: Any, doc: str | None = None) -> None:
@@ -166,7 +166,9 @@ class _Digester:
         if isinstance(v, (tuple, list, frozenset)):
             return "(" + ",".join(self.value(x, names) for x in v) + ")"
         if isinstance(v, Dispatcher):
-            return "jit:" + self.function(v.py_func)
+            # The options too: a callee inlined or not compiles into another caller.
+            opts = sorted((k, repr(x)) for k, x in v.targetoptions.items())
+            return f"jit:{opts}:" + self.function(v.py_func)
         if isinstance(v, np.ndarray):
             return f"array:{v.dtype.descr}:{v.shape}:" + hashlib.sha256(
                 np.ascontiguousarray(v).view(np.uint8).tobytes()).hexdigest()
@@ -255,7 +257,7 @@ class _Locator(_CacheLocator):  # type: ignore[misc]
 
 
 class _Impl(CompileResultCacheImpl):  # type: ignore[misc]
-    _locator_classes = [_Locator]
+    _locator_classes: ClassVar[list[type]] = [_Locator]
 
     def get_filename_base(self, fullname: str, abiflags: str) -> str:
         return fullname.replace("<", "").replace(">", "")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from epcsim.cli import main
 
@@ -40,13 +43,18 @@ def finished_run(tmp_path: Path) -> Path:
 
 
 def chromium() -> str:
-    """The headless browser; missing it is a failure of the test machine, not a skip."""
+    """The headless browser. Where none is installed the test skips with one line, so the
+    README's test command passes on a fresh machine; with ``EPCSIM_REQUIRE_BROWSER=1`` (set
+    by .ci/run, which installs Chromium) a missing browser fails the test instead."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
             return path
-    raise AssertionError("headless Chromium is needed: apt-get install -y chromium "
-                         "(.ci/run installs it)")
+    if os.environ.get("EPCSIM_REQUIRE_BROWSER") == "1":
+        raise AssertionError("headless Chromium is needed: apt-get install -y chromium "
+                             "(.ci/run installs it)")
+    pytest.skip("no headless Chromium on this machine (EPCSIM_REQUIRE_BROWSER=1 makes "
+                "this a failure; .ci/run installs it)")
 
 
 def screenshot(html: Path, png: Path, profile: Path) -> None:

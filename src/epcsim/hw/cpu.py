@@ -869,9 +869,9 @@ class Processor:
                 or not 0 <= pcmd_eid < 1 << 63 or not 0 <= mac64 < 1 << 63):
             # values no EWB produces: the MAC cannot match (and compiled code stays int64)
             verdict, linaddr, pcmd_eid, mac64 = 0, 0, 0, 0
-        code = L.eldu_content(self.st, target, va, slot, secs, linaddr, secinfo16, pcmd_eid, mac64, aux,
-                        blocked, conflict_codes, ctx, context & ((1 << 63) - 1), verdict,
-                        plaintext)
+        code = L.eldu_content(self.st, target, va, slot, secs, linaddr, secinfo16, pcmd_eid,
+                              mac64, aux, blocked, conflict_codes, ctx,
+                              context & ((1 << 63) - 1), verdict, plaintext)
         if code == L.SUCCESS:
             self._aux.pop(version, None)
             return SgxReturn.SGX_SUCCESS

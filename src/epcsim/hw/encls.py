@@ -16,7 +16,6 @@ SGX_VA_SLOT_OCCUPIED, which completes.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from epcsim.hw.epc import (
@@ -508,7 +507,8 @@ def eextend(st: HwState, secs: int, chunk_page: int) -> int:
     chunk_page = tx(st, chunk_page)
     if page_locked(st, chunk_page):
         return fault(GP, OP_RCX)
-    if not valid(st, chunk_page) or (st.epcm[chunk_page].pt != PT_REG and st.epcm[chunk_page].pt != PT_TCS):
+    pt = st.epcm[chunk_page].pt
+    if not valid(st, chunk_page) or (pt != PT_REG and pt != PT_TCS):
         return fault(PF, OP_RCX)
     row = i64(st.epcm[chunk_page].row)
     if not is_valid_secs(st, secs) or st.secs[row].s_page != secs:
@@ -750,7 +750,7 @@ def find_evicted_secs_row(st: HwState, eid: int) -> int:
     return NO_PAGE
 
 
-@njit
+@njit_inline
 def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
          secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
          ctx: int, context: int, verdict: int) -> int:
@@ -965,7 +965,8 @@ def etrackc(st: HwState, page: int, ctx: int) -> int:
 @njit
 def virtchild(st: HwState, page: int, secs: int, delta: int) -> int:
     """EINCVIRTCHILD (delta +1) / EDECVIRTCHILD (delta -1)."""
-    if not valid(st, page) or not (is_child_type(i64(st.epcm[page].pt)) or st.epcm[page].pt == PT_SECS):
+    pt = i64(st.epcm[page].pt)
+    if not valid(st, page) or not (is_child_type(pt) or pt == PT_SECS):
         return fault(PF, OP_RBX)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_RCX)
@@ -1014,7 +1015,7 @@ def tcs_nssa(st: HwState, tcs: int) -> int:
     return (i64(st.epcm[tcs].tcs) >> 4) & 0x7
 
 
-@njit
+@njit_inline
 def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     if st.lp[lp].lp_row != NO_PAGE:
         return fault(GP, OP_RBX)
@@ -1044,7 +1045,7 @@ def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     tcs = tx(st, tcs)
     rc = _enter_checks(st, lp, tcs, tcs_linaddr)
@@ -1067,7 +1068,7 @@ def eexit(st: HwState, lp: int) -> int:
     return SUCCESS
 
 
-@njit
+@njit_inline
 def aex(st: HwState, lp: int) -> int:
     """Asynchronous exit: state saved into SSA[CSSA], CSSA += 1, TLB flushed."""
     if st.lp[lp].lp_row == NO_PAGE:
@@ -1118,7 +1119,8 @@ def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secin
     if target == NO_PAGE or not valid(st, target) or (st.epcm[target].bits & EPCM_BLOCKED) != 0:
         return fault(PF, OP_RCX)
     tpt = i64(st.epcm[target].pt)
-    if (tpt != PT_REG and tpt != PT_TCS and tpt != PT_TRIM) or st.epcm[target].row != st.lp[lp].lp_row:
+    if (tpt != PT_REG and tpt != PT_TCS and tpt != PT_TRIM) or \
+            st.epcm[target].row != st.lp[lp].lp_row:
         return fault(PF, OP_RCX)
     if page_linaddr(st, target) != target_linaddr:
         return PAGE_ATTRIBUTES_MISMATCH

@@ -41,7 +41,7 @@ def lps_inside(st: HwState, row: int) -> int:
     return np.int64(st.secs[row].s_refcnt) + np.int64(st.secs[row].s_prev)
 
 
-@njit
+@njit_inline
 def enter_epoch(st: HwState, lp: int, row: int, tcs_page: int) -> None:
     st.lp[lp].lp_row = row
     st.lp[lp].lp_epoch = st.secs[row].s_cbepoch
@@ -49,7 +49,7 @@ def enter_epoch(st: HwState, lp: int, row: int, tcs_page: int) -> None:
     st.secs[row].s_refcnt += 1
 
 
-@njit
+@njit_inline
 def leave_epoch(st: HwState, lp: int) -> None:
     """EEXIT and AEX: the LP's enclave TLB entries are flushed and it leaves its epoch."""
     row = st.lp[lp].lp_row

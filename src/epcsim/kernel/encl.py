@@ -300,7 +300,7 @@ def pcmd_index(ds: DState, e: int, index: int) -> int:
     return (ds.encl[e, E_FIRST] + index) >> 5
 
 
-@njit
+@njit_inline
 def backing_store(ds: DState, ms: Any, e: int, index: int) -> None:
     ds.encl[e, E_EVICTED] += 1
     pi = pcmd_index(ds, e, index)
@@ -313,7 +313,7 @@ def backing_store(ds: DState, ms: Any, e: int, index: int) -> None:
     mem_cgroup_charge(ms, ds.encl[e, E_CG], grown)
 
 
-@njit
+@njit_inline
 def backing_drop(ds: DState, ms: Any, e: int, index: int) -> None:
     """After ELDU: the contents page is truncated, and the PCMD page once it is all zero."""
     ds.encl[e, E_EVICTED] -= 1
@@ -363,7 +363,7 @@ def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> t
     return rc, va, slot
 
 
-@njit
+@njit_inline
 def queue_seal(ds: DState, epc: int, ep: int, secs_of: int) -> None:
     """Content mode: queue what EWB wrote; Python seals the page's bytes (still in the
     page) before anything allocates it again (``DriverOwner.sync``)."""
@@ -403,7 +403,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
 
 # ----------------------------------------------------------------------------- the owner
 
-@njit
+@njit_inline
 def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     e = ds.ep[oid].encl
     if (ds.encl[e, E_FLAGS] & SGX_ENCL_DEAD) != 0 or ds.encl[e, E_REF] <= 0:
@@ -412,13 +412,13 @@ def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     return 1
 
 
-@njit
+@njit_inline
 def drv_put(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     ds.encl[ds.ep[oid].encl, E_REF] -= 1
     return 0
 
 
-@njit
+@njit_inline
 def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Age by the PTE accessed bit (test and clear); refuse young pages; reserve the rest."""
     if arg == 1 and (ds.ep[oid].desc & EP_YOUNG) != 0:
@@ -431,7 +431,7 @@ def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
     return 1
 
 
-@njit
+@njit_inline
 def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """Zap the PTEs, then EBLOCK (failure only warns in the kernel)."""
     ds.ep[oid].desc &= ~np.uint8(EP_PRESENT | EP_YOUNG)
@@ -506,7 +506,7 @@ def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
     ms.pages[epc].oid = e
 
 
-@njit
+@njit_inline
 def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
     e = np.int64(ds.ep[ep].encl)
@@ -524,7 +524,8 @@ def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
 @njit
 def secs_eldu_metadata(ds: DState, ms: Any, st: Any, e: int, epc: int) -> int:
     secinfo = PageType.SECS << 8
-    rc = L.eldu(st, epc, ds.va[ds.encl[e, E_SECS_VA], VA_EPC], ds.encl[e, E_SECS_SLOT], NONE, 0, secinfo,
+    rc = L.eldu(st, epc, ds.va[ds.encl[e, E_SECS_VA], VA_EPC], ds.encl[e, E_SECS_SLOT], NONE, 0,
+                secinfo,
                 ds.encl[e, E_EID], ds.encl[e, E_SECS_MAC], 0, False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
         secs_eldu_done(ds, ms, e, epc)
@@ -603,7 +604,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
     ksgxd = reclaimer.ksgxd
     closure = functools.partial(njit_closure, cache=reclaimer.cache)
 
-    @closure
+    @functools.partial(njit_closure, cache=reclaimer.cache, inline=True)
     def fault_alloc(os: Any, ms: Any, st: Any, oid: int) -> int:
         """An allocation of the fault path (no reclaim under the mmap lock), after which a
         ksgxd it woke runs: the page just allocated is not on the LRU yet, so ksgxd never
@@ -640,7 +641,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
         ds.encl[e, E_PAGE_CNT] += 1
         return va
 
-    @closure
+    @functools.partial(njit_closure, cache=reclaimer.cache, inline=True)
     def sgx_encl_load_secs(os: Any, ms: Any, st: Any, e: int) -> int:
         """Reload an evicted SECS before any child: 0, or -errno, or ELOAD."""
         ds = os[kind]
@@ -738,7 +739,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
         sgx_mark_page_reclaimable(ms, epc)
         return VM_FAULT_NOPAGE | FAULT_EAUG
 
-    @closure
+    @functools.partial(njit_closure, cache=reclaimer.cache, inline=True)
     def fault_in(os: Any, ms: Any, st: Any, e: int, ep: int, vma_prot: int) -> int:
         ds = os[kind]
         if (ds.ep[ep].desc & EP_EXISTS) == 0:

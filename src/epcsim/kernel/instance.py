@@ -39,23 +39,19 @@ class Kernel:
                  high: int = SGX_NR_HIGH_PAGES, batch: int = SGX_NR_TO_SCAN,
                  policy: str = "sgx", events: int = 0, backing_dir: str | None = None,
                  kvm: bool = False) -> None:
+        from epcsim.kernel.virt import KvmOwner, VirtEpc
+
         self.cpu = cpu
         self.driver_owner = DriverOwner(cpu, backing_dir)
-        owners: list[Owner] = [self.driver_owner]
-        if kvm:
-            # A host that runs VMs: KVM is the second owner kind, /dev/sgx_vepc its file.
-            from epcsim.kernel.virt import KvmOwner
-
-            self.kvm_owner = KvmOwner(cpu)
-            owners.append(self.kvm_owner)
+        # Every kernel has both owner kinds, KVM's without pages unless ``kvm`` opens
+        # /dev/sgx_vepc: one owner table is one set of compiled reclaim and fault paths,
+        # shared by a host that runs VMs, a guest, and a kernel that runs none.
+        self.kvm_owner = KvmOwner(cpu)
+        owners: list[Owner] = [self.driver_owner, self.kvm_owner]
         self.mgr = EpcManager(cpu, owners, low=low, high=high, batch=batch,
                               policy=policy, events=events)
         self.sgx = SgxDriver(cpu, self.mgr, self.driver_owner, KIND_DRIVER)
-        self.vepc = None
-        if kvm:
-            from epcsim.kernel.virt import VirtEpc
-
-            self.vepc = VirtEpc(cpu, self.mgr, self.kvm_owner, KIND_KVM)
+        self.vepc = VirtEpc(cpu, self.mgr, self.kvm_owner, KIND_KVM) if kvm else None
         self.fault_retries = 0
 
     def open_enclave(self) -> EnclaveFile:

@@ -252,7 +252,9 @@ class KvmOwner(Owner):
 
     def __init__(self, cpu: Processor) -> None:
         self.cpu = cpu
-        self.state = make_vstate(cpu.content, cpu.npages)
+        # No seal queue until /dev/sgx_vepc exists (VirtEpc): a kernel without VMs holds
+        # no guest pages, and the queue would take 80 bytes per EPC page in content mode.
+        self.state = make_vstate(False)
 
     def sync(self) -> None:
         """Content mode: seal the bytes of the guest pages the reclaimer wrote back.
@@ -282,6 +284,8 @@ class VirtEpc:
         self.mgr = mgr
         self.owner = owner
         self.kind = kind
+        if cpu.content:
+            owner.state = owner.state._replace(sq=make_vstate(True, cpu.npages).sq)
         self.zombie_secs_pages: list[int] = []
         self.files: list[VepcFile] = []
         self.null_page = NO_PAGE
