@@ -1,64 +1,193 @@
-"""What a first run compiles: numba's compile time per function during ``epcsim demo``.
+"""Compile time, as a user meets it: a first run, a rerun after an edit, the test suite.
 
-Run: python benchmarks/compile.py [--top 25]
+Run: python benchmarks/compile.py [--rounds 3] [--only NAME ...] [--pytest] [--profile]
 
-Sets ``NUMBA_CACHE_DIR`` to an empty temporary folder (so nothing is loaded from a cache,
-and the project's caches are left alone), listens to numba's compile events while the
-demo's scenario runs, and prints the seconds each function took to compile. A function
-compiled into its callers counts in theirs too, so the column does not add up to the total.
+Each measure runs ``epcsim`` in fresh processes with ``EPCSIM_CACHE_DIR`` set to a temporary
+folder (so nothing comes from the user's cache, and the user's cache is left alone), on a
+copy of ``src/`` where a measure edits a file, and prints the median of ``--rounds``:
+
+* ``demo_cold``: ``epcsim demo`` with an empty cache, to its summary (seconds of wall time);
+* ``replay_cold``: the first ``epcsim replay --policy sgx`` with an empty cache: its
+  ``compile_s`` and wall time;
+* ``comment_edit``: after a warm run, one comment appended to ``report/html.py`` (a file with
+  no compiled code), the replay again: its ``compile_s`` and whether anything compiled;
+* ``write_edit``: after a warm ``epcsim demo``, an edit to the driver's ``write``
+  (``kernel/encl.py``, ``drv_write``), the demo again (wall seconds);
+* ``pytest`` (with ``--pytest``; minutes): ``epcsim demo``, then the README's test command's
+  ``pytest`` on 2 workers over the cache the demo left (wall seconds of pytest).
+
+``--profile`` instead lists the functions a cold ``epcsim demo`` compiles, with the seconds
+each took (a function compiled into its callers counts in theirs too).
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
+import shutil
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from _machine import machine
 
+ROOT = Path(__file__).resolve().parents[1]
+COMPILING = "epcsim: compiling "
+
+# An edit to the driver's write that changes its code, not what it does.
+WRITE_EDIT = ("    e = np.int64(ds.ep[oid].encl)\n",
+              "    e = np.int64(ds.ep[oid].encl)\n    arg = arg | 0\n")
+
+
+def _epcsim(src: Path, cache: Path, *args: str) -> tuple[float, str, str]:
+    """Run ``epcsim ARGS`` on the sources in ``src``: (wall seconds, stdout, stderr)."""
+    env = dict(os.environ, EPCSIM_CACHE_DIR=str(cache), PYTHONPATH=str(src),
+               PYTHONDONTWRITEBYTECODE="1")
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "epcsim", *args], env=env, capture_output=True,
+                       text=True, check=False)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"epcsim {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
+    return wall, r.stdout, r.stderr
+
+
+def _src_copy(tmp: Path) -> Path:
+    dst = tmp / "src"
+    shutil.copytree(ROOT / "src", dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def _trace(tmp: Path) -> Path:
+    """200 000 Zipf accesses over 4096 pages, a quarter writes."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    t = np.zeros(200_000, np.dtype([("obj", np.uint64), ("write", np.bool_)]))
+    t["obj"] = (rng.zipf(1.2, t.shape[0]) - 1) % 4096
+    t["write"] = rng.random(t.shape[0]) < 0.25
+    path = tmp / "trace.npy"
+    np.save(path, t)
+    return path
+
+
+def _replay(src: Path, cache: Path, trace: Path) -> tuple[float, dict[str, Any], bool]:
+    wall, out, err = _epcsim(src, cache, "replay", str(trace), "--format", "npy",
+                             "--epc-pages", "1024", "--policy", "sgx", "--json")
+    return wall, json.loads(out), COMPILING in err
+
+
+def demo_cold(tmp: Path) -> dict[str, float]:
+    wall, _, _ = _epcsim(ROOT / "src", tmp / "cache", "demo", "--json")
+    return {"wall_s": wall}
+
+
+def replay_cold(tmp: Path) -> dict[str, float]:
+    wall, doc, _ = _replay(ROOT / "src", tmp / "cache", _trace(tmp))
+    return {"compile_s": doc["compile_s"], "wall_s": wall}
+
+
+def comment_edit(tmp: Path) -> dict[str, float]:
+    src, trace = _src_copy(tmp), _trace(tmp)
+    _replay(src, tmp / "cache", trace)
+    with open(src / "epcsim" / "report" / "html.py", "a") as f:
+        f.write("# a comment, appended\n")
+    wall, doc, compiled = _replay(src, tmp / "cache", trace)
+    return {"compile_s": doc["compile_s"], "compiled": float(compiled), "wall_s": wall}
+
+
+def write_edit(tmp: Path) -> dict[str, float]:
+    src = _src_copy(tmp)
+    _epcsim(src, tmp / "cache", "demo", "--json")
+    path = src / "epcsim" / "kernel" / "encl.py"
+    text = path.read_text()
+    assert text.count(WRITE_EDIT[0]) >= 1, "drv_write moved: update WRITE_EDIT"
+    start = text.index("def drv_write(")
+    at = text.index(WRITE_EDIT[0], start)
+    path.write_text(text[:at] + WRITE_EDIT[1] + text[at + len(WRITE_EDIT[0]):])
+    wall, _, err = _epcsim(src, tmp / "cache", "demo", "--json")
+    return {"wall_s": wall, "compiled": float(COMPILING in err)}
+
+
+def pytest_after_demo(tmp: Path) -> dict[str, float]:
+    cache = tmp / "cache"
+    _epcsim(ROOT / "src", cache, "demo", "--json")
+    env = dict(os.environ, EPCSIM_CACHE_DIR=str(cache))
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise SystemExit(f"pytest failed:\n{r.stdout[-3000:]}")
+    return {"wall_s": wall}
+
+
+MEASURES = {"demo_cold": demo_cold, "replay_cold": replay_cold,
+            "comment_edit": comment_edit, "write_edit": write_edit}
+
+
+def profile(top: int) -> None:
+    """The functions a cold demo compiles, slowest first."""
+    code = f"""
+import collections, json, time
+from numba.core import event
+seconds, times, started = collections.Counter(), collections.Counter(), {{}}
+class L(event.Listener):
+    def on_start(self, ev):
+        started[id(ev.data["dispatcher"]), ev.data["args"]] = time.perf_counter()
+    def on_end(self, ev):
+        t0 = started.pop((id(ev.data["dispatcher"]), ev.data["args"]))
+        d = ev.data["dispatcher"]
+        name = getattr(d, "py_func", d).__qualname__
+        seconds[name] += time.perf_counter() - t0
+        times[name] += 1
+event.register("numba:compile", L())
+t0 = time.perf_counter()
+from epcsim.demo_scenario import run_demo
+run_demo()
+print(json.dumps({{"total_s": round(time.perf_counter() - t0, 1), "compiles": sum(times.values()),
+    "functions": [{{"name": n, "compiles": times[n], "seconds": round(s, 1)}}
+                  for n, s in seconds.most_common({top})]}}, indent=2))
+"""
+    with tempfile.TemporaryDirectory(prefix="epcsim-compile-") as tmp:
+        env = dict(os.environ, EPCSIM_CACHE_DIR=tmp, PYTHONPATH=str(ROOT / "src"))
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True)
+    doc = json.loads(r.stdout)
+    doc["machine"] = machine()
+    print(json.dumps(doc, indent=2))
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--top", type=int, default=25, help="how many functions to list")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", nargs="*", choices=sorted(MEASURES) + ["pytest"])
+    ap.add_argument("--pytest", action="store_true", help="also time the test suite")
+    ap.add_argument("--profile", action="store_true", help="list a cold demo's compiles")
+    ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="epcsim-numba-") as cache:
-        # numba reads the variable when it is first imported, so set it before any import.
-        os.environ["NUMBA_CACHE_DIR"] = cache
-        from numba.core import event
-
-        seconds: collections.Counter[str] = collections.Counter()
-        times: collections.Counter[str] = collections.Counter()
-
-        class Listener(event.Listener):
-            def __init__(self) -> None:
-                self.started: dict[tuple[int, Any], float] = {}
-
-            def on_start(self, ev: Any) -> None:
-                self.started[id(ev.data["dispatcher"]), ev.data["args"]] = time.perf_counter()
-
-            def on_end(self, ev: Any) -> None:
-                t0 = self.started.pop((id(ev.data["dispatcher"]), ev.data["args"]))
-                d = ev.data["dispatcher"]
-                name = getattr(d, "py_func", d).__qualname__
-                seconds[name] += time.perf_counter() - t0
-                times[name] += 1
-
-        event.register("numba:compile", Listener())
-        t0 = time.perf_counter()
-        from epcsim.demo_scenario import run_demo
-
-        run_demo()
-        total = time.perf_counter() - t0
-    print(json.dumps({
-        "machine": machine(),
-        "total_s": round(total, 1),
-        "functions": [{"name": n, "compiles": times[n], "seconds": round(s, 1)}
-                      for n, s in seconds.most_common(args.top)],
-    }, indent=2))
+    if args.profile:
+        profile(args.top)
+        return
+    names = args.only or list(MEASURES) + (["pytest"] if args.pytest else [])
+    fns = dict(MEASURES, pytest=pytest_after_demo)
+    results: dict[str, Any] = {}
+    for name in names:
+        rounds = []
+        for i in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="epcsim-compile-") as tmp:
+                rounds.append(fns[name](Path(tmp)))
+            print(f"{name} round {i + 1}: {rounds[-1]}", file=sys.stderr, flush=True)
+        results[name] = {k: round(statistics.median(r[k] for r in rounds), 2)
+                         for k in rounds[0]}
+        results[name]["rounds"] = rounds
+    print(json.dumps({"machine": machine(), "rounds": args.rounds, "median": results},
+                     indent=2))
 
 
 if __name__ == "__main__":

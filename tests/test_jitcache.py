@@ -134,3 +134,34 @@ def test_the_cache_survives_a_reinstall_of_identical_sources(tmp_path: Path) -> 
     third = _run(PROBE.replace("== 8", "== 10"),
                  Path(os.pathsep.join([str(trees[1]), str(SRC)])), cache)
     assert third == {"hits": 0, "misses": 1}
+
+
+def test_a_closure_made_anew_gets_its_own_key() -> None:
+    """Closures of one code over different cells have different keys, also when a new one
+    reuses the address of a closure that is gone (the digests are memoised per object)."""
+    import gc
+
+    from epcsim.jit import njit
+
+    @njit
+    def one() -> int:
+        return 1
+
+    @njit
+    def two() -> int:
+        return 2
+
+    def make(f):  # type: ignore[no-untyped-def]
+        def g() -> int:
+            return f() + 1
+        return g
+
+    firsts = [make(one) for _ in range(200)]
+    of_one = {jitcache.digest(g) for g in firsts}
+    del firsts
+    gc.collect()
+    # Most of these take the addresses of the closures just freed: a memo by bare id gave
+    # them the digest of the closure over ``one``.
+    seconds = [make(two) for _ in range(200)]
+    of_two = {jitcache.digest(g) for g in seconds}
+    assert len(of_one) == 1 and len(of_two) == 1 and of_one != of_two

@@ -66,9 +66,15 @@ def cache_dir() -> Path:
     return Path(base) / "epcsim"
 
 
+# Raised whenever the recipe of a key changes, so entries an older recipe wrote are never
+# read. Format 1 could give a closure made anew the memoised digest of a dead closure whose
+# id it reused: its entries may hold another closure's code.
+KEY_FORMAT = 2
+
+
 def code_dir() -> Path:
-    """The folder of this numba and Python: another version never reads these files."""
-    return cache_dir() / (f"numba-{numba.__version__}-py{sys.version_info[0]}"
+    """The folder of this key format, numba and Python: another never reads these files."""
+    return cache_dir() / (f"k{KEY_FORMAT}-numba-{numba.__version__}-py{sys.version_info[0]}"
                           f"{sys.version_info[1]}{getattr(sys, 'abiflags', '')}")
 
 
@@ -116,15 +122,17 @@ class _Digester:
     """Digests of values as compiled code sees them, memoised for one process."""
 
     def __init__(self) -> None:
-        self.done: dict[int, str] = {}
+        # By id, holding the function: an id is reused once its object is gone, and a
+        # closure made anew (another owner table) must not inherit another's digest.
+        self.done: dict[int, tuple[Callable[..., Any], str]] = {}
         self.active: set[int] = set()
 
     def function(self, fn: Callable[..., Any]) -> str:
         """The digest of a Python function's code, its globals as it names them, its cells."""
         key = id(fn)
         hit = self.done.get(key)
-        if hit is not None:
-            return hit
+        if hit is not None and hit[0] is fn:
+            return hit[1]
         if key in self.active:
             # A recursive function: its own name stands for itself.
             return "recursive:" + getattr(fn, "__qualname__", "?")
@@ -151,7 +159,7 @@ class _Digester:
             out = h.hexdigest()
         finally:
             self.active.discard(key)
-        self.done[key] = out
+        self.done[key] = (fn, out)
         return out
 
     def value(self, v: Any, names: set[str]) -> str:

@@ -320,8 +320,8 @@ def test_warm_up_compiles_what_the_build_compiles() -> None:
         "event.register('numba:compile', L())\n"
         "rp = Replay(ReplayConfig(policy='sgx', epc_pages=4096), np.array([3000, 700],"
         " np.int64), [0, 1])\n"
-        "rp.feed(np.array([0, 1, 0, 1] * 300, np.uint32), np.arange(1200, dtype=np.int64),"
-        " np.zeros(1200, np.bool_))\n"
+        "rp.feed(np.array([0, 1, 0, 1] * 300, np.uint32), np.arange(1200, dtype=np.int64)"
+        " % 600, np.zeros(1200, np.bool_))\n"
         "print(len(seen), seen[:5])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=1500)

@@ -136,3 +136,52 @@ def test_plot_a_metric_against_a_parameter(
                  "--x", "kernel.batch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "kernel.batch" in err[0]
+
+
+def test_one_point_of_each_shape_runs_before_the_workers_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parent compiles (runs one point of each compile shape) before any worker starts;
+    the workers get the rest."""
+    from epcsim.sweep import execute
+    from epcsim.sweep.spec import load_sweep
+
+    path = write_sweep(tmp_path, requests=2000)
+    text = path.read_text()
+    path.write_text(text[:text.index("[grid]")] + '[grid]\n"kernel.policy" = ["lru", "fifo"]\n'
+                    '"platform.epc_size" = ["1MiB", "2MiB", "4MiB"]\n')
+    events: list[tuple[str, int]] = []
+    compute = execute.compute_point
+
+    def in_parent(index, params, scenario, base):  # type: ignore[no-untyped-def]
+        events.append(("parent", index))
+        return compute(index, params, scenario, base)
+
+    def on_workers(workers, todo, base, finished):  # type: ignore[no-untyped-def]
+        for index, params, scenario, p in todo:
+            events.append(("worker", index))
+            finished(p, compute(index, params, scenario, base))
+
+    monkeypatch.setattr(execute, "compute_point", in_parent)
+    monkeypatch.setattr(execute, "_on_processes", on_workers)
+    spec = load_sweep(str(path))
+    outcome = execute.run_sweep(spec, tmp_path / "out", workers=2)
+    assert outcome.computed == 6
+    parent = [i for who, i in events if who == "parent"]
+    assert len(parent) == 2 and events[:2] == [("parent", i) for i in parent]
+    policies = {spec.points()[i]["kernel.policy"] for i in parent}
+    assert policies == {"lru", "fifo"}
+    assert sorted(i for who, i in events if who == "worker") == \
+        sorted(set(range(6)) - set(parent))
+
+
+def test_compile_shape_ignores_sizes_and_seeds() -> None:
+    from epcsim.sweep.execute import compile_shape
+
+    a = {"platform": {"epc_size": "1MiB"}, "run": {"seed": 1},
+         "enclaves": [{"name": "a", "size": "64KiB"}]}
+    b = {"platform": {"epc_size": "8MiB"}, "run": {"seed": 2},
+         "enclaves": [{"name": "a", "size": "1MiB"}]}
+    assert compile_shape(a) == compile_shape(b)
+    assert compile_shape(a) != compile_shape({**a, "kernel": {"policy": "lru"}})
+    assert compile_shape(a) != compile_shape({**a, "run": {"content": True}})
+    assert compile_shape(a) != compile_shape({**a, "vms": [{"name": "v"}]})

@@ -606,17 +606,9 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
 
     @functools.partial(njit_closure, cache=reclaimer.cache, inline=True)
     def fault_alloc(os: Any, ms: Any, st: Any, oid: int) -> int:
-        """An allocation of the fault path (no reclaim under the mmap lock), after which a
-        ksgxd it woke runs: the page just allocated is not on the LRU yet, so ksgxd never
-        takes the page the fault is for (docs/design.md, "When ksgxd runs").
-
-        In content mode the pages ksgxd wrote back hold their bytes until Python seals them
-        after the rule: a fault that would allocate again first comes back
-        (VM_FAULT_AGAIN, :func:`sgx_encl_eaug_page`).
-        """
-        page = alloc(os, ms, st, kind, oid, False, 0)
-        ksgxd(os, ms, st)
-        return page
+        """An allocation of the fault path: no reclaim under the mmap lock. A ksgxd it
+        wakes runs when the next fault comes in (:func:`sgx_vma_fault`)."""
+        return alloc(os, ms, st, kind, oid, False, 0)
 
     @closure
     def sgx_encl_grow(os: Any, ms: Any, st: Any, e: int, reclaim: bool) -> int:
@@ -699,7 +691,6 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             return VM_FAULT_ENOMEM
         if rc < 0:
             return VM_FAULT_SIGBUS
-        written = ms.cnt[C_WRITTEN]
         epc = fault_alloc(os, ms, st, ep)
         if epc == -EBUSY:
             ds.encl[e, E_CNT + EC_EBUSY] += 1
@@ -708,13 +699,6 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             return VM_FAULT_ENOMEM
         if epc < 0:
             return VM_FAULT_SIGBUS
-        if st.g[G_CONTENT] != 0 and ms.cnt[C_WRITTEN] != written \
-                and ds.encl[e, E_PAGE_CNT] % SGX_VA_SLOT_COUNT == 0:
-            # Content mode, ksgxd wrote pages back and a VA page is to be allocated, which
-            # could be one of them, its bytes not sealed yet: give the page back and let
-            # the caller seal them and fault again.
-            sgx_encl_free_epc_page(ms, st, epc)
-            return VM_FAULT_AGAIN
         va = sgx_encl_grow(os, ms, st, e, False)
         if va < NONE:
             sgx_encl_free_epc_page(ms, st, epc)
@@ -790,22 +774,30 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
         """``sgx_vma_fault`` of enclave ``e``'s page ``ep`` (its index in ``ds.ep``):
         a VM_FAULT_* outcome with FAULT_* bits of what it did.
 
-        ``first`` is False when content mode comes back after loading a page, the same
-        fault going on. A ksgxd that one of its allocations woke runs as that allocation
-        returns (``fault_alloc``).
+        ``first`` is False when content mode comes back after loading a page or sealing
+        pages, the same fault going on.
+
+        A ksgxd that an earlier allocation woke runs first, as the fault comes in: woken, it
+        runs on another CPU while the thread that woke it finishes its fault and retires the
+        access, so a page the thread just faulted in is young when ksgxd ages it (docs/
+        design.md, "When ksgxd runs"). In content mode, pages it wrote back hold their bytes
+        until Python seals them: the fault comes back (VM_FAULT_AGAIN) before it allocates.
         """
         ds = os[kind]
         if e < 0 or (ds.encl[e, E_FLAGS] & SGX_ENCL_DEAD) != 0:
-            code = VM_FAULT_SIGBUS
-        else:
-            ms.p[P_CG] = ds.encl[e, E_CG]
-            if first:
-                ds.encl[e, E_CNT + EC_FAULTS] += 1
-                ds.dp[D_DID] = 0
-            encl_lock(ds, e)
-            code = fault_in(os, ms, st, e, ep, vma_prot) | ds.dp[D_DID]
-            if (code & VM_FAULT_MASK) != VM_FAULT_LOAD:
-                encl_unlock(ds, ms, st, e)
+            return VM_FAULT_SIGBUS
+        ms.p[P_CG] = ds.encl[e, E_CG]
+        if first:
+            ds.encl[e, E_CNT + EC_FAULTS] += 1
+            ds.dp[D_DID] = 0
+            written = ms.cnt[C_WRITTEN]
+            ksgxd(os, ms, st)
+            if st.g[G_CONTENT] != 0 and ms.cnt[C_WRITTEN] != written:
+                return VM_FAULT_AGAIN
+        encl_lock(ds, e)
+        code = fault_in(os, ms, st, e, ep, vma_prot) | ds.dp[D_DID]
+        if (code & VM_FAULT_MASK) != VM_FAULT_LOAD:
+            encl_unlock(ds, ms, st, e)
         return code
 
     r = DriverRules(sgx_encl_grow, load_secs_locked, load_page_locked, sgx_vma_fault)

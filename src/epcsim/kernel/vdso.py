@@ -160,6 +160,7 @@ class EnclaveThread:
             try:
                 op.steps[pc](self.ctx)
                 pc += 1
+                retries = 0     # a livelock is faults without progress, not many faults
                 continue
             except ArchFault as f:
                 if cpu.inside(self.lp):

@@ -275,8 +275,8 @@ def ksgxd_work(ms: Any, rs: RState, b0: int, b1: int, b2: int, b3: int) -> None:
 
 @njit
 def wait_for_ksgxd(rs: RState) -> None:
-    """-EBUSY: the thread faults again once ksgxd has freed pages (its clock)."""
-    rs.v[RC_EBUSY] += 1
+    """After -EBUSY, the fault that follows succeeds once ksgxd, which it ran, has freed
+    pages: the thread waits for ksgxd's clock."""
     if rs.v[V_CLK + CL_KSGXD] > rs.v[V_CLK + CL_THREAD]:
         rs.v[V_CLK + CL_WAIT] += rs.v[V_CLK + CL_KSGXD] - rs.v[V_CLK + CL_THREAD]
         rs.v[V_CLK + CL_THREAD] = rs.v[V_CLK + CL_KSGXD]
@@ -387,6 +387,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             return 0
         added = False
         stalled = 0
+        retrying = False
         while True:
             # #PF: the thread leaves the enclave, the kernel's fault handler runs.
             L.aex(st, lp)
@@ -402,6 +403,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             written = ms.cnt[M.C_WRITTEN]
             code = vma_fault(os, ms, st, e, ep, PROT_READ | PROT_WRITE, True)
             ksgxd_work(ms, rs, b0, b1, b2, b3)
+            if retrying:
+                wait_for_ksgxd(rs)
             if (code & FAULT_SECS) != 0:
                 stall(rs, c[K.K_ELDU])
             if (code & FAULT_ELDU) != 0:
@@ -421,13 +424,16 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             stall(rs, c[K.K_ERESUME])
             if outcome == VM_FAULT_NOPAGE:
                 break
-            # -EBUSY: ksgxd ran and the access faults again. A ksgxd that wrote nothing
-            # back twice in a row (its cgroup's pages refused, memory.max full) never will:
-            # the kernel would spin until a signal; the thread gets SIGBUS (docs/replay.md).
+            # -EBUSY: the access faults again, and the woken ksgxd runs as that fault comes
+            # in. When that ksgxd wrote nothing back twice in a row (its cgroup's pages
+            # refused, memory.max full), the fault never ends: the kernel would spin until
+            # a signal; the thread gets SIGBUS (docs/replay.md). The first -EBUSY may come
+            # before ksgxd was woken, so it is a third in a row.
+            rs.v[RC_EBUSY] += 1
+            retrying = True
             stalled = stalled + 1 if ms.cnt[M.C_WRITTEN] == written else 0
-            if stalled >= 2:
+            if stalled >= 3:
                 return -1
-            wait_for_ksgxd(rs)
         epc = np.int64(ds.ep[ep].epc)
         if added:
             # The new page is PENDING: the access faults again (EPCM) and the enclave's
@@ -865,6 +871,7 @@ class Replay:
                              policy="sgx", kvm=cfg.kvm)
         self.mgr = self.kernel.mgr
         self.files = []
+        self._most_vas: list[int] = []    # the VA pages each enclave holds at most
         base = 0x100_0000_0000
         for lp, t in enumerate(self.tenant_ids):
             pages = R_FIRST + int(self.footprint[t])
@@ -874,6 +881,7 @@ class Replay:
             base = -(-base // size) * size
             self._build_enclave(lp, t, base, size)
             base += size
+        self._most_vas = np.array(self._most_vas, np.int64)
         self.states = self.mgr.owner_states()
 
     def _build_enclave(self, lp: int, t: int, base: int, size: int) -> None:
@@ -905,6 +913,7 @@ class Replay:
                               f"{SGX_VA_SLOT_COUNT} pages) beside its thread's, and the EPC "
                               f"has {self.cfg.epc_pages}; give more --epc-pages")
         # Rows for them in the model's tables, so the compiled fault path finds them.
+        self._most_vas.append(vas)
         drv.owner.reserve_va_rows(vas - va_pages_for(have))
         mm = k.new_mm(f"tenant{t}")
         f.mmap(mm, base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED)
@@ -976,12 +985,7 @@ class Replay:
         while True:
             self._grow_series()
             if self.sgx:
-                # Rows for every VA page the chunk's faults could add (one per 512 pages an
-                # enclave adds), in the driver's and the processor's tables: compiled code
-                # cannot grow them, and a VM sharing the host takes rows between chunks.
-                n = tenants.shape[0] - start
-                self.kernel.driver_owner.reserve_va_rows(n // SGX_VA_SLOT_COUNT
-                                                         + len(self.tenant_ids) + 1)
+                self._reserve_va_rows()
             # The owners' tuples are read at every call: a VM sharing the host replaces
             # the KVM owner's when it opens /dev/sgx_vepc or maps its EPT range.
             bad = self.engine(self.mgr.owner_states(), self.mgr.ms, self.cpu.st, self.rs,
@@ -992,6 +996,15 @@ class Replay:
             if bad == -1:
                 return -1
             start += -bad - 1
+
+    def _reserve_va_rows(self) -> None:
+        """Rows for every VA page the enclaves may still add (one per 512 pages an enclave
+        adds), in the driver's and the processor's tables: compiled code cannot grow them,
+        and a VM sharing the host takes rows between chunks."""
+        ds = self.kernel.sgx.ds
+        e = self.rs.t[self.tenant_ids, T_ENCL]
+        self.kernel.driver_owner.reserve_va_rows(
+            int(np.maximum(self._most_vas - ds.e_nva[e], 0).sum()))
 
     def _grow_series(self) -> None:
         rs = self.rs

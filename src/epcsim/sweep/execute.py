@@ -52,6 +52,20 @@ def compute_point(index: int, params: dict[str, Any], scenario: dict[str, Any],
     return P.row_for(index, params, out.summary)
 
 
+def compile_shape(scenario: dict[str, Any]) -> tuple[Any, ...]:
+    """What decides which compiled engines a point needs: the policy, content mode, the
+    presence of cgroups, VMs (and their modes) and pods. Sizes, seeds and counts do not."""
+    run = scenario.get("run", {}) or {}
+    vms = scenario.get("vms", []) or []
+    virt = scenario.get("virt", {}) or {}
+    return ((scenario.get("kernel", {}) or {}).get("policy", "sgx"),
+            bool(run.get("content", False)), bool(run.get("mrc", False)),
+            bool(scenario.get("cgroups")) or any(e.get("cgroup") for e in
+                                                 scenario.get("enclaves", []) or []),
+            tuple(sorted({str(virt.get("mode") or v.get("mode", "reserved")) for v in vms})),
+            bool(scenario.get("pods")) or scenario.get("cluster") is not None)
+
+
 def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
               scheduler: str | None = None,
               progress: Callable[[int, int], None] | None = None) -> SweepOutcome:
@@ -84,6 +98,19 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
             progress(done, total)
 
     base = str(spec.base_dir)
+    computed = len(todo)
+    if not scheduler and workers > 1:
+        # Compile once, here, before any worker starts: one point of each shape runs in
+        # this process and fills the cache the workers load from (N workers compiling the
+        # same engines at once would each take the whole compile time, on shared cores).
+        # Not before a Dask cluster's workers: they run elsewhere, on caches of their own.
+        first = {}
+        for item in todo:
+            first.setdefault(compile_shape(item[2]), item)
+        for index, params, scenario, path in first.values():
+            finished(path, compute_point(index, params, scenario, base))
+        ran = {id(item) for item in first.values()}
+        todo = [item for item in todo if id(item) not in ran]
     if scheduler:
         _on_dask(scheduler, todo, base, finished)
     elif workers <= 1:
@@ -97,7 +124,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
     tmp = out_dir / f".{TABLE}.{os.getpid()}.tmp"
     pq.write_table(P.to_table(rows, list(spec.grid)), tmp)
     os.replace(tmp, table_path)
-    return SweepOutcome(len(todo), total - len(todo), table_path)
+    return SweepOutcome(computed, total - computed, table_path)
 
 
 def _on_processes(workers: int, todo: list[Any], base: str,
