@@ -16,6 +16,7 @@ numba release series that ``pyproject.toml`` pins.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -24,7 +25,7 @@ import numpy as np
 from numba.core import config
 from numba.core import types as nbtypes
 
-from epcsim.jitcache import ContentCache, register_extension
+from epcsim.jitcache import ContentCache, cell_symbol, define_cell, register_extension
 
 if config.DISABLE_JIT:
     # Interpreted, numpy's unsigned scalars warn when they wrap; compiled code wraps silently.
@@ -62,6 +63,27 @@ def _make_rule_dispatcher() -> type:
         def _numba_type_(self):  # type: ignore[no-untyped-def]
             return RuleType(self)
 
+        def add_overload(self, cres):  # type: ignore[no-untyped-def]
+            if self.targetoptions.get("no_cpython_wrapper"):
+                # No entry point for Python: a Python call compiles one (_compile_for_args).
+                self.overloads[tuple(cres.signature.args)] = cres
+            else:
+                super().add_overload(cres)
+            _call_through_cell(self.targetctx, self, cres)
+
+        def _compile_for_args(self, *args, **kws):  # type: ignore[no-untyped-def]
+            """A Python call: the rule for these types, entered through a wrapper compiled
+            apart (most rules are only ever called from compiled code, and the wrapper that
+            unboxes every table of each state tuple took most of a small rule's compile)."""
+            if not self.targetoptions.get("no_cpython_wrapper"):
+                return super()._compile_for_args(*args, **kws)
+            assert not kws
+            argtypes = tuple(self.typeof_pyval(a) for a in args)
+            self.compile(argtypes)
+            entry = _python_entry(self).compile(argtypes)
+            self._insert([a._code for a in argtypes], entry, False)
+            return entry
+
     RuleDispatcher.__qualname__ = "RuleDispatcher"
     return RuleDispatcher
 
@@ -69,12 +91,75 @@ def _make_rule_dispatcher() -> type:
 RuleDispatcher: Any = None if config.DISABLE_JIT else _make_rule_dispatcher()
 
 
+def _call_through_cell(ctx: Any, disp: Any, cres: Any) -> None:
+    """Compiled callers call this overload through a cell holding its address
+    (:mod:`epcsim.jitcache`, "cells"), instead of linking its code, and its callees' code
+    transitively, into their own."""
+    from llvmlite import ir
+    from numba.core import cgutils, imputils
+    from numba.core.base import OverloadSelector
+
+    fndesc = cres.fndesc
+    sym = cell_symbol(disp, cres.signature.args)
+    define_cell(sym, cres.library.get_pointer_to_function(fndesc.mangled_name))
+
+    def imp(context, builder, sig, args):  # type: ignore[no-untyped-def]
+        fnty = context.call_conv.get_function_type(fndesc.restype, fndesc.argtypes)
+        mod = builder.module
+        gv = mod.globals.get(sym)
+        if gv is None:
+            gv = ir.GlobalVariable(mod, fnty.as_pointer(), name=sym)
+            gv.linkage = "external"
+        fn = builder.load(gv)
+        status, retval = context.call_conv.call_function(
+            builder, fn, fndesc.restype, fndesc.argtypes, args)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        retval = imputils.fix_returning_optional(context, builder, sig, status, retval)
+        return imputils.impl_ret_new_ref(context, builder, fndesc.restype, retval)
+
+    imp.signature = fndesc.argtypes   # type: ignore[attr-defined]
+    imp.libs = ()                     # type: ignore[attr-defined]
+    sel = OverloadSelector()
+    sel.append(imp, imp.signature)    # type: ignore[attr-defined]
+    ctx._defns[cres.entry_point] = sel
+
+
+def _python_entry(disp: Any) -> Any:
+    """The function Python calls enter ``disp``'s rule by: one call, with the wrapper that
+    unboxes Python's arguments (memoised on the dispatcher)."""
+    entry = getattr(disp, "_epcsim_python_entry", None)
+    if entry is None:
+        fn = disp.py_func
+        params = ", ".join(inspect.signature(fn).parameters)
+        ns: dict[str, Any] = {}
+        exec(f"def python_entry({params}):\n    return rule({params})\n",
+             {"rule": disp}, ns)
+        entry_fn = ns["python_entry"]
+        entry_fn.__module__ = fn.__module__
+        entry_fn.__qualname__ = f"{fn.__qualname__}.<python>"
+        opts = {"nopython": True, "nogil": True, "no_cfunc_wrapper": True}
+        entry = RuleDispatcher(py_func=entry_fn, locals={}, targetoptions=opts)
+        if isinstance(disp._cache, ContentCache):
+            entry._cache = ContentCache(entry_fn)
+        disp._epcsim_python_entry = entry
+    return entry
+
+
+def _plain_parameters(fn: Callable[..., Any]) -> bool:
+    return all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty
+               for p in inspect.signature(fn).parameters.values())
+
+
 def _rule(fn: F, *, inline: bool = False, cache: bool = True) -> F:
     if config.DISABLE_JIT:
         return fn
     # No cfunc wrapper: no rule is used as a first-class function object, and the wrapper
-    # is compiled and optimised with every function.
+    # is compiled and optimised with every function. No CPython wrapper either where the
+    # parameters are plain: a Python call compiles a small entry apart (_python_entry).
     opts: dict[str, Any] = {"nopython": True, "nogil": True, "no_cfunc_wrapper": True}
+    if _plain_parameters(fn):
+        opts["no_cpython_wrapper"] = True
     if inline:
         opts["inline"] = "always"
     disp = RuleDispatcher(py_func=fn, locals={}, targetoptions=opts)

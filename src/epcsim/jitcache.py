@@ -126,6 +126,9 @@ class _Digester:
         # closure made anew (another owner table) must not inherit another's digest.
         self.done: dict[int, tuple[Callable[..., Any], str]] = {}
         self.active: set[int] = set()
+        # Every compiled function met, by its function's digest: a cache entry names the
+        # rules its code calls by digest, and loading it compiles (or loads) those first.
+        self.dispatchers: dict[str, Any] = {}
 
     def function(self, fn: Callable[..., Any]) -> str:
         """The digest of a Python function's code, its globals as it names them, its cells."""
@@ -176,7 +179,9 @@ class _Digester:
         if isinstance(v, Dispatcher):
             # The options too: a callee inlined or not compiles into another caller.
             opts = sorted((k, repr(x)) for k, x in v.targetoptions.items())
-            return f"jit:{opts}:" + self.function(v.py_func)
+            fd = self.function(v.py_func)
+            self.dispatchers.setdefault(fd, v)
+            return f"jit:{opts}:" + fd
         if isinstance(v, np.ndarray):
             return f"array:{v.dtype.descr}:{v.shape}:" + hashlib.sha256(
                 np.ascontiguousarray(v).view(np.uint8).tobytes()).hexdigest()
@@ -224,6 +229,49 @@ def digest(fn: Callable[..., Any]) -> str:
     """The digest of a compiled function (or its Python function): what its key depends on."""
     py = getattr(fn, "py_func", fn)
     return _digester.function(py)
+
+
+# ----------------------------------------------------------------------------- cells
+
+# Compiled code calls a rule through a cell holding the rule's address, named by a symbol
+# (jit.py, ``RuleDispatcher``): the caller's code then holds no copy of the callee's (numba
+# links every callee's code into each caller and optimises it again there, so compile time
+# grew with the depth of the call tree). A cached rule's symbol is named by its content
+# (the digest and the argument types), so a cache entry's calls mean the same code in every
+# process; a rule that is not cached gets a symbol of its own in this process.
+CELL_PREFIX = ".epcsim.rule$"
+CELLS: dict[str, Any] = {}
+# symbol -> (the callee's digest, its argument types), for the cache entries of callers.
+CELL_SOURCES: dict[str, tuple[str, tuple[Any, ...]]] = {}
+_private_cells = iter(range(1 << 62))
+
+
+def cell_symbol(dispatcher: Any, args: tuple[Any, ...]) -> str:
+    """The symbol of ``dispatcher``'s overload for ``args``."""
+    if isinstance(getattr(dispatcher, "_cache", None), ContentCache):
+        d = digest(dispatcher.py_func)
+        h = hashlib.sha256(f"{d}:{args!r}:{sorted(dispatcher.targetoptions.items())!r}"
+                           .encode()).hexdigest()[:40]
+        CELL_SOURCES[CELL_PREFIX + h] = (d, tuple(args))
+        return CELL_PREFIX + h
+    return f"{CELL_PREFIX}p{next(_private_cells)}"
+
+
+def define_cell(symbol: str, address: int) -> None:
+    """Make ``symbol`` name a cell holding ``address`` (once per process)."""
+    import ctypes
+
+    import llvmlite.binding as llb
+
+    if symbol not in CELLS:
+        cell = ctypes.c_void_p(address)
+        CELLS[symbol] = cell
+        llb.add_symbol(symbol, ctypes.addressof(cell))
+
+
+def _cells_called(library: Any) -> list[str]:
+    return sorted(gv.name for gv in library._final_module.global_variables
+                  if gv.name.startswith(CELL_PREFIX))
 
 
 _EXTENSION_DIGEST: list[str] = []
@@ -327,7 +375,38 @@ class ContentCache(FunctionCache):  # type: ignore[misc]
         return (str(sig), codegen.magic_tuple(), digest(self._py_func), _extension_digest())
 
     def _save_overload(self, sig: Any, data: Any) -> None:
+        """Save with the cells its code calls: (symbol, digest, argument types) each."""
+        if not self._enabled or not self._impl.check_cachable(data):
+            return
+        deps = []
+        for sym in _cells_called(data.library):
+            if sym not in CELL_SOURCES:
+                return          # calls a rule that is not cached: no other process has it
+            deps.append((sym, *CELL_SOURCES[sym]))
         try:
-            super()._save_overload(sig, data)
+            self._impl.locator.ensure_cache_path()
+            key = self._index_key(sig, data.library.codegen)
+            self._cache_file.save(key, (tuple(deps), self._impl.reduce(data)))
         except OSError:
             pass
+
+    def _load_overload(self, sig: Any, target_context: Any) -> Any:
+        """Load an entry once the rules it calls are there (loaded or compiled first); a
+        rule that cannot be found makes it a miss."""
+        if not self._enabled:
+            return None
+        key = self._index_key(sig, target_context.codegen())
+        stored = self._cache_file.load(key)
+        if stored is None:
+            return None
+        deps, data = stored
+        for sym, callee_digest, args in deps:
+            if sym in CELLS:
+                continue
+            callee = _digester.dispatchers.get(callee_digest)
+            if callee is None:
+                return None
+            callee.compile(tuple(args))
+            if sym not in CELLS:
+                return None
+        return self._impl.rebuild(target_context, data)

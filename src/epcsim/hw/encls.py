@@ -160,13 +160,7 @@ RDINFO_VIRTCHILDPRESENT = 2
 MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
-@njit_inline
-def i64(x: int) -> int:
-    """A signed 64-bit integer, so compiled arithmetic never mixes signedness."""
-    return np.int64(x)
-
-
-@njit_inline
+@njit
 def fault(vector: int, operand: int) -> int:
     return FAULT | (operand << 8) | vector
 
@@ -184,8 +178,8 @@ def page_locked(st: HwState, page: int) -> bool:
 
 @njit
 def _locked_by_another(st: HwState, page: int) -> bool:
-    for i in range(i64(st.g[G_NLOCKED])):
-        if i64(st.g[G_LOCKED + i]) == page:
+    for i in range(np.int64(st.g[G_NLOCKED])):
+        if np.int64(st.g[G_LOCKED + i]) == page:
             return True
     return False
 
@@ -221,13 +215,13 @@ def initialized(st: HwState, row: int) -> bool:
 @njit_inline
 def page_linaddr(st: HwState, page: int) -> int:
     """ENCLAVEADDRESS of a child page."""
-    return i64(st.secs[st.epcm[page].row].s_base) + (i64(st.epcm[page].lin) << 12)
+    return np.int64(st.secs[st.epcm[page].row].s_base) + (np.int64(st.epcm[page].lin) << 12)
 
 
 @njit_inline
 def in_elrange(st: HwState, row: int, linaddr: int) -> bool:
-    base = i64(st.secs[row].s_base)
-    return base <= linaddr < base + i64(st.secs[row].s_size)
+    base = np.int64(st.secs[row].s_base)
+    return base <= linaddr < base + np.int64(st.secs[row].s_size)
 
 
 @njit
@@ -265,20 +259,20 @@ def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, a
     h = _mix(np.uint64(key), h)
     # 63 bits, so the MAC is a plain int64 in compiled code: numba compares mixed
     # signed/unsigned 64-bit integers through float64, which would lose low bits.
-    return i64(h >> np.uint64(1))
+    return np.int64(h >> np.uint64(1))
 
 
 @njit
 def _pop_secs_row(st: HwState) -> int:
     """A free row of the SECS table (the caller checked that one is left)."""
-    top = i64(st.g[G_SECS_FREE_TOP]) - 1
+    top = np.int64(st.g[G_SECS_FREE_TOP]) - 1
     st.g[G_SECS_FREE_TOP] = top
-    return i64(st.secs[top].s_free)
+    return np.int64(st.secs[top].s_free)
 
 
 @njit
 def _push_secs_row(st: HwState, row: int) -> None:
-    top = i64(st.g[G_SECS_FREE_TOP])
+    top = np.int64(st.g[G_SECS_FREE_TOP])
     st.secs[top].s_free = row
     st.g[G_SECS_FREE_TOP] = top + 1
 
@@ -286,14 +280,14 @@ def _push_secs_row(st: HwState, row: int) -> None:
 @njit
 def _pop_va_row(st: HwState) -> int:
     """A free row of the version table (the caller checked that one is left)."""
-    top = i64(st.g[G_VA_FREE_TOP]) - 1
+    top = np.int64(st.g[G_VA_FREE_TOP]) - 1
     st.g[G_VA_FREE_TOP] = top
-    return i64(st.va_free[top])
+    return np.int64(st.va_free[top])
 
 
 @njit
 def _push_va_row(st: HwState, row: int) -> None:
-    top = i64(st.g[G_VA_FREE_TOP])
+    top = np.int64(st.g[G_VA_FREE_TOP])
     st.va_free[top] = row
     st.g[G_VA_FREE_TOP] = top + 1
 
@@ -351,13 +345,13 @@ def txw(st: HwState, page: int) -> int:
 
 @njit
 def ept_walk(st: HwState, page: int, populate: bool) -> int:
-    i = i64(st.vmcs[V_EPT_BASE]) + page
+    i = np.int64(st.vmcs[V_EPT_BASE]) + page
     st.xrec[i, X_A] = 1
-    h = i64(st.ept[i])
+    h = np.int64(st.ept[i])
     if h >= 0:
         return h
     if h == EPT_NONE:
-        null = i64(st.g[G_NULL_PAGE]) - 1
+        null = np.int64(st.g[G_NULL_PAGE]) - 1
         if not populate and null >= 0:
             # An unpopulated page is invalid: the host's never-valid page answers the same.
             return null
@@ -368,13 +362,13 @@ def ept_walk(st: HwState, page: int, populate: bool) -> int:
 @njit
 def ept_take(st: HwState, i: int) -> int:
     """Map EPT entry ``i`` to a page of the reserve, and log it for the host."""
-    top = i64(st.g[G_RSV_TOP])
+    top = np.int64(st.g[G_RSV_TOP])
     if top == 0:
         raise RuntimeError("EPT violation with the host's reserve empty")
     st.g[G_RSV_TOP] = top - 1
-    h = i64(st.rsv[top - 1])
+    h = np.int64(st.rsv[top - 1])
     st.ept[i] = h
-    n = i64(st.g[G_XLOG_N])
+    n = np.int64(st.g[G_XLOG_N])
     st.xlog[n] = i
     st.g[G_XLOG_N] = n + 1
     st.vcnt[st.vmcs[V_VM], VC_EPT] += 1
@@ -384,11 +378,11 @@ def ept_take(st: HwState, i: int) -> int:
 @njit
 def ept_reload(st: HwState, i: int) -> int:
     """The exit handler for a host-evicted page: its SECS first, then the page itself."""
-    pt = (i64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
+    pt = (np.int64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
     secs = NO_PAGE
     if is_child_type(pt):
-        j = i64(st.xrec[i, X_SECS])
-        secs = i64(st.ept[j])
+        j = np.int64(st.xrec[i, X_SECS])
+        secs = np.int64(st.ept[j])
         if secs < 0:
             secs = ept_reload_one(st, j, NO_PAGE)
     return ept_reload_one(st, i, secs)
@@ -399,21 +393,22 @@ def ept_reload_one(st: HwState, i: int, secs: int) -> int:
     guest = st.vmcs[V_GUEST]
     st.vmcs[V_GUEST] = 0            # VM exit: the handler's leaves run in VMX root
     h = ept_take(st, i)
-    pt = (i64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
-    va = i64(st.xrec[i, X_VA])
+    pt = (np.int64(st.xrec[i, X_SECINFO]) >> 8) & 0xFF
+    va = np.int64(st.xrec[i, X_VA])
     if va >= 0 and valid(st, va) and st.epcm[va].pt == PT_VA:
         # The version ELDUC consumes: content mode's AES-GCM open uses it (vmx.complete_exits).
         st.xrec[i, X_VER] = st.va_slots[st.epcm[va].row, st.xrec[i, X_SLOT]]
-    rc = eldu_at(st, h, i64(st.xrec[i, X_VA]), i64(st.xrec[i, X_SLOT]), secs,
-                 i64(st.xrec[i, X_LIN]), i64(st.xrec[i, X_SECINFO]), i64(st.xrec[i, X_EID]),
-                 i64(st.xrec[i, X_MAC]), i64(st.xrec[i, X_AUX]), st.xrec[i, X_BLOCKED] != 0,
+    rc = eldu_at(st, h, np.int64(st.xrec[i, X_VA]), np.int64(st.xrec[i, X_SLOT]), secs,
+                 np.int64(st.xrec[i, X_LIN]), np.int64(st.xrec[i, X_SECINFO]),
+                 np.int64(st.xrec[i, X_EID]), np.int64(st.xrec[i, X_MAC]),
+                 np.int64(st.xrec[i, X_AUX]), st.xrec[i, X_BLOCKED] != 0,
                  True, CTX_HOST, 0, -1)
     if rc != SUCCESS:
         raise RuntimeError("ELDUC of a host-evicted guest page failed")
     if is_child_type(pt):
         virtchild(st, h, secs, -1)
     elif pt == PT_SECS:
-        esetcontext(st, h, i64(st.xrec[i, X_CTX]))
+        esetcontext(st, h, np.int64(st.xrec[i, X_CTX]))
     st.xrec[i, X_VA] = NO_PAGE
     st.vcnt[st.vmcs[V_VM], VC_ELDU] += 1
     st.vmcs[V_GUEST] = guest        # VM entry: the guest's leaf resumes
@@ -479,7 +474,7 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
     rc = free_target_and_secs(st, target, secs)
     if rc != SUCCESS:
         return rc
-    row = i64(st.epcm[secs].row)
+    row = np.int64(st.epcm[secs].row)
     pt = (secinfo >> 8) & 0xFF
     perms = secinfo & EPCM_PERM_MASK
     if pt == PT_TCS:
@@ -495,7 +490,7 @@ def eadd(st: HwState, target: int, secs: int, linaddr: int, secinfo: int, tcs_au
     if initialized(st, row):
         return fault(GP, OP_SECS)
     set_entry(st, target, EPCM_VALID | perms, pt, row,
-              (linaddr - i64(st.secs[row].s_base)) >> 12, tcs_aux if pt == PT_TCS else 0)
+              (linaddr - np.int64(st.secs[row].s_base)) >> 12, tcs_aux if pt == PT_TCS else 0)
     st.secs[row].s_chld += 1
     return SUCCESS
 
@@ -510,7 +505,7 @@ def eextend(st: HwState, secs: int, chunk_page: int) -> int:
     pt = st.epcm[chunk_page].pt
     if not valid(st, chunk_page) or (pt != PT_REG and pt != PT_TCS):
         return fault(PF, OP_RCX)
-    row = i64(st.epcm[chunk_page].row)
+    row = np.int64(st.epcm[chunk_page].row)
     if not is_valid_secs(st, secs) or st.secs[row].s_page != secs:
         return fault(GP, OP_SECS)
     if (st.secs[row].s_lock & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
@@ -526,7 +521,7 @@ def einit_secs_check(st: HwState, secs: int) -> int:
         return fault(GP, OP_SECS)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_SECS)
-    row = i64(st.epcm[secs].row)
+    row = np.int64(st.epcm[secs].row)
     if (st.secs[row].s_lock & SECS_LOCK_MEASURE) != 0 or initialized(st, row):
         return fault(GP, OP_SECS)
     return SUCCESS
@@ -541,12 +536,12 @@ def eremove(st: HwState, target: int, ctx: int) -> int:
     f = st.epcm[target].bits
     if (f & EPCM_VALID) == 0:
         return SUCCESS
-    pt = i64(st.epcm[target].pt)
+    pt = np.int64(st.epcm[target].pt)
     if pt == PT_VA:
-        _push_va_row(st, i64(st.epcm[target].row))
+        _push_va_row(st, np.int64(st.epcm[target].row))
         st.epcm[target].bits = 0
         return SUCCESS
-    row = i64(st.epcm[target].row)
+    row = np.int64(st.epcm[target].row)
     if pt == PT_SECS:
         if st.secs[row].s_chld != 0:
             return CHILD_PRESENT
@@ -572,7 +567,7 @@ def edbg_check(st: HwState, page: int, write: bool, offset: int) -> int:
         return fault(GP, OP_RCX)
     if not valid(st, page):
         return fault(PF, OP_RCX)
-    pt = i64(st.epcm[page].pt)
+    pt = np.int64(st.epcm[page].pt)
     if write:
         if pt != PT_REG and pt != PT_TCS:
             return fault(PF, OP_RCX)
@@ -610,14 +605,14 @@ def eblock(st: HwState, target: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
         return PG_INVLD
-    pt = i64(st.epcm[target].pt)
+    pt = np.int64(st.epcm[target].pt)
     if pt == PT_SECS:
         return PG_IS_SECS
     if not is_child_type(pt):
         return NOTBLOCKABLE
     if (st.epcm[target].bits & EPCM_BLOCKED) != 0:
         return BLKSTATE
-    row = i64(st.epcm[target].row)
+    row = np.int64(st.epcm[target].row)
     if (st.secs[row].s_lock & SECS_LOCK_EPOCH) != 0:
         return ENTRYEPOCH_LOCKED
     st.epcm[target].bits |= EPCM_BLOCKED
@@ -646,7 +641,7 @@ def etrack_guest(st: HwState, secs: int) -> int:
     if (rc & VMEXIT) == 0:
         return rc
     st.vcnt[st.vmcs[V_VM], VC_CONFLICT] += 1
-    row = i64(st.epcm[secs].row)
+    row = np.int64(st.epcm[secs].row)
     if (st.secs[row].s_lock & SECS_TRACK_BY_HOST) != 0 and (rc & 0xFF) == Q_TRACKING_REFERENCE:
         for lp in range(st.lp.shape[0]):
             if st.lp[lp].lp_row == row:
@@ -660,14 +655,14 @@ def etrack_host(st: HwState, secs: int, ctx: int) -> int:
     if page_locked(st, secs):
         return lock_fault(ctx, OP_RCX)
     if valid(st, secs) and st.epcm[secs].pt == PT_SECS:
-        row = i64(st.epcm[secs].row)
+        row = np.int64(st.epcm[secs].row)
         if (st.secs[row].s_lock & SECS_LOCK_TRACKING) != 0:
             if ctx == CTX_GUEST:
                 return VMEXIT | Q_TRACKING_RESOURCE
             return fault(GP, OP_RCX)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_RCX)
-    row = i64(st.epcm[secs].row)
+    row = np.int64(st.epcm[secs].row)
     if st.secs[row].s_prev != 0:
         if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_REFERENCE
@@ -691,9 +686,9 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
         return fault(PF, OP_RCX)
     if not valid(st, va_page) or st.epcm[va_page].pt != PT_VA:
         return fault(PF, OP_RDX)
-    pt = i64(st.epcm[target].pt)
-    f = i64(st.epcm[target].bits)
-    row = i64(st.epcm[target].row)
+    pt = np.int64(st.epcm[target].pt)
+    f = np.int64(st.epcm[target].bits)
+    row = np.int64(st.epcm[target].row)
     if is_child_type(pt):
         if (f & EPCM_BLOCKED) == 0:
             return PAGE_NOT_BLOCKED
@@ -704,10 +699,10 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
             return CHILD_PRESENT
         if ctx == CTX_GUEST and st.secs[row].s_vchld != 0:
             return CHILD_PRESENT
-    version = i64(st.g[G_NEXT_VERSION])
+    version = np.int64(st.g[G_NEXT_VERSION])
     st.g[G_NEXT_VERSION] += 1
     if is_child_type(pt):
-        eid = i64(st.secs[row].s_eid)
+        eid = np.int64(st.secs[row].s_eid)
         out[W_EID] = eid
         out[W_PCMD_EID] = eid
         out[W_LINADDR] = page_linaddr(st, target)
@@ -725,10 +720,11 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
     out[W_SECINFO] = (pt << 8) | (f & EPCM_SECINFO_MASK)
     out[W_VERSION] = version
     out[W_ROW] = row
-    out[W_MAC] = metadata_mac(i64(st.g[G_MAC_KEY]), version, i64(out[W_EID]),
-                              i64(out[W_LINADDR]), i64(out[W_SECINFO]), i64(out[W_AUX]),
-                              i64(out[W_PCMD_EID]))
-    va_row = i64(st.epcm[va_page].row)
+    out[W_MAC] = metadata_mac(np.int64(st.g[G_MAC_KEY]), version, np.int64(out[W_EID]),
+                              np.int64(out[W_LINADDR]), np.int64(out[W_SECINFO]),
+                              np.int64(out[W_AUX]),
+                              np.int64(out[W_PCMD_EID]))
+    va_row = np.int64(st.epcm[va_page].row)
     rc = SUCCESS
     if st.va_slots[va_row, slot] != 0:
         rc = VA_SLOT_OCCUPIED
@@ -750,7 +746,7 @@ def find_evicted_secs_row(st: HwState, eid: int) -> int:
     return NO_PAGE
 
 
-@njit_inline
+@njit
 def eldu(st: HwState, target: int, va_page: int, slot: int, secs: int, linaddr: int,
          secinfo: int, pcmd_eid: int, mac: int, aux: int, blocked: bool, conflict_codes: bool,
          ctx: int, context: int, verdict: int) -> int:
@@ -794,13 +790,13 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
             return lock_fault(ctx, OP_SECS)
         if not is_valid_secs(st, secs):
             return fault(PF, OP_SECS)
-        row = i64(st.epcm[secs].row)
-        eid = i64(st.secs[row].s_eid)
-    version = i64(st.va_slots[st.epcm[va_page].row, slot])
+        row = np.int64(st.epcm[secs].row)
+        eid = np.int64(st.secs[row].s_eid)
+    version = np.int64(st.va_slots[st.epcm[va_page].row, slot])
     if verdict < 0:
         # A child's MAC header carries the EID of the SECS named in PAGEINFO, not the PCMD's
         # ENCLAVEID (sgx-arch.md §4.12), so EWB's record is checked against that EID.
-        ok = mac == metadata_mac(i64(st.g[G_MAC_KEY]), version, eid, linaddr, secinfo, aux,
+        ok = mac == metadata_mac(np.int64(st.g[G_MAC_KEY]), version, eid, linaddr, secinfo, aux,
                                  eid if is_child_type(pt) else pcmd_eid)
     else:
         ok = verdict == 1
@@ -820,7 +816,7 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
             f |= EPCM_BLOCKED
             st.epcm[target].bepoch = st.secs[row].s_cbepoch
         st.epcm[target].row = row
-        st.epcm[target].lin = (linaddr - i64(st.secs[row].s_base)) >> 12
+        st.epcm[target].lin = (linaddr - np.int64(st.secs[row].s_base)) >> 12
         st.epcm[target].tcs = aux
         st.secs[row].s_chld += 1
     elif pt == PT_SECS:
@@ -845,14 +841,14 @@ def eaug(st: HwState, target: int, secs: int, linaddr: int, pt: int) -> int:
     rc = free_target_and_secs(st, target, secs)
     if rc != SUCCESS:
         return rc
-    row = i64(st.epcm[secs].row)
+    row = np.int64(st.epcm[secs].row)
     if not initialized(st, row):
         return fault(GP, OP_SECS)
     if not in_elrange(st, row, linaddr):
         return fault(GP, OP_RCX)
     _zero_page(st, target)
     set_entry(st, target, EPCM_VALID | EPCM_R | EPCM_W | EPCM_PENDING, pt, row,
-              (linaddr - i64(st.secs[row].s_base)) >> 12, 0)
+              (linaddr - np.int64(st.secs[row].s_base)) >> 12, 0)
     st.secs[row].s_chld += 1
     return SUCCESS
 
@@ -864,12 +860,12 @@ def emodpr(st: HwState, perms: int, target: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
         return fault(PF, OP_RCX)
-    f = i64(st.epcm[target].bits)
+    f = np.int64(st.epcm[target].bits)
     if (f & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
         return PAGE_NOT_MODIFIABLE
     if st.epcm[target].pt != PT_REG:
         return fault(PF, OP_RCX)
-    row = i64(st.epcm[target].row)
+    row = np.int64(st.epcm[target].row)
     if not initialized(st, row):
         return fault(GP, OP_RCX)
     st.epcm[target].bits = (f & ~EPCM_PERM_MASK) | (f & perms & EPCM_PERM_MASK) | EPCM_PR
@@ -884,14 +880,14 @@ def emodt(st: HwState, new_pt: int, target: int, nssa: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, target):
         return fault(PF, OP_RCX)
-    old = i64(st.epcm[target].pt)
+    old = np.int64(st.epcm[target].pt)
     if not ((old == PT_REG and (new_pt == PT_TCS or new_pt == PT_TRIM))
             or (old == PT_TCS and new_pt == PT_TRIM)):
         return fault(PF, OP_RCX)
-    f = i64(st.epcm[target].bits)
+    f = np.int64(st.epcm[target].bits)
     if (f & (EPCM_PENDING | EPCM_MODIFIED)) != 0:
         return PAGE_NOT_MODIFIABLE
-    row = i64(st.epcm[target].row)
+    row = np.int64(st.epcm[target].row)
     if not initialized(st, row):
         return fault(GP, OP_RCX)
     st.epcm[target].bits = EPCM_VALID | EPCM_MODIFIED | (f & EPCM_BLOCKED)
@@ -912,22 +908,22 @@ def erdinfo(st: HwState, page: int, out: np.ndarray) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, page):
         return PG_INVLD
-    f = i64(st.epcm[page].bits)
-    pt = i64(st.epcm[page].pt)
+    f = np.int64(st.epcm[page].bits)
+    pt = np.int64(st.epcm[page].pt)
     flags = (f & EPCM_SECINFO_MASK) | (pt << 8)
     if (f & EPCM_BLOCKED) != 0:
         flags |= RDINFO_BLOCKED
     status = 0
     context = 0
     if pt == PT_SECS:
-        row = i64(st.epcm[page].row)
+        row = np.int64(st.epcm[page].row)
         if st.secs[row].s_chld != 0:
             status |= RDINFO_CHILDPRESENT
         if st.secs[row].s_vchld != 0:
             status |= RDINFO_VIRTCHILDPRESENT
-        context = i64(st.secs[row].s_ctx)
+        context = np.int64(st.secs[row].s_ctx)
     elif is_child_type(pt):
-        context = i64(st.secs[st.epcm[page].row].s_ctx)
+        context = np.int64(st.secs[st.epcm[page].row].s_ctx)
     out[0] = status
     out[1] = flags
     out[2] = context
@@ -942,10 +938,10 @@ def etrackc(st: HwState, page: int, ctx: int) -> int:
         return EPC_PAGE_CONFLICT
     if not valid(st, page):
         return PG_INVLD
-    pt = i64(st.epcm[page].pt)
+    pt = np.int64(st.epcm[page].pt)
     if pt != PT_SECS and not is_child_type(pt):
         return TRACK_NOT_REQUIRED
-    row = i64(st.epcm[page].row)
+    row = np.int64(st.epcm[page].row)
     if (st.secs[row].s_lock & SECS_LOCK_TRACKING) != 0:
         if ctx == CTX_GUEST:
             return VMEXIT | Q_TRACKING_RESOURCE
@@ -965,17 +961,17 @@ def etrackc(st: HwState, page: int, ctx: int) -> int:
 @njit
 def virtchild(st: HwState, page: int, secs: int, delta: int) -> int:
     """EINCVIRTCHILD (delta +1) / EDECVIRTCHILD (delta -1)."""
-    pt = i64(st.epcm[page].pt)
+    pt = np.int64(st.epcm[page].pt)
     if not valid(st, page) or not (is_child_type(pt) or pt == PT_SECS):
         return fault(PF, OP_RBX)
     if not is_valid_secs(st, secs):
         return fault(PF, OP_RCX)
-    row = i64(st.epcm[secs].row)
+    row = np.int64(st.epcm[secs].row)
     if st.epcm[page].row != row:
         return fault(GP, OP_RBX)
     if page_locked(st, page) or page_locked(st, secs):
         return EPC_PAGE_CONFLICT
-    v = i64(st.secs[row].s_vchld) + delta
+    v = np.int64(st.secs[row].s_vchld) + delta
     if v < 0 or v > 0xFFFFFFFF:
         return INVALID_COUNTER
     st.secs[row].s_vchld = v
@@ -1007,15 +1003,15 @@ TCS_BUSY = 0x80
 
 @njit_inline
 def tcs_cssa(st: HwState, tcs: int) -> int:
-    return i64(st.epcm[tcs].tcs) & 0xF
+    return np.int64(st.epcm[tcs].tcs) & 0xF
 
 
 @njit_inline
 def tcs_nssa(st: HwState, tcs: int) -> int:
-    return (i64(st.epcm[tcs].tcs) >> 4) & 0x7
+    return (np.int64(st.epcm[tcs].tcs) >> 4) & 0x7
 
 
-@njit_inline
+@njit
 def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     if st.lp[lp].lp_row != NO_PAGE:
         return fault(GP, OP_RBX)
@@ -1024,7 +1020,7 @@ def _enter_checks(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
         return fault(PF, OP_RBX)
     if page_linaddr(st, tcs) != tcs_linaddr:
         return fault(PF, OP_RBX)
-    row = i64(st.epcm[tcs].row)
+    row = np.int64(st.epcm[tcs].row)
     if not initialized(st, row):
         return fault(GP, OP_RBX)
     if (st.epcm[tcs].tcs & TCS_BUSY) != 0:
@@ -1041,11 +1037,11 @@ def eenter(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     if tcs_cssa(st, tcs) >= tcs_nssa(st, tcs):
         return fault(GP, OP_RBX)
     st.epcm[tcs].tcs |= np.uint8(TCS_BUSY)
-    enter_epoch(st, lp, i64(st.epcm[tcs].row), tcs)
+    enter_epoch(st, lp, np.int64(st.epcm[tcs].row), tcs)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
     tcs = tx(st, tcs)
     rc = _enter_checks(st, lp, tcs, tcs_linaddr)
@@ -1053,8 +1049,9 @@ def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
         return rc
     if tcs_cssa(st, tcs) == 0:
         return fault(GP, OP_RBX)
-    st.epcm[tcs].tcs = np.uint8(TCS_BUSY | (i64(st.epcm[tcs].tcs) & 0x70) | (tcs_cssa(st, tcs) - 1))
-    enter_epoch(st, lp, i64(st.epcm[tcs].row), tcs)
+    st.epcm[tcs].tcs = np.uint8(TCS_BUSY | (np.int64(st.epcm[tcs].tcs) & 0x70)
+                                | (tcs_cssa(st, tcs) - 1))
+    enter_epoch(st, lp, np.int64(st.epcm[tcs].row), tcs)
     return SUCCESS
 
 
@@ -1062,27 +1059,27 @@ def eresume(st: HwState, lp: int, tcs: int, tcs_linaddr: int) -> int:
 def eexit(st: HwState, lp: int) -> int:
     if st.lp[lp].lp_row == NO_PAGE:
         return fault(UD, OP_RBX)
-    tcs = i64(st.lp[lp].lp_tcs)
+    tcs = np.int64(st.lp[lp].lp_tcs)
     st.epcm[tcs].tcs &= ~np.uint8(TCS_BUSY)
     leave_epoch(st, lp)
     return SUCCESS
 
 
-@njit_inline
+@njit
 def aex(st: HwState, lp: int) -> int:
     """Asynchronous exit: state saved into SSA[CSSA], CSSA += 1, TLB flushed."""
     if st.lp[lp].lp_row == NO_PAGE:
         return fault(GP, OP_RBX)
-    tcs = i64(st.lp[lp].lp_tcs)
+    tcs = np.int64(st.lp[lp].lp_tcs)
     cssa = tcs_cssa(st, tcs) + 1
-    st.epcm[tcs].tcs = np.uint8((i64(st.epcm[tcs].tcs) & 0x70) | (cssa & 0xF))
+    st.epcm[tcs].tcs = np.uint8((np.int64(st.epcm[tcs].tcs) & 0x70) | (cssa & 0xF))
     leave_epoch(st, lp)
     return SUCCESS
 
 
 @njit
 def _own_page(st: HwState, lp: int, page: int, linaddr: int) -> bool:
-    return (valid(st, page) and is_child_type(i64(st.epcm[page].pt))
+    return (valid(st, page) and is_child_type(np.int64(st.epcm[page].pt))
             and st.epcm[page].row == st.lp[lp].lp_row and page_linaddr(st, page) == linaddr)
 
 
@@ -1118,13 +1115,13 @@ def eaccept(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secin
         return fault(GP, OP_RBX)
     if target == NO_PAGE or not valid(st, target) or (st.epcm[target].bits & EPCM_BLOCKED) != 0:
         return fault(PF, OP_RCX)
-    tpt = i64(st.epcm[target].pt)
+    tpt = np.int64(st.epcm[target].pt)
     if (tpt != PT_REG and tpt != PT_TCS and tpt != PT_TRIM) or \
             st.epcm[target].row != st.lp[lp].lp_row:
         return fault(PF, OP_RCX)
     if page_linaddr(st, target) != target_linaddr:
         return PAGE_ATTRIBUTES_MISMATCH
-    f = i64(st.epcm[target].bits)
+    f = np.int64(st.epcm[target].bits)
     cmp_mask = EPCM_PENDING | EPCM_MODIFIED | EPCM_PERM_MASK
     if (f & cmp_mask) != (req & cmp_mask) or tpt != req_pt:
         return PAGE_ATTRIBUTES_MISMATCH
@@ -1148,7 +1145,7 @@ def emodpe(st: HwState, lp: int, secinfo_page: int, secinfo_linaddr: int, secinf
         return fault(PF, OP_RBX)
     if target == NO_PAGE or not _own_page(st, lp, target, target_linaddr):
         return fault(PF, OP_RCX)
-    f = i64(st.epcm[target].bits)
+    f = np.int64(st.epcm[target].bits)
     if (f & (EPCM_PENDING | EPCM_MODIFIED | EPCM_BLOCKED)) != 0 or st.epcm[target].pt != PT_REG:
         return fault(PF, OP_RCX)
     merged = f | (secinfo & EPCM_PERM_MASK)
@@ -1178,7 +1175,7 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
         return fault(PF, OP_RDX)
     if dest == NO_PAGE:
         return fault(PF, OP_RCX)
-    df = i64(st.epcm[dest].bits)
+    df = np.int64(st.epcm[dest].bits)
     want = EPCM_VALID | EPCM_PENDING | EPCM_R | EPCM_W
     # VALID and the owning enclave are part of the attribute check (sgx-arch.md §7.4).
     if (not valid(st, dest) or st.epcm[dest].pt != PT_REG or st.epcm[dest].row != st.lp[lp].lp_row
@@ -1204,7 +1201,7 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
         err |= 0x10
     if page == NO_PAGE or not valid(st, page):
         return err
-    f = i64(st.epcm[page].bits)
+    f = np.int64(st.epcm[page].bits)
     if (f & (EPCM_BLOCKED | EPCM_PENDING | EPCM_MODIFIED)) != 0 or st.epcm[page].pt != PT_REG:
         return err
     if st.epcm[page].row != st.lp[lp].lp_row or page_linaddr(st, page) != (linaddr & ~0xFFF):
@@ -1229,12 +1226,12 @@ def eldu_keys(st: HwState, va_page: int, slot: int, secs: int, pt: int) -> tuple
     version = 0
     va_page = tx(st, va_page)
     if va_page >= 0 and valid(st, va_page) and st.epcm[va_page].pt == PT_VA:
-        version = i64(st.va_slots[st.epcm[va_page].row, slot])
+        version = np.int64(st.va_slots[st.epcm[va_page].row, slot])
     eid = 0
     if is_child_type(pt) and secs >= 0:
         secs = tx(st, secs)
         if secs >= 0 and is_valid_secs(st, secs):
-            eid = i64(st.secs[st.epcm[secs].row].s_eid)
+            eid = np.int64(st.secs[st.epcm[secs].row].s_eid)
     return version, eid
 
 

@@ -224,7 +224,7 @@ def va_list_add_tail(ds: DState, e: int, va: int) -> None:
     dl_push_tail(ds.encl, ds.va, e, va)
 
 
-@njit_inline
+@njit
 def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
     """The first free slot of the first VA page; a page that fills moves to the tail."""
     va = ds.encl[e, E_VA_HEAD]
@@ -243,7 +243,7 @@ def sgx_alloc_va_slot(ds: DState, e: int) -> tuple[int, int]:
     return NONE, NONE
 
 
-@njit_inline
+@njit
 def sgx_free_va_slot(ds: DState, e: int, va: int, slot: int, to_head: bool) -> None:
     w = slot >> 6
     b = np.uint64(slot & 63)
@@ -479,7 +479,7 @@ DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write, drv_p
 
 # ----------------------------------------------------------------------------- ELDU
 
-@njit_inline
+@njit
 def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
     """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
     e = np.int64(ds.ep[ep].encl)
@@ -506,7 +506,7 @@ def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
     ms.pages[epc].oid = e
 
 
-@njit_inline
+@njit
 def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
     e = np.int64(ds.ep[ep].encl)

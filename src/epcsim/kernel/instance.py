@@ -43,15 +43,18 @@ class Kernel:
 
         self.cpu = cpu
         self.driver_owner = DriverOwner(cpu, backing_dir)
-        # Every kernel has both owner kinds, KVM's without pages unless ``kvm`` opens
-        # /dev/sgx_vepc: one owner table is one set of compiled reclaim and fault paths,
-        # shared by a host that runs VMs, a guest, and a kernel that runs none.
-        self.kvm_owner = KvmOwner(cpu)
-        owners: list[Owner] = [self.driver_owner, self.kvm_owner]
+        # KVM's owner only where /dev/sgx_vepc exists: an owner table is one set of
+        # compiled reclaim and fault paths, and a kernel that runs no VM would compile
+        # KVM's operations into them for nothing (a tenth of a first replay's compile).
+        self.kvm_owner = KvmOwner(cpu) if kvm else None
+        owners: list[Owner] = [self.driver_owner]
+        if self.kvm_owner is not None:
+            owners.append(self.kvm_owner)
         self.mgr = EpcManager(cpu, owners, low=low, high=high, batch=batch,
                               policy=policy, events=events)
         self.sgx = SgxDriver(cpu, self.mgr, self.driver_owner, KIND_DRIVER)
-        self.vepc = VirtEpc(cpu, self.mgr, self.kvm_owner, KIND_KVM) if kvm else None
+        self.vepc = (VirtEpc(cpu, self.mgr, self.kvm_owner, KIND_KVM)
+                     if self.kvm_owner is not None else None)
         self.fault_retries = 0
 
     def open_enclave(self) -> EnclaveFile:

@@ -207,7 +207,7 @@ def page_lru(ms: MgrState, page: int) -> int:
     """``sgx_epc_page_lru``: the LRU of the cgroup the page is charged to (root: global)."""
     if ms.cg.shape[0] == 0:
         return ms.p[P_NNODES]
-    return ms.p[P_NNODES] + i64(ms.cg[page])
+    return ms.p[P_NNODES] + np.int64(ms.cg[page])
 
 
 @njit
@@ -268,12 +268,12 @@ def page_node(st: Any, page: int) -> int:
 
 # ----------------------------------------------------------------------------- free lists
 
-@njit_inline
+@njit
 def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     """Return a page already in the uninitialised EPCM state to its node's free list."""
     if ms.cg.shape[0] != 0:
         # The page remembers its cgroup from allocation to here (sgx_cgroup_uncharge).
-        cg_uncharge(ms, i64(ms.cg[page]))
+        cg_uncharge(ms, np.int64(ms.cg[page]))
         ms.cg[page] = 0
     set_where(ms, page, W_FREE)
     ms.pages[page].kind = 0
@@ -485,7 +485,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         n = 0
         isolated = 0
         budget = 2 * ms.lists[lst, L_COUNT] + 1
-        q = i64(NO_LINK)
+        q = np.int64(NO_LINK)
         if hints:
             # The owner records of the pages a few places behind the head start loading
             # while the head's are used: one cache miss after another otherwise.
@@ -493,14 +493,14 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             for _ in range(HINT_AHEAD):
                 if q == NO_LINK:
                     break
-                hint(os, i64(ms.pages[q].kind), ms, st, q, i64(ms.pages[q].oid), 0)
-                q = i64(ms.links[q, 0])
+                hint(os, np.int64(ms.pages[q].kind), ms, st, q, np.int64(ms.pages[q].oid), 0)
+                q = np.int64(ms.links[q, 0])
         while isolated < nr and ms.lists[lst, L_COUNT] > 0 and budget > 0:
             budget -= 1
             page = list_pop_head(ms, lst)
             if hints and q != NO_LINK:
-                hint(os, i64(ms.pages[q].kind), ms, st, q, i64(ms.pages[q].oid), 0)
-                q = i64(ms.links[q, 0])
+                hint(os, np.int64(ms.pages[q].kind), ms, st, q, np.int64(ms.pages[q].oid), 0)
+                q = np.int64(ms.links[q, 0])
             if policy == POLICY_CLOCK and (ms.pages[page].where & W_REF) != 0:
                 ms.pages[page].where &= W_MASK
                 list_push_tail(ms, lst, page)
@@ -511,7 +511,8 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             isolated += 1
             ms.cnt[C_ISOLATED] += 1
             log(ms, EV_ISOLATE, page, 0)
-            if get(os, i64(ms.pages[page].kind), ms, st, page, i64(ms.pages[page].oid), 0) == 0:
+            if get(os, np.int64(ms.pages[page].kind), ms, st, page,
+                   np.int64(ms.pages[page].oid), 0) == 0:
                 set_where(ms, page, W_UNTRACKED)
                 ms.cnt[C_GET_FAILED] += 1
                 log(ms, EV_GET_FAILED, page, 0)
@@ -522,8 +523,8 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         m = 0
         for i in range(n):
             page = chunk[i]
-            kind = i64(ms.pages[page].kind)
-            oid = i64(ms.pages[page].oid)
+            kind = np.int64(ms.pages[page].kind)
+            oid = np.int64(ms.pages[page].oid)
             if reclaim(os, kind, ms, st, page, oid, age) == 0:
                 set_where(ms, page, W_LRU)
                 list_push_tail(ms, page_lru(ms, page), page)
@@ -535,12 +536,12 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 m += 1
         for i in range(m):
             page = chunk[i]
-            block(os, i64(ms.pages[page].kind), ms, st, page, i64(ms.pages[page].oid), 0)
+            block(os, np.int64(ms.pages[page].kind), ms, st, page, np.int64(ms.pages[page].oid), 0)
             ms.cnt[C_BLOCKED] += 1
         for i in range(m):
             page = chunk[i]
-            kind = i64(ms.pages[page].kind)
-            oid = i64(ms.pages[page].oid)
+            kind = np.int64(ms.pages[page].kind)
+            oid = np.int64(ms.pages[page].oid)
             verdict = write(os, kind, ms, st, page, oid, 0)
             put(os, kind, ms, st, page, oid, 0)
             log(ms, EV_WRITE, page, verdict)
@@ -551,7 +552,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 else:
                     ms.cnt[C_RECLAIMED_DIRECT] += 1
                 if ms.cg.shape[0] != 0:
-                    ms.cgt[i64(ms.cg[page]), CGT_RECLAIMED] += 1
+                    ms.cgt[np.int64(ms.cg[page]), CGT_RECLAIMED] += 1
                 sgx_free_epc_page(ms, st, page)
             elif verdict == WRITE_RETRY:
                 ms.cnt[C_WRITE_RETRY] += 1
@@ -726,7 +727,7 @@ def sanitize_pages(ms: MgrState, st: Any) -> int:
             if dirty[page] and L.eremove(st, page, L.CTX_HOST) == 0:
                 dirty[page] = False
                 sgx_free_epc_page(ms, st, page)
-    return i64(dirty.sum())
+    return np.int64(dirty.sum())
 
 
 class EpcManager:
