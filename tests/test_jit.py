@@ -277,6 +277,62 @@ def test_an_inline_helper_is_spliced_into_its_caller() -> None:
     assert not inline_twice.signatures        # never compiled on its own
 
 
+def _called_cells(disp: object) -> list[str]:
+    from epcsim.jitcache import _cells_called
+
+    return [c for cres in disp.overloads.values()  # type: ignore[attr-defined]
+            for c in _cells_called(cres.library)]
+
+
+def test_a_large_rule_is_called_through_a_cell_and_a_small_one_linked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import epcsim.jit as jit
+
+    def body(x: int) -> int:
+        return 3 * x + 1
+
+    small = njit_closure(body)
+
+    @njit_closure
+    def calls_small(x: int) -> int:
+        return small(x) + 1
+
+    assert calls_small(2) == 8
+    assert _called_cells(calls_small) == []          # linked: LLVM may inline it
+
+    monkeypatch.setattr(jit, "LINK_MAX_INSTRUCTIONS", 0)
+    large = njit_closure(body)
+
+    @njit_closure
+    def calls_large(x: int) -> int:
+        return large(x) + 1
+
+    assert calls_large(2) == 8
+    cells = _called_cells(calls_large)
+    assert len(cells) == 1 and cells[0] in jit_cells()
+
+
+def jit_cells() -> dict[str, object]:
+    from epcsim.jitcache import CELLS
+
+    return CELLS
+
+
+def test_a_rule_with_plain_parameters_has_no_wrapper_until_python_calls_it() -> None:
+    @njit_closure
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @njit_closure
+    def caller(x: int) -> int:
+        return add(x, 1)
+
+    assert caller(1) == 2
+    assert all(cres.fndesc.llvm_cpython_wrapper_name not in str(cres.library._final_module)
+               for cres in add.overloads.values())
+    assert add(3, 4) == 7                            # a Python call compiles an entry
+
+
 # ----------------------------------------------------------------------------- intrinsics
 
 @numba.njit

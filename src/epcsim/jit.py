@@ -91,14 +91,31 @@ def _make_rule_dispatcher() -> type:
 RuleDispatcher: Any = None if config.DISABLE_JIT else _make_rule_dispatcher()
 
 
+# A rule whose code, with what it links, is at most this many LLVM instructions is linked
+# into its callers as numba does, where LLVM inlines it: calling a rule of a few lines
+# through a cell cost the replay more than its body (the fault path makes a few dozen such
+# calls), and re-optimising it in each caller costs little. Larger rules go through cells.
+LINK_MAX_INSTRUCTIONS = 1000
+
+
+def _instructions(library: Any) -> int:
+    """The size of what linking ``library`` brings into a caller (the same whether the
+    library was compiled in this process or loaded from the cache)."""
+    text = str(library._get_module_for_linking())   # one call into LLVM, not one per value
+    return sum(1 for line in text.splitlines() if (line.startswith("  ") and "=" in line)
+               or line.startswith(("  store ", "  call ", "  br ", "  ret ", "  switch ")))
+
+
 def _call_through_cell(ctx: Any, disp: Any, cres: Any) -> None:
     """Compiled callers call this overload through a cell holding its address
     (:mod:`epcsim.jitcache`, "cells"), instead of linking its code, and its callees' code
-    transitively, into their own."""
+    transitively, into their own; unless it is small (``LINK_MAX_INSTRUCTIONS``)."""
     from llvmlite import ir
     from numba.core import cgutils, imputils
     from numba.core.base import OverloadSelector
 
+    if _instructions(cres.library) <= LINK_MAX_INSTRUCTIONS:
+        return              # numba's own call: the callee's library linked, inlinable
     fndesc = cres.fndesc
     sym = cell_symbol(disp, cres.signature.args)
     define_cell(sym, cres.library.get_pointer_to_function(fndesc.mangled_name))

@@ -68,8 +68,9 @@ def cache_dir() -> Path:
 
 # Raised whenever the recipe of a key changes, so entries an older recipe wrote are never
 # read. Format 1 could give a closure made anew the memoised digest of a dead closure whose
-# id it reused: its entries may hold another closure's code.
-KEY_FORMAT = 2
+# id it reused: its entries may hold another closure's code. Format 3 stores with each
+# entry the cells its code calls.
+KEY_FORMAT = 3
 
 
 def code_dir() -> Path:
@@ -399,6 +400,9 @@ class ContentCache(FunctionCache):  # type: ignore[misc]
         stored = self._cache_file.load(key)
         if stored is None:
             return None
+        if not (isinstance(stored, tuple) and len(stored) == 2
+                and isinstance(stored[0], tuple)):
+            return None         # not an entry of this format: compile anew
         deps, data = stored
         for sym, callee_digest, args in deps:
             if sym in CELLS:
