@@ -36,8 +36,8 @@ class Unit:
 
 UNITS = {u.name: u for u in (
     Unit("demo", "the kernel's fault and reclaim paths, a VM and the demo's report data",
-         45, True),
-    Unit("replay", "the replay engines (sgx, and lru/fifo/clock)", 45, True),
+         55, True),
+    Unit("replay", "the replay engines (sgx, and lru/fifo/clock)", 30, True),
     Unit("cgroups", "the EPC cgroup's charge and reclaim paths", 40, False),
     Unit("content", "content mode (sealed pages) and the selftests", 60, False),
 )}
