@@ -65,8 +65,11 @@ from epcsim.hw.epc import (
     EPCM_VALID,
     EPCM_W,
     EPCM_X,
+    G_CPUSVN,
     G_LOCKED,
     G_NLOCKED,
+    G_RDSEED_FAILS,
+    G_UCODE_SVN,
     MAX_LOCKED,
     NO_PAGE,
     EpcSection,
@@ -988,6 +991,25 @@ class Processor:
 
     def eupdatesvn(self) -> int:
         return self._result(L.eupdatesvn(self.st), "EUPDATESVN", {})
+
+    # EUPDATESVN is enumerated by CPUID.(EAX=12H,ECX=0):EAX[10]; every modelled part has it.
+    eupdatesvn_supported = True
+
+    @property
+    def cpusvn(self) -> int:
+        """The SVN the SGX keys derive from."""
+        return int(self.st.g[G_CPUSVN])
+
+    def load_microcode(self, svn: int) -> None:
+        """A run-time microcode update of security version ``svn``: EUPDATESVN takes it up
+        the next time it runs on an empty EPC."""
+        if not 0 <= svn < 1 << 16:
+            raise ValueError(f"a microcode SVN is 16 bits: {svn}")
+        self.st.g[G_UCODE_SVN] = svn
+
+    def inject_rdseed_failures(self, n: int) -> None:
+        """The next ``n`` EUPDATESVNs find the entropy source exhausted."""
+        self.st.g[G_RDSEED_FAILS] = max(0, n)
 
     # ------------------------------------------------------------------ ENCLU
     def _translate(self, lp: int, linaddr: int) -> int:

@@ -31,14 +31,17 @@ from epcsim.hw.epc import (
     EPCM_X,
     EPT_NONE,
     G_CONTENT,
+    G_CPUSVN,
     G_LOCKED,
     G_MAC_KEY,
     G_NEXT_EID,
     G_NEXT_VERSION,
     G_NLOCKED,
     G_NULL_PAGE,
+    G_RDSEED_FAILS,
     G_RSV_TOP,
     G_SECS_FREE_TOP,
+    G_UCODE_SVN,
     G_VA_FREE_TOP,
     G_XLOG_N,
     NO_PAGE,
@@ -109,6 +112,7 @@ PAGE_NOT_DEBUGGABLE = 21
 INVALID_COUNTER = 25
 PG_NONEPC = 26
 TRACK_NOT_REQUIRED = 27
+INSUFFICIENT_ENTROPY = 29
 EPC_NOT_READY = 30
 NO_UPDATE = 31
 
@@ -990,10 +994,19 @@ def esetcontext(st: HwState, secs: int, context: int) -> int:
 
 @njit
 def eupdatesvn(st: HwState) -> int:
+    """Take the run-time microcode's SVN as CPUSVN, with keys derived anew, on an empty EPC."""
     for p in range(st.epcm.shape[0]):
         if (st.epcm[p].bits & EPCM_VALID) != 0:
             return EPC_NOT_READY
-    return NO_UPDATE
+    if st.g[G_RDSEED_FAILS] > 0:
+        st.g[G_RDSEED_FAILS] -= np.uint64(1)
+        return INSUFFICIENT_ENTROPY
+    if st.g[G_UCODE_SVN] <= st.g[G_CPUSVN]:
+        return NO_UPDATE
+    st.g[G_CPUSVN] = st.g[G_UCODE_SVN]
+    # New cryptographic assets: what was sealed under the old keys no longer verifies.
+    st.g[G_MAC_KEY] = _mix(st.g[G_MAC_KEY], st.g[G_CPUSVN])
+    return SUCCESS
 
 
 # --------------------------------------------------------------------------- ENCLU

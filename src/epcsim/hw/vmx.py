@@ -228,6 +228,10 @@ class GuestCpu(Processor):
     what the hardware keys them by.
     """
 
+    # The EPC is the host's: KVM does not enumerate EUPDATESVN to a guest, whose kernel
+    # then skips the update (``sgx_update_svn`` returns 0 without the feature).
+    eupdatesvn_supported = False
+
     def __init__(self, host: Processor, vm: int, ept_base: int, npages: int,
                  lp_base: int, n_vcpus: int, *, nodes: int = 1) -> None:
         from epcsim.hw.cpu import split_epc

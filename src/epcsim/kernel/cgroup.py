@@ -13,11 +13,12 @@ kernel-sgx.md §7.2, step by step. A cgroup v2 hierarchy whose nodes carry
 The charge path (:func:`make_sgx_cgroup_charge`) is handed to the manager at assembly as a
 :class:`~epcsim.kernel.main.ChargeOps`, so :mod:`epcsim.kernel.main` knows no cgroup.
 
-Charging (``sgx_cgroup_try_charge``): loop { the misc charge succeeds -> done; the subtree's
-LRUs are all empty -> -ENOMEM; no reclaim allowed (fault path) -> queue the cgroup's async
-work, -EBUSY; else reclaim from the subtree, fairly over descendants (``next_cg``) }. After a
-charge, async work is queued when ``sgx_cgroup_should_reclaim``. Unreclaimable pages (SECS,
-VA, virtual EPC) are charged but never on an LRU, so a cgroup full of them gets -ENOMEM.
+Charging (``sgx_cgroup_try_charge``): loop { the misc charge succeeds -> done, at once; the
+charging cgroup's subtree LRUs are all empty -> -ENOMEM; no reclaim allowed (fault path) ->
+queue the charging cgroup's async work, -EBUSY; else reclaim from its subtree, fairly over
+descendants (``next_cg``) }. Asynchronous reclaim thus starts only from a refused charge, and
+``misc.events`` counts every refusal, retries included. Unreclaimable pages (SECS, VA,
+virtual EPC) are charged but never on an LRU, so a cgroup full of them gets -ENOMEM.
 
 Options for designs the series tried and dropped (off by default; docs/cgroups.md says why):
 ``sgx_epc.low`` / ``sgx_epc.high`` soft limits (RFC 2022, dropped when the controller moved
@@ -254,31 +255,27 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
 
     @closure
     def sgx_cgroup_try_charge(os: Any, ms: Any, st: Any, do_reclaim: bool) -> int:
+        """The series' loop: a charge that succeeds returns at once; a refused one reclaims
+        from the charging cgroup's subtree (-ENOMEM once that subtree's LRUs are empty),
+        or, where the caller may not reclaim (the fault path), queues the charging
+        cgroup's asynchronous work and returns -EBUSY."""
         cg = ms.p[P_CG]
         idle = 0
         while not misc_cg_try_charge(ms, cg):
-            # Find the cgroup whose limit refused the page: reclaim from its subtree.
-            over = cg
-            c = cg
-            while c >= 0:
-                m = ms.cgt[c, CG_MAX]
-                if m >= 0 and ms.cgt[c, CGT_USAGE] + 1 > m:
-                    over = c
-                    break
-                c = ms.cgt[c, CGT_PARENT]
-            if sgx_cgroup_lru_empty(ms, over):
+            if sgx_cgroup_lru_empty(ms, cg):
                 return -ENOMEM
             if not do_reclaim:
-                queue_async(ms, over)
+                queue_async(ms, cg)
                 return -EBUSY
-            if reclaim_from(os, ms, st, over):
+            if reclaim_from(os, ms, st, cg):
                 idle = 0
                 continue
             idle += 1
-            # The kernel would loop until a signal (the memory cgroup's OOM killer, when the
-            # backing store is what refuses); with nobody else to make progress the model
-            # ends the allocation after two fruitless passes over the subtree.
-            if idle > 2 * (ms.cgt[over, CGT_USAGE] // SGX_NR_TO_SCAN + 2):
+            # The kernel loops until a signal (-ERESTARTSYS; the memory cgroup's OOM killer
+            # sends one when the backing store is what refuses). With nobody else to make
+            # progress the model ends the allocation after two fruitless passes over the
+            # subtree: docs/fidelity.md lists this.
+            if idle > 2 * (ms.cgt[cg, CGT_USAGE] // SGX_NR_TO_SCAN + 2):
                 return -ENOMEM
         # Option high: throttle a cgroup that went over its soft limit by reclaiming it back.
         c = cg
@@ -295,8 +292,8 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
                 else:
                     queue_async(ms, c)
             c = ms.cgt[c, CGT_PARENT]
-        if sgx_cgroup_should_reclaim(ms, cg):
-            queue_async(ms, cg)
+        # The series writes a queue_work(should_reclaim) after its loop, which a successful
+        # charge never reaches (it leaves through "goto out"): nothing is queued here.
         return cg
 
     @closure_inline
@@ -329,7 +326,11 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
             if ms.cgt[cg, CG_LIVE] == 0:
                 continue
             idle = 0
-            while sgx_cgroup_should_reclaim(ms, cg) and idle < 4:
+            # The kernel's worker loops while should_reclaim; a fruitless pass may only have
+            # aged pages, so the model gives up after two passes' worth over the subtree
+            # (docs/fidelity.md), never sooner.
+            while (sgx_cgroup_should_reclaim(ms, cg)
+                   and idle <= 2 * (ms.cgt[cg, CGT_USAGE] // SGX_NR_TO_SCAN + 2)):
                 before = ms.cgt[cg, CGT_USAGE]
                 sgx_cgroup_reclaim_pages(os, ms, st, cg, SGX_NR_TO_SCAN, False)
                 batches += 1

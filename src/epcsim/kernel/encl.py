@@ -18,6 +18,7 @@ and the processor's; the manager reaches them only through the owner table.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -1133,6 +1134,9 @@ class SgxDriver:
     # -------------------------------------------------------------- lifecycle
     def open(self) -> int:
         """``sgx_open``: a new enclave with one reference (the file's)."""
+        ret = self.mgr.sgx_inc_usage_count()
+        if ret:
+            raise OSError(-ret, f"open /dev/sgx_enclave: {os.strerror(-ret)} (EUPDATESVN)")
         e = self.owner.new_enclave()
         self.ds.e_ref[e] = 1
         self.ds.e_cg[e] = self.mgr.ms.p[P_CG]
@@ -1482,6 +1486,7 @@ class SgxDriver:
         ds.e_ref[e] = 0
         self.owner.free_enclave(e)
         self.attributes.pop(e, None)
+        self.mgr.sgx_dec_usage_count()
         return self.leaks - before
 
     def counters(self, e: int) -> dict[str, int]:

@@ -45,6 +45,9 @@ from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispa
 ENOMEM = 12
 EBUSY = 16
 EAGAIN = 11
+EIO = 5
+# arch/x86/include/asm/archrandom.h: how often RDRAND/RDSEED callers retry.
+RDRAND_RETRY_LOOPS = 10
 EFAULT = 14
 
 # Where a page is.
@@ -797,6 +800,39 @@ class EpcManager:
         """Let owners finish in Python what compiled reclaim started (content-mode sealing)."""
         for o in self.owners:
             o.sync()
+
+    # -------------------------------------------------------------- EUPDATESVN (6.17)
+    # ``sgx_usage_count``: opens of /dev/sgx_enclave and /dev/sgx_vepc not yet released.
+    usage_count = 0
+
+    def sgx_inc_usage_count(self) -> int:
+        """The first user on an idle EPC tries EUPDATESVN first; 0 or a negated errno."""
+        if self.usage_count == 0:
+            ret = self.sgx_update_svn()
+            if ret:
+                return ret
+        self.usage_count += 1
+        return 0
+
+    def sgx_dec_usage_count(self) -> None:
+        self.usage_count -= 1
+
+    def sgx_update_svn(self) -> int:
+        """``sgx_update_svn``: EUPDATESVN, retried while the entropy source is exhausted."""
+        from epcsim.arch import SgxReturn
+
+        if not self.cpu.eupdatesvn_supported:
+            return 0
+        ret = 0
+        for _ in range(RDRAND_RETRY_LOOPS):
+            ret = self.cpu.eupdatesvn()
+            if ret != SgxReturn.SGX_INSUFFICIENT_ENTROPY:
+                break
+        if ret in (0, SgxReturn.SGX_NO_UPDATE):
+            return 0
+        if ret == SgxReturn.SGX_INSUFFICIENT_ENTROPY:
+            return -EAGAIN
+        return -EIO
 
     # -------------------------------------------------------------- the kernel's calls
     def alloc(self, kind: int, oid: int, reclaim: bool, node: int = 0) -> int:

@@ -35,6 +35,7 @@ reserve up, reclaiming if it must: that is where the host's reclaim cost lands.
 from __future__ import annotations
 
 import errno
+import os
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -298,6 +299,9 @@ class VirtEpc:
 
     def open(self) -> VepcFile:
         """``open("/dev/sgx_vepc")``."""
+        ret = self.mgr.sgx_inc_usage_count()
+        if ret:
+            raise OSError(-ret, f"open /dev/sgx_vepc: {os.strerror(-ret)} (EUPDATESVN)")
         f = VepcFile(self, len(self.files))
         self.files.append(f)
         vs = self.vs
@@ -564,6 +568,7 @@ class VepcFile:
             virt.free_page(page)
         self.va_pages = []
         self.closed = True
+        virt.mgr.sgx_dec_usage_count()
 
     close = release
 
