@@ -165,3 +165,64 @@ def test_a_closure_made_anew_gets_its_own_key() -> None:
     seconds = [make(two) for _ in range(200)]
     of_two = {jitcache.digest(g) for g in seconds}
     assert len(of_one) == 1 and len(of_two) == 1 and of_one != of_two
+
+
+HOLD = '''
+import json, pathlib, time
+from numba.core import types
+from pkg.caller import top
+key = top._cache._index_key((types.int64,), top.targetctx.codegen())
+assert top._cache._cache_file.try_lock(key)         # a compile of top begins here
+pathlib.Path({marker!r}).write_text("locked")
+time.sleep(1.5)
+assert top(10) == 8                                 # compiles, saves, unlocks
+s = top.stats
+print(json.dumps({{"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values())}}))
+'''
+
+AFTER_MARKER = '''
+import pathlib, time
+while not pathlib.Path(MARKER).exists():
+    time.sleep(0.01)
+''' + PROBE
+
+
+def _two_trees(tmp_path: Path) -> Path:
+    d = tmp_path / "tree" / "pkg"
+    d.mkdir(parents=True)
+    (d / "__init__.py").write_text("")
+    (d / "callee.py").write_text(CALLEE)
+    (d / "caller.py").write_text(CALLER.format(pkg="pkg"))
+    return Path(os.pathsep.join([str(tmp_path / "tree"), str(SRC)]))
+
+
+def test_a_process_waits_for_a_compile_in_progress_and_loads_it(tmp_path: Path) -> None:
+    tree, cache, marker = _two_trees(tmp_path), tmp_path / "cache", tmp_path / "marker"
+    env = dict(os.environ, PYTHONPATH=str(tree), EPCSIM_CACHE_DIR=str(cache))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD.format(marker=str(marker))],
+                              env=env, stdout=subprocess.PIPE, text=True)
+    waiter = _run(AFTER_MARKER.replace("MARKER", repr(str(marker))), tree, cache)
+    out, _ = holder.communicate(timeout=120)
+    assert json.loads(out.strip().splitlines()[-1]) == {"hits": 0, "misses": 1}
+    assert waiter == {"hits": 1, "misses": 0}        # it waited, then loaded: one compile
+    assert not list(cache.rglob("*.lock"))
+
+
+def test_a_lock_left_by_a_dead_process_is_broken(tmp_path: Path) -> None:
+    tree, cache = _two_trees(tmp_path), tmp_path / "cache"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    plant = f'''
+from numba.core import types
+from pkg.caller import top
+key = top._cache._index_key((types.int64,), top.targetctx.codegen())
+path = top._cache._cache_file.lock_path(key)
+import os
+os.makedirs(os.path.dirname(path), exist_ok=True)
+open(path, "w").write("{dead}")
+print('{{}}')
+'''
+    _run(plant, tree, cache)
+    assert list(cache.rglob("*.lock"))
+    assert _run(PROBE, tree, cache) == {"hits": 0, "misses": 1}
+    assert not list(cache.rglob("*.lock"))

@@ -95,26 +95,80 @@ def announced(unit: str, stream: Any = None) -> Iterator[None]:
 
     out = stream if stream is not None else sys.stderr
     said = False
+    side: Any = None
 
     class Listener(event.Listener):  # type: ignore[misc]
         def on_start(self, ev: Any) -> None:
-            nonlocal said
+            nonlocal said, side
             if not said:
                 said = True
                 u = UNITS[unit]
                 print(f"epcsim: compiling {u.what} for this machine, about "
                       f"{_rounded(estimate(unit))} (once: kept in {cache_dir()})",
                       file=out, flush=True)
+                side = start_side(unit)
 
         def on_end(self, ev: Any) -> None:
             pass
 
     t0 = time.perf_counter()
-    with event.install_listener("numba:compile", Listener()):
-        yield
+    try:
+        with event.install_listener("numba:compile", Listener()):
+            yield
+    finally:
+        stop_side(side)
     if said:
         # The whole block's time: a first compile also loads and links what it finds.
         _record(unit, time.perf_counter() - t0)
+
+
+# ----------------------------------------------------------------------------- the side
+
+# A first compile runs a second process beside the command (on two cores or more): it
+# compiles the reclaim path (ksgxd, the reclaim batch, the owners' operations, EBLOCK,
+# ETRACK, EWB and the VA slots) while the command compiles the fault path. The cache's
+# locks (epcsim.jitcache) make each rule compile once: the command loads the reclaim path
+# the side saved, or waits for the rule the side is compiling. EPCSIM_SIDE_COMPILE=0
+# turns it off.
+SIDES = {"replay": (False,), "demo": (True, False), "content": (False,), "cgroups": (False,)}
+
+
+def start_side(unit: str) -> Any:
+    """The side process of ``unit``'s first compile, or None."""
+    import subprocess
+
+    if (os.environ.get("EPCSIM_SIDE_COMPILE", "1") == "0" or unit not in SIDES
+            or (os.cpu_count() or 1) < 2):
+        return None
+    env = dict(os.environ, EPCSIM_SIDE_COMPILE="0")
+    code = f"from epcsim.compiling import compile_reclaim_path; compile_reclaim_path({unit!r})"
+    try:
+        return subprocess.Popen([sys.executable, "-c", code], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    except OSError:
+        return None
+
+
+def stop_side(side: Any) -> None:
+    """The command is done: what it needed is compiled. The side's unfinished work is not
+    needed now (what it saved stays in the cache; a lock it held is stale once it ends)."""
+    if side is None or side.poll() is not None:
+        return
+    side.terminate()
+    try:
+        side.wait(timeout=5)
+    except Exception:
+        side.kill()
+
+
+def compile_reclaim_path(unit: str) -> None:
+    """The side's work: the reclaim path of each kernel ``unit`` runs (KVM owner or not)."""
+    from epcsim.hw.cpu import Processor
+    from epcsim.kernel.instance import Kernel
+
+    for kvm in SIDES[unit]:
+        Kernel(Processor(epc_size=64 * 4096, n_lps=2), kvm=kvm).mgr.run_ksgxd()
 
 
 def _rounded(seconds: float) -> str:

@@ -25,7 +25,13 @@ import numpy as np
 from numba.core import config
 from numba.core import types as nbtypes
 
-from epcsim.jitcache import ContentCache, cell_symbol, define_cell, register_extension
+from epcsim.jitcache import (
+    ContentCache,
+    cell_symbol,
+    define_cell,
+    register_extension,
+    release_held_locks,
+)
 
 if config.DISABLE_JIT:
     # Interpreted, numpy's unsigned scalars warn when they wrap; compiled code wraps silently.
@@ -70,6 +76,14 @@ def _make_rule_dispatcher() -> type:
             else:
                 super().add_overload(cres)
             _call_through_cell(self.targetctx, self, cres)
+
+        def compile(self, sig):  # type: ignore[no-untyped-def]
+            try:
+                return super().compile(sig)
+            except BaseException:
+                # A compile that raised saves nothing: let others waiting on it go on.
+                release_held_locks()
+                raise
 
         def _compile_for_args(self, *args, **kws):  # type: ignore[no-untyped-def]
             """A Python call: the rule for these types, entered through a wrapper compiled

@@ -29,6 +29,7 @@ the same file (atomically), never each other's.
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import enum
 import hashlib
@@ -358,6 +359,106 @@ class _KeyedFile:
     def flush(self) -> None:
         pass
 
+    # A compile in progress in another process (pytest's workers, `epcsim compile`'s, the
+    # side process of a first run: epcsim.compiling) holds its entry's lock file; this
+    # process then waits for the entry instead of compiling the same rule again. Rules call
+    # rules without cycles, so two processes waiting on each other's locks cannot happen.
+    def lock_path(self, key: Any) -> str:
+        return self.path(key) + ".lock"
+
+    def try_lock(self, key: Any) -> bool:
+        """Whether this process may compile ``key``: it took the lock, or nobody can."""
+        path = self.lock_path(key)
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _lock_holder(path)
+                if holder == os.getpid():
+                    return True
+                if holder is not None and _alive(holder):
+                    return False
+                try:                # its process is gone: a stale lock
+                    os.unlink(path)
+                except OSError:
+                    pass
+                continue
+            except FileNotFoundError:
+                try:                # a first compile: the cache's folder is made here
+                    os.makedirs(self.folder, exist_ok=True)
+                except OSError:
+                    return True
+                continue
+            except OSError:
+                return True         # an unwritable cache: compile, as without one
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            HELD_LOCKS.add(path)
+            return True
+        return True
+
+    def unlock(self, key: Any) -> None:
+        path = self.lock_path(key)
+        if path in HELD_LOCKS:
+            HELD_LOCKS.discard(path)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def wait(self, key: Any, timeout: float) -> Any:
+        """The entry once the process holding its lock saved it; None when that process
+        gave up (its lock is gone, it died) or after ``timeout`` seconds."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        path = self.lock_path(key)
+        while time.monotonic() < deadline:
+            stored = self.load(key)
+            if stored is not None:
+                return stored
+            holder = _lock_holder(path)
+            if holder is None or not _alive(holder):
+                return self.load(key)
+            time.sleep(0.02)
+        return None
+
+
+HELD_LOCKS: set[str] = set()
+# How long a process waits for another's compile of one rule before compiling it itself.
+LOCK_WAIT_S = 600.0
+
+
+def _lock_holder(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or "0") or None
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_held_locks() -> None:
+    """Drop every lock this process holds (a compile that raised, the process ending)."""
+    for path in list(HELD_LOCKS):
+        HELD_LOCKS.discard(path)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+atexit.register(release_held_locks)
+
 
 class ContentCache(FunctionCache):  # type: ignore[misc]
     """numba's function cache with epcsim's keys and folder (see the module docstring)."""
@@ -377,19 +478,23 @@ class ContentCache(FunctionCache):  # type: ignore[misc]
 
     def _save_overload(self, sig: Any, data: Any) -> None:
         """Save with the cells its code calls: (symbol, digest, argument types) each."""
-        if not self._enabled or not self._impl.check_cachable(data):
+        if not self._enabled:
             return
-        deps = []
-        for sym in _cells_called(data.library):
-            if sym not in CELL_SOURCES:
-                return          # calls a rule that is not cached: no other process has it
-            deps.append((sym, *CELL_SOURCES[sym]))
+        key = self._index_key(sig, data.library.codegen)
         try:
+            if not self._impl.check_cachable(data):
+                return
+            deps = []
+            for sym in _cells_called(data.library):
+                if sym not in CELL_SOURCES:
+                    return      # calls a rule that is not cached: no other process has it
+                deps.append((sym, *CELL_SOURCES[sym]))
             self._impl.locator.ensure_cache_path()
-            key = self._index_key(sig, data.library.codegen)
             self._cache_file.save(key, (tuple(deps), self._impl.reduce(data)))
         except OSError:
             pass
+        finally:
+            self._cache_file.unlock(key)
 
     def _load_overload(self, sig: Any, target_context: Any) -> Any:
         """Load an entry once the rules it calls are there (loaded or compiled first); a
@@ -398,8 +503,12 @@ class ContentCache(FunctionCache):  # type: ignore[misc]
             return None
         key = self._index_key(sig, target_context.codegen())
         stored = self._cache_file.load(key)
+        if stored is None and not self._cache_file.try_lock(key):
+            stored = self._cache_file.wait(key, LOCK_WAIT_S)
+            if stored is None:
+                self._cache_file.try_lock(key)
         if stored is None:
-            return None
+            return None         # this process compiles it (and holds its lock until saved)
         if not (isinstance(stored, tuple) and len(stored) == 2
                 and isinstance(stored[0], tuple)):
             return None         # not an entry of this format: compile anew

@@ -1,0 +1,81 @@
+"""epcsim.compiling: the line a first compile prints, and the side process beside it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from numba.core import config
+
+from epcsim import compiling
+from epcsim.jit import njit_closure
+
+pytestmark = pytest.mark.skipif(config.DISABLE_JIT, reason="compiles with numba")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_a_compile_prints_one_line_and_a_cached_run_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPCSIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "0")
+
+    def body(x: int) -> int:
+        return x + 41
+
+    first, second = njit_closure(body), njit_closure(body)
+    out = io.StringIO()
+    with compiling.announced("replay", stream=out):
+        assert first(1) == 42
+        assert second(1) == 42
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("epcsim: compiling the replay engines")
+    assert str(tmp_path) in lines[0]
+    assert compiling.estimate("replay") < compiling.UNITS["replay"].seconds  # kept here
+    quiet = io.StringIO()
+    with compiling.announced("replay", stream=quiet):
+        assert first(2) == 43                     # compiled already: nothing to say
+    assert quiet.getvalue() == ""
+
+
+def test_the_side_is_off_when_asked_or_on_one_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "0")
+    assert compiling.start_side("replay") is None
+    monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "1")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert compiling.start_side("replay") is None
+    assert compiling.start_side("no such unit") is None
+
+
+KSGXD_HERE = """
+import json
+from numba.core import event
+from epcsim.hw.cpu import Processor
+from epcsim.kernel.instance import Kernel
+compiled = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__module__)
+    def on_end(self, ev):
+        pass
+with event.install_listener("numba:compile", Listener()):
+    Kernel(Processor(epc_size=64 * 4096, n_lps=2), kvm=False).mgr.run_ksgxd()
+print(json.dumps(sorted(m for m in compiled if m.startswith("epcsim"))))
+"""
+
+
+def test_the_side_compiles_the_reclaim_path_the_command_then_loads(tmp_path: Path) -> None:
+    """What the side compiles is what a kernel's ksgxd needs: a kernel in a later process
+    on the same (first empty) cache compiles none of epcsim's rules for its reclaim path."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), EPCSIM_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", "from epcsim.compiling import compile_reclaim_path;"
+                    " compile_reclaim_path('replay')"], env=env, check=True, timeout=600)
+    assert list(tmp_path.rglob("*.nbc"))
+    out = subprocess.run([sys.executable, "-c", KSGXD_HERE], env=env, check=True,
+                         capture_output=True, text=True, timeout=600).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
