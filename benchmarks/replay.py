@@ -1,14 +1,21 @@
-"""Replay speed against libCacheSim, measured in one run on the same file.
+"""Replay speed against libCacheSim, measured in one run on the same files.
 
 Run: python benchmarks/replay.py [--objects 100000] [--requests 5000000] [--cache 10000]
+                                 [--repeat 5] [--traces zipf,uniform]
 
-The workload of peers-and-users.md §2.3: Zipf alpha = 1.0 over 100 000 objects, 5 000 000
-requests, a cache of 10 000 objects (10 %), one oracleGeneral file. For each engine the
-median of --repeat runs of requests per second, where epcsim's time runs from starting to
-read the trace to the end of the simulation (its wall_s) and libcachesim's is its
-``LRU.process_trace`` call on a fresh reader. Compilation happens before timing. Besides the
-ratio of the medians, each round's own ratio (``round_ratios``: the engines of one round
-run seconds apart) and libcachesim's slowest and fastest round.
+Two traces, each one oracleGeneral file, a cache of 10 000 objects:
+
+* ``zipf`` (low miss): the workload of peers-and-users.md §2.3, Zipf alpha = 1.0 over
+  100 000 objects, 5 000 000 requests;
+* ``uniform`` (high miss): uniform over ten times the cache (100 000 objects), 5 000 000
+  requests: nine accesses in ten fault.
+
+For each engine and trace the median of --repeat interleaved rounds of requests per second,
+where epcsim's time runs from starting to read the trace to the end of the simulation (its
+wall_s) and libcachesim's is its ``LRU.process_trace`` call on a fresh reader; compilation
+happens before timing. Besides the ratio of the medians, each round's own ratio
+(``round_ratios``: the engines of one round run seconds apart), libcachesim's slowest and
+fastest round, and for ``sgx`` the simulated faults per second (faults over replay_s).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -24,7 +32,7 @@ import libcachesim as lcs
 from _machine import machine
 
 from epcsim.sim.replay import ReplayConfig, replay_chunks
-from epcsim.workload.generators import zipf
+from epcsim.workload.generators import uniform, zipf
 from epcsim.workload.traces import open_trace, write_oracle_general
 
 
@@ -44,55 +52,73 @@ def epcsim_run(path: str, cache: int, policy: str) -> dict:  # type: ignore[type
     return res.summary
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--objects", type=int, default=100_000)
-    ap.add_argument("--requests", type=int, default=5_000_000)
-    ap.add_argument("--cache", type=int, default=10_000)
-    ap.add_argument("--repeat", type=int, default=3)
-    a = ap.parse_args()
-    tmp = tempfile.mkdtemp()
-    path = os.path.join(tmp, "zipf.oracleGeneral")
-    write_oracle_general(path, zipf(a.objects, a.requests, alpha=1.0, seed=1))
-    out: dict[str, object] = {"machine": machine(), "objects": a.objects,
-                              "requests": a.requests, "cache": a.cache}
-    # Interleaved, so that a change in the machine's load reaches every engine alike.
+def measure(path: str, cache: int, repeat: int, n: int) -> dict[str, object]:
+    """Interleaved rounds of libcachesim's LRU and epcsim's lru and sgx on one file."""
+    out: dict[str, object] = {}
     for policy in ("lru", "sgx"):
         epcsim_run(path, 1000, policy)  # compile
     runs: dict[str, list[dict]] = {"lru": [], "sgx": []}  # type: ignore[type-arg]
     lru = []
-    n = a.requests
-    for _ in range(a.repeat):
+    for _ in range(repeat):
         reader = lcs.TraceReader(path, trace_type=lcs.TraceType.ORACLE_GENERAL_TRACE,
                                  reader_init_params=lcs.ReaderInitParam(ignore_obj_size=True))
-        cache = lcs.LRU(a.cache)
+        peer_cache = lcs.LRU(cache)
         t = time.perf_counter()
-        miss, _ = cache.process_trace(reader)
+        miss, _ = peer_cache.process_trace(reader)
         lru.append((n / (time.perf_counter() - t), miss))
         for policy in ("lru", "sgx"):
-            runs[policy].append(epcsim_run(path, a.cache, policy))
+            runs[policy].append(epcsim_run(path, cache, policy))
     for policy in ("lru", "sgx"):
         rs = runs[policy]
-        out[f"epcsim_{policy}"] = {
+        d: dict[str, object] = {
             "requests_per_s": statistics.median(r["requests_per_s"] for r in rs),
             "wall_s": statistics.median(r["wall_s"] for r in rs),
             "replay_s": statistics.median(r["replay_s"] for r in rs),
             "miss_ratio": rs[0]["miss_ratio"], "compile_s": rs[0]["compile_s"],
         }
+        if policy == "sgx":
+            d["faults"] = rs[0]["faults"]
+            d["faults_per_s"] = statistics.median(r["faults"] / r["replay_s"] for r in rs)
+        out[f"epcsim_{policy}"] = d
     peer_rates = [r for r, _ in lru]
     out["libcachesim_lru"] = {"requests_per_s": statistics.median(peer_rates),
                               "requests_per_s_min": min(peer_rates),
                               "requests_per_s_max": max(peer_rates),
                               "miss_ratio": lru[0][1]}
-    peer = out["libcachesim_lru"]["requests_per_s"]  # type: ignore[index]
+    peer = statistics.median(peer_rates)
     for policy in ("lru", "sgx"):
-        d = out[f"epcsim_{policy}"]
-        d["ratio_vs_libcachesim_lru"] = d["requests_per_s"] / peer  # type: ignore[index]
+        d = out[f"epcsim_{policy}"]  # type: ignore[assignment]
+        d["ratio_vs_libcachesim_lru"] = d["requests_per_s"] / peer  # type: ignore[operator]
         # Each round's engines ran seconds apart: its own ratio cancels the host's drift
         # between rounds, and the spread shows how much of the ratio is the peer's noise.
         paired = [r["requests_per_s"] / p for r, p in zip(runs[policy], peer_rates, strict=True)]
-        d["round_ratios"] = paired  # type: ignore[index]
-        d["round_ratio_median"] = statistics.median(paired)  # type: ignore[index]
+        d["round_ratios"] = paired
+        d["round_ratio_median"] = statistics.median(paired)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--objects", type=int, default=100_000)
+    ap.add_argument("--requests", type=int, default=5_000_000)
+    ap.add_argument("--cache", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--traces", default="zipf,uniform")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    out: dict[str, object] = {"machine": machine(), "requests": a.requests, "cache": a.cache}
+    for name in a.traces.split(","):
+        path = os.path.join(tmp, f"{name}.oracleGeneral")
+        if name == "zipf":
+            objects = a.objects
+            write_oracle_general(path, zipf(objects, a.requests, alpha=1.0, seed=1))
+        elif name == "uniform":
+            objects = 10 * a.cache
+            write_oracle_general(path, uniform(objects, a.requests, seed=1))
+        else:
+            raise SystemExit(f"unknown trace {name!r}: zipf or uniform")
+        out[name] = {"objects": objects, **measure(path, a.cache, a.repeat, a.requests)}
+        print(f"{name}: done", file=sys.stderr, flush=True)
     print(json.dumps(out, indent=2))
 
 
