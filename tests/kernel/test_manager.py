@@ -334,3 +334,18 @@ def test_write_retry_returns_the_page_to_the_lru_tail() -> None:
     assert mgr.where(pages[0]) == W_LRU and int(mgr.ms.tail[-1]) == pages[0]
     assert mgr.counters()["write_retry"] == 1
     mgr.check()
+
+
+def test_a_fault_allocates_from_the_faulting_cpus_node_first() -> None:
+    """``numa_node_id()``: the NUMA walk starts at the node of the CPU that faults."""
+    from epcsim.hw.cpu import Processor
+    from epcsim.kernel.instance import Kernel
+
+    cpu = Processor(epc_size=256 * 4096, nodes=2, n_lps=4, content=False)
+    assert [cpu.lp_node(lp) for lp in range(4)] == [0, 0, 1, 1]
+    k = Kernel(cpu)
+    for lp, node in ((0, 0), (3, 1)):
+        k.mgr.current_node = cpu.lp_node(lp)
+        page = k.mgr.alloc(0, 0, True)
+        assert page >= 0 and cpu.page_node(page) == node
+        k.mgr.free(page)

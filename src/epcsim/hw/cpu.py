@@ -204,6 +204,12 @@ class Processor:
     def npages(self) -> int:
         return int(self.st.flags.shape[0])
 
+    def lp_node(self, lp: int) -> int:
+        """The NUMA node of logical processor ``lp``: the LPs are split evenly over the
+        EPC's nodes in order, as sockets number their CPUs."""
+        nnodes = max(s.node for s in self.sections) + 1
+        return lp * nnodes // self.n_lps
+
     @property
     def n_lps(self) -> int:
         return int(self.st.lp_row.shape[0])

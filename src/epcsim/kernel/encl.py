@@ -47,6 +47,7 @@ from epcsim.kernel.main import (
     EBUSY,
     ENOMEM,
     P_CG,
+    P_NODE,
     EpcManager,
     count_etrack,
     count_ewb,
@@ -609,7 +610,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
     def fault_alloc(os: Any, ms: Any, st: Any, oid: int) -> int:
         """An allocation of the fault path: no reclaim under the mmap lock. A ksgxd it
         wakes runs when the next fault comes in (:func:`sgx_vma_fault`)."""
-        return alloc(os, ms, st, kind, oid, False, 0)
+        return alloc(os, ms, st, kind, oid, False, ms.p[P_NODE])
 
     @closure
     def sgx_encl_grow(os: Any, ms: Any, st: Any, e: int, reclaim: bool) -> int:
@@ -621,7 +622,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             if ds.dp[D_VA_NFREE] == 0:
                 return -ENOSPC
             if reclaim:
-                epc = alloc(os, ms, st, kind, e, True, 0)
+                epc = alloc(os, ms, st, kind, e, True, ms.p[P_NODE])
             else:
                 epc = fault_alloc(os, ms, st, e)
             if epc < 0:

@@ -70,8 +70,10 @@ class Kernel:
     def new_mm(self, name: str = "mm") -> Mm:
         return Mm(name)
 
-    def handle_page_fault(self, mm: Mm, addr: int, error_code: int) -> str:
-        """The #PF handler for a user access at ``addr``: fix it, or say which signal."""
+    def handle_page_fault(self, mm: Mm, addr: int, error_code: int, lp: int = 0) -> str:
+        """The #PF handler for a user access at ``addr`` by logical processor ``lp``: fix
+        it, or say which signal. Pages it allocates come from ``lp``'s node first."""
+        self.mgr.current_node = self.cpu.lp_node(lp)
         vma = mm.find_vma(addr)
         if vma is None or error_code & (X86_PF_SGX | X86_PF_PROT):
             # EPCM violations and protection faults on present PTEs are not the kernel's to fix.

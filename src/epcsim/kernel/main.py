@@ -80,6 +80,7 @@ P_NR_FREE = 6       # sgx_nr_free_pages
 P_NNODES = 7
 P_EV_N = 8          # events logged so far (counted only while the event log is on)
 P_CG = 9            # the cgroup of the task allocating now (``current``'s misc cgroup)
+P_NODE = 10         # numa_node_id(): the node of the CPU running the kernel's code now
 P_LEN = 16
 
 # Counters (MgrState.cnt): kernel names where the kernel has one.
@@ -801,6 +802,15 @@ class EpcManager:
         for o in self.owners:
             o.sync()
 
+    @property
+    def current_node(self) -> int:
+        """``numa_node_id()`` of the CPU that runs the kernel's code now."""
+        return int(self.ms.p[P_NODE])
+
+    @current_node.setter
+    def current_node(self, node: int) -> None:
+        self.ms.p[P_NODE] = node
+
     # -------------------------------------------------------------- EUPDATESVN (6.17)
     # ``sgx_usage_count``: opens of /dev/sgx_enclave and /dev/sgx_vepc not yet released.
     usage_count = 0
@@ -835,8 +845,13 @@ class EpcManager:
         return -EIO
 
     # -------------------------------------------------------------- the kernel's calls
-    def alloc(self, kind: int, oid: int, reclaim: bool, node: int = 0) -> int:
-        """``sgx_alloc_epc_page``: a page number, or -ENOMEM / -EBUSY (negated errno)."""
+    def alloc(self, kind: int, oid: int, reclaim: bool, node: int | None = None) -> int:
+        """``sgx_alloc_epc_page``: a page number, or -ENOMEM / -EBUSY (negated errno).
+
+        The NUMA walk starts at ``node``, by default the allocating CPU's
+        (``numa_node_id()``: :attr:`current_node`)."""
+        if node is None:
+            node = int(self.ms.p[P_NODE])
         if not 0 <= kind < len(self.owners):
             raise ValueError(f"no owner of kind {kind}")
         page = int(self.fns.alloc(self.owner_states(), self.ms, self.cpu.st, kind, oid,

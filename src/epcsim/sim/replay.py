@@ -99,7 +99,8 @@ T_LP = 1        # the logical processor of its thread
 T_ROW = 2       # its position in the machine's tenant order
 T_STACK = 3     # EPC page of its pinned stack
 T_REQ, T_FAULTS, T_EAUG, T_ELDU = 4, 5, 6, 7   # its counters (``rs.e_cnt``)
-T_LEN = 8
+T_NODE = 8      # the NUMA node of its logical processor (where its faults allocate first)
+T_LEN = 9
 
 # Series columns: virtual time, free pages, faults, EWBs.
 S_T, S_FREE, S_FAULTS, S_EWB = range(4)
@@ -388,6 +389,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         added = False
         stalled = 0
         retrying = False
+        ms.p[M.P_NODE] = rs.t[t, T_NODE]       # numa_node_id() of the faulting CPU
         while True:
             # #PF: the thread leaves the enclave, the kernel's fault handler runs.
             L.aex(st, lp)
@@ -927,6 +929,7 @@ class Replay:
         self.cpu.eenter(lp, base)
         self.rs.t[t, T_ENCL] = e
         self.rs.t[t, T_LP] = lp
+        self.rs.t[t, T_NODE] = self.cpu.lp_node(lp)
         self.rs.t[t, T_STACK] = int(ds.ep_epc[int(ds.e_first[e]) + R_STACK])
         self.files.append(f)
 
