@@ -1,12 +1,22 @@
-"""Scale: a 64 GiB EPC (16 M pages) under 128 GiB of enclave memory, on one machine.
+"""Scale: peak memory per simulated page over a matrix of trace shapes.
 
-Run: python benchmarks/scale.py [--epc-gib 64] [--enclave-gib 128] [--requests N]
+Run: python benchmarks/scale.py [--epc 1Mi,4Mi,16Mi] [--footprint 0.5,1,2,8]
+                                [--requests 1,4] [--touch uniform,zipf] [--jobs 1]
+     python benchmarks/scale.py --cell EPC_PAGES FOOTPRINT_PAGES REQUESTS TOUCH
 
-One enclave whose footprint is 128 GiB less the three pages of its thread (so ELRANGE is
-exactly 128 GiB) is scanned sequentially once (every page is added with EAUG and, past
-the EPC, ksgxd writes older pages back), then read at N random pages. Reports peak RSS
-(getrusage), the bytes of state per simulated page (EPC page plus enclave page, every
-array of the processor, the manager, the driver and the id map included) and the time.
+Each cell replays one enclave (``--policy sgx``) whose pages are first touched once in
+order (every page is added with EAUG; past the EPC, ksgxd writes older pages back), then
+touched ``requests x footprint`` more times, uniformly or by Zipf (alpha 1.0), generated in
+chunks so the trace is never held. A cell runs in a process of its own and reports:
+
+* ``rss_per_page``: peak RSS (getrusage) less the peak RSS of the same process after a
+  tiny replay (numba, the compiled code, the interpreter), per simulated page (EPC pages
+  plus enclave pages);
+* ``state_per_page``: the summary's ``state_bytes`` per simulated page;
+* the replay's time, faults and requests per second.
+
+The matrix prints one JSON object with the cells sorted worst first (by ``rss_per_page``).
+The goal (BENCHMARKS.md): at most 32 bytes per simulated page in the worst cell.
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
+import sys
 import time
 from typing import NamedTuple
 
@@ -22,6 +34,10 @@ from _machine import machine
 
 from epcsim.sim.replay import R_FIRST, ReplayConfig, replay_chunks
 
+# Requests per generated chunk: 3.4 MB of trace at a time, a constant that the smallest
+# cell (1.5 Mi simulated pages) sees as about 2 bytes per page.
+STEP = 1 << 18
+
 
 class _Chunk(NamedTuple):
     obj: np.ndarray
@@ -29,40 +45,88 @@ class _Chunk(NamedTuple):
     write: np.ndarray
 
 
+def _pages(text: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    for suffix, mult in units.items():
+        if text.endswith(suffix):
+            return int(float(text[:-2]) * mult)
+    return int(text)
+
+
+def _chunks(footprint: int, requests: int, touch: str):  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    for start in range(0, footprint, STEP):
+        obj = np.arange(start, min(start + STEP, footprint), dtype=np.uint64)
+        yield _Chunk(obj, np.zeros(len(obj), np.uint32), np.zeros(len(obj), np.bool_))
+    for start in range(0, requests, STEP):
+        n = min(STEP, requests - start)
+        if touch == "zipf":
+            # Zipf with alpha 1 by inverse transform: rank = N**u has density 1/rank; a
+            # page per rank by a fixed permutation. No table over the footprint is held.
+            u = rng.random(n)
+            rank = np.minimum(np.exp(u * np.log(footprint)).astype(np.int64), footprint - 1)
+            obj = ((rank * 2654435761) % footprint).astype(np.uint64)
+        else:
+            obj = rng.integers(0, footprint, n).astype(np.uint64)
+        yield _Chunk(obj, np.zeros(n, np.uint32), np.zeros(n, np.bool_))
+
+
+def _replay(epc: int, footprint: int, requests: int, touch: str) -> dict[str, float]:
+    t = time.perf_counter()
+    res = replay_chunks(ReplayConfig(policy="sgx", epc_pages=epc, fault_log=1 << 10),
+                        lambda: _chunks(footprint, requests, touch))
+    s = res.summary
+    return {"faults": s["faults"], "requests": s["requests"], "replay_s": s["replay_s"],
+            "total_s": time.perf_counter() - t, "requests_per_s": s["requests_per_s"],
+            "state_bytes": s["state_bytes"]}
+
+
+def cell(epc: int, footprint: int, requests: int, touch: str) -> dict[str, object]:
+    """One cell, in this process: a tiny replay first (the baseline), then the cell."""
+    _replay(256, 512, 1024, touch)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    r = _replay(epc, footprint, requests, touch)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    pages = epc + footprint + R_FIRST
+    return {"epc_pages": epc, "footprint_pages": footprint, "requests": requests,
+            "touch": touch, "peak_rss_gib": peak / (1 << 30),
+            "rss_per_page": (peak - base) / pages,
+            "state_per_page": r["state_bytes"] / pages, **r}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epc-gib", type=float, default=64)
-    ap.add_argument("--enclave-gib", type=float, default=128)
-    ap.add_argument("--requests", type=int, default=2_000_000)
+    ap.add_argument("--cell", nargs=4, metavar=("EPC", "FOOTPRINT", "REQUESTS", "TOUCH"))
+    ap.add_argument("--epc", default="1Mi,4Mi,16Mi")
+    ap.add_argument("--footprint", default="0.5,1,2,8", help="times the EPC")
+    ap.add_argument("--requests", default="1,4", help="times the footprint")
+    ap.add_argument("--touch", default="uniform,zipf")
     a = ap.parse_args()
-    epc = int(a.epc_gib * (1 << 30)) // 4096
-    footprint = int(a.enclave_gib * (1 << 30)) // 4096 - R_FIRST
-    rng = np.random.default_rng(1)
-    step = 1 << 22
-
-    def chunks():  # type: ignore[no-untyped-def]
-        for start in range(0, footprint, step):
-            obj = np.arange(start, min(start + step, footprint), dtype=np.uint64)
-            yield _Chunk(obj, np.zeros(len(obj), np.uint32), np.zeros(len(obj), np.bool_))
-        for start in range(0, a.requests, step):
-            n = min(step, a.requests - start)
-            obj = rng.integers(0, footprint, n).astype(np.uint64)
-            yield _Chunk(obj, np.zeros(n, np.uint32), np.zeros(n, np.bool_))
-
-    t = time.perf_counter()
-    res = replay_chunks(ReplayConfig(policy="sgx", epc_pages=epc, fault_log=1 << 16), chunks)
-    s = res.summary
-    out = {
-        "machine": machine(), "epc_pages": epc, "enclave_pages": footprint + R_FIRST,
-        "requests": s["requests"], "faults": s["faults"], "ewb": s["ewb"], "eldu": s["eldu"],
-        "wall_s": s["wall_s"], "setup_s": s["setup_s"], "replay_s": s["replay_s"],
-        "total_s": time.perf_counter() - t,
-        "requests_per_s": s["requests_per_s"],
-        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1 << 20),
-        "state_bytes": s["state_bytes"],
-        "state_bytes_per_page": s["state_bytes_per_page"],
-    }
-    print(json.dumps(out, indent=2))
+    if a.cell:
+        e, f, r, touch = a.cell
+        print(json.dumps(cell(int(e), int(f), int(r), touch)))
+        return
+    cells = []
+    for epc in (_pages(x) for x in a.epc.split(",")):
+        for mult in (float(x) for x in a.footprint.split(",")):
+            footprint = int(epc * mult)
+            for rmult in (float(x) for x in a.requests.split(",")):
+                for touch in a.touch.split(","):
+                    cmd = [sys.executable, __file__, "--cell", str(epc), str(footprint),
+                           str(int(footprint * rmult)), touch]
+                    out = subprocess.run(cmd, capture_output=True, text=True)
+                    if out.returncode != 0:
+                        print(f"cell {cmd[3:]} failed: {out.stderr.strip()[-300:]}",
+                              file=sys.stderr)
+                        continue
+                    c = json.loads(out.stdout.strip().splitlines()[-1])
+                    print(f"cell epc={epc} footprint={footprint} x{rmult} {touch}: "
+                          f"{c['rss_per_page']:.1f} B/page RSS, "
+                          f"{c['state_per_page']:.1f} B/page state", file=sys.stderr,
+                          flush=True)
+                    cells.append(c)
+    cells.sort(key=lambda c: -float(c["rss_per_page"]))
+    print(json.dumps({"machine": machine(), "cells": cells}, indent=2))
 
 
 if __name__ == "__main__":

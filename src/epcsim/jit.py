@@ -132,7 +132,7 @@ def _call_through_cell(ctx: Any, disp: Any, cres: Any) -> None:
         return              # numba's own call: the callee's library linked, inlinable
     fndesc = cres.fndesc
     sym = cell_symbol(disp, cres.signature.args)
-    define_cell(sym, cres.library.get_pointer_to_function(fndesc.mangled_name))
+    define_cell(sym, cres.library.get_pointer_to_function(fndesc.mangled_name), cres)
 
     def imp(context, builder, sig, args):  # type: ignore[no-untyped-def]
         fnty = context.call_conv.get_function_type(fndesc.restype, fndesc.argtypes)

@@ -259,15 +259,17 @@ def cell_symbol(dispatcher: Any, args: tuple[Any, ...]) -> str:
     return f"{CELL_PREFIX}p{next(_private_cells)}"
 
 
-def define_cell(symbol: str, address: int) -> None:
-    """Make ``symbol`` name a cell holding ``address`` (once per process)."""
+def define_cell(symbol: str, address: int, keep: Any = None) -> None:
+    """Make ``symbol`` name a cell holding ``address`` (once per process). ``keep`` (the
+    compile result whose code it is) stays alive as long as the cell: callers compiled
+    later call that code, whatever becomes of the dispatcher that made it."""
     import ctypes
 
     import llvmlite.binding as llb
 
     if symbol not in CELLS:
         cell = ctypes.c_void_p(address)
-        CELLS[symbol] = cell
+        CELLS[symbol] = (cell, keep)
         llb.add_symbol(symbol, ctypes.addressof(cell))
 
 

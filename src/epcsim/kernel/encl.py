@@ -101,15 +101,16 @@ SQ_REC = 3  # then the W_LEN words of the EWB record
 # Columns of the enclave table (``DState.encl``, one row per enclave). The VA list's ends
 # come first: :mod:`epcsim.dlist` reads a list's head and tail from columns 0 and 1.
 (E_VA_HEAD, E_VA_TAIL, E_FLAGS, E_REF, E_BASE, E_SIZE, E_FIRST, E_SECS, E_SECS_VA, E_SECS_SLOT,
- E_SECS_MAC, E_EID, E_CHILD, E_PAGE_CNT, E_NVA, E_EVICTED, E_PCMD_PAGES, E_CG) = range(18)
-E_CNT = 18                  # the EC_LEN per-enclave counters from here
+ E_SECS_MAC, E_EID, E_CHILD, E_PAGE_CNT, E_NVA, E_EVICTED, E_PCMD_PAGES, E_CG,
+ E_NROWS) = range(19)
+E_CNT = 19                  # the EC_LEN per-enclave counters from here
 E_LEN = E_CNT + EC_LEN
 # What a new row holds: everything 0 but these.
 _E_NONE = (E_VA_HEAD, E_VA_TAIL, E_SECS, E_SECS_VA, E_SECS_SLOT)
 # The Python side's names for the columns (``ds.e_flags[e]``...).
 _E_NAMES = ("e_va_head", "e_va_tail", "e_flags", "e_ref", "e_base", "e_size", "e_first",
             "e_secs", "e_secs_va", "e_secs_slot", "e_secs_mac", "e_eid", "e_child",
-            "e_page_cnt", "e_nva", "e_evicted", "e_pcmd_pages", "e_cg")
+            "e_page_cnt", "e_nva", "e_evicted", "e_pcmd_pages", "e_cg", "e_nrows")
 
 # Columns of the VA-page table (``DState.va``); the list links first, as for the enclaves.
 VA_NEXT, VA_PREV, VA_EPC, VA_ENCL, VA_USED = range(5)
@@ -293,6 +294,14 @@ def va_page_drop(ds: DState, va: int) -> int:
 # ----------------------------------------------------------------------------- backing
 
 @njit_inline
+def secs_pcmd_index(ds: DState, e: int) -> int:
+    """The index the SECS's PCMD counts under: the kernel's is page PFN_DOWN(size), one
+    past the enclave's pages; the model keeps a group of 32 entries for it after the
+    enclave's records, so that it never shares another enclave's counter."""
+    return -(-ds.encl[e, E_NROWS] // PCMDS_PER_PAGE) * PCMDS_PER_PAGE
+
+
+@njit_inline
 def pcmd_index(ds: DState, e: int, index: int) -> int:
     """The enclave's PCMD backing page of page ``index`` (32 PCMDs share one page).
 
@@ -396,7 +405,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
         ds.encl[e, E_SECS_MAC] = np.int64(ds.out[L.W_MAC])
         ds.encl[e, E_CNT + EC_SECS_EWB] += 1
         # Its backing: contents at ``size``, PCMD at page index size/4096 (§1.5).
-        backing_store(ds, ms, e, ds.encl[e, E_SIZE] >> 12)
+        backing_store(ds, ms, e, secs_pcmd_index(ds, e))
         queue_seal(ds, secs, NONE, e)
         # EWB left the page invalid; EREMOVE of an invalid page is a no-op, then free.
         sgx_encl_free_epc_page(ms, st, secs)
@@ -500,7 +509,7 @@ def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
 @njit
 def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
     sgx_free_va_slot(ds, e, ds.encl[e, E_SECS_VA], ds.encl[e, E_SECS_SLOT], True)
-    backing_drop(ds, ms, e, ds.encl[e, E_SIZE] >> 12)
+    backing_drop(ds, ms, e, secs_pcmd_index(ds, e))
     ds.encl[e, E_SECS] = epc
     ds.encl[e, E_SECS_VA] = NONE
     ds.encl[e, E_CNT + EC_SECS_ELDU] += 1
@@ -937,8 +946,10 @@ class DriverOwner(Owner):
         return e
 
     def reserve_pages(self, e: int, npages: int) -> None:
-        """Give enclave ``e`` a dense range of ``npages`` enclave-page entries."""
-        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE
+        """Give enclave ``e`` a dense range of ``npages`` enclave-page entries, and a group
+        of 32 after them for its SECS's PCMD (:func:`secs_pcmd_index`)."""
+        self.state.e_nrows[e] = npages
+        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE + PCMDS_PER_PAGE
         start = None
         fresh = False
         for i, (s, n) in enumerate(self._ranges):
@@ -965,7 +976,7 @@ class DriverOwner(Owner):
         self.state.e_first[e] = start
 
     def release_pages(self, e: int, npages: int) -> None:
-        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE
+        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE + PCMDS_PER_PAGE
         start = int(self.state.e_first[e])
         self.state.ep_flags[start:start + npages] = 0
         self._ranges.append((start, npages))
@@ -1077,6 +1088,7 @@ class SgxDriver:
         # The sealed page ELDU reads from the backing file: ciphertext, then MAC.
         self._sealed_bytes = memoryview(bytearray(SEALED_SIZE))
         self.attributes: dict[int, int] = {}
+        self._record_limit: dict[int, int] = {}
         self.attributes_mask: dict[int, int] = {}
         self.einit_result: dict[int, int] = {}
         self.current_e = -1
@@ -1089,7 +1101,18 @@ class SgxDriver:
     # -------------------------------------------------------------- helpers
     def ep_of(self, e: int, addr: int) -> int:
         """Index in ``ep_*`` of the enclave page at ``addr`` (which must be in ELRANGE)."""
-        return int(self.ds.e_first[e]) + ((addr - int(self.ds.e_base[e])) >> 12)
+        index = (addr - int(self.ds.e_base[e])) >> 12
+        if index >= int(self.ds.e_nrows[e]):
+            raise IndexError(f"page {index} of enclave {e} is past the {int(self.ds.e_nrows[e])}"
+                             f" page records kept for it (SgxDriver.limit_records)")
+        return int(self.ds.e_first[e]) + index
+
+    def limit_records(self, e: int, npages: int) -> None:
+        """Keep page records for the first ``npages`` pages of ``e``'s ELRANGE only, before
+        its ECREATE. The kernel's page array is sparse; the model's is dense over ELRANGE,
+        which a power of two can make twice the pages an enclave uses: the replay, which
+        knows its pages, keeps records for those alone."""
+        self._record_limit[e] = npages
 
     def in_elrange(self, e: int, addr: int) -> bool:
         base, size = int(self.ds.e_base[e]), int(self.ds.e_size[e])
@@ -1163,7 +1186,7 @@ class SgxDriver:
                     or not ds.e_flags[e] & SGX_ENCL_CREATED or ds.e_flags[e] & SGX_ENCL_DEAD
                     or ds.e_ref[e] <= 0):
                 continue
-            first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+            first, n = int(ds.e_first[e]), int(ds.e_nrows[e])
             held = int((ds.ep_epc[first:first + n] >= 0).sum()) + int(ds.e_nva[e]) + int(
                 ds.e_secs[e] != NONE)
             if held > most:
@@ -1182,7 +1205,7 @@ class SgxDriver:
         """Every EPC page of ``e``: its pages, then its SECS (a leak if children remain),
         then its VA pages."""
         ds = self.ds
-        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        first, n = int(ds.e_first[e]), int(ds.e_nrows[e])
         for ep in np.nonzero(ds.ep_flags[first:first + n] & EP_EXISTS)[0]:
             self.remove_page(e, first + int(ep))
         if ds.e_secs[e] != NONE:
@@ -1195,7 +1218,7 @@ class SgxDriver:
             # The SECS followed its last child out: its slot and its backing go with the
             # enclave (the backing is the enclave file's shmem, charged to its memcg).
             sgx_free_va_slot(ds, e, int(ds.e_secs_va[e]), int(ds.e_secs_slot[e]), False)
-            backing_drop(ds, self.mgr.ms, e, int(ds.e_size[e]) >> 12)
+            backing_drop(ds, self.mgr.ms, e, int(secs_pcmd_index(ds, e)))
             ds.e_secs_va[e] = NONE
         for va in self.owner.va_pages(e):
             self._free(self.owner.drop_va(va))
@@ -1232,7 +1255,8 @@ class SgxDriver:
         self.attributes[e] = secs.attributes
         self.attributes_mask[e] = int(Attribute.DEBUG | Attribute.MODE64BIT | Attribute.KSS
                                       | Attribute.AEXNOTIFY)
-        self.owner.reserve_pages(e, secs.size >> 12)
+        self.owner.reserve_pages(e, min(secs.size >> 12,
+                                        self._record_limit.pop(e, secs.size >> 12)))
         self.owner.backing[e] = Backing(secs.size, self.owner.backing_dir)
         return 0
 
@@ -1480,10 +1504,9 @@ class SgxDriver:
         ds = self.ds
         before = self.leaks
         ds.e_flags[e] |= SGX_ENCL_DEAD
-        n = int(ds.e_size[e]) >> 12
         if self.flags(e) & SGX_ENCL_CREATED:
             self._free_epc_pages(e)
-            self.owner.release_pages(e, n)
+            self.owner.release_pages(e, int(ds.e_nrows[e]))
         ds.e_ref[e] = 0
         self.owner.free_enclave(e)
         self.attributes.pop(e, None)
@@ -1493,7 +1516,7 @@ class SgxDriver:
     def counters(self, e: int) -> dict[str, int]:
         ds = self.ds
         out = {name: int(ds.e_cnt[e, i]) for i, name in enumerate(ENCL_COUNTERS)}
-        first, n = int(ds.e_first[e]), int(ds.e_size[e]) >> 12
+        first, n = int(ds.e_first[e]), int(ds.e_nrows[e])
         flags = ds.ep_flags[first:first + n]
         out["resident"] = int((ds.ep_epc[first:first + n] >= 0).sum())
         out["evicted"] = int(((flags & EP_EVICTED) != 0).sum())

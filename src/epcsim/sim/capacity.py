@@ -88,7 +88,7 @@ class CgroupReplay(Replay):
         self.series_rows: list[dict[str, Any]] = []   # cgroup_series, one sample per feed
         super().__init__(cfg, footprint, tenant_ids)
 
-    def _build_enclave(self, lp: int, t: int, base: int, size: int) -> None:
+    def _build_enclave(self, lp: int, t: int, base: int, size: int, pages: int) -> None:
         if self.cg is None:
             # Before the first enclave: nothing is allocated yet, nothing is charged to nobody.
             self.cg = EpcCgroups(self.mgr, capacity=len(self._tree) + len(self._paths) + 4)
@@ -97,7 +97,7 @@ class CgroupReplay(Replay):
             for p in self._paths:
                 self.cg.makedirs(p)
         with self.cg.charging(self._paths[t]):
-            super()._build_enclave(lp, t, base, size)
+            super()._build_enclave(lp, t, base, size, pages)
 
     def feed(self, tenants: np.ndarray, pages: np.ndarray, writes: np.ndarray,
              entries: np.ndarray | None = None) -> None:

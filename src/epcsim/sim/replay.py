@@ -881,14 +881,16 @@ class Replay:
             while size < pages * 4096:
                 size <<= 1
             base = -(-base // size) * size
-            self._build_enclave(lp, t, base, size)
+            self._build_enclave(lp, t, base, size, pages)
             base += size
         self._most_vas = np.array(self._most_vas, np.int64)
         self.states = self.mgr.owner_states()
 
-    def _build_enclave(self, lp: int, t: int, base: int, size: int) -> None:
+    def _build_enclave(self, lp: int, t: int, base: int, size: int, pages: int) -> None:
         k = self.kernel
         f = k.open_enclave()
+        # Records for the pages the trace can touch, not for the whole power-of-two ELRANGE.
+        k.sgx.limit_records(f.e, pages)
         secs = Secs(size=size, baseaddr=base, ssaframesize=1, attributes=Attribute.MODE64BIT,
                     xfrm=3)
         if f.ioctl(SGX_IOC_ENCLAVE_CREATE, SgxEnclaveCreate(secs.pack())):
