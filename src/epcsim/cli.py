@@ -225,7 +225,8 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @app.command()
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
-              required=True, help="Trace format (libCacheSim's binary formats, CSV, numpy).")
+              help="Trace format (libCacheSim's binary formats, CSV, numpy) [default: what "
+              "the name and the first bytes say]; zstd or gzip compression is recognised.")
 @click.option("--epc-pages", type=click.IntRange(min=16), required=True,
               help="EPC size in 4 KiB pages.")
 @click.option("--policy", type=click.Choice(["sgx", "lru", "fifo", "clock"]), default="sgx",
@@ -238,7 +239,7 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Also write summary.json, per-enclave metrics, the time series and the "
               "OS-visible fault sequence (Parquet) here.")
-def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str,
+def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
            columns: str | None, as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
     from epcsim.sim import costs
@@ -252,6 +253,7 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
     cols = parse_columns(columns)
     try:
         reader = open_trace(trace, fmt, columns=cols)
+        fmt = reader.fmt
         total = reader.count()
         cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
         progress = _progress(as_json)
@@ -337,6 +339,45 @@ def _print_summary(summary: dict, title: str) -> None:  # type: ignore[type-arg]
             value = f"{value:.6g}"
         table.add_row(key, str(value))
     console.print(table)
+
+
+@app.command()
+@click.argument("source", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("target", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--from", "from_fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
+              help="IN's format [default: what its name and first bytes say].")
+@click.option("--to", "to_fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
+              help="OUT's format [default: from OUT's name, e.g. t.lcs.zst].")
+@click.option("--columns", help="CSV column map of IN, e.g. obj=2,tenant=3 (1-based or names).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def convert(source: str, target: str, from_fmt: str | None, to_fmt: str | None,
+            columns: str | None, as_json: bool) -> None:
+    """Convert a trace between oracleGeneral, lcs, csv and npy; OUT is compressed when its
+    name ends in .zst or .gz."""
+    import os
+
+    from epcsim.workload.convert import ConvertError, convert_trace
+
+    cols = parse_columns(columns)
+    with _progress(as_json) as bar:
+        task = bar.add_task("read", total=None) if bar else None
+
+        def step(stage: str, done: int, total: int | None) -> None:
+            if bar:
+                bar.update(task, description=stage, completed=done, total=total)
+
+        try:
+            doc = convert_trace(source, target, from_fmt, to_fmt, columns=cols,
+                                progress=step)
+        except ConvertError as e:
+            raise UsageError(str(e)) from None
+        except OSError as e:
+            raise UsageError(f"cannot write: {e.strerror} ({target})") from None
+    doc["bytes"] = os.path.getsize(target)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary(doc, f"convert {source}")
 
 
 @app.command()
