@@ -16,6 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from epcsim import __version__
+
 console = Console()
 
 
@@ -38,7 +40,7 @@ class UsageError(click.ClickException):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="epcsim")
+@click.version_option(version=__version__, prog_name="epcsim")
 def app() -> None:
     """epcsim: an executable model of the SGX EPC memory manager."""
 
@@ -242,33 +244,30 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
            columns: str | None, as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
+    from epcsim.api import replay as replay_trace
     from epcsim.sim import costs
-    from epcsim.sim.replay import ReplayConfig, ReplayError, replay_chunks
+    from epcsim.sim.replay import ReplayError
     from epcsim.workload.traces import TraceError, open_trace
 
     try:
-        plat = costs.preset(platform_name)
+        costs.preset(platform_name)
     except ValueError as e:
         raise UsageError(str(e)) from None
     cols = parse_columns(columns)
     try:
         reader = open_trace(trace, fmt, columns=cols)
-        fmt = reader.fmt
         total = reader.count()
-        cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
-        progress = _progress(as_json)
-        with announced("replay"), progress as bar:
-            res = replay_chunks(cfg, lambda: open_trace(trace, fmt, columns=cols),
-                                progress=_advancer(bar, "replay", total))
+        with announced("replay"), _progress(as_json) as bar:
+            res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
+                               platform=platform_name, columns=cols,
+                               progress=_advancer(bar, "replay", total))
     except TraceError as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({trace})") from None
     if out_dir:
-        from epcsim.sim.metrics import write_results
-
         try:
-            write_results(out_dir, res)
+            res.save(out_dir)
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
