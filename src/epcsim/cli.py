@@ -422,6 +422,50 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     _print_rows("per VM", out.summary.get("vms") or [], VM_COLUMNS)
 
 
+@app.command(name="validate")
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def validate_cmd(file: str, as_json: bool) -> None:
+    """Check a scenario (or a sweep) FILE without running it: every error, one line each
+    naming the key; exit status 2 if there is any."""
+    from epcsim.sweep.spec import SweepError, load_sweep
+    from epcsim.workload.scenario import ScenarioError, problems, read
+
+    try:
+        data = read(file)
+    except ScenarioError as e:
+        raise UsageError(str(e)) from None
+    kind = "sweep" if {"sweep", "grid"} & set(data) else "scenario"
+    if kind == "sweep":
+        try:
+            load_sweep(file)
+            found: list[str] = []
+        except SweepError as e:
+            found = [str(e).removesuffix(f" ({file})")]
+    else:
+        found = problems(data)
+    if as_json:
+        click.echo(json.dumps({"file": file, "kind": kind, "valid": not found,
+                               "errors": found}, indent=2))
+    elif not found:
+        click.echo(f"{file}: a valid {kind}")
+    for line in found if not as_json else []:
+        click.echo(f"epcsim: error: {line} ({file})", err=True)
+    if found:
+        raise click.exceptions.Exit(2)
+
+
+@app.command()
+@click.option("--sweep", is_flag=True, help="The schema of a sweep file instead.")
+def schema(sweep: bool) -> None:
+    """Print the JSON Schema of a scenario (or of a sweep file), for editors."""
+    from epcsim.sweep.spec import SweepFile
+    from epcsim.workload.scenario import Scenario
+
+    model = SweepFile if sweep else Scenario
+    click.echo(json.dumps(model.model_json_schema(), indent=2))
+
+
 @app.command()
 @click.argument("sweep_file", metavar="SWEEP.toml", type=click.Path(dir_okay=False))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
@@ -567,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"] or ["--help"]
     try:
-        app.main(args, prog_name="epcsim", standalone_mode=False)
+        # Without standalone mode Click returns, not raises, the status of an Exit.
+        rc = app.main(args, prog_name="epcsim", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            return rc
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.Abort:
