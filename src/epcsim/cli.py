@@ -483,6 +483,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     """Run a scenario over a grid of parameters; one row per point in sweep.parquet."""
     from pathlib import Path
 
+    from epcsim.provenance import version
     from epcsim.sweep.execute import SweepRunError, run_sweep
     from epcsim.sweep.spec import SweepError, load_sweep
 
@@ -505,7 +506,12 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     except OSError as e:
         raise UsageError(f"cannot write results: {e.strerror} ({out})") from None
     doc = {"points": total, "computed": outcome.computed, "reused": outcome.reused,
-           "table": str(outcome.table_path)}
+           "recomputed_other_version": outcome.outdated, "table": str(outcome.table_path)}
+    if outcome.outdated:
+        made = ", ".join(f"{n} by {v}" for v, n in sorted((outcome.versions or {}).items()))
+        click.echo(f"epcsim: {outcome.outdated} point{'s' if outcome.outdated > 1 else ''} "
+                   f"made by another epcsim version ({made}) computed again with "
+                   f"{version()}", err=True)
     if metric and x_param:
         from epcsim.sweep.plot import PlotError, plot_metric
 

@@ -6,6 +6,7 @@ import base64
 import html
 from typing import Any
 
+from epcsim.provenance import DIGEST_KEY, VERSION_KEY, table_stamp, version
 from epcsim.report.results import Results
 
 STYLE = """
@@ -17,6 +18,7 @@ td, th { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
+footer { margin-top: 3em; color: #555; font-size: 0.85em; border-top: 1px solid #ccc; }
 """
 
 
@@ -62,5 +64,20 @@ def page(res: Results, images: list[tuple[str, str, bytes]], title: str) -> str:
         parts.append(f"<h2>{html.escape(fig_title)}</h2><figure>"
                      f'<img alt="{html.escape(fig_title)}" src="data:image/png;base64,{data}">'
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append(footer(res))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def footer(res: Results) -> str:
+    """Where the results came from: the epcsim that made them and their scenario's digest
+    (from summary.json, else a sweep table's metadata), and the epcsim drawing the report."""
+    stamp = {k: res.summary[k] for k in (VERSION_KEY, DIGEST_KEY) if k in res.summary}
+    if not stamp and res.sweep is not None:
+        stamp = table_stamp(res.sweep)
+    made = stamp.get(VERSION_KEY, "an unknown version (results without a stamp)")
+    digest = stamp.get(DIGEST_KEY, "unknown")
+    return (f'<footer id="provenance"><p>Results made by epcsim '
+            f'<span id="made-by">{html.escape(made)}</span> from the scenario of digest '
+            f'<code id="scenario-digest">{html.escape(digest)}</code>; report drawn by '
+            f'epcsim <span id="drawn-by">{html.escape(version())}</span>.</p></footer>')
