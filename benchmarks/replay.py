@@ -2,7 +2,7 @@
 
 Run: python benchmarks/replay.py [--objects 100000] [--requests 5000000] [--cache 10000]
 
-The workload of peers-and-users.md §2.3: Zipf alpha = 1.0 over 100 000 objects, 5 000 000
+The usual cache-study workload: Zipf alpha = 1.0 over 100 000 objects, 5 000 000
 requests, a cache of 10 000 objects (10 %), one oracleGeneral file. For each engine the
 median of --repeat runs of requests per second, where epcsim's time runs from starting to
 read the trace to the end of the simulation (its wall_s) and libcachesim's is its

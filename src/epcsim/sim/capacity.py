@@ -1,6 +1,6 @@
 """Capacity planning: pods with EPC requests and limits, packed onto nodes, replayed in cgroups.
 
-What operators ask before deploying a limit (peers-and-users.md §4): what will it cost?
+What operators ask before deploying a limit: what will it cost?
 A scenario with ``[cluster]`` and ``[[pods]]`` is answered in three steps:
 
 1. **Pack** the pods onto nodes by their ``epc_request`` (first fit, largest request first,
