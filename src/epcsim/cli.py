@@ -415,11 +415,77 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     _print_summary({k: v for k, v in out.summary.items() if not isinstance(v, list)},
                    f"run of {scenario}")
     if "pods" in out.summary:
-        _print_pods(out.summary["pods"])
+        _print_pods(out.summary["pods"], out.summary.get("per_node"))
         return
     _print_rows("per enclave", out.summary.get("per_enclave") or [],
                 ("name", "pages", "requests", "faults", "miss_ratio"))
     _print_rows("per VM", out.summary.get("vms") or [], VM_COLUMNS)
+
+
+@app.command()
+@click.argument("manifests", metavar="MANIFEST.yaml...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
+@click.option("--node-epc", required=True, help="EPC of each node, e.g. 64MiB or 1Gi.")
+@click.option("--nodes", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+              help="Nodes to pack the pods onto.")
+@click.option("--platform", "platform_name", default="client-sgx1", show_default=True,
+              help="Cost model: client-sgx1, server-sgx1, xeon-icx.")
+@click.option("--requests", type=click.IntRange(min=1), default=400_000, show_default=True,
+              help="Accesses replayed, shared by the pods by weight.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--default-workload", default="zipf", show_default=True,
+              help="Workload of a pod without the epcsim.io/workload annotation.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write summary.json, the scenario and Parquet tables here.")
+def plan(manifests: tuple[str, ...], node_epc: str, nodes: int, platform_name: str,
+         requests: int, seed: int, default_workload: str, as_json: bool,
+         out_dir: str | None) -> None:
+    """Plan Kubernetes pods asking for sgx.intel.com/epc onto nodes (docs/cgroups.md)."""
+    from pathlib import Path
+
+    from epcsim.api import run as run_api
+    from epcsim.sim.replay import ReplayError
+    from epcsim.workload.k8s import ManifestError, parse_quantity, read_manifests
+    from epcsim.workload.scenario import ScenarioError
+
+    try:
+        epc = parse_quantity(node_epc)
+    except ValueError:
+        try:
+            epc = parse_size(node_epc)
+        except UsageError:
+            raise UsageError(f"--node-epc: not a size: {node_epc!r} (e.g. 64MiB, 1Gi)") \
+                from None
+    try:
+        found = read_manifests(list(manifests), default_workload)
+    except ManifestError as e:
+        raise UsageError(str(e)) from None
+    scenario = {"platform": {"preset": platform_name},
+                "cluster": {"node_epc": epc, "nodes": nodes},
+                "run": {"requests": requests, "seed": seed}, "pods": found.pods}
+    try:
+        total = requests
+        with announced("demo"), _progress(as_json) as bar:
+            res = run_api(scenario, progress=_advancer(bar, "plan", total))
+    except ScenarioError as e:
+        raise UsageError(f"{e} ({', '.join(manifests)})") from None
+    except (ReplayError, ValueError) as e:
+        raise UsageError(f"{e} ({', '.join(manifests)})") from None
+    res.summary["scenario"] = " ".join(manifests)
+    res.summary["manifests"] = list(manifests)
+    res.summary["skipped"] = found.skipped
+    if out_dir:
+        try:
+            res.save(Path(out_dir))
+        except OSError as e:
+            raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
+    if as_json:
+        click.echo(json.dumps(res.summary, indent=2))
+        return
+    _print_pods(res.summary["pods"], res.summary.get("per_node"))
+    if found.skipped:
+        console.print(f"skipped: {', '.join(found.skipped)}", highlight=False)
 
 
 @app.command(name="validate")
@@ -591,16 +657,65 @@ def report(results_dir: str, out_dir: str | None, as_json: bool) -> None:
         click.echo(str(f))
 
 
-def _print_pods(pods: list[dict]) -> None:  # type: ignore[type-arg]
-    table = Table(title="per pod")
-    cols = ("name", "node", "status", "peak", "limit_hits", "eldu", "paging_cost_s",
-            "slowdown")
-    for col in cols:
-        table.add_column(col)
-    for row in pods:
-        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                        for c in cols))
-    console.print(table)
+def mib(value: object) -> str:
+    """Bytes as MiB (GiB from 10 GiB) with thousands separators; ``max`` stays."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    if value >= 10 << 30:
+        return f"{value / (1 << 30):,.1f} GiB"
+    return f"{value / (1 << 20):,.1f} MiB"
+
+
+def _status(text: str) -> str:
+    """The status column's word; the reason goes under the table."""
+    return text.split(":", 1)[0]
+
+
+def _mib_cell(value: object) -> str:
+    """A size cell of a table headed "MiB": the number alone, three digits under 1 MiB."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1 << 20:
+        return f"{value / (1 << 20):.3g}"
+    return mib(value).removesuffix(" MiB")
+
+
+def _table(title: str, heads: list[str], rows: list[list[str]],
+           left: tuple[int, ...] = ()) -> Table:
+    """A table that fits 80 columns: headers on two short lines, cells never wrapped, the
+    ``left`` columns (names, words) left-aligned; every column as wide as its longest cell."""
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, head in enumerate(heads):
+        width = max([len(r[i]) for r in rows] + [len(x) for x in head.split("\n")])
+        table.add_column(head, justify="left" if i in left else "right", no_wrap=True,
+                         min_width=min(width, 24))
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def _print_pods(pods: list[dict], nodes: list[dict] | None = None) -> None:  # type: ignore[type-arg]
+    """Pods (and nodes) as tables that fit 80 columns: sizes in MiB, a failure's reason
+    printed under the table, not inside a cell."""
+    rows = [[str(p["name"]), "-" if p["node"] < 0 else str(p["node"]), _status(p["status"]),
+             _mib_cell(p["epc_request"]), _mib_cell(p["epc_limit"]), _mib_cell(p["peak"]),
+             f"{p['limit_hits']:,}", f"{p['paging_cost_s']:,.3f}", f"{p['slowdown']:,.2f}×"]
+            for p in pods]
+    console.print(_table("per pod", ["pod", "node", "status", "request\nMiB", "limit\nMiB",
+                                     "peak\nMiB", "limit\nhits", "paging\ns",
+                                     "slowdown"], rows, left=(0, 2)))
+    for p in pods:
+        if p["status"] != "ok":
+            console.print(f"{p['name']}: {p['status']}", highlight=False)
+    if not nodes:
+        return
+    rows = [[str(n["node"]), str(n["pods"]), _mib_cell(n["epc_request"]),
+             _mib_cell(n["epc_limit"]), _mib_cell(n["peak"]), f"{n['limit_hits']:,}",
+             f"{n['paging_cost_s']:,.3f}", f"{n['slowdown']:,.2f}×", str(n["failures"])]
+            for n in nodes]
+    console.print(_table("per node", ["node", "pods", "request\nMiB", "limit\nMiB",
+                                      "peak\nMiB", "limit\nhits", "paging\ns",
+                                      "worst\nslowdown", "failures"], rows))
 
 
 class _null:
