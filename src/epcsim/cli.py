@@ -469,7 +469,16 @@ def plan(manifests: tuple[str, ...], node_epc: str, nodes: int, platform_name: s
         with announced("demo"), _progress(as_json) as bar:
             res = run_api(scenario, progress=_advancer(bar, "plan", total))
     except ScenarioError as e:
-        raise UsageError(f"{e} ({', '.join(manifests)})") from None
+        import re
+
+        # The scenario is made here: name the pod and its manifest, not an index into it.
+        text = str(e).removesuffix(" (scenario)")
+        m = re.match(r"pods\[(\d+)\]\.?(\S*): (.*)", text)
+        if m:
+            pod = found.pods[int(m.group(1))]
+            text = f"pod {pod['name']}: {m.group(2) + ': ' if m.group(2) else ''}{m.group(3)}"
+            raise UsageError(f"{text} ({found.origin[pod['name']]})") from None
+        raise UsageError(f"{text} ({', '.join(manifests)})") from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({', '.join(manifests)})") from None
     res.summary["scenario"] = " ".join(manifests)

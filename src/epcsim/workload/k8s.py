@@ -99,6 +99,7 @@ class Plan:
 
     pods: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)   # pod name -> "file:document N"
 
 
 def read_manifests(paths: list[str], default_workload: str = DEFAULT_WORKLOAD) -> Plan:
@@ -106,7 +107,7 @@ def read_manifests(paths: list[str], default_workload: str = DEFAULT_WORKLOAD) -
     import yaml
 
     plan = Plan()
-    origin: dict[str, str] = {}
+    origin = plan.origin
     for path in paths:
         path = os.fspath(path)
         try:
