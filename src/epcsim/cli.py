@@ -497,6 +497,43 @@ def plan(manifests: tuple[str, ...], node_epc: str, nodes: int, platform_name: s
         console.print(f"skipped: {', '.join(found.skipped)}", highlight=False)
 
 
+@app.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def host(as_json: bool) -> None:
+    """What this machine has for SGX: CPU flags, EPC per NUMA node, the misc cgroup's
+    sgx_epc; one line when it has none."""
+    from epcsim.host import one_line, read_host
+
+    info = read_host()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not info["sgx"]:
+        click.echo(one_line(info))
+        return
+    rows = [["CPU flags", f"sgx{' sgx_lc' if info['sgx_lc'] else ''} (/proc/cpuinfo)"],
+            ["devices", ", ".join(f"/dev/{d}" for d, there in info["devices"].items()
+                                  if there) or "none"]]
+    if "epc_bytes" in info:
+        rows.append(["EPC", mib(info["epc_bytes"])])
+    for n in info.get("epc_per_node", []):
+        rows.append([f"EPC on node {n['node']}", mib(n["sgx_total_bytes"])])
+    for sec in info.get("epc_sections", []):
+        rows.append([f"section {sec['section']}",
+                     f"{mib(sec['size'])} at {sec['base']:#x} (CPUID 0x12)"])
+    misc = info.get("misc_sgx_epc", {})
+    for key in ("capacity", "current", "max", "peak"):
+        if key in misc:
+            where = "root" if key == "capacity" else misc.get("cgroup", "/")
+            rows.append([f"misc {key} ({where})", mib(misc[key])])
+    table = Table(title="SGX on this machine", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+
+
 @app.command(name="validate")
 @click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")

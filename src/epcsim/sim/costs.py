@@ -110,8 +110,14 @@ PRESETS: dict[str, Platform] = {
 
 
 def preset(name: str) -> Platform:
+    """A preset by name; ``host`` is this machine's EPC (:func:`epcsim.host.host_platform`),
+    a ValueError saying so on a machine without SGX."""
+    if name == "host":
+        from epcsim.host import host_platform
+
+        return host_platform()  # type: ignore[no-any-return]
     try:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown platform {name!r}; choose one of "
-                         f"{', '.join(PRESETS)}") from None
+                         f"{', '.join(PRESETS)}, host") from None

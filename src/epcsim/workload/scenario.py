@@ -278,6 +278,7 @@ class VirtSpec(_Strict):
 
 
 class Scenario(_Strict):
+    # ``platform = "host"`` is short for ``[platform] preset = "host"``: this machine's EPC.
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     kernel: KernelSpec = Field(default_factory=KernelSpec)
     run: RunSpec = Field(default_factory=RunSpec)
@@ -287,6 +288,11 @@ class Scenario(_Strict):
     vms: list[VmSpec] = Field(default_factory=list)
     virt: VirtSpec = Field(default_factory=VirtSpec)
     cgroups: list[CgroupSpec] = Field(default_factory=list)
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _platform_name(cls, v: Any) -> Any:
+        return {"preset": v} if isinstance(v, str) else v
 
     def cgroup_tree(self, part: str) -> dict[str, tuple[int | None, int | None]]:
         """The cgroups ``part`` (``"enclaves"`` or ``"vms"``) runs in: path -> (misc.max,
