@@ -109,29 +109,39 @@ def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg
 
 
 def _print_rows(title: str, rows: list[dict], columns: tuple[str, ...]) -> None:  # type: ignore[type-arg]
-    """A table of the columns some row has. When they would not fit the terminal side by
-    side, a few rows are shown turned: a line per column, a column per row."""
+    """A table of the columns some row has, values with their units. When they would not
+    fit the terminal side by side, the table is turned: a line per column, a column per
+    row. A status's reason is printed under the table, not inside a cell."""
     if not rows:
         return
     cols = [c for c in columns if any(c in r for r in rows)]
 
     def cell(r: dict, c: str) -> str:  # type: ignore[type-arg]
-        return f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+        if c == "status":
+            return _status(str(r.get(c, "")))
+        if (c == "pages" or c.endswith("_pages")) and isinstance(r.get(c), int):
+            return f"{r[c]:,}"   # a count in a narrow column; the summary gives the MiB
+        return _value(c, r[c]) if c in r else ""
 
-    table = Table(title=title)
-    if len(cols) * 9 > console.width and len(rows) <= 4:
-        table.add_column("")
-        for r in rows:
-            table.add_column(str(r.get("name", "")), justify="right")
-        for c in cols:
-            if c != "name":
-                table.add_row(c, *(cell(r, c) for r in rows))
+    cells = [[cell(r, c) for c in cols] for r in rows]
+    width = sum(max([len(c)] + [len(x[i]) for x in cells]) + 3 for i, c in enumerate(cols))
+    if width > console.width and len(rows) <= 6:
+        names = [str(r.get("name", i)) for i, r in enumerate(rows)]
+        turned = [[c] + [x[i] for x in cells] for i, c in enumerate(cols) if c != "name"]
+        console.print(_table(title, [""] + names, turned, left=(0,)))
     else:
-        for col in cols:
-            table.add_column(col, justify="left" if col == "name" else "right")
-        for r in rows:
-            table.add_row(*(cell(r, c) for c in cols))
-    console.print(table)
+        console.print(_table(title, cols, cells, left=(0,)))
+    for r in rows:
+        status = str(r.get("status", "ok"))
+        if ":" in status:
+            console.print(f"{r.get('name', '')}: {status}", highlight=False)
+
+
+def _value(key: str, value: object) -> str:
+    """A summary value with its unit and thousands separators, as the report shows it."""
+    from epcsim.report.html import fmt
+
+    return fmt(key, value)
 
 
 def _walk(metadata: bool, as_json: bool, seed: int) -> None:
@@ -328,16 +338,11 @@ class _NullProgress:
 
 
 def _print_summary(summary: dict, title: str) -> None:  # type: ignore[type-arg]
-    table = Table(title=title)
-    table.add_column("measure", style="bold")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.4g}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.6g}"
-        table.add_row(key, str(value))
-    console.print(table)
+    """The title on a line of its own (a table's title wraps to the table's width), then a
+    measure per line, with its unit and thousands separators."""
+    console.print(title, style="bold", highlight=False)
+    rows = [[key, _value(key, value)] for key, value in summary.items()]
+    console.print(_table("", ["measure", "value"], rows, left=(0,)))
 
 
 @app.command()
