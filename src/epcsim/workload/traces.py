@@ -826,7 +826,9 @@ def _open_lcs(path: str, chunk_requests: int, kind: str | None = None) -> TraceR
     if len(raw) >= 8:
         magic = int.from_bytes(raw[:8], "little")
         if magic != _LCS_MAGIC:
-            raise TraceError(f"bad lcs magic {magic:#018x} (expected {_LCS_MAGIC:#x})", path)
+            _, what = _seems(raw, kind)
+            raise TraceError(f"bad lcs magic {magic:#018x} (expected {_LCS_MAGIC:#x}): the "
+                             f"file seems to be {what}", path)
     if len(raw) < _LCS_HEADER.itemsize:
         raise TraceError(f"truncated lcs header ({len(raw)} of {_LCS_HEADER.itemsize} bytes)",
                          path)
