@@ -81,7 +81,8 @@ def findings(res: Results) -> list[Sentence]:
     cliff = _cliff(res)
     if cliff:
         out.append(cliff)
-    for row in s.get("cgroups") or []:
+    # A pod's cgroup is the pod: its limit hits are told with the pod.
+    for row in [] if "pods" in s else s.get("cgroups") or []:
         if row.get("events_max"):
             out.append([f"The limit of cgroup {row['path']} (misc.max ",
                         num(row["max"], fmt_bytes) if isinstance(row["max"], int)
