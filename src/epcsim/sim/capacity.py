@@ -190,8 +190,15 @@ def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
             t_s = int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9)
             for row in rp.cg.summary():
                 if row["path"].startswith("/kubepods/"):
+                    # t_s/path/current (bytes) as examples/plot_cgroups.py reads them;
+                    # time_s/cgroup/current_pages/max_pages as the report draws cgroups.
+                    lim = row["max"]
                     series_rows.append({"node": n, "sample": k, "t_s": t_s,
-                                        "path": row["path"], "current": row["current"]})
+                                        "path": row["path"], "current": row["current"],
+                                        "time_s": t_s, "cgroup": row["path"],
+                                        "current_pages": row["current"] // PAGE_SIZE,
+                                        "max_pages": lim // PAGE_SIZE
+                                        if isinstance(lim, int) else float("nan")})
             if progress is not None:
                 progress(min(step, len(tenants) - s))
         total_requests += int(rp.rs.cnt[RC_REQUESTS])
