@@ -249,3 +249,20 @@ def test_convert_api_refuses_its_own_input(tmp_path):
     src = make(tmp_path, "csv", "")
     with pytest.raises(ConvertError, match="the output is the input"):
         convert_trace(src, src)
+
+
+def test_a_scenario_reads_a_compressed_trace_with_or_without_its_format(tmp_path):
+    import epcsim
+
+    make(tmp_path, "oracleGeneral", ".zst")
+    plain = make(tmp_path, "oracleGeneral", "")
+    runs = []
+    for trace, fmt in (("t.oracleGeneral.zst", {"format": "oracleGeneral"}),
+                       ("t.oracleGeneral.zst", {}), (plain.name, {})):
+        r = epcsim.run({"platform": {"epc_size": "1MiB"}, "run": {"requests": 8000},
+                        "enclaves": [{"name": "a", "trace": trace, **fmt}]},
+                       base_dir=tmp_path)
+        runs.append(r.summary)
+    for key in ("requests", "faults", "footprint_pages", "ewb"):
+        assert runs[0][key] == runs[1][key] == runs[2][key], key
+    assert runs[0]["footprint_pages"] == len(np.unique(IDS))

@@ -31,8 +31,8 @@
 
     [[enclaves]]
     name = "log"
-    trace = "log.oracleGeneral"   # or a trace file instead of a generator
-    format = "oracleGeneral"
+    trace = "log.oracleGeneral.zst"  # or a trace file (plain, .zst or .gz) instead
+    format = "oracleGeneral"      # optional: what the name and the bytes say
     cgroup = "/tenants/log"       # optional: the EPC cgroup its process runs in
     epc_limit = "16MiB"           # misc.max of that cgroup (omit: no limit)
     memory_limit = "64MiB"        # memory.max of that cgroup (the backing store)
@@ -460,8 +460,6 @@ def _cross_checks(sc: Scenario) -> list[tuple[str, str]]:
             out.append((f"{kind}[{i}]", "give either a workload or a trace"))
         if enc.workload is not None and enc.size is None:
             out.append((f"{kind}[{i}].size", "a generated workload needs a size"))
-        if enc.trace is not None and enc.format is None:
-            out.append((f"{kind}[{i}].format", "a trace needs its format"))
         if enc.size is not None and int(enc.size) < 4096:  # type: ignore[arg-type]
             out.append((f"{kind}[{i}].size", "at least one page"))
     if sc.kernel.low > sc.kernel.high:
@@ -528,7 +526,8 @@ def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, 
             path = Path(enc.trace)
             if not path.is_absolute():
                 path = base_dir / path
-            ids = np.concatenate([c.obj for c in open_trace(str(path), enc.format or "")]
+            # No format: the one the trace's name and first bytes say (compressed or not).
+            ids = np.concatenate([c.obj for c in open_trace(str(path), enc.format)]
                                  or [np.zeros(0, np.uint64)])
             if ids.size == 0:
                 raise ScenarioError(f"enclaves[{i}].trace: empty trace ({path})")
