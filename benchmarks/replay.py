@@ -5,7 +5,7 @@ Run: python benchmarks/replay.py [--objects 100000] [--requests 5000000] [--cach
 
 Two traces, each one oracleGeneral file, a cache of 10 000 objects:
 
-* ``zipf`` (low miss): the workload of peers-and-users.md §2.3, Zipf alpha = 1.0 over
+* ``zipf`` (low miss): the usual cache-study workload, Zipf alpha = 1.0 over
   100 000 objects, 5 000 000 requests;
 * ``uniform`` (high miss): uniform over ten times the cache (100 000 objects), 5 000 000
   requests: nine accesses in ten fault.

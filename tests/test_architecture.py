@@ -1,4 +1,4 @@
-"""The import directions ARCHITECTURE.md promises."""
+"""The import directions docs/architecture.md describes."""
 
 from __future__ import annotations
 

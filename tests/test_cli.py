@@ -64,7 +64,10 @@ def test_readme_quickstart_is_two_commands() -> None:
 
 @pytest.mark.parametrize("doc", [README] + sorted((README.parent / "docs").glob("*.md")),
                          ids=lambda p: p.name)
-def test_documentation_examples_run(doc: Path) -> None:
+def test_documentation_examples_run(doc: Path, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # Examples write files (traces, results) where a user would: here, a fresh directory.
+    monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", doc.read_text(), re.S)
     for code in blocks:
         exec(compile(code, str(doc), "exec"), {})

@@ -137,7 +137,7 @@ ENCL_SIZE = 0x8000
 
 
 def _independent_mrenclave(tcs_data: bytes, rx_data: bytes) -> bytes:
-    """MRENCLAVE from the record format in sgx-arch.md §6.1 alone."""
+    """MRENCLAVE from the record format in Intel SDM vol. 3D alone."""
     blocks = [b"ECREATE\0" + struct.pack("<IQ", SSAFRAMESIZE, ENCL_SIZE) + bytes(44)]
 
     def eadd(offset: int, flags: int) -> None:

@@ -1,4 +1,4 @@
-"""Byte-exact layouts of the architectural structures (sgx-arch.md §2).
+"""Byte-exact layouts of the architectural structures (Intel SDM vol. 3D).
 
 Offsets below are written out from the reference, not read back from the implementation's
 tables, so a wrong row in ``arch.py`` shows up here.

@@ -48,7 +48,7 @@ class PageType(IntEnum):
     VA = 3
     TRIM = 4
     # Numeric values of the CET shadow-stack types are not confirmed by a read source
-    # (sgx-arch.md §1.3 marks them [U]); the model accepts them but nothing depends on them.
+    # (their use is unconfirmed); the model accepts them but nothing depends on them.
     SS_FIRST = 5
     SS_REST = 6
 
@@ -187,7 +187,7 @@ class SgxReturn(IntEnum):
     SGX_INVALID_KEYNAME = 256
 
 
-# Results that set CF rather than ZF (sgx-arch.md §3): informational outcomes.
+# Results that set CF rather than ZF (Intel SDM vol. 3D): informational outcomes.
 SGX_CF_RESULTS = frozenset({
     SgxReturn.SGX_BLKSTATE, SgxReturn.SGX_PG_IS_SECS, SgxReturn.SGX_NOTBLOCKABLE,
     SgxReturn.SGX_VA_SLOT_OCCUPIED, SgxReturn.SGX_PG_NONEPC, SgxReturn.SGX_TRACK_NOT_REQUIRED,
@@ -204,7 +204,7 @@ class SgxConflictQualification(IntEnum):
     EPC_PAGE_CONFLICT_ERROR = 3
 
 
-# Values measured into MRENCLAVE (sgx-arch.md §6.1), as little-endian u64 tags.
+# Values measured into MRENCLAVE (Intel SDM vol. 3D), as little-endian u64 tags.
 MEASURE_TAG_ECREATE = 0x0045544145524345  # "ECREATE\0"
 MEASURE_TAG_EADD = 0x0000000044444145  # "EADD\0\0\0\0"
 MEASURE_TAG_EEXTEND = 0x00444E4554584545  # "EEXTEND\0"
@@ -221,7 +221,7 @@ SGX_NR_TO_SCAN_MAX = 32
 # Byte layouts
 #
 # Each structure is a frozen dataclass whose byte image is described by a ``_TABLE`` of
-# (field name, offset, kind) rows in offset order, copied from sgx-arch.md §2. ``kind`` is a
+# (field name, offset, kind) rows in offset order, copied from Intel SDM vol. 3D. ``kind`` is a
 # ``struct`` code ("H", "I", "Q"), a byte count, or a nested layout class. A row whose name is
 # None is a reserved region: its bytes come from the ``reserved`` field (the regions
 # concatenated in offset order) where the class has one, and are zero otherwise. Keeping the

@@ -2,7 +2,7 @@
 
 SGX trusts no software outside the enclave: the OS owns the page tables, the EPC manager, the
 backing store and every ENCLS leaf. What it cannot do is read or change an enclave's data, or
-feed it stale data (sgx-arch.md §5.4). Each attack here is one thing such an OS does with the
+feed it stale data (Intel SDM vol. 3D). Each attack here is one thing such an OS does with the
 powers it really has: edit the backing file, run leaves with operands of its choosing, rewrite
 page tables, read physical memory. It reports what the processor model did and whether
 the enclaves' data survived.

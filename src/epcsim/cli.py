@@ -16,6 +16,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from epcsim import __version__
+
 console = Console()
 
 
@@ -38,7 +40,7 @@ class UsageError(click.ClickException):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="epcsim")
+@click.version_option(version=__version__, prog_name="epcsim")
 def app() -> None:
     """epcsim: an executable model of the SGX EPC memory manager."""
 
@@ -107,29 +109,39 @@ def _print_demo(summary: dict, epc_bytes: int) -> None:  # type: ignore[type-arg
 
 
 def _print_rows(title: str, rows: list[dict], columns: tuple[str, ...]) -> None:  # type: ignore[type-arg]
-    """A table of the columns some row has. When they would not fit the terminal side by
-    side, a few rows are shown turned: a line per column, a column per row."""
+    """A table of the columns some row has, values with their units. When they would not
+    fit the terminal side by side, the table is turned: a line per column, a column per
+    row. A status's reason is printed under the table, not inside a cell."""
     if not rows:
         return
     cols = [c for c in columns if any(c in r for r in rows)]
 
     def cell(r: dict, c: str) -> str:  # type: ignore[type-arg]
-        return f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, ""))
+        if c == "status":
+            return _status(str(r.get(c, "")))
+        if (c == "pages" or c.endswith("_pages")) and isinstance(r.get(c), int):
+            return f"{r[c]:,}"   # a count in a narrow column; the summary gives the MiB
+        return _value(c, r[c]) if c in r else ""
 
-    table = Table(title=title)
-    if len(cols) * 9 > console.width and len(rows) <= 4:
-        table.add_column("")
-        for r in rows:
-            table.add_column(str(r.get("name", "")), justify="right")
-        for c in cols:
-            if c != "name":
-                table.add_row(c, *(cell(r, c) for r in rows))
+    cells = [[cell(r, c) for c in cols] for r in rows]
+    width = sum(max([len(c)] + [len(x[i]) for x in cells]) + 3 for i, c in enumerate(cols))
+    if width > console.width and len(rows) <= 6:
+        names = [str(r.get("name", i)) for i, r in enumerate(rows)]
+        turned = [[c] + [x[i] for x in cells] for i, c in enumerate(cols) if c != "name"]
+        console.print(_table(title, [""] + names, turned, left=(0,)))
     else:
-        for col in cols:
-            table.add_column(col, justify="left" if col == "name" else "right")
-        for r in rows:
-            table.add_row(*(cell(r, c) for c in cols))
-    console.print(table)
+        console.print(_table(title, cols, cells, left=(0,)))
+    for r in rows:
+        status = str(r.get("status", "ok"))
+        if ":" in status:
+            console.print(f"{r.get('name', '')}: {status}", highlight=False)
+
+
+def _value(key: str, value: object) -> str:
+    """A summary value with its unit and thousands separators, as the report shows it."""
+    from epcsim.report.html import fmt
+
+    return fmt(key, value)
 
 
 def _walk(metadata: bool, as_json: bool, seed: int) -> None:
@@ -225,7 +237,8 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @app.command()
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
-              required=True, help="Trace format (libCacheSim's binary formats, CSV, numpy).")
+              help="Trace format (libCacheSim's binary formats, CSV, numpy) [default: what "
+              "the name and the first bytes say]; zstd or gzip compression is recognised.")
 @click.option("--epc-pages", type=click.IntRange(min=16), required=True,
               help="EPC size in 4 KiB pages.")
 @click.option("--policy", type=click.Choice(["sgx", "lru", "fifo", "clock"]), default="sgx",
@@ -238,35 +251,33 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Also write summary.json, per-enclave metrics, the time series and the "
               "OS-visible fault sequence (Parquet) here.")
-def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str,
+def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
            columns: str | None, as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
+    from epcsim.api import replay as replay_trace
     from epcsim.sim import costs
-    from epcsim.sim.replay import ReplayConfig, ReplayError, replay_chunks
+    from epcsim.sim.replay import ReplayError
     from epcsim.workload.traces import TraceError, open_trace
 
     try:
-        plat = costs.preset(platform_name)
+        costs.preset(platform_name)
     except ValueError as e:
         raise UsageError(str(e)) from None
     cols = parse_columns(columns)
     try:
         reader = open_trace(trace, fmt, columns=cols)
         total = reader.count()
-        cfg = ReplayConfig(policy=policy, epc_pages=epc_pages, platform=plat)
-        progress = _progress(as_json)
-        with announced("replay"), progress as bar:
-            res = replay_chunks(cfg, lambda: open_trace(trace, fmt, columns=cols),
-                                progress=_advancer(bar, "replay", total))
+        with announced("replay"), _progress(as_json) as bar:
+            res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
+                               platform=platform_name, columns=cols,
+                               progress=_advancer(bar, "replay", total))
     except TraceError as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({trace})") from None
     if out_dir:
-        from epcsim.sim.metrics import write_results
-
         try:
-            write_results(out_dir, res)
+            res.save(out_dir)
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -327,16 +338,50 @@ class _NullProgress:
 
 
 def _print_summary(summary: dict, title: str) -> None:  # type: ignore[type-arg]
-    table = Table(title=title)
-    table.add_column("measure", style="bold")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.4g}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.6g}"
-        table.add_row(key, str(value))
-    console.print(table)
+    """The title on a line of its own (a table's title wraps to the table's width), then a
+    measure per line, with its unit and thousands separators."""
+    console.print(title, style="bold", highlight=False)
+    rows = [[key, _value(key, value)] for key, value in summary.items()]
+    console.print(_table("", ["measure", "value"], rows, left=(0,)))
+
+
+@app.command()
+@click.argument("source", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("target", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--from", "from_fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
+              help="IN's format [default: what its name and first bytes say].")
+@click.option("--to", "to_fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
+              help="OUT's format [default: from OUT's name, e.g. t.lcs.zst].")
+@click.option("--columns", help="CSV column map of IN, e.g. obj=2,tenant=3 (1-based or names).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def convert(source: str, target: str, from_fmt: str | None, to_fmt: str | None,
+            columns: str | None, as_json: bool) -> None:
+    """Convert a trace between oracleGeneral, lcs, csv and npy; OUT is compressed when its
+    name ends in .zst or .gz."""
+    import os
+
+    from epcsim.workload.convert import ConvertError, convert_trace
+
+    cols = parse_columns(columns)
+    with _progress(as_json) as bar:
+        task = bar.add_task("read", total=None) if bar else None
+
+        def step(stage: str, done: int, total: int | None) -> None:
+            if bar:
+                bar.update(task, description=stage, completed=done, total=total)
+
+        try:
+            doc = convert_trace(source, target, from_fmt, to_fmt, columns=cols,
+                                progress=step)
+        except ConvertError as e:
+            raise UsageError(str(e)) from None
+        except OSError as e:
+            raise UsageError(f"cannot write: {e.strerror} ({target})") from None
+    doc["bytes"] = os.path.getsize(target)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary(doc, f"convert {source}")
 
 
 @app.command()
@@ -375,11 +420,167 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     _print_summary({k: v for k, v in out.summary.items() if not isinstance(v, list)},
                    f"run of {scenario}")
     if "pods" in out.summary:
-        _print_pods(out.summary["pods"])
+        _print_pods(out.summary["pods"], out.summary.get("per_node"))
         return
     _print_rows("per enclave", out.summary.get("per_enclave") or [],
                 ("name", "pages", "requests", "faults", "miss_ratio"))
     _print_rows("per VM", out.summary.get("vms") or [], VM_COLUMNS)
+
+
+@app.command()
+@click.argument("manifests", metavar="MANIFEST.yaml...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False))
+@click.option("--node-epc", required=True, help="EPC of each node, e.g. 64MiB or 1Gi.")
+@click.option("--nodes", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
+              help="Nodes to pack the pods onto.")
+@click.option("--platform", "platform_name", default="client-sgx1", show_default=True,
+              help="Cost model: client-sgx1, server-sgx1, xeon-icx.")
+@click.option("--requests", type=click.IntRange(min=1), default=400_000, show_default=True,
+              help="Accesses replayed, shared by the pods by weight.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--default-workload", default="zipf", show_default=True,
+              help="Workload of a pod without the epcsim.io/workload annotation.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Write summary.json, the scenario and Parquet tables here.")
+def plan(manifests: tuple[str, ...], node_epc: str, nodes: int, platform_name: str,
+         requests: int, seed: int, default_workload: str, as_json: bool,
+         out_dir: str | None) -> None:
+    """Plan Kubernetes pods asking for sgx.intel.com/epc onto nodes (docs/cgroups.md)."""
+    from pathlib import Path
+
+    from epcsim.api import run as run_api
+    from epcsim.sim.replay import ReplayError
+    from epcsim.workload.k8s import ManifestError, parse_quantity, read_manifests
+    from epcsim.workload.scenario import ScenarioError
+
+    try:
+        epc = parse_quantity(node_epc)
+    except ValueError:
+        try:
+            epc = parse_size(node_epc)
+        except UsageError:
+            raise UsageError(f"--node-epc: not a size: {node_epc!r} (e.g. 64MiB, 1Gi)") \
+                from None
+    try:
+        found = read_manifests(list(manifests), default_workload)
+    except ManifestError as e:
+        raise UsageError(str(e)) from None
+    scenario = {"platform": {"preset": platform_name},
+                "cluster": {"node_epc": epc, "nodes": nodes},
+                "run": {"requests": requests, "seed": seed}, "pods": found.pods}
+    try:
+        total = requests
+        with announced("demo"), _progress(as_json) as bar:
+            res = run_api(scenario, progress=_advancer(bar, "plan", total))
+    except ScenarioError as e:
+        import re
+
+        # The scenario is made here: name the pod and its manifest, not an index into it.
+        text = str(e).removesuffix(" (scenario)")
+        m = re.match(r"pods\[(\d+)\]\.?(\S*): (.*)", text)
+        if m:
+            pod = found.pods[int(m.group(1))]
+            text = f"pod {pod['name']}: {m.group(2) + ': ' if m.group(2) else ''}{m.group(3)}"
+            raise UsageError(f"{text} ({found.origin[pod['name']]})") from None
+        raise UsageError(f"{text} ({', '.join(manifests)})") from None
+    except (ReplayError, ValueError) as e:
+        raise UsageError(f"{e} ({', '.join(manifests)})") from None
+    res.summary["scenario"] = " ".join(manifests)
+    res.summary["manifests"] = list(manifests)
+    res.summary["skipped"] = found.skipped
+    if out_dir:
+        try:
+            res.save(Path(out_dir))
+        except OSError as e:
+            raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
+    if as_json:
+        click.echo(json.dumps(res.summary, indent=2))
+        return
+    _print_pods(res.summary["pods"], res.summary.get("per_node"))
+    if found.skipped:
+        console.print(f"skipped: {', '.join(found.skipped)}", highlight=False)
+
+
+@app.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def host(as_json: bool) -> None:
+    """What this machine has for SGX: CPU flags, EPC per NUMA node, the misc cgroup's
+    sgx_epc; one line when it has none."""
+    from epcsim.host import one_line, read_host
+
+    info = read_host()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not info["sgx"]:
+        click.echo(one_line(info))
+        return
+    rows = [["CPU flags", f"sgx{' sgx_lc' if info['sgx_lc'] else ''} (/proc/cpuinfo)"],
+            ["devices", ", ".join(f"/dev/{d}" for d, there in info["devices"].items()
+                                  if there) or "none"]]
+    if "epc_bytes" in info:
+        rows.append(["EPC", mib(info["epc_bytes"])])
+    for n in info.get("epc_per_node", []):
+        rows.append([f"EPC on node {n['node']}", mib(n["sgx_total_bytes"])])
+    for sec in info.get("epc_sections", []):
+        rows.append([f"section {sec['section']}",
+                     f"{mib(sec['size'])} at {sec['base']:#x} (CPUID 0x12)"])
+    misc = info.get("misc_sgx_epc", {})
+    for key in ("capacity", "current", "max", "peak"):
+        if key in misc:
+            where = "root" if key == "capacity" else misc.get("cgroup", "/")
+            rows.append([f"misc {key} ({where})", mib(misc[key])])
+    table = Table(title="SGX on this machine", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
+
+
+@app.command(name="validate")
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def validate_cmd(file: str, as_json: bool) -> None:
+    """Check a scenario (or a sweep) FILE without running it: every error, one line each
+    naming the key; exit status 2 if there is any."""
+    from epcsim.sweep.spec import SweepError, load_sweep
+    from epcsim.workload.scenario import ScenarioError, problems, read
+
+    try:
+        data = read(file)
+    except ScenarioError as e:
+        raise UsageError(str(e)) from None
+    kind = "sweep" if {"sweep", "grid"} & set(data) else "scenario"
+    if kind == "sweep":
+        try:
+            load_sweep(file)
+            found: list[str] = []
+        except SweepError as e:
+            found = [str(e).removesuffix(f" ({file})")]
+    else:
+        found = problems(data)
+    if as_json:
+        click.echo(json.dumps({"file": file, "kind": kind, "valid": not found,
+                               "errors": found}, indent=2))
+    elif not found:
+        click.echo(f"{file}: a valid {kind}")
+    for line in found if not as_json else []:
+        click.echo(f"epcsim: error: {line} ({file})", err=True)
+    if found:
+        raise click.exceptions.Exit(2)
+
+
+@app.command()
+@click.option("--sweep", is_flag=True, help="The schema of a sweep file instead.")
+def schema(sweep: bool) -> None:
+    """Print the JSON Schema of a scenario (or of a sweep file), for editors."""
+    from epcsim.sweep.spec import SweepFile
+    from epcsim.workload.scenario import Scenario
+
+    model = SweepFile if sweep else Scenario
+    click.echo(json.dumps(model.model_json_schema(), indent=2))
 
 
 @app.command()
@@ -399,6 +600,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     """Run a scenario over a grid of parameters; one row per point in sweep.parquet."""
     from pathlib import Path
 
+    from epcsim.provenance import version
     from epcsim.sweep.execute import SweepRunError, run_sweep
     from epcsim.sweep.spec import SweepError, load_sweep
 
@@ -421,7 +623,12 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     except OSError as e:
         raise UsageError(f"cannot write results: {e.strerror} ({out})") from None
     doc = {"points": total, "computed": outcome.computed, "reused": outcome.reused,
-           "table": str(outcome.table_path)}
+           "recomputed_other_version": outcome.outdated, "table": str(outcome.table_path)}
+    if outcome.outdated:
+        made = ", ".join(f"{n} by {v}" for v, n in sorted((outcome.versions or {}).items()))
+        click.echo(f"epcsim: {outcome.outdated} point{'s' if outcome.outdated > 1 else ''} "
+                   f"made by another epcsim version ({made}) computed again with "
+                   f"{version()}", err=True)
     if metric and x_param:
         from epcsim.sweep.plot import PlotError, plot_metric
 
@@ -501,16 +708,65 @@ def report(results_dir: str, out_dir: str | None, as_json: bool) -> None:
         click.echo(str(f))
 
 
-def _print_pods(pods: list[dict]) -> None:  # type: ignore[type-arg]
-    table = Table(title="per pod")
-    cols = ("name", "node", "status", "peak", "limit_hits", "eldu", "paging_cost_s",
-            "slowdown")
-    for col in cols:
-        table.add_column(col)
-    for row in pods:
-        table.add_row(*(f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])
-                        for c in cols))
-    console.print(table)
+def mib(value: object) -> str:
+    """Bytes as MiB (GiB from 10 GiB) with thousands separators; ``max`` stays."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    if value >= 10 << 30:
+        return f"{value / (1 << 30):,.1f} GiB"
+    return f"{value / (1 << 20):,.1f} MiB"
+
+
+def _status(text: str) -> str:
+    """The status column's word; the reason goes under the table."""
+    return text.split(":", 1)[0]
+
+
+def _mib_cell(value: object) -> str:
+    """A size cell of a table headed "MiB": the number alone, three digits under 1 MiB."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 1 << 20:
+        return f"{value / (1 << 20):.3g}"
+    return mib(value).removesuffix(" MiB")
+
+
+def _table(title: str, heads: list[str], rows: list[list[str]],
+           left: tuple[int, ...] = ()) -> Table:
+    """A table that fits 80 columns: headers on two short lines, cells never wrapped, the
+    ``left`` columns (names, words) left-aligned; every column as wide as its longest cell."""
+    from rich import box
+
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, head in enumerate(heads):
+        width = max([len(r[i]) for r in rows] + [len(x) for x in head.split("\n")])
+        table.add_column(head, justify="left" if i in left else "right", no_wrap=True,
+                         min_width=min(width, 24))
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def _print_pods(pods: list[dict], nodes: list[dict] | None = None) -> None:  # type: ignore[type-arg]
+    """Pods (and nodes) as tables that fit 80 columns: sizes in MiB, a failure's reason
+    printed under the table, not inside a cell."""
+    rows = [[str(p["name"]), "-" if p["node"] < 0 else str(p["node"]), _status(p["status"]),
+             _mib_cell(p["epc_request"]), _mib_cell(p["epc_limit"]), _mib_cell(p["peak"]),
+             f"{p['limit_hits']:,}", f"{p['paging_cost_s']:,.3f}", f"{p['slowdown']:,.2f}×"]
+            for p in pods]
+    console.print(_table("per pod", ["pod", "node", "status", "request\nMiB", "limit\nMiB",
+                                     "peak\nMiB", "limit\nhits", "paging\ns",
+                                     "slowdown"], rows, left=(0, 2)))
+    for p in pods:
+        if p["status"] != "ok":
+            console.print(f"{p['name']}: {p['status']}", highlight=False)
+    if not nodes:
+        return
+    rows = [[str(n["node"]), str(n["pods"]), _mib_cell(n["epc_request"]),
+             _mib_cell(n["epc_limit"]), _mib_cell(n["peak"]), f"{n['limit_hits']:,}",
+             f"{n['paging_cost_s']:,.3f}", f"{n['slowdown']:,.2f}×", str(n["failures"])]
+            for n in nodes]
+    console.print(_table("per node", ["node", "pods", "request\nMiB", "limit\nMiB",
+                                      "peak\nMiB", "limit\nhits", "paging\ns",
+                                      "worst\nslowdown", "failures"], rows))
 
 
 class _null:
@@ -527,7 +783,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"] or ["--help"]
     try:
-        app.main(args, prog_name="epcsim", standalone_mode=False)
+        # Without standalone mode Click returns, not raises, the status of an Exit.
+        rc = app.main(args, prog_name="epcsim", standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            return rc
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.Abort:

@@ -1,6 +1,6 @@
 """Virtual EPC in EPC cgroups: vEPC pages are charged to the VMM's cgroup when allocated and
 uncharged when freed; in reserved (upstream) mode they are never on an LRU, so a cgroup left
-with only them gets -ENOMEM, which the VMM sees as SIGBUS (kernel-sgx.md §6.1, §7.2). In
+with only them gets -ENOMEM, which the VMM sees as SIGBUS (the kernel's virt.c). In
 oversubscribed mode they are on the cgroup's LRU and its limit is enforced by reclaiming them
 through the KVM owner."""
 

@@ -152,7 +152,7 @@ def hw_va_version(k: Kernel, va: int, slot: int) -> int:
 
 
 def check_enclave(k: Kernel, e: int) -> dict[str, int]:
-    """The per-enclave invariants of kernel-sgx.md §1.4, §1.6 and §10 for a live enclave.
+    """The per-enclave invariants of the kernel's SGX code for a live enclave.
 
     Returns the enclave's resident/evicted page counts.
     """
@@ -184,7 +184,7 @@ def check_enclave(k: Kernel, e: int) -> dict[str, int]:
             assert va in vas, f"page {ep - first}: VA page {va} is not the enclave's"
             assert va_bit(k, va, slot), f"page {ep - first}: VA slot {slot} not marked used"
             assert hw_va_version(k, va, slot) != 0, f"page {ep - first}: VA slot is empty"
-    # secs_child_cnt counts resident children only (§1.6).
+    # secs_child_cnt counts resident children only.
     assert int(ds.e_child[e]) == resident, (int(ds.e_child[e]), resident)
     secs = int(ds.e_secs[e])
     if secs != NONE:
@@ -194,13 +194,13 @@ def check_enclave(k: Kernel, e: int) -> dict[str, int]:
         assert info["eid"] == eid
         secs_evicted = 0
     else:
-        # §10 invariant 3: an evicted SECS means no resident children and an initialised enclave.
+        # invariant 3: an evicted SECS means no resident children and an initialised enclave.
         assert resident == 0
         assert int(ds.e_flags[e]) & SGX_ENCL_INITIALIZED
         va, slot = int(ds.e_secs_va[e]), int(ds.e_secs_slot[e])
         assert va in vas and va_bit(k, va, slot) and hw_va_version(k, va, slot) != 0
         secs_evicted = 1
-    # §10 invariant 4: VA capacity >= page_cnt >= evicted pages (+ the SECS).
+    # invariant 4: VA capacity >= page_cnt >= evicted pages (+ the SECS).
     used = sum(int(ds.va_used[va]) for va in vas)
     assert used == evicted + secs_evicted, (used, evicted, secs_evicted)
     assert len(vas) * SGX_VA_SLOT_COUNT >= int(ds.e_page_cnt[e]) >= evicted + secs_evicted

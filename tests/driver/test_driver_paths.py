@@ -1,4 +1,4 @@
-"""The driver's paging paths (kernel-sgx.md §1.4-1.6, §3.2-3.5, §4.2-4.3): VA pages, the
+"""The driver's paging paths (the kernel's SGX code): VA pages, the
 backing store and its PCMD pages, SECS write-back, aging, dying enclaves, fault retries on
 -EBUSY, EWB's ETRACK/IPI escalation and release."""
 
@@ -121,7 +121,7 @@ def test_va_pages_hold_every_evicted_page_and_the_secs() -> None:
 # ---------------------------------------------------------------------------- backing store
 
 def _pcmd_pages(k: Kernel, b: Built, indices: set[int]) -> int:
-    """Backing pages holding a PCMD, by the kernel's layout (§1.5)."""
+    """Backing pages holding a PCMD, by the kernel's layout."""
     backing = k.sgx.owner.backing[b.e]
     return len({backing.pcmd_offset(i) >> 12 for i in indices})
 
@@ -253,7 +253,7 @@ def test_backing_store_pcmd_accounting() -> None:
 
 
 def test_backing_store_counts_the_evicted_secs() -> None:
-    """§1.5: an evicted SECS has its contents at ``size`` and its PCMD at index size/4096."""
+    """an evicted SECS has its contents at ``size`` and its PCMD at index size/4096."""
     k = machine(128)
     b = small_enclave(k, 64)                        # 4 children; SECS PCMD on its own page
     evict_all(k)
@@ -365,7 +365,7 @@ def test_young_pages_survive_one_aging_pass() -> None:
 
 
 def test_faulted_page_starts_old() -> None:
-    """§4.2 step 6: the fault clears the accessed bit; only a later access sets it."""
+    """the fault clears the accessed bit; only a later access sets it."""
     k = machine(128)
     b = small_enclave(k)
     mm = k.new_mm()
@@ -464,7 +464,7 @@ def test_fault_retried_when_no_page_is_free() -> None:
 
 
 def test_fault_sigbus_when_nothing_is_reclaimable() -> None:
-    """§4.5: no free EPC and an empty LRU: -ENOMEM, SIGBUS, not a retry loop."""
+    """no free EPC and an empty LRU: -ENOMEM, SIGBUS, not a retry loop."""
     k = machine(64)
     b = small_enclave(k)
     evict_all(k)

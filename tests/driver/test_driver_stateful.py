@@ -1,7 +1,7 @@
 """Random enclave lifetimes on a small EPC, in content mode so every value read back is
 checked: build (through the uapi), write and read from inside, forced reclaim, ksgxd,
-release. After every step the driver's per-enclave invariants (kernel-sgx.md §1.4, §1.6,
-§10) and the manager's hold; at the end every EPC page is free again."""
+release. After every step the driver's per-enclave invariants (the kernel's SGX code) and
+the manager's hold; at the end every EPC page is free again."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ class DriverMachine(RuleBasedStateMachine):
             used += s["resident"] + s["secs_resident"] + s["va_pages"]
         assert_clean(self.k)
         census = self.k.mgr.census()
-        # §10 invariant 1: every EPC page is free or accounted to a live enclave.
+        # invariant 1: every EPC page is free or accounted to a live enclave.
         assert census["free"] + used == EPC_PAGES, (census, used)
         assert census["lru"] + census["isolated"] <= used
 

@@ -1,6 +1,6 @@
 """Bad input to the ``/dev/sgx_enclave`` uapi gets the kernel's errno, never an exception
-(kernel-sgx.md §4.1, §5). After every failing call the manager's invariants hold, no EPC page
-was allocated or leaked, and closing the enclave gives every page back."""
+(the kernel's SGX code). After every failing call the manager's invariants hold, no EPC
+page was allocated or leaked, and closing the enclave gives every page back."""
 
 from __future__ import annotations
 
@@ -262,7 +262,7 @@ def test_init_vendor(k: Kernel) -> None:
 
 
 def test_init_reserved_sigstruct_attributes(k: Kernel) -> None:
-    """§5.4 step 4: reserved ATTRIBUTES, MISCSELECT or XFRM bits under their mask: -EINVAL."""
+    """reserved ATTRIBUTES, MISCSELECT or XFRM bits under their mask: -EINVAL."""
     b = small_enclave(k, init=False)
     bad = [b.sigstruct(attributes=b.attributes | 1 << 3),
            b.sigstruct(attributes=b.attributes | 1 << 40),
@@ -312,7 +312,7 @@ def test_unknown_ioctl_is_enotty(k: Kernel, cmd: int) -> None:
 
 
 def test_concurrent_ioctl_is_ebusy(k: Kernel) -> None:
-    """§5.0: another ioctl in progress on the enclave: -EBUSY, and the flag is left alone."""
+    """another ioctl in progress on the enclave: -EBUSY, and the flag is left alone."""
     b = create(k, 8)
     ds = k.sgx.ds
     ds.e_flags[b.e] |= SGX_ENCL_IOCTL
@@ -489,7 +489,7 @@ def test_mprotect_beyond_max_protections(k: Kernel, offset: int, prot: int) -> N
     (BASE + 8 * PAGE_SIZE, 1), (BASE - (1 << 20), 8)],
     ids=["below", "straddle-base", "straddle-end", "above", "far-below"])
 def test_mmap_outside_elrange_after_init(k: Kernel, start: int, npages: int) -> None:
-    """§4.1: once initialised, a mapping must stay inside ELRANGE.
+    """once initialised, a mapping must stay inside ELRANGE.
 
     Upstream (v6.0, "x86/sgx: Tighten accessible memory range after enclave initialization")
     returns -EACCES, on every part, not only SGX2 ones.

@@ -15,7 +15,7 @@ a small, measured, signed and initialised enclave with a fixed layout (offsets f
 ELRANGE is SIZE bytes, so offsets 0x8000 and up are free for EAUG.
 
 ``unchanged(env)`` is a context manager asserting that every array of ``cpu.st`` and every
-byte of ordinary memory is the same after the block as before it (sgx-arch.md §10 rule 11).
+byte of ordinary memory is the same after the block as before it (Intel SDM vol. 3D).
 """
 
 from __future__ import annotations
@@ -261,7 +261,7 @@ _AEX_FIELDS = ("lp_row", "lp_epoch", "lp_tcs", "tcs", "s_refcnt", "s_prev")
 def unchanged_in_enclave(env: Env, lp: int = 0):
     """Like :func:`unchanged` for an ENCLU leaf run inside an enclave on ``lp``.
 
-    An exception raised in enclave mode may be delivered through an AEX (sgx-arch.md §4.21),
+    An exception raised in enclave mode may be delivered through an AEX (Intel SDM vol. 3D),
     so the only difference allowed is that ``lp`` left the enclave that way: one fewer
     thread inside, the LP outside. Everything else must be as it was.
     """

@@ -1,4 +1,4 @@
-"""Bad register values through the register-level API (sgx-arch.md §3, §4.1).
+"""Bad register values through the register-level API (Intel SDM vol. 3D).
 
 Whatever RBX/RCX/RDX hold, a leaf ends in one of three ways: an ``SgxReturn``, an
 ``ArchFault`` (#GP/#PF/#UD), or an SGX_CONFLICT VM exit. Never an IndexError, an
@@ -208,7 +208,7 @@ def test_esetcontext_full_64_bit_context(env, encl):
 # ------------------------------------------------------------------ random registers
 
 def chldcnt_invariant(env: Env) -> None:
-    """sgx-arch.md §10 rules 1-2: every resident SECS counts exactly its resident children,
+    """Intel SDM vol. 3D: every resident SECS counts exactly its resident children,
     and every valid child names a resident SECS."""
     st_ = env.cpu.st
     valid = (st_.flags & 0x40) != 0

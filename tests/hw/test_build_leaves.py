@@ -1,4 +1,4 @@
-"""ECREATE, EADD, EEXTEND, EINIT, EREMOVE, EDBGRD/EDBGWR and MRENCLAVE (sgx-arch.md §4.2-4.7, §6).
+"""ECREATE, EADD, EEXTEND, EINIT, EREMOVE, EDBGRD/EDBGWR and MRENCLAVE (Intel SDM vol. 3D).
 
 Each test is named after the outcome it checks: ``<leaf>_success``, ``<leaf>_gp_*`` /
 ``<leaf>_pf_*`` for faults, ``<leaf>_sgx_*`` for the architectural error codes. Failing calls
@@ -263,7 +263,7 @@ def test_eadd_tcs_rwx_cleared(cenv):
     assert cenv.cpu.eadd(eadd_pi(cenv, encl, flags=flags, data=tcs), epc) == 0
     e = cenv.epcm(epc)
     assert e["pt"] == PageType.TCS and not (e["r"] or e["w"] or e["x"])
-    # EADD clears DBGOPTIN, CSSA, AEP and STATE of the copied TCS (sgx-arch.md §4.3).
+    # EADD clears DBGOPTIN, CSSA, AEP and STATE of the copied TCS (Intel SDM vol. 3D).
     page = cenv.cpu.page_index(epc)
     t = Tcs.unpack(cenv.cpu.st.data[page].tobytes())
     assert (t.flags & 1, t.cssa, t.aep, t.state) == (0, 0, 0, 0)
@@ -315,7 +315,7 @@ def test_eadd_gp_misaligned_secinfo(env, open_encl):
 
 
 def test_eadd_gp_misaligned_secinfo_before_secs_pf(env, open_encl):
-    """All operand alignments (#GP) precede the "SECS in EPC" check (#PF), sgx-arch.md §4.3."""
+    """All operand alignments (#GP) precede the "SECS in EPC" check (#PF), Intel SDM vol. 3D."""
     si = env.bm.put(bytes(128), 64) + 8
     pi, epc = eadd_pi(env, open_encl, secinfo=si, secs=env.mem_addr()), env.free_epc()
     with unchanged(env), pytest.raises(GeneralProtectionFault):
@@ -673,7 +673,7 @@ def test_einit_sgx_invalid_sig_struct_isvfamilyid_without_kss(env, open_encl):
 
 
 def test_einit_sgx_invalid_sig_struct_isvfamilyid_before_init_check(env, encl):
-    """Step 3 of sgx-arch.md §4.5: ISVFAMILYID is refused before an already-initialised SECS
+    """Step 3 of Intel SDM vol. 3D: ISVFAMILYID is refused before an already-initialised SECS
     would #GP."""
     sig = sign_sigstruct(encl.built.mrenclave, isvfamilyid=b"\x01" * 16)
     args = einit_args(env, encl, sig)
@@ -928,7 +928,7 @@ def test_edbgrd_gp_not_debug_enclave(cenv):
 # =============================================================================== MRENCLAVE
 
 def reference_mrenclave(ssaframesize: int, size: int, records: list[tuple]) -> bytes:
-    """MRENCLAVE from the record format of sgx-arch.md §6.1 alone.
+    """MRENCLAVE from the record format of Intel SDM vol. 3D alone.
 
     ``records`` is the call sequence: ("EADD", offset, secinfo_flags) or
     ("EEXTEND", offset_of_256_byte_chunk, chunk_bytes).
@@ -951,7 +951,7 @@ def reference_mrenclave(ssaframesize: int, size: int, records: list[tuple]) -> b
 
 def test_mrenclave_matches_independent_computation(env):
     """Drive ECREATE/EADD/EEXTEND by hand (TCS with RWX in SECINFO, a partly measured page,
-    an unmeasured page, out-of-order EEXTEND) and compare with the §6.1 record format."""
+    an unmeasured page, out-of-order EEXTEND) and compare with the SDM's record format."""
     base, size = 0x7000_0000_0000, 0x10000
     secs = env.free_epc()
     src = env.bm.put(Secs(size=size, baseaddr=base, ssaframesize=2, attributes=M64,

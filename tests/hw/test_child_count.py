@@ -1,4 +1,4 @@
-"""SECS.CHLDCNT (sgx-arch.md §10 rule 2) and SECS eviction / reload ordering (§5.5)."""
+"""SECS.CHLDCNT (Intel SDM vol. 3D) and SECS eviction / reload ordering."""
 
 from __future__ import annotations
 

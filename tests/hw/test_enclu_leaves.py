@@ -1,4 +1,4 @@
-"""EENTER, ERESUME, EEXIT, AEX, EACCEPT, EMODPE, EACCEPTCOPY (sgx-arch.md §4.21, §7).
+"""EENTER, ERESUME, EEXIT, AEX, EACCEPT, EMODPE, EACCEPTCOPY (Intel SDM vol. 3D).
 
 In metadata mode the SECINFO operand of EACCEPT & co. is passed as ``flags``; in content
 mode the enclave writes it into its SECINFO page first (``Env.eaccept`` does either).

@@ -1,4 +1,4 @@
-"""The ETRACK epoch model (sgx-arch.md §5.3): when EWB may write a blocked page back.
+"""The ETRACK epoch model (Intel SDM vol. 3D): when EWB may write a blocked page back.
 
 The scripted tests walk the cases the reference spells out; the property test drives random
 sequences of entries, exits, EBLOCK, ETRACK and EWB on several logical processors and checks
@@ -133,7 +133,7 @@ def test_eblock_sgx_entryepoch_locked(env, encl):
 
 
 def test_guest_etrack_counts_host_threads(env, encl):
-    """Tracking counts all LPs, guest or host (sgx-arch.md §8.2)."""
+    """Tracking counts all LPs, guest or host (Intel SDM vol. 3D)."""
     page, va = encl.phys(OFF_DATA0), env.va()
     env.enter(encl)
     assert env.cpu.eblock(page) == 0

@@ -1,4 +1,4 @@
-"""Faults and error codes leave no state change (sgx-arch.md §10 rule 11).
+"""Faults and error codes leave no state change (Intel SDM vol. 3D).
 
 One busy processor (content mode: the page bytes count too) with two enclaves, a thread
 inside, evicted pages, blocked / pending / modified / trimmed pages and a VA page; then a

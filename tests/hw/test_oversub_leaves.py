@@ -1,5 +1,5 @@
 """ERDINFO, ETRACKC, ELDBC/ELDUC, EINCVIRTCHILD, EDECVIRTCHILD, ESETCONTEXT, EUPDATESVN
-(sgx-arch.md §4.16-4.20, §8)."""
+(Intel SDM vol. 3D)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EPA, EBLOCK, ETRACK, EWB, ELDB/ELDU (sgx-arch.md §4.8-4.12, §5).
+"""EPA, EBLOCK, ETRACK, EWB, ELDB/ELDU (Intel SDM vol. 3D).
 
 The epoch model, child counting, VA slots and sealing have files of their own; this one
 checks each leaf's success path and every error code and fault it can give.
@@ -609,7 +609,7 @@ def test_eldu_pf_secs_not_a_secs(env, encl, evicted, which):
 
 
 def test_eldu_target_checks_precede_secs_checks(env, encl, evicted):
-    """Target VALID (#PF) is checked before the PAGEINFO.SECS operand (sgx-arch.md §4.12)."""
+    """Target VALID (#PF) is checked before the PAGEINFO.SECS operand (Intel SDM vol. 3D)."""
     pi = eldu_pi(env, evicted, encl.secs + 0x20)   # misaligned SECS would be #GP
     _eldu_fault(env, PageFault, pi, encl.phys(OFF_DATA1), evicted.va_slot)
 

@@ -1,4 +1,4 @@
-"""What EWB seals and what ELDU verifies (sgx-arch.md §4.11-4.12, §5.4).
+"""What EWB seals and what ELDU verifies (Intel SDM vol. 3D).
 
 Every tamper test runs in content mode (AES-GCM over real bytes) and in metadata mode (the
 keyed 64-bit MAC over the same record), and ends by reloading the genuine blob, so the
@@ -162,7 +162,7 @@ def test_eldu_sgx_mac_compare_fail_secs_enclaveid(anyenv):
 
 def test_eldu_child_enclaveid_is_not_part_of_the_mac(sealed):
     """For REG/TCS/TRIM the MAC header carries the EID of the SECS named in PAGEINFO, not
-    PCMD.ENCLAVEID (sgx-arch.md §4.12, SDM ELDU pseudocode): a changed ENCLAVEID gains
+    PCMD.ENCLAVEID (Intel SDM vol. 3D, SDM ELDU pseudocode): a changed ENCLAVEID gains
     nothing, the page still lands in the enclave PAGEINFO.SECS names, and both modes agree."""
     env, encl, ev = sealed
     p = env.read_pcmd(ev)

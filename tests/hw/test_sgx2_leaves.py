@@ -1,4 +1,4 @@
-"""EAUG, EMODPR, EMODT: the OS side of SGX2 (sgx-arch.md §4.13-4.15, §7).
+"""EAUG, EMODPR, EMODT: the OS side of SGX2 (Intel SDM vol. 3D).
 
 The enclave side (EACCEPT, EMODPE, EACCEPTCOPY) is in test_enclu_leaves.py.
 """

@@ -1,4 +1,4 @@
-"""Version Array pages: 512 slots, occupancy, and eviction trees (sgx-arch.md §2, §5.4-5.5)."""
+"""Version Array pages: 512 slots, occupancy, and eviction trees (Intel SDM vol. 3D)."""
 
 from __future__ import annotations
 

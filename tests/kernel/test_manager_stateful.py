@@ -1,4 +1,4 @@
-"""Random allocs, frees, accesses and reclaims; the invariants of kernel-sgx.md §10 hold
+"""Random allocs, frees, accesses and reclaims; the manager's invariants hold
 after every step: every EPC page is in exactly one place, free + used = total, no page is
 freed twice, -ENOMEM only with an empty LRU, -EBUSY only without reclaim."""
 

@@ -50,9 +50,9 @@ def test_demo_table_shows_vm_rows_when_the_run_has_them() -> None:
     with console.capture() as cap:
         _print_demo(summary, 98041856)
     text = cap.get()
-    assert "per VM" in text and "guest0" in text and "4096" in text
+    assert "per VM" in text and "guest0" in text and "4,096" in text
     assert "and 1 VM (oversubscribed)" in " ".join(text.split())  # the title wraps
-    assert "8192" not in text     # the terminal shows the per-VM columns that matter
+    assert "8,192" not in text    # the terminal shows the per-VM columns that matter
     with console.capture() as cap:
         _print_demo({**summary, "vms": []}, 98041856)
     assert "per VM" not in cap.get()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from reportkit import finished_run, screenshot
+from reportkit import chromium, finished_run, screenshot
 
 from epcsim.cli import main
 
@@ -42,10 +43,12 @@ def test_html_is_self_contained_with_the_summary(
     run = finished_run(tmp_path)
     html = _report(run, capsys)[-1].read_text()
     summary = json.loads((run / "summary.json").read_text())
-    assert f"<td class=\"num\">{summary['faults']}</td>" in html
+    # Counts with thousands separators, sizes with their unit.
+    assert f"<td class=\"num\">{summary['faults']:,}</td>" in html
+    assert f"<td class=\"num\">{summary['epc_pages']:,} pages (1.0 MiB)</td>" in html
     sources = re.findall(r'(?:src|href)="([^"]*)"', html)
     assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert "<td class=\"\">db</td>" in html  # the per-enclave table
+    assert "<td>db</td>" in html  # the per-enclave table
 
 
 def test_cgroup_and_vm_series_are_drawn_when_present(
@@ -106,3 +109,64 @@ def test_report_renders_in_headless_chromium(
     assert inked[:, 550:].mean() > 0.005  # the figures, right of the summary table
     colours = len(np.unique((img * 255).astype(np.uint8).reshape(-1, 3), axis=0))
     assert colours > 50  # plotted lines and the heatmap, not text alone
+
+
+def _dom(html: Path, profile: Path) -> str:
+    """The page as headless Chromium holds it once loaded (its scripts run)."""
+    out = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                          f"--user-data-dir={profile}", "--window-size=1100,1800",
+                          "--virtual-time-budget=5000", "--dump-dom", html.as_uri()],
+                         check=True, capture_output=True, text=True, timeout=120)
+    return out.stdout
+
+
+def _at(summary: dict, key: str):  # type: ignore[no-untyped-def, type-arg]
+    """``summary`` at a key path such as ``pods[2].slowdown``."""
+    node = summary
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", key):
+        node = node[int(part[1:-1])] if part.startswith("[") else node[part]
+    return node
+
+
+def test_the_page_itself_in_chromium_figures_loaded_headline_is_the_summary(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = finished_run(tmp_path)
+    files = _report(run, capsys)
+    dom = _dom(files[-1], tmp_path / "profile")
+    pngs = [f for f in files if f.suffix == ".png"]
+    loaded = re.search(r'data-figures="(\d+)/(\d+)"', dom)
+    assert loaded, "the page's check did not run"
+    assert loaded.group(1) == loaded.group(2) == str(len(pngs))
+    widest = re.search(r'data-widest-table="(\d+)/(\d+)"', dom)
+    assert widest and int(widest.group(1)) <= int(widest.group(2))
+    summary = json.loads((run / "summary.json").read_text())
+    numbers = re.findall(r'<span class="num" data-key="([^"]+)" data-value="([^"]+)">', dom)
+    keys = {k for k, _ in numbers}
+    assert {"slowdown", "faults", "miss_ratio", "requests", "epc_pages"} <= keys
+    for key, value in numbers:
+        assert float(value) == pytest.approx(float(_at(summary, key)), rel=1e-12), key
+    finding = re.search(r'<p class="finding" id="finding">(.*?)</p>', dom, re.S)
+    assert finding is not None
+    text = re.sub(r"<[^>]+>", "", finding.group(1))
+    assert f"{summary['faults']:,} faults" in text
+    assert "paging cliff" in text and "MiB" in text
+
+
+def test_legends_sit_beside_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from epcsim.report.plots import figures
+    from epcsim.report.results import load_results
+
+    figs = figures(load_results(finished_run(tmp_path)))
+    checked = 0
+    for f in figs:
+        f.fig.canvas.draw()
+        renderer = f.fig.canvas.get_renderer()
+        for ax in f.fig.axes:
+            legend = ax.get_legend()
+            if legend is None:
+                continue
+            box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+            assert box.x0 >= area.x1 - 1, f.name   # right of the axes, over no data
+            assert box.x1 <= f.fig.bbox.x1 + 1, f.name   # and inside the figure
+            checked += 1
+    assert checked >= 2

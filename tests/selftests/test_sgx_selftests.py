@@ -1,6 +1,6 @@
 """The 16 tests of tools/testing/selftests/sgx/main.c, under the kernel's names, on the model.
 
-Each follows the steps and expected values of kernel-sgx.md §8.2 (see
+Each follows the steps and expected values of the kernel's `tools/testing/selftests/sgx` (see
 ``epcsim.selftest.sgx``); the oversubscribed ones build an enclave larger than the whole EPC.
 """
 

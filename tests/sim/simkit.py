@@ -76,8 +76,14 @@ def captured_replays() -> Iterator[list[R.Replay]]:
         R.Replay = original  # type: ignore[misc]
 
 
+# Where a result came from (the command stamps them, the engine does not; a CSV and an lcs
+# file of the same requests are two inputs): not part of what the replay computed.
+PROVENANCE_KEYS = frozenset({"epcsim_version", "scenario_digest"})
+
+
 def without_timing(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in summary.items() if k not in TIMING_KEYS}
+    """The summary's simulated results: no host timing, no provenance stamp."""
+    return {k: v for k, v in summary.items() if k not in TIMING_KEYS | PROVENANCE_KEYS}
 
 
 def interleave(parts: list[tuple[np.ndarray, int]], seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The KVM owner's leaf sequence and the exit paths a guest never sees (sgx-arch.md §8)."""
+"""The KVM owner's leaf sequence and the exit paths a guest never sees (Intel SDM vol. 3D)."""
 
 from __future__ import annotations
 

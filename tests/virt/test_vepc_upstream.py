@@ -1,5 +1,5 @@
 """Upstream /dev/sgx_vepc: faults without reclaim, release, REMOVE_ALL, KVM's leaves
-(kernel-sgx.md §6.1-6.3)."""
+(the kernel's virt.c)."""
 
 from __future__ import annotations
 

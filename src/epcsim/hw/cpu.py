@@ -427,7 +427,7 @@ class Processor:
         return (si.flags & SGX_SECINFO_RESERVED_MASK) == 0 and not si.reserved_nonzero()
 
     def _secs_valid(self, secs: Secs, raw_reserved: bool) -> bool:
-        """ECREATE's validation of the copied SECS (sgx-arch.md §4.2)."""
+        """ECREATE's validation of the copied SECS (Intel SDM vol. 3D)."""
         if raw_reserved:
             return False
         if secs.xfrm & 0x3 != 0x3 or secs.xfrm & ~0x3:
@@ -472,7 +472,7 @@ class Processor:
         return self.ecreate_page(target, secs, raw, ok=ok, context=epc)
 
     def secs_acceptable(self, secs: Secs) -> bool:
-        """Whether ECREATE would accept this SECS image (its #GP checks of §4.2)."""
+        """Whether ECREATE would accept this SECS image (its #GP checks)."""
         return self._secs_valid(secs, secs.reserved_nonzero())
 
     def ecreate_page(self, target: int, secs: Secs, raw: bytes | None = None, *,
@@ -575,7 +575,7 @@ class Processor:
         return self.einit_page(secs_page, raw_sig, raw_token)
 
     def einit_page(self, secs: int, raw_sig: bytes, raw_token: bytes | None = None) -> int:
-        """EINIT of the enclave whose SECS is page ``secs`` (sgx-arch.md §4.5, in order)."""
+        """EINIT of the enclave whose SECS is page ``secs`` (Intel SDM vol. 3D, in order)."""
         leaf = "EINIT"
         sig = SigStruct.unpack(raw_sig)
         tok = EinitToken.unpack(raw_token if raw_token is not None else bytes(EinitToken.SIZE))
@@ -589,7 +589,7 @@ class Processor:
             return SgxReturn(verdict)
         secs_arg, secs = secs, self.host_page(secs)
         if not L.page_locked(self.st, secs) and L.is_valid_secs(self.st, secs):
-            # ISVFAMILYID comes before the measurement/INIT resource (sgx-arch.md §4.5 step 3)
+            # ISVFAMILYID comes before the measurement/INIT resource (Intel SDM vol. 3D)
             if (any(sig.isvfamilyid)
                     and not int(self.st.s_attr[self.st.row[secs]]) & Attribute.KSS):
                 return SgxReturn.SGX_INVALID_SIG_STRUCT
@@ -816,7 +816,7 @@ class Processor:
         pcmd = Pcmd.unpack(self.mem.read(pi.metadata, Pcmd.SIZE))
         secs = NO_PAGE
         if L.is_child_type((pcmd.secinfo.flags >> 8) & 0xFF):
-            # Checked after the target and the VA slot (sgx-arch.md §4.12), by the leaf.
+            # Checked after the target and the VA slot (Intel SDM vol. 3D), by the leaf.
             if not _aligned(pi.secs, PAGE_SIZE):
                 secs = L.SECS_MISALIGNED
             else:

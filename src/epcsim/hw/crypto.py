@@ -1,8 +1,7 @@
 """The processor's cryptography: the paging key, MRENCLAVE measurement and SIGSTRUCT RSA.
 
 Everything here is deterministic given its inputs (a :class:`PagingKey` built without a seed
-is the one exception, by design). References: sgx-arch.md §2 (layouts), §5.4 (EWB/ELDx
-sealing), §6 (measurement and signing).
+is the one exception, by design). References: Intel SDM vol. 3D (layouts).
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ MAC_HEADER_SIZE = 128
 _U64 = (1 << 64) - 1
 _MAC_TAG_SIZE = 16
 SEALED_SIZE = PAGE_SIZE + _MAC_TAG_SIZE   # a sealed page as AES-GCM produces it: ciphertext, MAC
-# The SECINFO subset that EWB copies into the PCMD and binds into the MAC (sgx-arch.md §2).
+# The SECINFO subset that EWB copies into the PCMD and binds into the MAC (Intel SDM vol. 3D).
 _MAC_SECINFO_MASK = (SGX_SECINFO_PAGE_TYPE_MASK | SGX_SECINFO_PERMISSION_MASK
                      | SGX_SECINFO_STATE_MASK)
 _SIGSTRUCT_VENDORS = frozenset({0x0000, 0x8086})
@@ -147,7 +146,7 @@ class PagingKey:
 
 
 class Measurement:
-    """Running MRENCLAVE (SHA-256 over 64-byte records, sgx-arch.md §6.1).
+    """Running MRENCLAVE (SHA-256 over 64-byte records, Intel SDM vol. 3D).
 
     The hardware keeps this midstate and an update counter in the SECS between ECREATE and
     EINIT; ``finalize`` corresponds to EINIT's SHA-256 finalisation.

@@ -10,7 +10,7 @@ Every function returns an integer: 0 for success, an ``SgxReturn`` value, a faul
 ``FAULT | (operand << 8) | vector`` (the Linux encoding of a faulting ENCLS, with the
 operand that faulted so the caller can report the address), ``VMEXIT | qualification`` for
 an SGX_CONFLICT exit of a guest leaf, or ``NEED_ROW`` when a model table must grow first.
-A fault or an error code leaves no state changed (sgx-arch.md §10 rule 11), except EWB's
+A fault or an error code leaves no state changed (Intel SDM vol. 3D), except EWB's
 SGX_VA_SLOT_OCCUPIED, which completes.
 """
 
@@ -176,7 +176,7 @@ def is_fault(code: int) -> bool:
 
 @njit_inline
 def page_locked(st: HwState, page: int) -> bool:
-    """True when an injected concurrent leaf holds ``page`` (sgx-arch.md §3)."""
+    """True when an injected concurrent leaf holds ``page`` (Intel SDM vol. 3D)."""
     return st.g[G_NLOCKED] != 0 and _locked_by_another(st, page)
 
 
@@ -799,7 +799,7 @@ def eldu_at(st: HwState, target: int, va_page: int, slot: int, secs: int, linadd
     version = np.int64(st.va_slots[st.epcm[va_page].row, slot])
     if verdict < 0:
         # A child's MAC header carries the EID of the SECS named in PAGEINFO, not the PCMD's
-        # ENCLAVEID (sgx-arch.md §4.12), so EWB's record is checked against that EID.
+        # ENCLAVEID (Intel SDM vol. 3D), so EWB's record is checked against that EID.
         ok = mac == metadata_mac(np.int64(st.g[G_MAC_KEY]), version, eid, linaddr, secinfo, aux,
                                  eid if is_child_type(pt) else pcmd_eid)
     else:
@@ -1190,7 +1190,7 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
         return fault(PF, OP_RCX)
     df = np.int64(st.epcm[dest].bits)
     want = EPCM_VALID | EPCM_PENDING | EPCM_R | EPCM_W
-    # VALID and the owning enclave are part of the attribute check (sgx-arch.md §7.4).
+    # VALID and the owning enclave are part of the attribute check (Intel SDM vol. 3D).
     if (not valid(st, dest) or st.epcm[dest].pt != PT_REG or st.epcm[dest].row != st.lp[lp].lp_row
             or (df & ~EPCM_BLOCKED) != want or page_linaddr(st, dest) != dest_linaddr):
         return PAGE_ATTRIBUTES_MISMATCH
@@ -1202,7 +1202,7 @@ def eacceptcopy(st: HwState, lp: int, secinfo: int, dest: int, dest_linaddr: int
 
 @njit_inline
 def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: bool) -> int:
-    """The EPCM checks of an enclave-mode access at TLB fill (sgx-arch.md §1.5).
+    """The EPCM checks of an enclave-mode access at TLB fill (Intel SDM vol. 3D).
 
     Returns 0, or the #PF error code (with the SGX bit) the access raises.
     """

@@ -100,7 +100,7 @@ X_LEN = 12            # X_SECS: the SECS's EPT index; X_A: the EPT accessed bit
 VC_EPT, VC_ELDU, VC_CONFLICT, VC_STARVED = range(4)
 VC_LEN = 4
 
-# SECS-table lock bits (injected concurrency, sgx-arch.md §3 "Concurrency rules").
+# SECS-table lock bits (injected concurrency, Intel SDM vol. 3D).
 SECS_LOCK_PAGE = 0x1        # the SECS page itself is in use by another leaf
 SECS_LOCK_TRACKING = 0x2    # another ETRACK/ETRACKC owns the tracking resource
 SECS_LOCK_EPOCH = 0x4       # ETRACK is updating the entry epoch (EBLOCK: ENTRYEPOCH_LOCKED)

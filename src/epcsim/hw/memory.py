@@ -2,7 +2,7 @@
 
 ENCLS operands (PAGEINFO, SECINFO, source pages, PCMD) live in ordinary DRAM; the OS
 writes them there and passes addresses. Accesses from outside an enclave into the PRM get
-abort-page semantics: reads return all ones and writes are dropped (sgx-arch.md §1.1).
+abort-page semantics: reads return all ones and writes are dropped (Intel SDM vol. 3D).
 
 Page tables are the OS's; the processor only walks them. :class:`AddressSpace` is that
 walk: linear page -> (physical address, PTE permissions).

@@ -1,7 +1,7 @@
 """Logical processors, enclave entry and exit, and the ETRACK epoch model.
 
 The hardware's tracking microarchitecture is not public; this is the behaviourally
-equivalent model of sgx-arch.md §5.3::
+equivalent model of Intel SDM vol. 3D::
 
     SECS:  cbepoch            current epoch
            refcnt             LPs inside that entered in the current epoch

@@ -2,7 +2,7 @@
 
 The kernel backs each enclave with a shmem file (``encl->backing``) of ELRANGE's size plus the
 SECS page plus the PCMDs; EWB writes the sealed page and its PCMD there, and ELDU reads them
-back (kernel-sgx.md §1.5). The file is the OS's memory: the model keeps it as a real file so
+back (the kernel's SGX code). The file is the OS's memory: the model keeps it as a real file so
 that more evicted data than RAM works and so that anyone with the path (the malicious OS of
 :mod:`epcsim.attack`) can edit it with ordinary file I/O.
 

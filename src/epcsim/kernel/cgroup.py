@@ -1,6 +1,6 @@
 """The EPC cgroup: the misc controller's ``sgx_epc`` resource, as the v16 series designed it.
 
-kernel-sgx.md §7.2, step by step. A cgroup v2 hierarchy whose nodes carry
+The EPC cgroup series, step by step. A cgroup v2 hierarchy whose nodes carry
 
 * ``misc.capacity`` (the EPC, in bytes), ``misc.max``, ``misc.current``, ``misc.peak`` and
   ``misc.events`` (``max``: charges refused at this cgroup's limit);

@@ -404,7 +404,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
         ds.encl[e, E_SECS_SLOT] = slot
         ds.encl[e, E_SECS_MAC] = np.int64(ds.out[L.W_MAC])
         ds.encl[e, E_CNT + EC_SECS_EWB] += 1
-        # Its backing: contents at ``size``, PCMD at page index size/4096 (§1.5).
+        # Its backing: contents at ``size``, PCMD at page index size/4096.
         backing_store(ds, ms, e, secs_pcmd_index(ds, e))
         queue_seal(ds, secs, NONE, e)
         # EWB left the page invalid; EREMOVE of an invalid page is a no-op, then free.

@@ -1,5 +1,5 @@
 """The uapi of ``/dev/sgx_enclave``: ioctls with the kernel's checks, errno values and
-``count``/``result`` outputs (kernel-sgx.md §5), and the file's mmap/mprotect rules (§4.1).
+``count``/``result`` outputs (the kernel's SGX code), and the file's mmap/mprotect rules.
 
 Each ioctl takes and returns the same fields as the kernel's structs. A call returns 0 or
 ``-errno`` like the syscall's ``-1``/``errno`` pair; output fields are written into the

@@ -13,9 +13,9 @@ knows no owner. Pages are integers; per page the manager keeps 14 bytes:
 ==========  ====  ===============================================================
 
 Lists: one free list per NUMA node (allocation takes the head, freeing appends to the tail, so
-each node is FIFO) and one reclaim LRU (head = oldest), as in kernel-sgx.md §2.
+each node is FIFO) and one reclaim LRU (head = oldest), as in the kernel's SGX code.
 
-EPC cgroups (kernel-sgx.md §7.2) add, only when attached, one more LRU per cgroup after the
+EPC cgroups (the EPC cgroup series) add, only when attached, one more LRU per cgroup after the
 global one (the root cgroup's LRU *is* the global one), a ``cg`` entry per page naming the
 cgroup it is charged to, and a charge table ``cgt`` of which the manager reads three columns
 (parent, usage, reclaimed): enough to put a page on its cgroup's LRU and to uncharge it when
@@ -945,7 +945,7 @@ class EpcManager:
         return (per_page + fixed) / self.cpu.npages
 
     def check(self) -> None:
-        """Assert the manager's invariants (kernel-sgx.md §10); raise AssertionError."""
+        """Assert the manager's invariants; raise AssertionError."""
         ms = self.ms
         n = self.cpu.npages
         w = ms.where & W_MASK

@@ -95,7 +95,7 @@ class Mm(AddressSpace):
         self.unmap_range(addr, length)
 
     def mprotect(self, addr: int, length: int, prot: int) -> int:
-        """Change protections; an enclave VMA re-checks them against its pages (§4.1)."""
+        """Change protections; an enclave VMA re-checks them against its pages."""
         if addr % PAGE_SIZE:
             return -errno.EINVAL
         end = addr + -(-length // PAGE_SIZE) * PAGE_SIZE

@@ -1,13 +1,13 @@
 """Virtual EPC (``/dev/sgx_vepc``, the kernel's ``virt.c``) and the KVM owner of EPC pages.
 
-Upstream semantics (kernel-sgx.md §6.1-6.3): a vEPC file hands raw EPC pages to a VMM,
+Upstream semantics (the kernel's virt.c): a vEPC file hands raw EPC pages to a VMM,
 mapped shared only; a page is allocated on first fault *without reclaim* (-EBUSY: retry,
 -ENOMEM: SIGBUS) and is never on the reclaimer's list; release EREMOVEs every page in two
 passes and keeps SECS pages whose children live in another instance on a global zombie
 list; ``SGX_IOC_VEPC_REMOVE_ALL`` EREMOVEs without freeing, for a guest reboot.
 
 Beyond upstream, an instance may be *oversubscribed* (the design of the kvm-sgx prototype,
-§6.6, with the OVERSUB leaves of sgx-arch.md §8): its pages go on the host's reclaim list
+with the OVERSUB leaves of Intel SDM vol. 3D): its pages go on the host's reclaim list
 and the KVM owner's operations evict them:
 
 * ``reclaim``: the EPT accessed bit (test and clear), so a page the guest uses stays;
@@ -17,7 +17,7 @@ and the KVM owner's operations evict them:
   enclave (AEX and VM exit), EWB into the slot this page owns in one of the instance's
   host VA pages; the EPT entry then holds the record ELDUC needs.
 
-EPC cgroups (kernel-sgx.md §7.2): a vEPC page is charged when it is allocated to the misc
+EPC cgroups (the EPC cgroup series): a vEPC page is charged when it is allocated to the misc
 cgroup of the task that faults it, the VMM (the file remembers the cgroup its VMM ran in at
 ``open``), and uncharged when it is freed. In ``reserved`` (upstream) mode it is never on
 an LRU, so a VMM whose cgroup is full of vEPC gets -ENOMEM at the fault: SIGBUS. An

@@ -46,6 +46,13 @@ def _plt() -> Any:
     return plt
 
 
+def _legend(ax: Any) -> None:
+    """The legend beside the axes, right of the data, never over a line (constrained
+    layout makes room for it)."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0, frameon=False)
+
+
 def _col(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False)
 
@@ -86,7 +93,7 @@ def epc_usage(res: Results) -> Figure | None:
     ax.set_ylabel("EPC pages")
     ax.set_title("Free EPC" + (" and per-owner usage" if owners else "") + " over time")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    _legend(ax)
     caption = ("Free EPC pages sampled at fixed virtual-time steps (series.parquet)"
                + (f"; per-owner pages from {', '.join(k + '_series' for k in owners)}."
                   if owners else "."))
@@ -113,7 +120,7 @@ def paging_rate(res: Results) -> Figure | None:
     ax.set_ylabel("per second of virtual time")
     ax.set_title("Faults and EWB per second")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return Figure("paging_rate", "Faults and EWB per second",
                   f"Rates over up to {RATE_WINDOWS} equal windows of series.parquet's "
                   "samples (virtual time).", fig)
@@ -143,7 +150,7 @@ def cgroup_usage(res: Results) -> Figure | None:
     ax.set_ylabel("EPC pages")
     ax.set_title("Per-cgroup sgx_epc usage against its limit")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return Figure("cgroup_usage", "Per-cgroup usage against its limit",
                   "misc.current (solid) and misc.max (dashed) per cgroup (cgroup_series).", fig)
 
@@ -214,7 +221,7 @@ def miss_ratio_curve(res: Results) -> Figure | None:
     ax.set_ylim(bottom=0)
     ax.set_title("Miss-ratio curves across EPC sizes")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    _legend(ax)
     return Figure("miss_ratio_curve", "Miss-ratio curves across EPC sizes",
                   "Exact LRU miss ratio at every EPC size from stack distances (mrc.parquet); "
                   "the star is the run's own policy at its EPC size.", fig)
@@ -259,7 +266,7 @@ def _sweep_figure(res: Results, name: str, title: str, x: str, y: str, xlabel: s
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[1]:
-        ax.legend(fontsize="small")
+        _legend(ax)
     return Figure(name, title, caption, fig)
 
 

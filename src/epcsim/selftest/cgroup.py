@@ -2,7 +2,7 @@
 
 The script runs ``test_sgx -t unclobbered_vdso_oversubscribed`` (an enclave as large as the
 EPC) in processes placed in cgroups with ``misc.max`` limits, several at once, and checks
-which of them pass (peers-and-users.md §5):
+which of them pass:
 
 ========  =====================================  ============================================
 case      limit                                  expectation

@@ -1,7 +1,7 @@
 """The kernel's SGX selftests (``tools/testing/selftests/sgx/main.c``) against the model.
 
-Each test follows the steps and expected values of kernel-sgx.md §8.2 under the kernel's own
-name. A test gets a fresh processor and kernel, and records every check it makes; a failed
+Each test follows the steps and expected values of the kernel's selftest under the kernel's
+own name. A test gets a fresh processor and kernel, and records every check it makes; a failed
 check raises :class:`SelftestFailure` naming what was expected and what came.
 """
 

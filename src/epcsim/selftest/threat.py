@@ -1,6 +1,6 @@
 """Suite ``threat-model``: the malicious-OS attacks of :mod:`epcsim.attack`, each on a
-fresh victim machine, each required to end as the architecture says (sgx-arch.md §4.6,
-§4.11, §4.12, §5.4, §1.1) with every enclave's data intact."""
+fresh victim machine, each required to end as the architecture says (Intel SDM vol. 3D)
+with every enclave's data intact."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Capacity planning: pods with EPC requests and limits, packed onto nodes, replayed in cgroups.
 
-What operators ask before deploying a limit (peers-and-users.md §4): what will it cost?
+What operators ask before deploying a limit: what will it cost?
 A scenario with ``[cluster]`` and ``[[pods]]`` is answered in three steps:
 
 1. **Pack** the pods onto nodes by their ``epc_request`` (first fit, largest request first,
@@ -184,14 +184,21 @@ def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
         failed: set[int] = set()
         step = max(1, len(tenants) // SAMPLES)
         ghz = plat.ghz
-        for s in range(0, len(tenants), step):
+        for k, s in enumerate(range(0, len(tenants), step)):
             rp.feed_tolerant(tenants[s:s + step], pages_[s:s + step],
                              np.zeros(min(step, len(tenants) - s), np.bool_), failed)
             t_s = int(rp.rs.clk[CL_THREAD]) / (ghz * 1e9)
             for row in rp.cg.summary():
                 if row["path"].startswith("/kubepods/"):
-                    series_rows.append({"node": n, "t_s": t_s, "path": row["path"],
-                                        "current": row["current"]})
+                    # t_s/path/current (bytes) as examples/plot_cgroups.py reads them;
+                    # time_s/cgroup/current_pages/max_pages as the report draws cgroups.
+                    lim = row["max"]
+                    series_rows.append({"node": n, "sample": k, "t_s": t_s,
+                                        "path": row["path"], "current": row["current"],
+                                        "time_s": t_s, "cgroup": row["path"],
+                                        "current_pages": row["current"] // PAGE_SIZE,
+                                        "max_pages": lim // PAGE_SIZE
+                                        if isinstance(lim, int) else float("nan")})
             if progress is not None:
                 progress(min(step, len(tenants) - s))
         total_requests += int(rp.rs.cnt[RC_REQUESTS])
@@ -215,24 +222,52 @@ def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
                           "paging_cost_s": paging / (ghz * 1e9),
                           "slowdown": (work + stall) / work if work else 1.0}
     rows = [per_pod[i] for i in range(len(pods))]
+    node_rows = per_node(rows, series_rows, sc.cluster.nodes)
     summary: dict[str, Any] = {
         "scenario": scenario_name, "mode": "capacity", "platform": plat.name,
         "node_epc": node_epc, "nodes": sc.cluster.nodes,
         "nodes_used": sum(1 for m in place.nodes if m),
         "requests": total_requests,
         "pods": rows,
+        "per_node": node_rows,
         "failures": sum(1 for r in rows if r["status"] != "ok"),
         "cgroups": [{k: r[k] for k in ("node", "path", "max", "peak", "current",
                                         "events_max", "reclaimed")} for r in cg_rows],
     }
     tables = {
         "pods": pa.Table.from_pylist([_numeric(r, "epc_limit") for r in rows]),
+        "nodes": pa.Table.from_pylist([_numeric(r, "epc_limit") for r in node_rows]),
         "cgroups": pa.Table.from_pylist([_numeric(r, "max") for r in cg_rows]) if cg_rows
         else pa.table({"path": pa.array([], pa.string())}),
         "cgroup_series": pa.Table.from_pylist(series_rows) if series_rows
         else pa.table({"t_s": pa.array([], pa.float64())}),
     }
     return summary, tables
+
+
+def per_node(pods: list[dict[str, Any]], series: list[dict[str, Any]],
+             nodes: int) -> list[dict[str, Any]]:
+    """One row per node: its pods, the EPC they request and are limited to (``max`` when a
+    pod has no limit), the peak of their summed usage (bytes, over the samples), limit hits,
+    paging cost, the worst slowdown and the failures."""
+    out = []
+    for n in range(nodes):
+        on = [p for p in pods if p["node"] == n]
+        # By sample, not by time: a node whose pods all failed stops its clock.
+        by_time: dict[int, int] = {}
+        for row in series:
+            if row["node"] == n:
+                by_time[row["sample"]] = by_time.get(row["sample"], 0) + int(row["current"])
+        limits = [p["epc_limit"] for p in on]
+        out.append({"node": n, "pods": len(on),
+                    "epc_request": sum(p["epc_request"] for p in on),
+                    "epc_limit": "max" if "max" in limits else sum(limits),
+                    "peak": max(by_time.values(), default=0),
+                    "limit_hits": sum(p["limit_hits"] for p in on),
+                    "paging_cost_s": sum(p["paging_cost_s"] for p in on),
+                    "slowdown": max((p["slowdown"] for p in on), default=1.0),
+                    "failures": sum(1 for p in on if p["status"] != "ok")})
+    return out
 
 
 def _pod_row(pod: Any, node: int, status: str) -> dict[str, Any]:

@@ -1,11 +1,10 @@
 """The cost model: cycles per leaf and per event, and platform presets.
 
-No published source gives per-leaf cycle counts (sgx-arch.md §9.1, §11;
-peers-and-users.md §3): the only citable per-fault figure is VAULT's "about 40K cycles" per
-page swap on SGX1. The per-leaf constants below are the modelling defaults of sgx-arch.md
-§9.1, which are estimates chosen so that one demand fault with an eviction (AEX, #PF, EBLOCK,
-ETRACK, IPI, EWB, ELDU, ERESUME) costs about 40K cycles; each says so. Every constant can be
-overridden in a scenario (``[platform.costs]``).
+No published source gives per-leaf cycle counts (the SDM gives none): the only citable
+per-fault figure is VAULT's "about 40K cycles" per page swap on SGX1. The per-leaf constants
+below are the model's defaults, estimates chosen so that one demand fault with an eviction
+(AEX, #PF, EBLOCK, ETRACK, IPI, EWB, ELDU, ERESUME) costs about 40K cycles; each says so.
+Every constant can be overridden in a scenario (``[platform.costs]``).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ K_REQUEST, K_AEX, K_ERESUME, K_PF, K_EBLOCK, K_ETRACK, K_EWB, K_ELDU, K_EAUG, K_
     K_IPI, K_EPA, K_EREMOVE, K_FAULT_SW, K_EENTER, K_VMEXIT, K_EPT, K_KICK = range(18)
 K_LEN = 18
 
-ESTIMATE = "estimate (sgx-arch.md §9.1 modelling defaults), tuned to VAULT's ~40K cycles per swap"
+ESTIMATE = "estimate (the model's defaults), tuned to VAULT's ~40K cycles per swap"
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ PRESETS: dict[str, Platform] = {
     "client-sgx1": Platform(
         "client-sgx1", 0x05D80000, 1, 3.0, True,
         "128 MiB PRM; usable EPC section 93.5 MiB (CPUID size 0x05D80000 observed), "
-        "sgx-arch.md §9.4; clock 3.0 GHz is an estimate"),
+        "clock 3.0 GHz is an estimate"),
     "server-sgx1": Platform(
         "server-sgx1", 187 * MiB, 1, 3.0, True,
         "256 MiB PRM (Xeon E 'Mehlow-R', Avalon FAQ); usable EPC derived with the client "
@@ -111,8 +110,14 @@ PRESETS: dict[str, Platform] = {
 
 
 def preset(name: str) -> Platform:
+    """A preset by name; ``host`` is this machine's EPC (:func:`epcsim.host.host_platform`),
+    a ValueError saying so on a machine without SGX."""
+    if name == "host":
+        from epcsim.host import host_platform
+
+        return host_platform()  # type: ignore[no-any-return]
     try:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown platform {name!r}; choose one of "
-                         f"{', '.join(PRESETS)}") from None
+                         f"{', '.join(PRESETS)}, host") from None

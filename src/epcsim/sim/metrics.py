@@ -51,17 +51,27 @@ def faults_table(faults: np.ndarray, ghz: float) -> pa.Table:
                      "page": faults[:, 2]})
 
 
+def replay_tables(res: Any, ghz: float) -> dict[str, pa.Table]:
+    """A replay's tables by name (each written as ``<name>.parquet``)."""
+    return {
+        "enclaves": pa.Table.from_pylist(res.per_enclave) if res.per_enclave else
+        pa.table({"tenant": pa.array([], pa.int64())}),
+        "series": series_table(res.series, ghz),
+        "faults": faults_table(res.faults, ghz),
+        "enclave_series": held_table(res, ghz),
+    }
+
+
 def write_results(out_dir: str, res: Any, ghz: float | None = None) -> None:
-    """Write a run's results into ``out_dir`` (created if needed)."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write a run's results into ``out_dir`` (created if needed); the Parquet files carry
+    the summary's version and digest when it has them (:mod:`epcsim.provenance`)."""
+    from epcsim.provenance import stamped_table
     from epcsim.sim.costs import preset
 
+    os.makedirs(out_dir, exist_ok=True)
     ghz = ghz or preset(res.summary.get("platform", "client-sgx1")).ghz
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(res.summary, f, indent=2)
-    pq.write_table(pa.Table.from_pylist(res.per_enclave) if res.per_enclave else
-                   pa.table({"tenant": pa.array([], pa.int64())}),
-                   os.path.join(out_dir, "enclaves.parquet"))
-    pq.write_table(series_table(res.series, ghz), os.path.join(out_dir, "series.parquet"))
-    pq.write_table(faults_table(res.faults, ghz), os.path.join(out_dir, "faults.parquet"))
-    pq.write_table(held_table(res, ghz), os.path.join(out_dir, "enclave_series.parquet"))
+    for name, table in replay_tables(res, ghz).items():
+        pq.write_table(stamped_table(table, res.summary),
+                       os.path.join(out_dir, f"{name}.parquet"))

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from epcsim.provenance import stamp, stamped_table
 from epcsim.sim.metrics import faults_table, held_table, series_table
 from epcsim.sim.replay import CL_THREAD, Replay, ReplayConfig, replay_chunks
 from epcsim.sim.vmrun import VmRun, extra_lps, run_vms
@@ -43,9 +44,17 @@ def run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = No
                  scenario_name: str = "scenario") -> RunOutput:
     """Run ``sc``; traces named in it are found relative to ``base_dir``.
 
-    Raises ScenarioError/TraceError for bad input and ReplayError/ValueError when the
-    machine cannot run it (both one line for the user).
+    The summary carries the epcsim version and the digest of ``sc`` as validated
+    (:mod:`epcsim.provenance`). Raises ScenarioError/TraceError for bad input and
+    ReplayError/ValueError when the machine cannot run it (both one line for the user).
     """
+    out = _run_scenario(sc, base_dir, progress=progress, scenario_name=scenario_name)
+    stamp(out.summary, sc.model_dump(mode="json"))
+    return out
+
+
+def _run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = None,
+                  scenario_name: str = "scenario") -> RunOutput:
     if sc.pods:
         # Capacity planning: pods in EPC cgroups, packed onto nodes (sim/capacity.py).
         from epcsim.sim.capacity import run_pods
@@ -174,7 +183,8 @@ def write_run(out_dir: str, out: RunOutput, sc: Scenario | None = None) -> None:
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump(out.summary, f, indent=2)
     for name, table in out.tables.items():
-        pq.write_table(table, os.path.join(out_dir, f"{name}.parquet"))
+        pq.write_table(stamped_table(table, out.summary),
+                       os.path.join(out_dir, f"{name}.parquet"))
     if sc is not None:
         with open(os.path.join(out_dir, "scenario.resolved.json"), "w") as f:
             json.dump(sc.model_dump(mode="json"), f, indent=2)

@@ -9,6 +9,7 @@ is the same: a run is deterministic, so ``--workers 1``, ``--workers N`` and
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from epcsim.provenance import DIGEST_KEY, VERSION_KEY, digest, version
 from epcsim.sweep import points as P
 from epcsim.sweep.spec import SweepSpec
 
@@ -25,11 +27,17 @@ TABLE = "sweep.parquet"
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: rows computed now, rows found finished, and the gathered table."""
+    """What a sweep did: rows computed now, rows found finished, and the gathered table.
+
+    ``outdated`` of the computed rows had been finished by another epcsim version
+    (``versions``: which, and how many each) and were computed again.
+    """
 
     computed: int
     reused: int
     table_path: Path
+    outdated: int = 0
+    versions: dict[str, int] | None = None
 
 
 def compute_point(index: int, params: dict[str, Any], scenario: dict[str, Any],
@@ -48,7 +56,8 @@ def compute_point(index: int, params: dict[str, Any], scenario: dict[str, Any],
     try:
         out = run_scenario(sc, Path(base_dir), scenario_name=f"point {index}")
     except (ReplayError, TraceError, ValueError) as e:
-        return {**P.row_for(index, params, {}), "error": str(e)}
+        return {**P.row_for(index, params, {}), "error": str(e),
+                VERSION_KEY: version()}
     return P.row_for(index, params, out.summary)
 
 
@@ -79,12 +88,20 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
         f.write(spec.to_json())
     todo = []
     files = []
+    # A point's file is named by its scenario, not by the epcsim that ran it: a point made
+    # by another version is run again, so one table never mixes two models' results.
+    now = version()
+    others: dict[str, int] = {}
     for index, params in enumerate(spec.points()):
         scenario = spec.scenario_for(params)
         path = P.point_file(points_dir, index, scenario)
         files.append(path)
-        if not path.exists():
-            todo.append((index, params, scenario, path))
+        if path.exists():
+            made_by = P.read_row(path).get(VERSION_KEY) or "unknown"
+            if made_by == now:
+                continue
+            others[made_by] = others.get(made_by, 0) + 1
+        todo.append((index, params, scenario, path))
     total = len(files)
     done = total - len(todo)
     if progress:
@@ -122,9 +139,13 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
     rows = [P.read_row(p) for p in files]
     table_path = out_dir / TABLE
     tmp = out_dir / f".{TABLE}.{os.getpid()}.tmp"
-    pq.write_table(P.to_table(rows, list(spec.grid)), tmp)
+    table = P.to_table(rows, list(spec.grid))
+    meta = dict(table.schema.metadata or {})
+    meta.update({VERSION_KEY.encode(): now.encode(),
+                 DIGEST_KEY.encode(): digest(json.loads(spec.to_json())).encode()})
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
     os.replace(tmp, table_path)
-    return SweepOutcome(computed, total - computed, table_path)
+    return SweepOutcome(computed, total - computed, table_path, sum(others.values()), others)
 
 
 def _on_processes(workers: int, todo: list[Any], base: str,

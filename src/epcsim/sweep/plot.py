@@ -65,7 +65,9 @@ def plot_metric(table_path: Path, metric: str, x: str, out_stem: Path) -> list[P
     ax.set_title(f"{metric} against {xcol.removeprefix('param.')}")
     ax.grid(alpha=0.3)
     if others:
-        ax.legend(fontsize="small")
+        # Beside the axes, never over a line.
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0, frameon=False)
     out = []
     for ext in ("png", "svg"):
         path = out_stem.parent / f"{out_stem.name}.{ext}"

@@ -2,7 +2,8 @@
 
 A point's file is named by its place in the grid and a digest of the scenario it ran, so a
 resumed sweep reuses exactly the points whose scenario has not changed and never computes a
-finished point again. A file appears whole (written beside, then renamed) or not at all: a
+finished point again, unless another epcsim version made it (its row's ``epcsim_version``):
+that point runs again. A file appears whole (written beside, then renamed) or not at all: a
 sweep killed at any instant loses only the points still running.
 """
 
@@ -23,7 +24,8 @@ WALL_CLOCK = ("wall_s", "requests_per_s", "compile_s", "setup_s", "replay_s")
 
 
 def digest(scenario: dict[str, Any]) -> str:
-    """A stable name for a scenario's content."""
+    """A stable name for a scenario's content (the version is not in it: a point made by
+    another epcsim is found by its row's ``epcsim_version`` and run again)."""
     text = json.dumps(scenario, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

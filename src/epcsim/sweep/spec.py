@@ -25,9 +25,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from epcsim.workload.scenario import Scenario, ScenarioError, validate
+
+
+class _SweepTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base: str | None = Field(default=None, description="The base scenario's file, relative "
+                             "to the sweep file (or give the scenario as [base]).")
+
+
+class SweepFile(BaseModel):
+    """A sweep file's shape, for its JSON Schema (``epcsim schema --sweep``); the checks
+    that need the base scenario (a grid key names a field, each value is accepted) are
+    :func:`load_sweep`'s."""
+
+    model_config = ConfigDict(extra="forbid", title="epcsim sweep")
+
+    sweep: _SweepTable | None = None
+    base: Scenario | None = Field(default=None, description="The base scenario, inline.")
+    grid: dict[str, list[Any]] = Field(description="Dotted keys of the scenario (list items "
+                                       "by index, e.g. enclaves.0.size) to lists of values.")
 
 
 class SweepError(ValueError):

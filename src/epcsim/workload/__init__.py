@@ -14,10 +14,14 @@ from epcsim.workload.traces import (
     Chunk,
     TraceError,
     TraceReader,
+    compression,
+    detect_format,
     open_trace,
     write_csv,
     write_lcs,
+    write_npy,
     write_oracle_general,
+    write_trace,
 )
 
 __all__ = [
@@ -26,6 +30,8 @@ __all__ = [
     "Chunk",
     "TraceError",
     "TraceReader",
+    "compression",
+    "detect_format",
     "mix",
     "open_trace",
     "phase_lengths",
@@ -34,6 +40,8 @@ __all__ = [
     "working_set_phases",
     "write_csv",
     "write_lcs",
+    "write_npy",
     "write_oracle_general",
+    "write_trace",
     "zipf",
 ]

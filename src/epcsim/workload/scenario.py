@@ -31,8 +31,8 @@
 
     [[enclaves]]
     name = "log"
-    trace = "log.oracleGeneral"   # or a trace file instead of a generator
-    format = "oracleGeneral"
+    trace = "log.oracleGeneral.zst"  # or a trace file (plain, .zst or .gz) instead
+    format = "oracleGeneral"      # optional: what the name and the bytes say
     cgroup = "/tenants/log"       # optional: the EPC cgroup its process runs in
     epc_limit = "16MiB"           # misc.max of that cgroup (omit: no limit)
     memory_limit = "64MiB"        # memory.max of that cgroup (the backing store)
@@ -278,6 +278,7 @@ class VirtSpec(_Strict):
 
 
 class Scenario(_Strict):
+    # ``platform = "host"`` is short for ``[platform] preset = "host"``: this machine's EPC.
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     kernel: KernelSpec = Field(default_factory=KernelSpec)
     run: RunSpec = Field(default_factory=RunSpec)
@@ -287,6 +288,11 @@ class Scenario(_Strict):
     vms: list[VmSpec] = Field(default_factory=list)
     virt: VirtSpec = Field(default_factory=VirtSpec)
     cgroups: list[CgroupSpec] = Field(default_factory=list)
+
+    @field_validator("platform", mode="before")
+    @classmethod
+    def _platform_name(cls, v: Any) -> Any:
+        return {"preset": v} if isinstance(v, str) else v
 
     def cgroup_tree(self, part: str) -> dict[str, tuple[int | None, int | None]]:
         """The cgroups ``part`` (``"enclaves"`` or ``"vms"``) runs in: path -> (misc.max,
@@ -328,6 +334,12 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
 
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario; ScenarioError names the file and the key."""
+    return validate(read(path), str(path))
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """A scenario file's data (TOML, or JSON for ``.json``), not yet validated;
+    ScenarioError names the file when it cannot be read."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -339,7 +351,9 @@ def load(path: str | Path) -> Scenario:
         raise ScenarioError(f"not UTF-8 text at byte {e.start} ({p})") from None
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"not valid TOML: {e} ({p})") from None
-    return validate(data, str(p))
+    except IsADirectoryError:
+        raise ScenarioError(f"a directory, not a scenario file ({p})") from None
+    return data
 
 
 def _read_json(text: str, p: Path) -> dict[str, Any]:
@@ -355,42 +369,108 @@ def _read_json(text: str, p: Path) -> dict[str, Any]:
 
 
 def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
+    """The scenario ``data`` describes; ScenarioError names the first problem's key
+    (:func:`problems` lists them all)."""
+    sc, found = _checked(data)
+    if found:
+        raise ScenarioError(f"{found[0]} ({where})")
+    assert sc is not None
+    return sc
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of a scenario, one ``key: what is wrong`` line each (empty: none).
+
+    All the models' errors at once (unknown keys with the keys that are known there, wrong
+    types, bad sizes); the checks across keys (pods need a cluster, a limit needs a cgroup)
+    need a scenario whose keys are right, so they are listed when there are no others.
+    """
+    return _checked(data)[1]
+
+
+def _checked(data: dict[str, Any]) -> tuple[Scenario | None, list[str]]:
     try:
         sc = Scenario.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        raise ScenarioError(f"{_fmt_loc(err['loc'])}: {msg} ({where})") from None
+        seen: dict[str, str] = {}
+        for err in e.errors():
+            key, known = _key_path(err["loc"])
+            if key in seen:  # one line per key: a union's members each complain
+                continue
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key" + (f" (known: {', '.join(known)})" if known else "")
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+            seen[key] = f"{key}: {msg}"
+        return None, list(seen.values())
+    return sc, [f"{key}: {msg}" for key, msg in _cross_checks(sc)]
+
+
+def _key_path(loc: tuple[Any, ...]) -> tuple[str, list[str]]:
+    """A pydantic error location as the scenario's key (``enclaves[0].size``: without a
+    union member's tag such as ``int``), and the keys the table holding it takes."""
+    import typing
+
+    model: Any = Scenario
+    parent: list[str] = []
+    parts: list[Any] = []
+    for n, part in enumerate(loc):
+        if isinstance(part, int):
+            parts.append(part)
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            if fields is not None and n == len(loc) - 1:   # a key the table does not take
+                parts.append(part)
+                parent = list(fields)
+            continue
+        parts.append(part)
+        parent = list(fields)
+        model = None
+        ann = fields[part].annotation
+        for t in (ann, *typing.get_args(ann)):
+            for u in (t, *typing.get_args(t)):
+                if isinstance(u, type) and issubclass(u, BaseModel):
+                    model = u
+    return _fmt_loc(tuple(parts)), parent
+
+
+def _cross_checks(sc: Scenario) -> list[tuple[str, str]]:
+    """The checks across keys, as (key, what is wrong)."""
+    out: list[tuple[str, str]] = []
     if not sc.enclaves and not sc.pods and not sc.vms:
-        raise ScenarioError(f"enclaves: a scenario needs enclaves, pods or vms ({where})")
+        out.append(("enclaves", "a scenario needs enclaves, pods or vms"))
     names = [v.name for v in sc.vms]
     for i, v in enumerate(sc.vms):
         if v.name in names[:i]:
-            raise ScenarioError(f"vms[{i}].name: {v.name!r} is used twice ({where})")
+            out.append((f"vms[{i}].name", f"{v.name!r} is used twice"))
     if sc.pods and sc.enclaves:
-        raise ScenarioError(f"pods: a scenario has [[enclaves]] or [[pods]], not both ({where})")
+        out.append(("pods", "a scenario has [[enclaves]] or [[pods]], not both"))
     if sc.pods and sc.cluster is None:
-        raise ScenarioError(f"cluster: [[pods]] need a [cluster] with node_epc ({where})")
+        out.append(("cluster", "[[pods]] need a [cluster] with node_epc"))
     for i, pod in enumerate(sc.pods):
-        if pod.epc_request > sc.cluster.node_epc:  # type: ignore[operator,union-attr]
-            raise ScenarioError(f"pods[{i}].epc_request: larger than a node's EPC ({where})")
+        node_epc = sc.cluster.node_epc if sc.cluster is not None else None
+        if node_epc is not None and pod.epc_request > node_epc:  # type: ignore[operator]
+            out.append((f"pods[{i}].epc_request", "larger than a node's EPC"))
         if pod.trace is not None:
-            raise ScenarioError(f"pods[{i}].trace: pods take a generated workload ({where})")
+            out.append((f"pods[{i}].trace", "pods take a generated workload"))
     for i, enc in enumerate(sc.enclaves or sc.pods):
         kind = "enclaves" if sc.enclaves else "pods"
         if (enc.trace is None) == (enc.workload is None):
-            raise ScenarioError(f"{kind}[{i}]: give either a workload or a trace ({where})")
+            out.append((f"{kind}[{i}]", "give either a workload or a trace"))
         if enc.workload is not None and enc.size is None:
-            raise ScenarioError(f"{kind}[{i}].size: a generated workload needs a size "
-                                f"({where})")
-        if enc.trace is not None and enc.format is None:
-            raise ScenarioError(f"{kind}[{i}].format: a trace needs its format ({where})")
+            out.append((f"{kind}[{i}].size", "a generated workload needs a size"))
         if enc.size is not None and int(enc.size) < 4096:  # type: ignore[arg-type]
-            raise ScenarioError(f"{kind}[{i}].size: at least one page ({where})")
+            out.append((f"{kind}[{i}].size", "at least one page"))
     if sc.kernel.low > sc.kernel.high:
-        raise ScenarioError(f"kernel.low: must not exceed kernel.high ({where})")
-    _check_cgroups(sc, where)
-    return sc
+        out.append(("kernel.low", "must not exceed kernel.high"))
+    if not out:
+        try:
+            _check_cgroups(sc, "")
+        except ScenarioError as e:
+            key, _, msg = str(e).removesuffix(" ()").partition(": ")
+            out.append((key, msg))
+    return out
 
 
 def _check_cgroups(sc: Scenario, where: str) -> None:
@@ -446,7 +526,8 @@ def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, 
             path = Path(enc.trace)
             if not path.is_absolute():
                 path = base_dir / path
-            ids = np.concatenate([c.obj for c in open_trace(str(path), enc.format or "")]
+            # No format: the one the trace's name and first bytes say (compressed or not).
+            ids = np.concatenate([c.obj for c in open_trace(str(path), enc.format)]
                                  or [np.zeros(0, np.uint64)])
             if ids.size == 0:
                 raise ScenarioError(f"enclaves[{i}].trace: empty trace ({path})")

@@ -79,6 +79,27 @@ Formats
     field and optional integer ``tenant`` and bool-or-0/1 ``write`` fields (other fields
     are ignored). Loaded with ``mmap_mode="r"``.
 
+Compressed traces
+=================
+
+Every format may come compressed with zstd (libCacheSim publishes ``.oracleGeneral.zst``)
+or gzip. Compression is recognised by the file's magic bytes, not its name, and the
+decompressed bytes are streamed chunk by chunk like a plain file's (a compressed trace is
+never decompressed whole, in memory or on disk). Such a reader cannot know its length
+without reading it: ``count()`` is ``None`` (an lcs header's ``n_req`` when set), and a
+record cut short is found at the end of the stream. The writers compress by the output's
+name: ``.zst`` or ``.gz``.
+
+What a file seems to be
+=======================
+
+Before any record is read, :func:`open_trace` looks at the first (decompressed) bytes: a
+numpy header, an lcs magic, text (no NUL byte: csv) or headerless binary records
+(oracleGeneral). A file given as a format its bytes do not fit is refused with one line
+saying what it seems to be, e.g. ``not an oracleGeneral trace: the file seems to be text
+(a csv trace?)``; ``fmt=None`` takes the format the name and the bytes say
+(:func:`detect_format`). xz, bzip2, lz4, zip and 7-zip data are named and refused.
+
 Errors
 ======
 
@@ -93,7 +114,10 @@ ours.
 
 from __future__ import annotations
 
+import contextlib
 import csv as _csv
+import gzip
+import io
 import mmap
 import os
 import queue
@@ -110,10 +134,16 @@ __all__ = [
     "Chunk",
     "TraceError",
     "TraceReader",
+    "compressed_as",
+    "compression",
+    "detect_format",
+    "format_by_name",
     "open_trace",
     "write_csv",
     "write_lcs",
+    "write_npy",
     "write_oracle_general",
+    "write_trace",
 ]
 
 FORMATS = ("oracleGeneral", "lcs", "csv", "npy")
@@ -336,6 +366,197 @@ def _file_size(path: str) -> int:
     return st.st_size
 
 
+# --------------------------------------------------------------------------- compression
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+# Containers epcsim does not read; named so that the refusal says what the file is.
+_UNREAD = ((b"\xfd7zXZ\x00", "xz-compressed data"), (b"BZh", "bzip2-compressed data"),
+           (b"\x04\x22\x4d\x18", "lz4-compressed data"), (b"PK\x03\x04", "a zip archive"),
+           (b"7z\xbc\xaf\x27\x1c", "a 7-zip archive"))
+_OTHER_MAGIC = ((b"\x89PNG", "a PNG image"), (b"%PDF", "a PDF document"),
+                (b"\x7fELF", "an ELF executable"), (b"PAR1", "a Parquet file"),
+                (b"SQLite format 3", "an SQLite database"))
+_NPY_MAGIC = b"\x93NUMPY"
+_HEAD = 8192  # bytes looked at to say what a file seems to be
+
+
+def compression(path: str | os.PathLike[str]) -> str | None:
+    """``"zstd"`` or ``"gzip"`` when the file starts with that magic, else ``None``;
+    TraceError for compressed or archived data epcsim does not read (xz, bzip2, lz4, zip,
+    7-zip), naming it."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise TraceError(f"cannot open: {e.strerror}", path) from None
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    for magic, what in _UNREAD:
+        if head.startswith(magic):
+            raise TraceError(f"the file seems to be {what}; epcsim reads traces plain or "
+                             f"compressed with zstd (.zst) or gzip (.gz)", path)
+    return None
+
+
+class _Stream(io.RawIOBase):
+    """The decompressed bytes of a file, whose errors are TraceErrors naming it.
+
+    zstd is decoded frame by frame here rather than by zstandard's stream reader, which
+    ends quietly at a frame cut short: a truncated download must not read as a shorter
+    trace. pzstd and split files hold several frames, read one after the other.
+    """
+
+    def __init__(self, path: str, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self._raw = open(path, "rb")
+        self._buf = b""
+        if kind == "zstd":
+            import zstandard
+
+            self._errors: tuple[type[BaseException], ...] = (zstandard.ZstdError,)
+            self._parts: Iterator[bytes] = self._zstd(zstandard.ZstdDecompressor())
+        else:
+            import zlib
+
+            self._errors = (gzip.BadGzipFile, EOFError, zlib.error)
+            inner = gzip.GzipFile(fileobj=self._raw, mode="rb")
+            self._parts = iter(lambda: inner.read(1 << 18), b"")
+
+    def _zstd(self, dctx: Any) -> Iterator[bytes]:
+        obj, fed, pending = dctx.decompressobj(), False, b""
+        while True:
+            data = pending or self._raw.read(1 << 18)
+            pending = b""
+            if not data:
+                if fed and not obj.eof:
+                    raise TraceError("the zstd data stops inside a frame (file cut short?)",
+                                     self.path)
+                return
+            fed = True
+            out = obj.decompress(data)
+            if out:
+                yield out
+            if obj.eof:
+                pending = obj.unused_data
+                obj, fed = dctx.decompressobj(), False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._parts)
+            except StopIteration:
+                return 0
+            except self._errors as e:
+                raise TraceError(f"corrupt {self.kind} data: {e}", self.path) from None
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _open_stream(path: str, kind: str | None = None) -> BinaryIO:
+    """The file's bytes, decompressed when it is compressed (``kind`` as
+    :func:`compression` says; looked up when not given)."""
+    kind = compression(path) if kind is None else kind
+    if kind is None:
+        return _open_binary(path)
+    try:
+        return io.BufferedReader(_Stream(path, kind), 1 << 20)  # type: ignore[return-value]
+    except OSError as e:
+        raise TraceError(f"cannot open: {e.strerror}", path) from None
+
+
+def _read_exact(f: BinaryIO, n: int) -> bytes:
+    """Up to ``n`` bytes, fewer only at the end of the stream."""
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def _head(path: str, kind: str | None) -> bytes:
+    with _open_stream(path, kind) as f:
+        return _read_exact(f, _HEAD)
+
+
+def _seems(head: bytes, kind: str | None) -> tuple[str, str]:
+    """(format the bytes fit or ``"other"``, what the file seems to be, in words)."""
+    packed = {"zstd": "zstd-compressed ", "gzip": "gzip-compressed "}.get(kind or "", "")
+    if not head:
+        return "other", f"{packed}data that decompresses to nothing (cut short or corrupt?)"
+    if head.startswith(_NPY_MAGIC):
+        return "npy", f"a {packed}numpy .npy array"
+    if len(head) >= 16 and int.from_bytes(head[:8], "little") == _LCS_MAGIC:
+        v = int.from_bytes(head[8:16], "little")
+        return "lcs", f"a {packed}libCacheSim lcs trace (version {v})"
+    if head.startswith((_ZSTD_MAGIC, _GZIP_MAGIC)):
+        return "other", f"{packed}data compressed twice"
+    for magic, what in _OTHER_MAGIC + _UNREAD:
+        if head.startswith(magic):
+            return "other", f"{packed}{what}".replace(f"{packed}a ", f"a {packed}")
+    if b"\x00" not in head:
+        first = head.split(b"\n", 1)[0][:40].decode("utf-8", "replace")
+        return "csv", f"{packed}text (a csv trace? its first line: {first!r})"
+    return "oracleGeneral", f"{packed}binary records without a header"
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The format a trace's name and first bytes say: the name's ``oracleGeneral``,
+    ``.lcs``, ``.csv`` or ``.npy`` (under any ``.zst``/``.gz``) when the bytes agree, else
+    what the bytes fit; TraceError when they fit none."""
+    path = os.fspath(path)
+    _file_size(path)
+    kind = compression(path)
+    fmt, what = _seems(_head(path, kind), kind)
+    if fmt == "other":
+        raise TraceError(f"not a trace: the file seems to be {what}", path)
+    return fmt
+
+
+def format_by_name(path: str | os.PathLike[str]) -> str | None:
+    """The format a trace's file name says (under any .zst or .gz), or None."""
+    path = os.fspath(path)
+    name = os.path.basename(path).lower()
+    for suffix in (".zst", ".zstd", ".gz"):
+        name = name.removesuffix(suffix)
+    if "oraclegeneral" in name:
+        return "oracleGeneral"
+    for fmt in ("lcs", "csv", "npy"):
+        if name.endswith(f".{fmt}"):
+            return fmt
+    return None
+
+
+def _fits(path: str, fmt: str, kind: str | None) -> None:
+    """Refuse, in one line saying what the file seems to be, a file whose first bytes do
+    not fit ``fmt``. Headerless binary data may be an oracleGeneral trace or the body of
+    some other; an lcs file with a damaged magic is left to the lcs reader's own checks."""
+    seems, what = _seems(_head(path, kind), kind)
+    if seems == fmt or (fmt == "lcs" and seems == "oracleGeneral"):
+        return
+    hint = "" if seems == "other" else f"; read it as format {seems}"
+    if fmt == "npy":
+        raise TraceError(f"not a readable .npy file: the file seems to be {what}{hint}", path)
+    article = "a" if fmt == "csv" else "an"
+    raise TraceError(f"not {article} {fmt} trace: the file seems to be {what}{hint}", path)
+
+
 # Requests in the first chunk of a binary trace (at most ``chunk_requests``).
 FIRST_CHUNK = 1 << 16
 
@@ -539,7 +760,57 @@ def _scan_ids(ids: np.ndarray, size: np.ndarray, top: np.ndarray) -> int:
     return -1
 
 
-def _open_oracle_general(path: str, chunk_requests: int) -> TraceReader:
+class _StreamBinaryReader(_BinaryReader):
+    """Fixed-size records of a compressed file, decompressed as they are read.
+
+    Its length is unknown until the end (``count()`` is None, or an lcs header's
+    ``n_req``); a record cut short, or fewer records than the lcs header says, is an error
+    raised there.
+    """
+
+    scan_ids = None  # type: ignore[assignment]  # nothing to map: the replay reads chunks
+
+    def __init__(self, path: str, fmt: str, chunk_requests: int, record: np.dtype,
+                 offset: int, n_req: int, version: int, kind: str) -> None:
+        super().__init__(path, fmt, chunk_requests, record, offset, -1, version)
+        self._n_req = n_req
+        self._kind = kind
+
+    def count(self) -> int | None:  # type: ignore[override]
+        return self._n_req or None
+
+    def __iter__(self) -> Iterator[Chunk]:
+        item = self._record.itemsize
+        with _open_stream(self.path, self._kind) as f:
+            _read_exact(f, self._offset)
+            start = 0
+            while True:
+                want = self.chunk_requests if start else min(self.chunk_requests, FIRST_CHUNK)
+                raw = _read_exact(f, want * item)
+                k, rest = divmod(len(raw), item)
+                if k:
+                    rec = np.frombuffer(raw, dtype=self._record, count=k)
+                    yield self._convert(rec, start)
+                    start += k
+                if rest:
+                    lcs = f", lcs v{self.version}" if self.fmt == "lcs" else ""
+                    raise self._error(f"truncated record {start + 1} ({rest} of {item} "
+                                      f"bytes{lcs})", start + 1)
+                if len(raw) < want * item:
+                    break
+        if start == 0:
+            raise self._error("no requests after the lcs header" if self.fmt == "lcs"
+                              else "no requests in the decompressed file")
+        if self._n_req and self._n_req != start:
+            raise self._error(f"lcs header says {self._n_req} requests but the file holds "
+                              f"{start}")
+
+
+def _open_oracle_general(path: str, chunk_requests: int, kind: str | None = None) \
+        -> TraceReader:
+    if kind is not None:
+        return _StreamBinaryReader(path, "oracleGeneral", chunk_requests, _OG_RECORD, 0, 0, 1,
+                                   kind)
     size = _file_size(path)
     n, rest = divmod(size, _OG_RECORD.itemsize)
     if rest:
@@ -548,14 +819,16 @@ def _open_oracle_general(path: str, chunk_requests: int) -> TraceReader:
     return _BinaryReader(path, "oracleGeneral", chunk_requests, _OG_RECORD, 0, n, 1)
 
 
-def _open_lcs(path: str, chunk_requests: int) -> TraceReader:
+def _open_lcs(path: str, chunk_requests: int, kind: str | None = None) -> TraceReader:
     size = _file_size(path)
-    with open(path, "rb") as f:
-        raw = f.read(_LCS_HEADER.itemsize)
+    with _open_stream(path, kind) as f:
+        raw = _read_exact(f, _LCS_HEADER.itemsize)
     if len(raw) >= 8:
         magic = int.from_bytes(raw[:8], "little")
         if magic != _LCS_MAGIC:
-            raise TraceError(f"bad lcs magic {magic:#018x} (expected {_LCS_MAGIC:#x})", path)
+            _, what = _seems(raw, kind)
+            raise TraceError(f"bad lcs magic {magic:#018x} (expected {_LCS_MAGIC:#x}): the "
+                             f"file seems to be {what}", path)
     if len(raw) < _LCS_HEADER.itemsize:
         raise TraceError(f"truncated lcs header ({len(raw)} of {_LCS_HEADER.itemsize} bytes)",
                          path)
@@ -570,6 +843,9 @@ def _open_lcs(path: str, chunk_requests: int) -> TraceReader:
     n_req, n_obj = int(stat["n_req"]), int(stat["n_obj"])
     if n_req < 0 or n_obj < 0:
         raise TraceError(f"bad lcs header: n_req {n_req}, n_obj {n_obj}", path)
+    if kind is not None:
+        return _StreamBinaryReader(path, "lcs", chunk_requests, _lcs_record(version),
+                                   _LCS_HEADER.itemsize, n_req, version, kind)
     item = _LCS_RECORD_SIZE[version]
     n, rest = divmod(size - _LCS_HEADER.itemsize, item)
     if rest:
@@ -595,26 +871,27 @@ class _NpyReader(TraceReader):
 
     def __iter__(self) -> Iterator[Chunk]:
         arr = self._arr
-        names = arr.dtype.names
         for start in range(0, len(arr), self.chunk_requests):
-            part = np.array(arr[start:start + self.chunk_requests])
-            if names is None:
-                yield _chunk(self._ids(part, start, "id"))
-                continue
-            obj = self._ids(part["obj"], start, "id")
-            tenant = write = None
-            if "tenant" in names:
-                tenant = self._ids(part["tenant"], start, "tenant", _U32_MAX)
-            if "write" in names:
-                write = part["write"]
-                if write.dtype != np.bool_:
-                    bad = (write != 0) & (write != 1)
-                    if bad.any():
-                        i = int(np.argmax(bad))
-                        raise self._error(f"write flag {_show(write[i].item())} is not 0 or 1",
-                                          start + i + 1)
-                    write = write != 0
-            yield _chunk(obj, tenant, write)
+            yield self._decode(np.array(arr[start:start + self.chunk_requests]), start)
+
+    def _decode(self, part: np.ndarray, start: int) -> Chunk:
+        names = part.dtype.names
+        if names is None:
+            return _chunk(self._ids(part, start, "id"))
+        obj = self._ids(part["obj"], start, "id")
+        tenant = write = None
+        if "tenant" in names:
+            tenant = self._ids(part["tenant"], start, "tenant", _U32_MAX)
+        if "write" in names:
+            write = part["write"]
+            if write.dtype != np.bool_:
+                bad = (write != 0) & (write != 1)
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise self._error(f"write flag {_show(write[i].item())} is not 0 or 1",
+                                      start + i + 1)
+                write = write != 0
+        return _chunk(obj, tenant, write)
 
     def _ids(self, a: np.ndarray, start: int, what: str, top: int = _U64_MAX) -> np.ndarray:
         if a.dtype.kind == "i":
@@ -630,17 +907,65 @@ class _NpyReader(TraceReader):
         return a
 
 
-def _open_npy(path: str, chunk_requests: int) -> TraceReader:
+class _StreamNpyReader(_NpyReader):
+    """A compressed .npy file, its array decompressed chunk by chunk."""
+
+    def __init__(self, path: str, chunk_requests: int, n: int, dtype: np.dtype,
+                 kind: str) -> None:
+        super().__init__(path, chunk_requests, np.zeros(0, dtype))
+        self._len, self._dtype, self._kind = n, dtype, kind
+
+    def count(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[Chunk]:
+        item = self._dtype.itemsize
+        with _open_stream(self.path, self._kind) as f:
+            _npy_header(f, self.path)
+            start = 0
+            while start < self._len:
+                k = min(self.chunk_requests, self._len - start)
+                raw = _read_exact(f, k * item)
+                if len(raw) < k * item:
+                    raise self._error(f"the array stops at record {start + len(raw) // item + 1}"
+                                      f" of {self._len}", start + len(raw) // item + 1)
+                yield self._decode(np.frombuffer(raw, self._dtype, count=k), start)
+                start += k
+
+
+def _npy_header(f: BinaryIO, path: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            return fmt.read_array_header_1_0(f)  # type: ignore[no-any-return]
+        return fmt.read_array_header_2_0(f)  # type: ignore[no-any-return]
+    except (ValueError, OSError, EOFError) as e:
+        raise TraceError(f"not a readable .npy file: {e}", path) from None
+
+
+def _open_npy(path: str, chunk_requests: int, kind: str | None = None) -> TraceReader:
     _file_size(path)
+    if kind is not None:
+        with _open_stream(path, kind) as f:
+            shape, _, dt = _npy_header(f, path)
+        if dt.hasobject:
+            raise TraceError("not a readable .npy file: it holds Python objects", path)
+        _check_npy(path, shape, dt)
+        return _StreamNpyReader(path, chunk_requests, shape[0], dt, kind)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
         raise TraceError(f"not a readable .npy file: {e}", path) from None
     if not isinstance(arr, np.ndarray):  # an .npz archive loads as a mapping
         raise TraceError("not a .npy file (an .npz archive?)", path)
-    dt = arr.dtype
-    if arr.ndim != 1:
-        raise TraceError(f"npy array is {arr.ndim}-D with shape {arr.shape}; need 1-D", path)
+    _check_npy(path, arr.shape, arr.dtype)
+    return _NpyReader(path, chunk_requests, arr)
+
+
+def _check_npy(path: str, shape: tuple[int, ...], dt: np.dtype) -> None:
+    if len(shape) != 1:
+        raise TraceError(f"npy array is {len(shape)}-D with shape {shape}; need 1-D", path)
     if dt.names is None:
         if dt.kind not in "iu":
             raise TraceError(f"npy array has dtype {dt}; need integer object ids", path)
@@ -654,9 +979,8 @@ def _open_npy(path: str, chunk_requests: int) -> TraceReader:
                                  f"need {'bool or ' if 'b' in kinds else ''}integer", path)
             if name in dt.names and dt.fields[name][0].shape:
                 raise TraceError(f"npy field {name!r} is not a scalar field", path)
-    if len(arr) == 0:
+    if shape[0] == 0:
         raise TraceError("npy array has no requests", path)
-    return _NpyReader(path, chunk_requests, arr)
 
 
 # --- csv
@@ -687,8 +1011,9 @@ def _is_negative_number(text: str) -> bool:
 
 class _CsvReader(TraceReader):
     def __init__(self, path: str, chunk_requests: int, delimiter: str,
-                 cols: dict[str, int], skip_lines: int) -> None:
+                 cols: dict[str, int], skip_lines: int, kind: str | None = None) -> None:
         super().__init__(path, "csv", chunk_requests)
+        self._kind = kind
         self._delim = delimiter
         self._cols = cols  # 0-based field index per key
         self._skip = skip_lines  # lines before the first data line (blank lines + header)
@@ -710,7 +1035,7 @@ class _CsvReader(TraceReader):
         tenant: list[int] = []
         write: list[bool] = []
         seen = 0
-        with _open_binary(self.path) as f:
+        with _open_stream(self.path, self._kind) as f:
             for lineno, raw in enumerate(f, start=1):
                 if lineno <= self._skip:
                     continue
@@ -791,7 +1116,7 @@ def _split_header(text: str, delimiter: str) -> list[str]:
 
 
 def _open_csv(path: str, chunk_requests: int, columns: dict[str, int | str] | None,
-              delimiter: str, has_header: bool | None) -> TraceReader:
+              delimiter: str, has_header: bool | None, kind: str | None = None) -> TraceReader:
     _file_size(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\r\n\"":
         raise TraceError(f"delimiter must be one character other than a quote or newline, "
@@ -812,7 +1137,7 @@ def _open_csv(path: str, chunk_requests: int, columns: dict[str, int | str] | No
 
     # The first non-blank line decides about the header.
     first_no, first = 0, None
-    with open(path, "rb") as f:
+    with _open_stream(path, kind) as f:
         for lineno, raw in enumerate(f, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -868,36 +1193,51 @@ def _open_csv(path: str, chunk_requests: int, columns: dict[str, int | str] | No
     else:
         cols = {"obj": 0} if columns is None else {k: int(c) - 1 for k, c in columns.items()}
         skip = first_no - 1
-    return _CsvReader(path, chunk_requests, delimiter, cols, skip)
+    return _CsvReader(path, chunk_requests, delimiter, cols, skip, kind)
 
 
 # --- entry point
 
-def open_trace(path: str | os.PathLike[str], fmt: str, *,
+def open_trace(path: str | os.PathLike[str], fmt: str | None = None, *,
                columns: dict[str, int | str] | None = None, delimiter: str = ",",
                has_header: bool | None = None, chunk_requests: int = 1 << 20) -> TraceReader:
     """Open a trace for streaming in chunks of at most ``chunk_requests`` requests.
 
-    Problems with the file's framing (missing, empty, truncated, bad lcs header, wrong npy
-    dtype, csv header/column mapping) are raised here; problems inside records (bad
-    sizes, ids, ops) are raised while iterating, naming the record or line.
+    ``fmt`` None takes the format the file's name and first bytes say
+    (:func:`detect_format`). zstd and gzip files are decompressed as they are read.
+
+    Problems with the file's framing (missing, empty, of another format, truncated, bad lcs
+    header, wrong npy dtype, csv header/column mapping) are raised here; problems inside
+    records (bad sizes, ids, ops), and in a compressed file a record cut short, are raised
+    while iterating, naming the record or line.
     """
     path = os.fspath(path)
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise TraceError(f"unknown format {_show(fmt)} (known: {', '.join(FORMATS)})", path)
     if isinstance(chunk_requests, bool) or not isinstance(chunk_requests, (int, np.integer)) \
             or chunk_requests < 1:
         raise ValueError(f"chunk_requests must be a positive integer, got {chunk_requests!r}")
     chunk_requests = int(chunk_requests)
+    _file_size(path)
+    kind = compression(path)
+    if fmt is None:
+        named = format_by_name(path)
+        seems, what = _seems(_head(path, kind), kind)
+        if seems == "other":
+            raise TraceError(f"not a trace: the file seems to be {what}", path)
+        fmt = named if named is not None and (named == seems or (
+            named == "lcs" and seems == "oracleGeneral")) else seems
+    else:
+        _fits(path, fmt, kind)
     if fmt != "csv" and (columns is not None or has_header is not None or delimiter != ","):
         raise TraceError(f"columns, delimiter and has_header apply to csv, not {fmt}", path)
     if fmt == "oracleGeneral":
-        return _open_oracle_general(path, chunk_requests)
+        return _open_oracle_general(path, chunk_requests, kind)
     if fmt == "lcs":
-        return _open_lcs(path, chunk_requests)
+        return _open_lcs(path, chunk_requests, kind)
     if fmt == "npy":
-        return _open_npy(path, chunk_requests)
-    return _open_csv(path, chunk_requests, columns, delimiter, has_header)
+        return _open_npy(path, chunk_requests, kind)
+    return _open_csv(path, chunk_requests, columns, delimiter, has_header, kind)
 
 
 def read_ahead(chunks: Iterable[Chunk], depth: int = 1,
@@ -997,16 +1337,42 @@ def _next_access(obj: np.ndarray, none: int) -> np.ndarray:
     return nxt
 
 
+def compressed_as(path: str | os.PathLike[str]) -> str | None:
+    """The compression a writer gives ``path`` by its name: ``.zst``/``.zstd`` zstd,
+    ``.gz`` gzip, else none."""
+    name = os.fspath(path).lower()
+    if name.endswith((".zst", ".zstd")):
+        return "zstd"
+    return "gzip" if name.endswith(".gz") else None
+
+
+@contextlib.contextmanager
+def _sink(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """A binary file to write, compressed as its name says (:func:`compressed_as`)."""
+    kind = compressed_as(path)
+    with open(path, "wb") as raw:
+        if kind is None:
+            yield raw
+        elif kind == "gzip":
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+                yield f  # type: ignore[misc]
+        else:
+            import zstandard
+
+            with zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False) as f:
+                yield f  # type: ignore[misc]
+
+
 def _write_records(path: str | os.PathLike[str], dtype: np.dtype, fields: dict[str, np.ndarray],
                    n: int, header: bytes = b"") -> None:
-    with open(path, "wb") as f:
+    with _sink(path) as f:
         f.write(header)
         for start in range(0, n, _WRITE_BLOCK):
             stop = min(n, start + _WRITE_BLOCK)
             rec = np.zeros(stop - start, dtype=dtype)
             for name, values in fields.items():
                 rec[name] = values[start:stop]
-            rec.tofile(f)
+            f.write(rec.view(np.uint8).data)
 
 
 def write_oracle_general(path: str | os.PathLike[str], obj: np.ndarray, *, time=None,
@@ -1142,10 +1508,54 @@ def write_csv(path: str | os.PathLike[str], obj: np.ndarray, *, tenant=None, hea
         w = _per_request(write, n, "write", 0, 1).astype(np.bool_)
         cols.append(np.where(w, "write", "read"))
         names.append("op")
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
+    with _sink(path) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="\n") as f:
         if header:
             f.write(",".join(names) + "\n")
         for start in range(0, n, _WRITE_BLOCK):
             stop = min(n, start + _WRITE_BLOCK)
             rows = zip(*(c[start:stop].tolist() for c in cols))
             f.write("".join(",".join(map(str, row)) + "\n" for row in rows))
+
+
+def write_npy(path: str | os.PathLike[str], obj: np.ndarray, *, tenant=None,
+              write=None) -> None:
+    """Write an npy trace: a uint64 array of ids, or with ``tenant`` or ``write`` a
+    structured array with ``obj``, ``tenant`` (uint32) and ``write`` (bool) fields."""
+    ids = _ids(obj)
+    n = len(ids)
+    if tenant is None and write is None:
+        arr = ids
+    else:
+        arr = np.zeros(n, [("obj", "<u8"), ("tenant", "<u4"), ("write", "?")])
+        arr["obj"] = ids
+        arr["tenant"] = _per_request(tenant, n, "tenant", 0, _U32_MAX, 0)
+        arr["write"] = _per_request(write, n, "write", 0, 1, 0).astype(np.bool_)
+    with _sink(path) as f:
+        np.lib.format.write_array(f, arr, allow_pickle=False)
+
+
+def write_trace(path: str | os.PathLike[str], fmt: str, obj: np.ndarray, *, tenant=None,
+                write=None) -> None:
+    """Write ``obj`` (with ``tenant`` and ``write`` where the format has them) as ``fmt``,
+    compressed as the name says. A format without a field the trace uses is refused
+    (ValueError) rather than losing it: oracleGeneral has neither tenant nor op; lcs is
+    written as version 2, which has both."""
+    has_tenant = tenant is not None and bool(np.any(np.asarray(tenant) != 0))
+    has_write = write is not None and bool(np.any(np.asarray(write)))
+    if fmt == "oracleGeneral":
+        if has_tenant or has_write:
+            lost = " and ".join(x for x, h in (("tenants", has_tenant), ("writes", has_write))
+                                if h)
+            raise ValueError(f"oracleGeneral has no field for the trace's {lost}; "
+                             f"write lcs, csv or npy")
+        write_oracle_general(path, obj)
+    elif fmt == "lcs":
+        write_lcs(path, obj, version=2, tenant=tenant, write=write)
+    elif fmt == "csv":
+        write_csv(path, obj, tenant=tenant if has_tenant else None,
+                  write=write if has_write else None)
+    elif fmt == "npy":
+        write_npy(path, obj, tenant=tenant if has_tenant else None,
+                  write=write if has_write else None)
+    else:
+        raise ValueError(f"unknown format {_show(fmt)} (known: {', '.join(FORMATS)})")
