@@ -419,51 +419,97 @@ def _bt_insert(E: Any, pool: np.ndarray, base: int, W: int, d: int, meta: np.nda
 
 
 @njit
+def _bt_level(E: Any, pool: np.ndarray, base: int, d: int, keys: np.ndarray,
+              vals: np.ndarray, children: np.ndarray, per: int, first: int,
+              up_keys: np.ndarray, up_vals: np.ndarray) -> tuple[int, int]:
+    """One level of a bottom-up bulk load: nodes of ``per`` keys from sorted ``keys``, the
+    key after each node promoted to the level above (a last single key joins the last
+    node instead). Internal when ``children`` is not empty. Returns (nodes, promoted)."""
+    ko, vo, co = _bt_off(d)
+    W = pool.shape[1]
+    n = keys.shape[0]
+    leaf = children.shape[0] == 0
+    i, x, up, ch = 0, first, 0, 0
+    while i < n or x == first:
+        k = min(per, n - i)
+        if n - i - k == 1:
+            k += 1
+        pool[x, 0] = k
+        pool[x, 1] = 1 if leaf else 0
+        for j in range(k):
+            pool[x, ko + j] = keys[i + j]
+            pool[x, vo + j] = vals[i + j]
+        if not leaf:
+            for j in range(k + 1):
+                pool[x, co + j] = children[ch + j]
+            ch += k + 1
+        # the node is written whole, front to back, as a bulk loader fills a page
+        _acc_range(E, 0, 0, base + 8 * x * W, 8 * (co + (0 if leaf else k + 1)), True)
+        i += k
+        x += 1
+        if i < n:
+            up_keys[up] = keys[i]
+            up_vals[up] = vals[i]
+            up += 1
+            i += 1
+    return x - first, up
+
+
+@njit
 def _btree(E: Any, pool: np.ndarray, base: int, d: int, meta: np.ndarray, seed: int,
-           threads: int, insert_ratio: float, preload: int, rs: np.ndarray) -> None:
-    """Insert keys until the pool is about full (or ``preload`` keys), then serve lookups
-    and inserts (an update of an existing key once the pool is full) from ``threads``."""
+           threads: int, insert_ratio: float, keys: np.ndarray, vals: np.ndarray, per: int,
+           rs: np.ndarray) -> None:
+    """Bulk-load the sorted ``keys`` with ``vals`` (each key's number), then serve lookups and
+    inserts (an update of an existing key once the pool is full) from ``threads``, until
+    the trace is full. ``meta`` = [root, nodes used, keys, lookups, lookups found]."""
     W = pool.shape[1]
     M = pool.shape[0]
     _, _, co = _bt_off(d)
-    pool[0, 0] = 0
-    pool[0, 1] = 1
-    meta[0], meta[1], meta[2] = 0, 1, 0
-    _acc_range(E, 0, 0, base, 16, True)
+    n = keys.shape[0]
+    cur_k, cur_v = keys, vals
+    children = np.zeros(0, np.int64)
+    used = 0
+    while True:
+        up_k = np.empty(max(1, cur_k.shape[0]), np.int64)
+        up_v = np.empty(max(1, cur_k.shape[0]), np.int64)
+        made, up = _bt_level(E, pool, base, d, cur_k, cur_v, children, per, used, up_k,
+                             up_v)
+        children = np.arange(used, used + made)
+        used += made
+        if made == 1:
+            break
+        cur_k, cur_v = up_k[:up], up_v[:up]
+    meta[0], meta[1], meta[2] = used - 1, used, n
     height = 1
-    # an insert allocates at most one node per level, plus a new root
-    while (preload < 0 or meta[2] < preload) and meta[1] + height + 2 <= M:
-        _bt_insert(E, pool, base, W, d, meta, _key(seed, meta[2]), meta[2], 0)
-        meta[2] += 1
-        height = 1
-        x = meta[0]
-        while pool[x, 1] == 0:
-            x = pool[x, co]
-            height += 1
-        if E[3][2]:
-            return
+    x = meta[0]
+    while pool[x, 1] == 0:
+        x = pool[x, co]
+        height += 1
+    vo = 2 + (2 * d - 1)
     while not E[3][2]:
         for t in range(threads):
-            if _unit(rs) < insert_ratio:
-                if meta[1] + height + 2 <= M:
-                    _bt_insert(E, pool, base, W, d, meta, _key(seed, meta[2]), meta[2], t)
-                    meta[2] += 1
-                    height = 1
-                    x = meta[0]
-                    while pool[x, 1] == 0:
-                        x = pool[x, co]
-                        height += 1
-                    continue
-                node, slot = _bt_search(E, pool, base, W, d, meta[0],
-                                        _key(seed, _below(rs, meta[2])), t)
-                if node >= 0:
-                    pool[node, 2 + (2 * d - 1) + slot] += 1
-                    _bt_word(E, t, base, W, node, 2 + (2 * d - 1) + slot, True)
-            else:
-                node, slot = _bt_search(E, pool, base, W, d, meta[0],
-                                        _key(seed, _below(rs, meta[2])), t)
-                if node >= 0:
-                    _bt_word(E, t, base, W, node, 2 + (2 * d - 1) + slot, False)
+            # an insert allocates at most one node per level, plus a new root
+            if _unit(rs) < insert_ratio and meta[1] + height + 2 <= M:
+                _bt_insert(E, pool, base, W, d, meta, _key(seed, meta[2]), meta[2], t)
+                meta[2] += 1
+                height = 1
+                x = meta[0]
+                while pool[x, 1] == 0:
+                    x = pool[x, co]
+                    height += 1
+                continue
+            k = _below(rs, meta[2])
+            node, slot = _bt_search(E, pool, base, W, d, meta[0], _key(seed, k), t)
+            meta[3] += 1
+            if node >= 0:
+                meta[4] += 1
+                if pool[node, vo + slot] != k:
+                    meta[4] -= 1   # found a key whose value is not its number: a bug
+                if _unit(rs) < insert_ratio:
+                    # an insert of a key already there updates its value in place
+                    _bt_word(E, t, base, W, node, vo + slot, True)
+                else:
+                    _bt_word(E, t, base, W, node, vo + slot, False)
 
 
 # ---------------------------------------------------------------------------- hash join
@@ -601,7 +647,12 @@ def _bfs(E: Any, offsets: np.ndarray, targets: np.ndarray, level: np.ndarray,
     _load_seq(E, 0, bases[0], 8 * (nv + 1))
     _load_seq(E, 1, bases[1], 4 * targets.shape[0])
     for s in range(sources):
+        # a root with out-edges, as Graph500 picks them (a few tries, then any vertex)
         root = _below(rs, nv)
+        for _ in range(64):
+            if offsets[root + 1] > offsets[root]:
+                break
+            root = _below(rs, nv)
         level[:] = -1
         _load_seq(E, 2, bases[2], 4 * nv)
         level[root] = 0
@@ -900,6 +951,27 @@ def _matmul_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]
     return _finish(E, lay, n=n, block=block, verified=ok)
 
 
+def _bt_nodes(n: int, per: int) -> int:
+    """Nodes a bulk load of ``n`` keys at ``per`` keys a node makes (as _bt_level)."""
+    total = 0
+    while True:
+        nodes = up = 0
+        i = 0
+        while i < n or nodes == 0:
+            k = min(per, n - i)
+            if n - i - k == 1:
+                k += 1
+            i += k
+            nodes += 1
+            if i < n:
+                up += 1
+                i += 1
+        total += nodes
+        if nodes == 1:
+            return total
+        n = up
+
+
 def _btree_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) -> Trace:
     node = p["node"]
     words = node // 8
@@ -908,18 +980,41 @@ def _btree_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int])
         maxk -= 1
     d = (maxk + 1) // 2
     nodes = size // node
-    if nodes < 8:
-        raise ProgramError(f"size: a B-tree of {node}-byte nodes needs at least {8 * node} bytes")
+    if nodes < 8 or maxk < 3:
+        raise ProgramError(f"size: a B-tree of {node}-byte nodes needs at least {8 * node} "
+                           "bytes and nodes of at least 96 bytes")
+    per = max(1, min(maxk - 1, int(p["fill"] * maxk)))
+    n = p["keys"]
+    if n < 0:
+        # as many keys as leave a tenth of the pool for the nodes inserts split off
+        n = int(nodes * 0.9) * per
+        while n > 1 and _bt_nodes(n, per) > nodes * 0.9:
+            n = int(n * 0.97)
+    elif n == 0 or _bt_nodes(n, per) + 2 > nodes:
+        raise ProgramError(f"keys: {n} keys do not fit {nodes} nodes of {node} bytes "
+                           f"at {per} keys a node")
     lay = _Layout()
     base = lay.add("nodes", nodes * node)
     pool = np.zeros((nodes, words), np.int64)
-    meta = np.zeros(3, np.int64)
+    unsorted = _keys(seed, n)
+    vals = np.argsort(unsorted, kind="stable")
+    keys = unsorted[vals]
+    meta = np.zeros(5, np.int64)
     threads = p["threads"]
     E = _emitter(E_args[0], threads, 1, E_args[1])
-    _btree(E, pool, base, d, meta, seed, threads, p["insert_ratio"], p["preload"],
+    _btree(E, pool, base, d, meta, seed, threads, p["insert_ratio"], keys, vals, per,
            np.array([seed], np.uint64))
-    return _finish(E, lay, degree=d, nodes_used=int(meta[1]), keys=int(meta[2]),
-                   root=int(meta[0]))
+    return _finish(E, lay, degree=d, per_node=per, nodes_used=int(meta[1]),
+                   keys=int(meta[2]), root=int(meta[0]), lookups=int(meta[3]),
+                   found=int(meta[4]))
+
+
+@njit
+def _keys(seed: int, n: int) -> np.ndarray:
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = _key(seed, i)
+    return out
 
 
 def _hashjoin_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) -> Trace:
@@ -1061,11 +1156,13 @@ COMMON = (
 )
 
 PROGRAMS: dict[str, Program] = {p.name: p for p in (
-    Program("btree", "a B-tree of 64-bit keys: bulk inserts, then lookups and inserts",
+    Program("btree", "a B-tree of 64-bit keys: a bulk load, then lookups and inserts",
             (Param("node", int, 4096, 256, 65536, "node size in bytes"),
              Param("insert_ratio", float, 0.1, 0.0, 1.0, "share of requests that insert"),
-             Param("preload", int, -1, -1, 1 << 40, "keys inserted before requests "
-                   "(-1: until the node pool is about full)"),
+             Param("fill", float, 0.7, 0.0, 1.0, "share of a node's keys the bulk load "
+                   "fills (room for inserts)"),
+             Param("keys", int, -1, -1, 1 << 40, "keys bulk-loaded (-1: as many as fill "
+                   "nine tenths of the nodes)"),
              _threads()), _btree_run, True),
     Program("hashjoin", "a hash join: build a linear-probing table on R, probe it with S",
             (Param("ratio", int, 4, 1, 64, "|S| / |R|"),
