@@ -1136,11 +1136,11 @@ class Program:
     run: Any
     serves: bool   # runs until the trace is full, instead of ending
 
-    def param(self, name: str) -> Param:
+    def param(self, name: str, prefix: str = "") -> Param:
         for p in self.params + COMMON:
             if p.name == name:
                 return p
-        raise ProgramError(f"{name}: {self.name} has no parameter {name!r} (it takes "
+        raise ProgramError(f"{prefix}{name}: {self.name} has no parameter {name!r} (it takes "
                            f"{', '.join(q.name for q in self.params + COMMON)})")
 
     def as_dict(self) -> dict[str, Any]:
@@ -1220,7 +1220,7 @@ def check_params(name: str, size: Any, params: dict[str, Any],
                            f"got {int(size)}")
     out: dict[str, Any] = {}
     for key, value in params.items():
-        out[key] = prog.param(key).parse(value, prefix)
+        out[key] = prog.param(key, prefix).parse(value, prefix)
     for q in prog.params + COMMON:
         out.setdefault(q.name, q.default)
     if name == "cipher" and out["chunk"] % 64:
