@@ -21,8 +21,9 @@ Bounded memory
     smaller than ``size``. So generating a trace holds at most about
     ``2 * size + 13 * accesses`` bytes.
 
-Programs that serve requests (``btree``, ``kvstore``) run until the trace is full; the
-others end, and a caller that needs more accesses runs them again (:func:`accesses`).
+Programs that serve requests (``btree``, ``kvstore``) run until the trace is full (or
+until they have served ``accesses`` requests, when requests make fewer records); the others
+end, and a caller that needs more accesses runs them again (:func:`accesses`).
 Randomness comes from a splitmix64 stream seeded by ``seed`` alone, so a trace is the same
 on every run and platform, compiled or not.
 """
@@ -486,7 +487,11 @@ def _btree(E: Any, pool: np.ndarray, base: int, d: int, meta: np.ndarray, seed: 
         x = pool[x, co]
         height += 1
     vo = 2 + (2 * d - 1)
-    while not E[3][2]:
+    served = 0
+    # requests that stay in the window make no record: count them too, so a tree that
+    # fits the window still ends
+    while not E[3][2] and served < E[3][1]:
+        served += threads
         for t in range(threads):
             # an insert allocates at most one node per level, plus a new root
             if _unit(rs) < insert_ratio and meta[1] + height + 2 <= M:
@@ -640,7 +645,7 @@ def _load_seq(E: Any, r: int, base: int, nbytes: int) -> None:
 @njit
 def _bfs(E: Any, offsets: np.ndarray, targets: np.ndarray, level: np.ndarray,
          queue: np.ndarray, bases: np.ndarray, threads: int, sources: int,
-         rs: np.ndarray, reached: np.ndarray) -> None:
+         rs: np.ndarray, reached: np.ndarray, roots: np.ndarray) -> None:
     """Level-synchronous BFS from ``sources`` random roots; the frontier's vertices are
     dealt to the threads in turn. ``reached[s]``: vertices reached from root s."""
     nv = level.shape[0]
@@ -653,6 +658,7 @@ def _bfs(E: Any, offsets: np.ndarray, targets: np.ndarray, level: np.ndarray,
             if offsets[root + 1] > offsets[root]:
                 break
             root = _below(rs, nv)
+        roots[s] = root
         level[:] = -1
         _load_seq(E, 2, bases[2], 4 * nv)
         level[root] = 0
@@ -786,7 +792,9 @@ def _kv_serve(E: Any, mem: np.ndarray, nbuckets: int, n: int, seed: int, cdf: np
     """Zipf gets and sets over the ``n`` keys loaded, request by request in turn from each
     thread, until the trace is full. ``meta`` = [gets, sets, keys not found]."""
     nk = cdf.shape[0]
-    while not E[3][2]:
+    served = 0
+    while not E[3][2] and served < E[3][1]:
+        served += threads
         for t in range(threads):
             x = _unit(rs)
             lo, hi = 0, nk - 1
@@ -933,7 +941,8 @@ def _sort_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) 
     E = _emitter(E_args[0], 1, 2, E_args[1])
     _sort(E, data, aux, db, ab, np.array([seed], np.uint64))
     done = not E[3][2]
-    return _finish(E, lay, n=n, sorted=bool(done and np.all(data[:-1] <= data[1:])))
+    return _finish(E, lay, n=n, sorted=bool(done and np.all(data[:-1] <= data[1:])),
+                   smallest=int(data.min()))
 
 
 def _matmul_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) -> Trace:
@@ -948,7 +957,7 @@ def _matmul_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]
     E = _emitter(E_args[0], threads, 3, E_args[1])
     _matmul(E, a, b, c, bases, block, threads, np.array([seed], np.uint64))
     ok = not E[3][2] and n <= 256 and bool(np.allclose(c, a @ b))
-    return _finish(E, lay, n=n, block=block, verified=ok)
+    return _finish(E, lay, n=n, block=block, verified=ok, checksum=float(c.sum()))
 
 
 def _bt_nodes(n: int, per: int) -> int:
@@ -1062,10 +1071,12 @@ def _bfs_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) -
     level = np.empty(nv, np.int32)
     queue = np.empty(nv, np.int32)
     reached = np.zeros(p["sources"], np.int64)
+    roots = np.full(p["sources"], -1, np.int64)
     threads = p["threads"]
     E = _emitter(E_args[0], threads, 4, E_args[1])
-    _bfs(E, offsets, targets, level, queue, bases, threads, p["sources"], rs, reached)
-    return _finish(E, lay, vertices=nv, edges=len(targets), reached=reached.tolist())
+    _bfs(E, offsets, targets, level, queue, bases, threads, p["sources"], rs, reached, roots)
+    return _finish(E, lay, vertices=nv, edges=len(targets), reached=reached.tolist(),
+                   roots=roots.tolist())
 
 
 def _pagerank_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) -> Trace:
@@ -1090,7 +1101,9 @@ def _pagerank_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, in
 
 def _kvstore_run(size: int, seed: int, p: dict[str, Any], E_args: tuple[int, int]) -> Trace:
     vs = p["value_size"]
-    slab = min(p["slab"], max(PAGE, size // 16 // PAGE * PAGE))
+    # a slab of at most 1/64 of the store, so the partly filled last slab of each size
+    # class leaves little of the store untouched
+    slab = min(p["slab"], max(PAGE, size // 64 // PAGE * PAGE))
     est = max(16, size // (vs + 64))
     nb = 1 << max(4, (est - 1).bit_length())
     while 8 * nb > size // 4:
