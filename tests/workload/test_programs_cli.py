@@ -111,7 +111,7 @@ def test_scenario_writes_reach_the_replay() -> None:
 
     sc = validate({**BASE, "enclaves": [{"name": "c", "size": "1MiB", "workload": "cipher"},
                                         {"name": "z", "size": "1MiB", "workload": "zipf"}]})
-    tenants, pages, writes, names = accesses_for(sc, Path("."))
+    tenants, _, writes, names = accesses_for(sc, Path("."))
     assert names == ["c", "z"]
     assert writes[tenants == 0].mean() > 0.9 and not writes[tenants == 1].any()
 
