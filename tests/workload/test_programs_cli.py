@@ -128,3 +128,11 @@ def test_bad_program_entries_name_the_key(enclave: dict, where: str) -> None:  #
     with pytest.raises(ScenarioError) as err:
         validate({**BASE, "enclaves": [e]}, "s.toml")
     assert str(err.value).startswith(where) and str(err.value).endswith("(s.toml)")
+
+
+def test_the_programs_example_validates() -> None:
+    from epcsim.workload.scenario import load
+
+    sc = load(Path(__file__).resolve().parents[2] / "examples" / "programs.toml")
+    assert [(e.workload, e.params) for e in sc.enclaves] == [
+        ("btree", {"insert_ratio": 0.2}), ("kvstore", {"value_size": 1024, "alpha": 1.1})]
