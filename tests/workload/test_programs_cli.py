@@ -122,6 +122,7 @@ def test_scenario_writes_reach_the_replay() -> None:
     ({"workload": "kvstore", "size": "16KiB"}, "enclaves[0].size:"),
     ({"workload": "zipf", "params": {"alpha": 1}}, "enclaves[0].params:"),
     ({"workload": "bogus"}, "enclaves[0].workload:"),
+    ({"workload": "sort", "params": {"accesses": 5}}, "enclaves[0].params.accesses:"),
 ])
 def test_bad_program_entries_name_the_key(enclave: dict, where: str) -> None:  # type: ignore[type-arg]
     e = {"name": "a", "size": "1MiB", **enclave}

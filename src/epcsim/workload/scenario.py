@@ -421,6 +421,9 @@ def _check_workload(enc: EnclaveSpec, key: str, where: str) -> None:
     if enc.workload not in PROGRAMS:
         raise ScenarioError(f"{key}.workload: no workload {enc.workload!r} (one of "
                             f"{', '.join(DISTRIBUTIONS + tuple(PROGRAMS))}) ({where})")
+    if "accesses" in enc.params:
+        raise ScenarioError(f"{key}.params.accesses: an enclave's accesses are its share of "
+                            f"[run] requests ({where})")
     try:
         check_params(enc.workload, enc.size, enc.params, prefix=f"{key}.params.")
     except ProgramError as e:
