@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -498,6 +497,8 @@ def parse_params(items: tuple[str, ...]) -> dict[str, str]:
 def trace(workload: str, size: str, seed: int, params: tuple[str, ...], out_file: str,
           fmt: str | None, as_json: bool) -> None:
     """Run WORKLOAD and write the page accesses it makes as a trace."""
+    import numpy as np
+
     from epcsim.workload.catalog import format_for, make_trace, write_trace
     from epcsim.workload.programs import ProgramError
 
