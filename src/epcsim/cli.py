@@ -644,6 +644,93 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     _print_summary(doc, f"sweep {sweep_file}")
 
 
+@app.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of the workloads.")
+def workloads(as_json: bool) -> None:
+    """The workloads a scenario or 'epcsim trace' can run, with their parameters."""
+    from epcsim.workload.catalog import catalog
+
+    items = catalog()
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    from rich.markup import escape
+
+    common = ("accesses", "tlb")
+    table = Table(title=escape("workloads: [[enclaves]] workload = NAME, "
+                               "params = { KEY = VALUE }; epcsim trace NAME --param KEY=VALUE"),
+                  caption="every program also takes " + ", ".join(
+                      f"{p['name']}={p['default']}" for p in items[0]["params"]
+                      if p["name"] in common) + " ('epcsim workloads --json' describes all)")
+    table.add_column("name", style="bold")
+    table.add_column("kind")
+    table.add_column("what it runs")
+    table.add_column("parameters: default [range]")
+
+    def bound(p: dict, v: float) -> str:  # type: ignore[type-arg]
+        return str(int(v)) if p["type"] == "int" else f"{v:g}"
+
+    for w in items:
+        shown = [p for p in w["params"] if w["kind"] != "program" or p["name"] not in common]
+        table.add_row(w["name"], w["kind"], w["summary"], escape("\n".join(
+            f"{p['name']}={p['default']} [{bound(p, p['min'])}..{bound(p, p['max'])}]"
+            for p in shown)))
+    console.print(table)
+
+
+def parse_params(items: tuple[str, ...]) -> dict[str, str]:
+    """``--param KEY=VALUE`` options as a dict; a bad one is a one-line error."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise UsageError(f"--param: KEY=VALUE, like --param alpha=0.9 (got {item!r})")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+@click.argument("workload")
+@click.option("--size", required=True, help="Bytes the workload's data take, e.g. 64MiB.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the workload's randomness.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A workload parameter (repeatable; 'epcsim workloads' lists them).")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="The trace file to write.")
+@click.option("--format", "fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
+              help="Trace format [default: from the file's suffix].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def trace(workload: str, size: str, seed: int, params: tuple[str, ...], out_file: str,
+          fmt: str | None, as_json: bool) -> None:
+    """Run WORKLOAD and write the page accesses it makes as a trace."""
+    import numpy as np
+
+    from epcsim.workload.catalog import format_for, make_trace, write_trace
+    from epcsim.workload.programs import ProgramError
+
+    nbytes = parse_size(size)
+    try:
+        form = format_for(out_file, fmt)
+        with announced("programs"):
+            page, write, thread, info = make_trace(workload, nbytes, seed,
+                                                   parse_params(params))
+        write_trace(out_file, form, page, write, thread)
+    except ProgramError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot write the trace: {e.strerror} ({out_file})") from None
+    doc = {"workload": workload, "size": nbytes, "seed": seed, "out": out_file,
+           "format": form, "records": len(page), "writes": int(write.sum()),
+           "pages": int(np.unique(page).size) if len(page) else 0,
+           "threads": int(thread.max()) + 1 if len(thread) else 0, **info}
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary({k: v for k, v in doc.items() if not isinstance(v, list)},
+                   f"trace of {workload}")
+
+
 @app.command(name="compile")
 @click.option("--all", "everything", is_flag=True,
               help="Everything epcsim compiles (cgroups, content mode, the selftests too), "

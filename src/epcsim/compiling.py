@@ -40,11 +40,12 @@ UNITS = {u.name: u for u in (
     Unit("replay", "the replay engines (sgx, and lru/fifo/clock)", 30, True),
     Unit("cgroups", "the EPC cgroup's charge and reclaim paths", 40, False),
     Unit("content", "content mode (sealed pages) and the selftests", 60, False),
+    Unit("programs", "the workload programs (B-tree, hash join, graphs, ...)", 20, False),
 )}
 
 # What the commands compile on a first run, for the line they print.
 COMMAND_UNITS = {"demo": "demo", "replay": "replay", "run": "demo", "selftest": "content",
-                 "sweep": "demo"}
+                 "sweep": "demo", "trace": "programs"}
 
 
 # ----------------------------------------------------------------------------- timings
@@ -246,9 +247,16 @@ def _unit_content() -> None:
         run_suite(suite, epc_size=1 << 20, names=list(suites()[suite])[:3])
 
 
+def _unit_programs() -> None:
+    from epcsim.workload.programs import PROGRAMS, generate
+
+    for name in PROGRAMS:
+        generate(name, 1 << 20, accesses=1000)
+
+
 _RUNNERS: dict[str, Callable[[], None]] = {
     "demo": _unit_demo, "replay": _unit_replay, "cgroups": _unit_cgroups,
-    "content": _unit_content,
+    "content": _unit_content, "programs": _unit_programs,
 }
 
 

@@ -23,7 +23,7 @@ from epcsim.provenance import stamp, stamped_table
 from epcsim.sim.metrics import faults_table, held_table, series_table
 from epcsim.sim.replay import CL_THREAD, Replay, ReplayConfig, replay_chunks
 from epcsim.sim.vmrun import VmRun, extra_lps, run_vms
-from epcsim.workload.scenario import Scenario, requests_for
+from epcsim.workload.scenario import Scenario, accesses_for
 from epcsim.workload.traces import Chunk
 
 Progress = Callable[[int], None]
@@ -64,7 +64,7 @@ def _run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = N
     plat = sc.resolved_platform()
     if not sc.enclaves:
         return _run_vms_only(sc, plat, scenario_name)
-    tenants, pages, names = requests_for(sc, base_dir)
+    tenants, pages, writes, names = accesses_for(sc, base_dir)
     # Enclaves and VMs share one host when the kernel model runs (policy sgx). The cache
     # policies have no kernel for a VM to run on, and the replay's kernel keeps no page
     # bytes for content mode: then the VMs get a host of their own.
@@ -97,7 +97,7 @@ def _run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = N
     def chunks():  # type: ignore[no-untyped-def]
         for i in range(0, len(pages), step):
             t = tenants[i:i + step]
-            yield Chunk(pages[i:i + step].astype(np.uint64), t, np.zeros(len(t), np.bool_))
+            yield Chunk(pages[i:i + step].astype(np.uint64), t, writes[i:i + step])
 
     res = replay_chunks(cfg, chunks, progress=progress, beside=beside if shared else None,
                         slices=VM_SLICES, make_replay=make_replay)

@@ -25,9 +25,15 @@
     [[enclaves]]
     name = "db"
     size = "64MiB"                # the enclave's footprint (pages it touches)
-    workload = "zipf"             # scan | uniform | zipf | phases
+    workload = "zipf"             # scan | uniform | zipf | phases, or a program
     alpha = 1.0
     weight = 2.0
+
+    [[enclaves]]
+    name = "index"
+    size = "32MiB"
+    workload = "btree"            # a program (epcsim workloads lists them)
+    params = { node = 8192, insert_ratio = 0.2 }
 
     [[enclaves]]
     name = "log"
@@ -162,7 +168,8 @@ class _InCgroup(_Strict):
 class EnclaveSpec(_InCgroup):
     name: str
     size: int | str | None = None
-    workload: Literal["scan", "uniform", "zipf", "phases"] | None = None
+    workload: str | None = None          # a distribution or a program (programs.py)
+    params: dict[str, Any] = Field(default_factory=dict)   # a program's parameters
     alpha: float = Field(default=1.0, gt=0)
     phases: int = Field(default=4, ge=1)
     working_set: int | str | None = None
@@ -462,6 +469,11 @@ def _cross_checks(sc: Scenario) -> list[tuple[str, str]]:
             out.append((f"{kind}[{i}].size", "a generated workload needs a size"))
         if enc.size is not None and int(enc.size) < 4096:  # type: ignore[arg-type]
             out.append((f"{kind}[{i}].size", "at least one page"))
+        try:
+            _check_workload(enc, f"{kind}[{i}]", "")
+        except ScenarioError as e:
+            key, _, msg = str(e).removesuffix(" ()").partition(": ")
+            out.append((key, msg))
     if sc.kernel.low > sc.kernel.high:
         out.append(("kernel.low", "must not exceed kernel.high"))
     if not out:
@@ -471,6 +483,38 @@ def _cross_checks(sc: Scenario) -> list[tuple[str, str]]:
             key, _, msg = str(e).removesuffix(" ()").partition(": ")
             out.append((key, msg))
     return out
+
+
+DISTRIBUTIONS = ("scan", "uniform", "zipf", "phases")
+
+
+def _check_workload(enc: EnclaveSpec, key: str, where: str) -> None:
+    """A distribution by name, or a program whose parameters and size fit it."""
+    from epcsim.workload.programs import PROGRAMS, ProgramError, check_params
+
+    if enc.workload is None:
+        if enc.params:
+            raise ScenarioError(f"{key}.params: parameters go with a program workload "
+                                f"({where})")
+        return
+    if enc.workload in DISTRIBUTIONS:
+        if enc.params:
+            raise ScenarioError(f"{key}.params: {enc.workload} takes its parameters as keys "
+                                f"of the entry (alpha, phases, working_set) ({where})")
+        return
+    if enc.workload not in PROGRAMS:
+        raise ScenarioError(f"{key}.workload: no workload {enc.workload!r} (one of "
+                            f"{', '.join(DISTRIBUTIONS + tuple(PROGRAMS))}) ({where})")
+    if "accesses" in enc.params:
+        raise ScenarioError(f"{key}.params.accesses: an enclave's accesses are its share of "
+                            f"[run] requests ({where})")
+    try:
+        check_params(enc.workload, enc.size, enc.params, prefix=f"{key}.params.")
+    except ProgramError as e:
+        msg = str(e)
+        # the size is the entry's own key, not one of params
+        msg = msg.replace(f"{key}.params.size:", f"{key}.size:")
+        raise ScenarioError(f"{msg} ({where})") from None
 
 
 def _check_cgroups(sc: Scenario, where: str) -> None:
@@ -511,7 +555,16 @@ def _check_cgroups(sc: Scenario, where: str) -> None:
 
 def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The scenario's accesses: (tenant, page) arrays, interleaved by weight, and names."""
+    tenants, pages, _, names = accesses_for(sc, base_dir)
+    return tenants, pages, names
+
+
+def accesses_for(sc: Scenario, base_dir: Path
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(tenant, page, write) arrays interleaved by weight, and names. Programs give their
+    stores as writes; distributions and trace files give reads only."""
     from epcsim.workload import generators as G
+    from epcsim.workload import programs as P
     from epcsim.workload.traces import open_trace
 
     rng = np.random.default_rng(sc.run.seed)
@@ -519,6 +572,7 @@ def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, 
     owner = rng.choice(len(sc.enclaves), size=sc.run.requests, p=weights / weights.sum())
     counts = np.bincount(owner, minlength=len(sc.enclaves))
     pages = np.empty(sc.run.requests, dtype=np.int64)
+    writes = np.zeros(sc.run.requests, dtype=np.bool_)
     for i, enc in enumerate(sc.enclaves):
         n = int(counts[i])
         seed = sc.run.seed * 1000 + i
@@ -541,10 +595,15 @@ def requests_for(sc: Scenario, base_dir: Path) -> tuple[np.ndarray, np.ndarray, 
                 stream = G.uniform(npages, n, seed=seed)
             elif enc.workload == "zipf":
                 stream = G.zipf(npages, n, alpha=enc.alpha, seed=seed)
+            elif enc.workload in P.PROGRAMS:
+                if n == 0:
+                    continue
+                stream, w = P.accesses(enc.workload, enc.size, n, seed=seed, **enc.params)
+                writes[owner == i] = w
             else:
                 ws = max(1, int(enc.working_set or npages // 4) // 4096) if enc.working_set \
                     else max(1, npages // 4)
                 stream = G.working_set_phases(npages, n, phases=enc.phases,
                                               working_set=min(ws, npages), seed=seed)
         pages[owner == i] = np.asarray(stream, dtype=np.int64)[:n]
-    return owner.astype(np.uint32), pages, [e.name for e in sc.enclaves]
+    return owner.astype(np.uint32), pages, writes, [e.name for e in sc.enclaves]
