@@ -62,8 +62,38 @@ def _make_rule_dispatcher() -> type:
 
     register_model(RuleType)(OpaqueModel)
 
+    from numba.core import bytecode
+    from numba.core.compiler import Compiler
+    from numba.core.untyped_passes import ExtractByteCode
+
+    class RuleCompiler(Compiler):  # type: ignore[misc]
+        """numba's pipeline, with the function's symbols named by its content.
+
+        numba names a compiled function ``qualname$N`` with N counted per process, so two
+        closures of one ``qualname`` compiled in two processes (a driver's rules over
+        another reclaimer, say) can share a name, and a process that loads both from the
+        cache binds a call to one of them to the other's code. Named by their digest
+        instead, two functions share a symbol only when they are the same code.
+        """
+
+        def compile_extra(self, func):  # type: ignore[no-untyped-def]
+            from epcsim.jitcache import digest
+
+            fid = bytecode.FunctionIdentity.from_function(func)
+            fid.unique_id = int(digest(func)[:15], 16)
+            fid.unique_name = f"{fid.func_qualname}${fid.unique_id}"
+            self.state.func_id = fid
+            ExtractByteCode().run_pass(self.state)
+            self.state.lifted = ()
+            self.state.lifted_from = None
+            return self._compile_bytecode()
+
     class RuleDispatcher(CPUDispatcher):  # type: ignore[misc]
         """The dispatcher of epcsim's rules: compiled for plain argument types only."""
+
+        def __init__(self, py_func, locals=None, targetoptions=None):  # type: ignore[no-untyped-def]  # noqa: A002
+            super().__init__(py_func, locals=locals or {}, targetoptions=targetoptions or {},
+                             pipeline_class=RuleCompiler)
 
         @property
         def _numba_type_(self):  # type: ignore[no-untyped-def]

@@ -70,8 +70,9 @@ def cache_dir() -> Path:
 # Raised whenever the recipe of a key changes, so entries an older recipe wrote are never
 # read. Format 1 could give a closure made anew the memoised digest of a dead closure whose
 # id it reused: its entries may hold another closure's code. Format 3 stores with each
-# entry the cells its code calls.
-KEY_FORMAT = 3
+# entry the cells its code calls. Format 4: symbols named by content (jit.RuleCompiler);
+# entries of format 3 named them by a per-process count, and two could collide.
+KEY_FORMAT = 4
 
 
 def code_dir() -> Path:
