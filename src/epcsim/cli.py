@@ -31,6 +31,13 @@ def announced(unit: str) -> Any:
     return _announced(unit)
 
 
+# Bounds of the flags (docs/bounds.md); a scenario's are in epcsim.workload.scenario.
+MAX_SEED = (1 << 32) - 1
+MAX_SELFTEST_EPC = 1 << 30          # the selftests fill their EPC: 1 GiB is 262144 pages
+MAX_REPLAY_EPC_PAGES = (512 << 30) // 4096
+MAX_WORKERS = 256
+
+
 class UsageError(click.ClickException):
     """Bad input from the user: one line on stderr, exit status 2."""
 
@@ -47,7 +54,8 @@ def app() -> None:
 @click.option("--walk", is_flag=True, help="Walk one enclave through its leaves instead.")
 @click.option("--metadata", is_flag=True, help="The walk without page contents (implies --walk).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the steps) as JSON.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the walk's keys.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the walk's keys.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Write the results, a working-set sweep and the report here.")
 def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | None) -> None:
@@ -61,6 +69,8 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
 
     from epcsim.demo_scenario import demo_requests, run_demo, write_demo
 
+    if out_dir:
+        _check_out(out_dir)
     total = demo_requests()
     with announced("demo"), _progress(as_json) as bar:
         sc, out = run_demo(progress=_advancer(bar, "demo", total))
@@ -71,6 +81,8 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
                 task = bar.add_task("working-set sweep", total=None) if bar else None
                 files = write_demo(Path(out_dir), sc, out, sweep_progress=(
                     lambda d, t: bar.update(task, completed=d, total=t)) if bar else None)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -155,9 +167,20 @@ def parse_size(text: str) -> int:
     from epcsim.workload.scenario import parse_size as parse
 
     try:
-        return parse(text.strip())
-    except ValueError:
-        raise UsageError(f"not a size: {text!r} (use e.g. 4MiB, 93.5MiB, 64GiB)") from None
+        return parse(text.strip(), hi=MAX_SELFTEST_EPC)
+    except ValueError as e:
+        raise UsageError(f"{e} (use e.g. 4MiB, 93.5MiB, 64GiB)") from None
+
+
+def _check_out(out_dir: str) -> Any:
+    """``--out``, checked before any work: its parent exists, and it is new, empty or an
+    earlier result (epcsim.files)."""
+    from epcsim.files import InputError, check_out
+
+    try:
+        return check_out(out_dir)
+    except InputError as e:
+        raise UsageError(str(e)) from None
 
 
 @app.command()
@@ -218,6 +241,10 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"--columns wants key=column pairs like obj=2,tenant=3 (got {text!r})")
         v = value.strip()
+        if len(v) > 255 or len(key) > 64:
+            raise UsageError(f"--columns: a key or column longer than allowed ({part[:40]!r})")
+        if v.isdigit() and not (v.isascii() and 1 <= int(v) <= 1 << 16):
+            raise UsageError(f"--columns: column numbers run from 1 to 65536 (got {v[:20]})")
         out[key.strip()] = int(v) if v.isdigit() else v
     return out
 
@@ -226,7 +253,7 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
               required=True, help="Trace format (libCacheSim's binary formats, CSV, numpy).")
-@click.option("--epc-pages", type=click.IntRange(min=16), required=True,
+@click.option("--epc-pages", type=click.IntRange(16, MAX_REPLAY_EPC_PAGES), required=True,
               help="EPC size in 4 KiB pages.")
 @click.option("--policy", type=click.Choice(["sgx", "lru", "fifo", "clock"]), default="sgx",
               show_default=True, help="sgx: the whole kernel model; lru/fifo/clock: the "
@@ -250,6 +277,8 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
     except ValueError as e:
         raise UsageError(str(e)) from None
     cols = parse_columns(columns)
+    if out_dir:
+        _check_out(out_dir)
     try:
         reader = open_trace(trace, fmt, columns=cols)
         total = reader.count()
@@ -267,6 +296,8 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
 
         try:
             write_results(out_dir, res)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -350,11 +381,14 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 
     from epcsim.sim.replay import ReplayError
     from epcsim.sim.runner import run_scenario, total_requests, write_run
-    from epcsim.workload.scenario import ScenarioError, load
+    from epcsim.workload.scenario import ScenarioError, check_files, load
     from epcsim.workload.traces import TraceError
 
+    if out_dir:
+        _check_out(out_dir)
     try:
         sc = load(scenario)
+        check_files(sc, Path(scenario).resolve().parent, scenario)
         with announced("demo"), _progress(as_json) as bar:
             out = run_scenario(sc, Path(scenario).resolve().parent, scenario_name=scenario,
                                progress=_advancer(bar, "run", total_requests(sc)))
@@ -367,6 +401,8 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 
         try:
             write_run(out_dir, out, with_absolute_traces(sc, Path(scenario).resolve().parent))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -387,7 +423,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Where points and sweep.parquet go [default: SWEEP.results beside it]. "
               "Run again to resume: finished points are kept.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="Local worker processes.")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run the points on a Dask distributed cluster (tcp://host:8786).")
@@ -409,6 +445,16 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
     except SweepError as e:
         raise UsageError(str(e)) from None
     out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
+    from epcsim.files import InputError
+    from epcsim.sweep.execute import check_sweep_out
+
+    try:
+        check_sweep_out(out)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    if x_param and x_param.removeprefix("param.") not in spec.grid:
+        raise UsageError(f"--x {x_param[:80]!r} is not a grid parameter (have: "
+                         f"{', '.join(spec.grid)})")
     total = len(spec.points())
     try:
         with announced("demo"), _progress(as_json) as bar:
@@ -416,13 +462,14 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
             outcome = run_sweep(spec, out, workers=workers, scheduler=scheduler,
                                 progress=(lambda d, t: bar.update(task, completed=d))
                                 if bar else None)
-    except SweepRunError as e:
+    except (SweepRunError, InputError) as e:
         raise UsageError(str(e)) from None
     except OSError as e:
         raise UsageError(f"cannot write results: {e.strerror} ({out})") from None
     doc = {"points": total, "computed": outcome.computed, "reused": outcome.reused,
            "table": str(outcome.table_path)}
     if metric and x_param:
+        from epcsim.files import write_index
         from epcsim.sweep.plot import PlotError, plot_metric
 
         try:
@@ -430,6 +477,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
                                 out / f"{metric}-vs-{x_param}")
         except PlotError as e:
             raise UsageError(f"{e} ({outcome.table_path})") from None
+        write_index(out, "sweep")
         doc["plots"] = [str(f) for f in files]
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -441,7 +489,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
 @click.option("--all", "everything", is_flag=True,
               help="Everything epcsim compiles (cgroups, content mode, the selftests too), "
               "not only what the demo and the replay need.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=None,
               help="Processes compiling side by side [default: one per core].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def compile_cmd(everything: bool, workers: int | None, as_json: bool) -> None:
@@ -533,6 +581,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.Abort:
         print("epcsim: aborted", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        # Whatever was being written was removed on the way out (epcsim.files.staged).
+        print("epcsim: interrupted", file=sys.stderr)
+        return 130
     except click.ClickException as e:
         if debug:
             raise

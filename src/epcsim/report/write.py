@@ -7,14 +7,24 @@ from pathlib import Path
 
 from epcsim.report.html import page
 from epcsim.report.plots import figures
-from epcsim.report.results import load_results
+from epcsim.report.results import Results, ResultsError, load_results
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Draw what the results hold; returns the files written (report.html last)."""
+    from epcsim.files import InputError, check_out, staged
+
     res = load_results(results_dir)
-    out = Path(out_dir) if out_dir else res.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        target = check_out(Path(out_dir) if out_dir else res.path / "report")
+    except InputError as e:
+        raise ResultsError(str(e)) from None
+    with staged(target, "report") as out:
+        written = _draw(res, out)
+    return [target / f.relative_to(out) for f in written]
+
+
+def _draw(res: Results, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written: list[Path] = []

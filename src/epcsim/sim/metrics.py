@@ -52,8 +52,15 @@ def faults_table(faults: np.ndarray, ghz: float) -> pa.Table:
 
 
 def write_results(out_dir: str, res: Any, ghz: float | None = None) -> None:
-    """Write a run's results into ``out_dir`` (created if needed)."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Write a run's results as the directory ``out_dir``, whole or not at all (a previous
+    result there is replaced; its parent must exist)."""
+    from epcsim.files import check_out, staged
+
+    with staged(check_out(out_dir), "replay") as d:
+        _write_results(str(d), res, ghz)
+
+
+def _write_results(out_dir: str, res: Any, ghz: float | None) -> None:
     from epcsim.sim.costs import preset
 
     ghz = ghz or preset(res.summary.get("platform", "client-sgx1")).ghz

@@ -63,7 +63,6 @@ Validation errors name the key: ``enclaves[1].size: not a size: '64XB'``.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
@@ -116,7 +115,7 @@ def parse_size(value: int | str, *, lo: int = 1, hi: int = MAX_LIMIT,
         raise ValueError("a size, not a boolean")
     if isinstance(value, int):
         if value.bit_length() > 64:
-            raise ValueError(f"{_short(value)} is more than {show_size(hi)}")
+            raise ValueError(f"{short_repr(value)} is more than {show_size(hi)}")
         n = value
     else:
         units = {"": 1, "k": KiB, "kib": KiB, "kb": KiB, "m": MiB, "mib": MiB, "mb": MiB,
@@ -130,23 +129,23 @@ def parse_size(value: int | str, *, lo: int = 1, hi: int = MAX_LIMIT,
         try:
             f = float(num)
         except ValueError:
-            raise ValueError(f"not a size: {_short(value)}") from None
+            raise ValueError(f"not a size: {short_repr(value)}") from None
         if unit not in units or not math.isfinite(f) or f <= 0:
-            raise ValueError(f"not a size: {_short(value)}")
+            raise ValueError(f"not a size: {short_repr(value)}")
         if f * units[unit] > 2 * hi:
-            raise ValueError(f"{_short(value)} is more than {show_size(hi)}")
+            raise ValueError(f"{short_repr(value)} is more than {show_size(hi)}")
         n = int(f * units[unit])
     if n < lo:
         raise ValueError("sizes are positive" if lo <= 1 and n < 1
-                         else f"{_short(value)} is less than {show_size(lo)}")
+                         else f"{short_repr(value)} is less than {show_size(lo)}")
     if n > hi:
-        raise ValueError(f"{_short(value)} is more than {show_size(hi)}")
+        raise ValueError(f"{short_repr(value)} is more than {show_size(hi)}")
     if page and n % PAGE:
-        raise ValueError(f"{_short(value)} is not a multiple of 4 KiB")
+        raise ValueError(f"{short_repr(value)} is not a multiple of 4 KiB")
     return n
 
 
-def _short(value: object) -> str:
+def short_repr(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -403,30 +402,37 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
 
 def load(path: str | Path) -> Scenario:
     """Read and validate a scenario; ScenarioError names the file and the key."""
+    from epcsim.files import InputError, parse, read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
         # scenario.resolved.json, as ``epcsim run --out`` writes it, repeats a run exactly.
-        data = _read_json(text, p) if p.suffix == ".json" else tomllib.loads(text)
-    except FileNotFoundError:
-        raise ScenarioError(f"no such scenario file ({p})") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(f"not UTF-8 text at byte {e.start} ({p})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"not valid TOML: {e} ({p})") from None
+        data = parse(read_text(p, "scenario file"), p, "scenario file", p.suffix == ".json")
+    except InputError as e:
+        raise ScenarioError(str(e)) from None
+    if not isinstance(data, dict):
+        raise ScenarioError(f"a scenario is a JSON object ({p})")
     return validate(data, str(p))
 
 
-def _read_json(text: str, p: Path) -> dict[str, Any]:
-    import json
+def check_files(sc: Scenario, base_dir: Path, where: str = "scenario") -> None:
+    """The files a scenario names, checked before it runs: each trace a regular file, the
+    backing directory one that exists or whose parent does."""
+    from epcsim.files import InputError, check_backing_dir, check_file
 
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ScenarioError(f"not valid JSON: {e} ({p})") from None
-    if not isinstance(data, dict):
-        raise ScenarioError(f"a scenario is a JSON object ({p})")
-    return data
+    for i, enc in enumerate(sc.enclaves):
+        if enc.trace is None:
+            continue
+        path = Path(enc.trace)
+        try:
+            check_file(path if path.is_absolute() else base_dir / path, "trace")
+        except InputError as e:
+            raise ScenarioError(f"enclaves[{i}].trace: {e} ({where})") from None
+    if sc.run.backing_dir is not None:
+        try:
+            check_backing_dir(sc.run.backing_dir)
+        except InputError as e:
+            raise ScenarioError(f"{e} ({where})") from None
 
 
 def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
