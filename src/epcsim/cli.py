@@ -578,13 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         app.main(args, prog_name="epcsim", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.Abort:
-        print("epcsim: aborted", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        # Whatever was being written was removed on the way out (epcsim.files.staged).
+    except (click.Abort, KeyboardInterrupt):
+        # Click turns Ctrl-C into Abort (no command prompts). Whatever was being written was
+        # removed on the way out (epcsim.files.staged); 130 is a shell's status for SIGINT.
         print("epcsim: interrupted", file=sys.stderr)
         return 130
     except click.ClickException as e:
