@@ -281,7 +281,7 @@ def cases() -> list[Case]:
         '"kernel.batch" = [' + ",".join(map(str, range(1, 1001))) + "]"))
     # Each value fits the base's 4 MiB EPC alone; 300 pages of watermark do not fit 512 KiB.
     sweep("sweep points clash", sweep_ok.replace('"1MiB"', '"4MiB"').replace(
-        '"run.seed" = [1, 2]', '"kernel.high" = [16, 300]\n"platform.epc_size" = '
+        '"run.seed" = [1, 2]', '"kernel.high" = [64, 300]\n"platform.epc_size" = '
         '["512KiB", "4MiB"]'))
     sweep("sweep base is a FIFO", '[sweep]\nbase = "fifo"\n[grid]\n"run.seed" = [1]\n',
           setup=lambda d: os.mkfifo(d / "fifo"))

@@ -246,21 +246,42 @@ def test_sweeps_with_hostile_grids(grid: dict[str, Any], base_in_file: bool,
         assert (d / "O" / "results.json").is_file() == (status == 0)
 
 
+SUMMARY_KEYS = ["scenario", "faults", "epc_pages", "miss_ratio", "policy", "per_enclave",
+                "vms", "cgroups", "slowdown", "platform"]
+COLUMNS = ["time_s", "free_pages", "faults", "ewb", "tenant", "page", "name", "pages",
+           "owner", "epc_pages", "miss_ratio", "cgroup", "current_pages", "max_pages", "point",
+           "param.platform.epc_size", "footprint_pages", "slowdown"]
+column_values = st.one_of(st.lists(st.integers(-5, 10 ** 6), min_size=2, max_size=2),
+                          st.lists(st.floats(allow_nan=True), min_size=2, max_size=2),
+                          st.lists(st.text(max_size=3), min_size=2, max_size=2))
+tables = st.one_of(st.just(None), st.dictionaries(st.sampled_from(COLUMNS), column_values,
+                                                   max_size=4))
+
+
 @FUZZ
-@given(summary=st.one_of(st.just({"scenario": "s", "faults": 3}), values),
+@given(summary=st.one_of(st.dictionaries(st.sampled_from(SUMMARY_KEYS), values, max_size=5),
+                         values),
        index=st.one_of(st.sampled_from(["good", "good", None]), values),
-       tables=st.lists(st.sampled_from(["series", "faults", "enclaves", "mrc", "x"]),
-                       max_size=3),
+       tables=st.dictionaries(st.sampled_from(["series", "faults", "enclaves", "mrc",
+                                               "enclave_series", "cgroup_series", "sweep",
+                                               "x"]), tables, max_size=3),
        out=st.sampled_from([None, "rep", "no/such/dir", "R", ""]))
-def test_report_on_hostile_directories(summary: Any, index: Any, tables: list[str],
+def test_report_on_hostile_directories(summary: Any, index: Any, tables: dict[str, Any],
                                        out: str | None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         r = d / "R"
         r.mkdir()
         (r / "summary.json").write_text(json.dumps(summary))
-        for t in tables:
-            (r / f"{t}.parquet").write_bytes(b"PAR1" + bytes(20) + b"PAR1")
+        for t, cols in tables.items():
+            if cols is None:  # a file that only looks like Parquet
+                (r / f"{t}.parquet").write_bytes(b"PAR1" + bytes(20) + b"PAR1")
+            else:
+                pq.write_table(pa.table(cols) if cols else pa.table({"x": [1]}),
+                               r / f"{t}.parquet")
         if index == "good":
             index = {"format": 1, "kind": "run",
                      "files": ["summary.json"] + [f"{t}.parquet" for t in tables]}

@@ -52,8 +52,9 @@ def load_results(path: str | Path) -> Results:
         except InputError as e:
             raise ResultsError(f"summary.json: {e}") from None
         if not isinstance(doc, dict):
-            raise ResultsError(f"summary.json holds a {type(doc).__name__}, not an object "
-                               f"({summary})")
+            kind = {list: "a list", str: "a string", bool: "a boolean", int: "a number",
+                    float: "a number"}.get(type(doc), "null")
+            raise ResultsError(f"summary.json holds {kind}, not an object ({summary})")
         res.summary = doc
     for f in sorted(p.glob("*.parquet")):
         if f.stem == "sweep":
