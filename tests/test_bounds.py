@@ -229,3 +229,34 @@ def test_nothing_is_created_above_out(tmp_path: Path, capsys: pytest.CaptureFixt
                                                f'true\nbacking_dir = "{tmp_path}/a/b"'))
     refused(capsys, ["run", backing], "run.backing_dir", "no such directory")
     assert not (tmp_path / "a").exists()
+
+
+def test_a_report_never_replaces_the_results_it_reads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "D"
+    assert main(["run", scenario(tmp_path, SMALL), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    refused(capsys, ["report", str(out), "--out", str(out)], "holds the results")
+    refused(capsys, ["report", str(out), "--out", str(tmp_path)], "--out")
+    assert (out / "results.json").is_file() and (out / "summary.json").is_file()
+
+
+def test_a_sweep_again_over_another_grid_keeps_only_its_points(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ('[base]\nkernel = { policy = "lru" }\nrun = { requests = 1000 }\n'
+            'platform = { epc_size = "1MiB" }\n[[base.enclaves]]\nname = "a"\nsize = "2MiB"\n'
+            'workload = "uniform"\n[grid]\n')
+    sweep = tmp_path / "w.toml"
+    out = tmp_path / "O"
+    sweep.write_text(base + '"run.seed" = [1, 2, 3]\n')
+    assert main(["sweep", str(sweep), "--out", str(out), "--json",
+                 "--plot", "miss_ratio", "--x", "run.seed"]) == 0
+    assert len(list((out / "points").iterdir())) == 3
+    assert (out / "miss_ratio-vs-run.seed.png").exists()
+    capsys.readouterr()
+    sweep.write_text(base + '"run.seed" = [2, 4]\n')
+    assert main(["sweep", str(sweep), "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["points"] == 2
+    assert len(list((out / "points").iterdir())) == 2
+    assert not (out / "miss_ratio-vs-run.seed.png").exists()
+    assert main(["report", str(out), "--json"]) == 0

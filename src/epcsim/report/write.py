@@ -19,6 +19,11 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         target = check_out(Path(out_dir) if out_dir else res.path / "report")
     except InputError as e:
         raise ResultsError(str(e)) from None
+    # The report replaces its directory whole: never the results it is drawn from.
+    here, there = res.path.resolve(), target.resolve()
+    if there == here or there in here.parents:
+        raise ResultsError(f"--out: {target} holds the results the report reads; give a "
+                           "directory of its own")
     with staged(target, "report") as out:
         written = _draw(res, out)
     return [target / f.relative_to(out) for f in written]

@@ -130,7 +130,7 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
     tmp = out_dir / f".{TABLE}.{os.getpid()}.tmp"
     pq.write_table(P.to_table(rows, list(spec.grid)), tmp)
     os.replace(tmp, table_path)
-    _prune(out_dir, set(files))
+    _prune(out_dir, set(files) | {spec.path.resolve()})
     write_index(out_dir, "sweep")
     return SweepOutcome(computed, total - computed, table_path)
 
@@ -163,7 +163,7 @@ def _prune(out_dir: Path, keep: set[Path]) -> None:
         if f not in keep:
             f.unlink(missing_ok=True)
     for f in out_dir.iterdir():
-        if f.name not in SWEEP_FILES:
+        if f.name not in SWEEP_FILES and f.resolve() not in keep:
             if f.is_dir() and not f.is_symlink():
                 shutil.rmtree(f, ignore_errors=True)
             else:
