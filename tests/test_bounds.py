@@ -260,3 +260,28 @@ def test_a_sweep_again_over_another_grid_keeps_only_its_points(
     assert len(list((out / "points").iterdir())) == 2
     assert not (out / "miss_ratio-vs-run.seed.png").exists()
     assert main(["report", str(out), "--json"]) == 0
+
+
+def test_the_series_of_a_long_run_stays_bounded(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A microsecond step over a long run would take a sample per microsecond of virtual
+    time; past MAX_SERIES the series keeps every other sample and doubles its step."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from epcsim.sim import replay
+
+    monkeypatch.setattr(replay, "MAX_SERIES", 4096)
+    s = scenario(tmp_path, SMALL.replace("requests = 3000", "requests = 40000\n"
+                                         "series_step_s = 0.000001"))
+    assert main(["run", s, "--json", "--out", str(tmp_path / "D")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    series = pq.read_table(tmp_path / "D" / "series.parquet")
+    t = series.column("time_s").to_numpy()
+    assert doc["virtual_time_s"] / 1e-6 > 8 * 4096      # uncoarsened, it would overflow
+    assert len(t) <= 4096 and np.all(np.diff(t) > 0)
+    step = t[1] - t[0]
+    assert step >= 8e-6 and np.allclose(np.diff(t), step)
+    assert doc["virtual_time_s"] - t[-1] <= 2 * step
+    assert series.column("faults").to_numpy()[-1] <= doc["faults"]

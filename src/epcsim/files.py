@@ -170,7 +170,8 @@ def check_out(out: str | os.PathLike[str], what: str = "--out") -> Path:
 
 def write_index(path: Path, kind: str) -> None:
     """``results.json``, written last: the files that make this result complete."""
-    files = sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())
+    files = sorted(str(f.relative_to(path)) for f in path.rglob("*")
+                   if f.is_file() and f != path / INDEX)
     tmp = path / f".{INDEX}.tmp"
     with open(tmp, "w") as f:
         json.dump({"format": INDEX_FORMAT, "kind": kind, "files": files}, f, indent=1)
