@@ -105,6 +105,8 @@ MAX_COST = 10_000_000            # cycles of one event: about 1000 times the slo
 MAX_NAME = 255                   # a cgroup directory's name (NAME_MAX)
 MAX_PATH = 4096                  # PATH_MAX
 MAX_ENTRIES = 1024               # enclaves, pods or cgroups of a scenario
+MAX_TOTAL_FOOTPRINT = 1 << 40    # all entries together: about 4 bytes of state a page
+MAX_CONTENT_EPC = 1 << 30        # content mode holds every EPC page's 4 KiB in memory
 MAX_VMS = 64
 
 
@@ -478,6 +480,15 @@ def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
             raise ScenarioError(f"{kind}[{i}].size: at least one page ({where})")
     if sc.kernel.low > sc.kernel.high:
         raise ScenarioError(f"kernel.low: must not exceed kernel.high ({where})")
+    kind = "enclaves" if sc.enclaves else "pods"
+    total = sum(int(e.size or 0) for e in sc.enclaves or sc.pods)  # type: ignore[arg-type]
+    total += sum(int(e.size) for v in sc.vms for e in v.enclaves)  # type: ignore[arg-type]
+    if total > MAX_TOTAL_FOOTPRINT:
+        raise ScenarioError(f"{kind}: their sizes add up to more than "
+                            f"{show_size(MAX_TOTAL_FOOTPRINT)} ({where})")
+    if sc.run.content and sc.resolved_platform().epc_bytes > MAX_CONTENT_EPC:
+        raise ScenarioError(f"platform.epc_size: content mode holds the EPC's bytes in "
+                            f"memory: at most {show_size(MAX_CONTENT_EPC)} ({where})")
     _check_watermarks(sc, where)
     _check_cgroups(sc, where)
     return sc
