@@ -183,6 +183,15 @@ def cases() -> list[Case]:
                                                  backing_dir='"/nonexistent/x/y"'))
     run("backing_dir is a file", with_table("run", content="true", backing_dir='"s.toml"'))
     run("plain ok", OK, "ok")
+    many = "".join(f'[[enclaves]]\nname = "e{i}"\nsize = "64GiB"\nworkload = "uniform"\n'
+                   for i in range(20))
+    run("footprints 1.25 TiB", HEAD + many)
+    run("content mode, 2 GiB EPC", with_table("run", content="true").replace(
+        'epc_size = "1MiB"', 'epc_size = "2GiB"'))
+    run("1025 enclaves", HEAD + "".join(f'[[enclaves]]\nname = "e{i}"\nsize = "4KiB"\n'
+                                        'workload = "scan"\n' for i in range(1025)))
+    run("series_step_s 1e-6 long run", with_table("run", series_step_s="1e-6",
+                                                  requests="200000"), "ok")
 
     # --- scenario files
     c.append(Case("scenario missing", ["run", "nope.toml"]))
@@ -214,6 +223,8 @@ def cases() -> list[Case]:
     c.append(Case("--out is the user's dir", ["run", "s.toml", "--out", "mine"],
                   files={"s.toml": OK, "mine/notes.txt": "keep"},
                   check=lambda d: None if (d / "mine/notes.txt").exists() else "deleted notes"))
+    c.append(Case("--out empty string", ["run", "s.toml", "--out", ""], files={"s.toml": OK}))
+    c.append(Case("--out is /", ["run", "s.toml", "--out", "/"], files={"s.toml": OK}))
     c.append(Case("--out fine", ["run", "s.toml", "--out", "D"], "ok", files={"s.toml": OK},
                   check=lambda d: None if (d / "D/results.json").exists() else "no index"))
 
@@ -255,6 +266,10 @@ def cases() -> list[Case]:
     c.append(Case("report --out parent missing", ["report", "R", "--out", "x/y/z"], setup=result,
                   check=lambda d: "created x/" if (d / "x").exists() else None))
     c.append(Case("report fine", ["report", "R"], "ok", setup=result))
+    c.append(Case("report --out onto its results", ["report", "R", "--out", "R"], setup=result,
+                  check=lambda d: None if (d / "R/summary.json").exists() else "results lost"))
+    c.append(Case("report --out above its results", ["report", "R", "--out", "."],
+                  setup=result))
 
     # --- sweep
     sweep_ok = ('[base]\nkernel = { policy = "lru" }\nrun = { requests = 2000 }\n'
@@ -294,6 +309,11 @@ def cases() -> list[Case]:
     sweep("sweep --plot bad x", sweep_ok, extra=["--plot", "faults", "--x", "nope"])
     sweep("sweep --workers 0", sweep_ok, extra=["--workers", "0"])
     sweep("sweep --workers 1e9", sweep_ok, extra=["--workers", "1000000000"])
+    sweep("sweep --scheduler nonsense", sweep_ok, extra=["--scheduler", "nonsense"])
+    sweep("sweep --scheduler closed port", sweep_ok, extra=["--scheduler", "tcp://127.0.0.1:1"])
+    sweep("sweep --plot without --x", sweep_ok, extra=["--plot", "faults"])
+    sweep("sweep a 64 GiB enclave", sweep_ok.replace('"run.seed" = [1, 2]',
+                                                      '"enclaves.0.size" = ["64GiB"]'), "ok")
     c.append(Case("sweep is a FIFO", ["sweep", "fifo", "--out", "O"],
                   setup=lambda d: os.mkfifo(d / "fifo")))
     c.append(Case("sweep into user's dir", ["sweep", "w.toml", "--out", "mine"],
@@ -310,6 +330,11 @@ def cases() -> list[Case]:
     c.append(Case("replay columns huge", ["replay", "t.csv", "--format", "csv", "--epc-pages",
                                           "64", "--columns", "obj=99999999999999999999"],
                   files={"t.csv": "1\n2\n"}))
+    c.append(Case("replay columns obj=0", ["replay", "t.csv", "--format", "csv", "--epc-pages",
+                                           "64", "--columns", "obj=0"],
+                  files={"t.csv": "1\n2\n"}))
+    c.append(Case("replay csv of junk", ["replay", "t.csv", "--format", "csv", "--epc-pages",
+                                         "64"], files={"t.csv": "x,y\n\u00e9,\n"}))
     c.append(Case("replay trace FIFO", ["replay", "fifo", "--format", "npy", "--epc-pages",
                                         "64"], setup=lambda d: os.mkfifo(d / "fifo")))
     c.append(Case("replay platform unknown", ["replay", "t.npy", "--format", "npy",
