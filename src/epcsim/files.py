@@ -162,6 +162,10 @@ def check_out(out: str | os.PathLike[str], what: str = "--out") -> Path:
     p = check_parent(out, what)
     if p.is_symlink() or (p.exists() and not p.is_dir()):
         raise InputError(f"{what}: exists and is not a directory ({p})")
+    if not os.access(p.absolute().parent, os.W_OK | os.X_OK):
+        # The result is staged beside --out and renamed into place: both need its parent.
+        raise InputError(f"{what}: cannot write in {str(p.absolute().parent)!r}: permission "
+                         f"denied ({p})")
     if p.is_dir() and any(p.iterdir()) and not is_result(p) and not (p / "report.html").is_file():
         raise InputError(f"{what}: {p} holds files that are not an epcsim result; give a new "
                          "or empty directory")
