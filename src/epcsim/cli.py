@@ -61,7 +61,7 @@ def app() -> None:
 def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | None) -> None:
     """Two enclaves on an oversubscribed 93.5 MiB client EPC: paging, summary, report."""
     if walk or metadata:
-        if out_dir:
+        if out_dir is not None:
             raise UsageError("--out goes with the scenario demo, not --walk")
         _walk(metadata, as_json, seed)
         return
@@ -69,13 +69,13 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
 
     from epcsim.demo_scenario import demo_requests, run_demo, write_demo
 
-    if out_dir:
+    if out_dir is not None:
         _check_out(out_dir)
     total = demo_requests()
     with announced("demo"), _progress(as_json) as bar:
         sc, out = run_demo(progress=_advancer(bar, "demo", total))
     files: list[Path] = []
-    if out_dir:
+    if out_dir is not None:
         try:
             with _progress(as_json) as bar:
                 task = bar.add_task("working-set sweep", total=None) if bar else None
@@ -277,7 +277,7 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
     except ValueError as e:
         raise UsageError(str(e)) from None
     cols = parse_columns(columns)
-    if out_dir:
+    if out_dir is not None:
         _check_out(out_dir)
     try:
         reader = open_trace(trace, fmt, columns=cols)
@@ -291,7 +291,7 @@ def replay(trace: str, fmt: str, epc_pages: int, policy: str, platform_name: str
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({trace})") from None
-    if out_dir:
+    if out_dir is not None:
         from epcsim.sim.metrics import write_results
 
         try:
@@ -384,7 +384,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
     from epcsim.workload.scenario import ScenarioError, check_files, load
     from epcsim.workload.traces import TraceError
 
-    if out_dir:
+    if out_dir is not None:
         _check_out(out_dir)
     try:
         sc = load(scenario)
@@ -396,7 +396,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({scenario})") from None
-    if out_dir:
+    if out_dir is not None:
         from epcsim.sim.runner import with_absolute_traces
 
         try:
@@ -444,6 +444,8 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
         spec = load_sweep(sweep_file)
     except SweepError as e:
         raise UsageError(str(e)) from None
+    if out_dir is not None and not out_dir.strip():
+        raise UsageError("--out: an empty path")
     out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
     from epcsim.files import InputError
     from epcsim.sweep.execute import check_sweep_out

@@ -16,7 +16,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
 
     res = load_results(results_dir)
     try:
-        target = check_out(Path(out_dir) if out_dir else res.path / "report")
+        target = check_out(res.path / "report" if out_dir is None else out_dir)
     except InputError as e:
         raise ResultsError(str(e)) from None
     # The report replaces its directory whole: never the results it is drawn from.
