@@ -213,6 +213,11 @@ def test_scenarios_of_hostile_shapes(doc: Any, as_json: bool) -> None:
         (d / name).write_text(text, encoding="utf-8", errors="surrogatepass")
         status, err = invoke(["run", name], d)
         succeeds_or_refuses(status, err, ["run", name])
+        # The same text as a sweep file: its own keys and tables are checked as strictly.
+        (d / "w.toml").write_text(text if isinstance(doc, str) or not isinstance(doc, dict)
+                                  else toml(doc), encoding="utf-8", errors="surrogatepass")
+        status, err = invoke(["sweep", "w.toml", "--out", "O"], d)
+        succeeds_or_refuses(status, err, ["sweep", "w.toml"])
 
 
 GRID_KEYS = ["run.seed", "run.seed", "platform.epc_size", "kernel.batch", "kernel.high",
