@@ -285,3 +285,34 @@ def test_the_series_of_a_long_run_stays_bounded(
     assert step >= 8e-6 and np.allclose(np.diff(t), step)
     assert doc["virtual_time_s"] - t[-1] <= 2 * step
     assert series.column("faults").to_numpy()[-1] <= doc["faults"]
+
+
+def test_a_sweep_stopped_midway_is_no_result_until_resumed(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from epcsim.sweep import execute
+
+    sweep = tmp_path / "w.toml"
+    sweep.write_text('[base]\nkernel = { policy = "lru" }\nrun = { requests = 1000 }\n'
+                     'platform = { epc_size = "1MiB" }\n[[base.enclaves]]\nname = "a"\n'
+                     'size = "2MiB"\nworkload = "uniform"\n[grid]\n"run.seed" = [1, 2, 3]\n')
+    out = tmp_path / "O"
+    compute = execute.compute_point
+    done = []
+
+    def stopped(*args, **kw):  # type: ignore[no-untyped-def]
+        if len(done) == 1:
+            raise KeyboardInterrupt
+        done.append(args[0])
+        return compute(*args, **kw)
+
+    monkeypatch.setattr(execute, "compute_point", stopped)
+    assert main(["sweep", str(sweep), "--out", str(out)]) == 130
+    assert capsys.readouterr().err.strip() == "epcsim: interrupted"
+    assert len(list((out / "points").iterdir())) == 1 and not (out / "sweep.parquet").exists()
+    refused(capsys, ["report", str(out)], "results.json is missing")
+    monkeypatch.setattr(execute, "compute_point", compute)
+    assert main(["sweep", str(sweep), "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["computed"], doc["reused"]) == (2, 1)
+    assert main(["report", str(out), "--json"]) == 0
