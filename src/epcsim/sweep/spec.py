@@ -63,6 +63,10 @@ class SweepSpec:
 
 
 def _err(what: str, path: Path, key: str) -> SweepError:
+    if len(key) > 60:
+        key = key[:57] + "..."
+    if len(what) > 300:
+        what = what[:297] + "..."
     return SweepError(f"{what} ({path}:{key})")
 
 
@@ -157,6 +161,10 @@ def _read_scenario(path: Path, sweep: Path) -> dict[str, Any]:
     return out
 
 
+def short_key(key: str) -> str:
+    return key if len(key) <= 60 else key[:57] + "..."
+
+
 def _parts(key: str) -> list[str | int]:
     return [int(s) if s.isdigit() else s for s in key.replace("[", ".").replace("]", "")
             .split(".") if s != ""]
@@ -170,7 +178,7 @@ def unknown_key(base: dict[str, Any], key: str) -> str | None:
     if not parts:
         return "unknown key"
     for i, part in enumerate(parts):
-        shown = ".".join(str(x) for x in parts[: i + 1])
+        shown = short_key(".".join(str(x) for x in parts[: i + 1]))
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 return f"unknown key: {shown} (no such list item in the base scenario)"

@@ -396,8 +396,10 @@ def _fmt_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, str) and (part in ("int", "str", "float", "bool")
-                                      or "[" in part or "(" in part):
+                                      or part.startswith(("function-", "union[", "nullable["))):
             continue  # a union member or a validator, not a key
+        if isinstance(part, str) and len(part) > 40:
+            part = part[:37] + "..."  # a key the user made up: enough of it to find it
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
