@@ -316,3 +316,21 @@ def test_a_sweep_stopped_midway_is_no_result_until_resumed(
     doc = json.loads(capsys.readouterr().out)
     assert (doc["computed"], doc["reused"]) == (2, 1)
     assert main(["report", str(out), "--json"]) == 0
+
+
+def test_the_json_schema_carries_the_bounds() -> None:
+    from epcsim.workload.scenario import MAX_EPC, MAX_REQUESTS, Scenario
+
+    defs = Scenario.model_json_schema()["$defs"]
+    run = defs["RunSpec"]["properties"]
+    assert (run["requests"]["minimum"], run["requests"]["maximum"]) == (1, MAX_REQUESTS)
+    assert run["seed"]["maximum"] == (1 << 32) - 1
+    epc = defs["PlatformSpec"]["properties"]["epc_size"]["anyOf"][0]
+    assert (epc["minimum"], epc["maximum"]) == (256 << 10, MAX_EPC)
+    assert "multiple of 4 KiB" in epc["description"]
+    costs = defs["PlatformSpec"]["properties"]["costs"]["additionalProperties"]
+    assert costs["minimum"] == 0 and costs["maximum"] == 10_000_000
+    alpha = defs["EnclaveSpec"]["properties"]["alpha"]
+    assert alpha["exclusiveMinimum"] == 0 and alpha["maximum"] == 10
+    name = defs["EnclaveSpec"]["properties"]["name"]
+    assert (name["minLength"], name["maxLength"]) == (1, 255)
