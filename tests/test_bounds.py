@@ -187,6 +187,9 @@ def test_report_refuses_a_summary_that_is_a_list(
      ("enclaves[1].alpha",)),
     ('[[enclaves]]\nname = "x"\nsize = "1MiB"\nworkload = "zipf"\nweight = 1e300\n',
      ("enclaves[1].weight",)),
+    ('[run]\nrequests = 20000000\ncontent = true\n', ("run.requests", "content mode")),
+    ('[run]\nrequests = 20000000\n[[vms]]\nname = "v"\nepc_size = "1MiB"\n',
+     ("run.requests", "VMs")),
 ])
 def test_more_hostile_values_name_their_key(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             text: str, words: tuple[str, ...]) -> None:
