@@ -40,9 +40,10 @@ def held_table(res: Any, ghz: float, names: list[str] | None = None) -> pa.Table
     t = np.repeat(res.series[:n, 0] / (ghz * 1e9), k)
     ten = np.tile(tenants, n)
     label = [names[int(x)] if names is not None else str(int(x)) for x in tenants]
+    # The names by index into the k labels: no Python string per row (there may be 2^24).
+    rows = pa.array(np.tile(np.arange(k, dtype=np.int64), n))
     return pa.table({"time_s": t, "tenant": ten,
-                     "name": pa.array(np.tile(np.array(label, dtype=object), n).tolist(),
-                                      pa.string()),
+                     "name": pa.array(label, pa.string()).take(rows),
                      "pages": held.reshape(-1).astype(np.int64)})
 
 

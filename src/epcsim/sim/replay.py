@@ -110,9 +110,10 @@ FLOG_TENANT_SHIFT = 47
 # How many requests ahead the engine prefetches a request's table entries.
 AHEAD = 32
 
-# Samples the series keeps at most (32 bytes each, and a column per sampled tenant): past
-# half of it, every other sample goes and the step doubles (Replay._coarsen_series).
-MAX_SERIES = 1 << 20
+# Samples the series keeps at most (32 bytes each, and 4 a sampled tenant, whose long-form
+# table has a row per sample and tenant: 2^18 x 64 rows at most): past half of it, every
+# other sample goes and the step doubles (Replay._coarsen_series).
+MAX_SERIES = 1 << 18
 
 # Tenants whose EPC usage is sampled with the series (the first ones of the trace).
 SAMPLED_TENANTS = 64
