@@ -46,13 +46,16 @@ class Result:
         """Write ``summary.json``, every table as ``<name>.parquet`` (its schema metadata
         carrying the version and digest) and ``scenario.resolved.json``, as ``--out``
         does; returns the directory."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(self.summary, indent=2))
-        for name, table in self.tables.items():
-            pq.write_table(stamped_table(table, self.summary), out / f"{name}.parquet")
-        if self.scenario is not None:
-            (out / "scenario.resolved.json").write_text(json.dumps(self.scenario, indent=2))
+        from epcsim.files import check_out, staged
+
+        out = check_out(out_dir)
+        # Written whole beside ``out`` and renamed into place: never half a result.
+        with staged(out, "run" if self.scenario is not None else "replay") as d:
+            (d / "summary.json").write_text(json.dumps(self.summary, indent=2))
+            for name, table in self.tables.items():
+                pq.write_table(stamped_table(table, self.summary), d / f"{name}.parquet")
+            if self.scenario is not None:
+                (d / "scenario.resolved.json").write_text(json.dumps(self.scenario, indent=2))
         return out
 
     def __repr__(self) -> str:

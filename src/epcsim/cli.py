@@ -33,6 +33,13 @@ def announced(unit: str) -> Any:
     return _announced(unit)
 
 
+# Bounds of the flags (docs/bounds.md); a scenario's are in epcsim.workload.scenario.
+MAX_SEED = (1 << 32) - 1
+MAX_SELFTEST_EPC = 1 << 30          # the selftests fill their EPC: 1 GiB is 262144 pages
+MAX_REPLAY_EPC_PAGES = (512 << 30) // 4096
+MAX_WORKERS = 256
+
+
 class UsageError(click.ClickException):
     """Bad input from the user: one line on stderr, exit status 2."""
 
@@ -49,13 +56,14 @@ def app() -> None:
 @click.option("--walk", is_flag=True, help="Walk one enclave through its leaves instead.")
 @click.option("--metadata", is_flag=True, help="The walk without page contents (implies --walk).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary (or the steps) as JSON.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the walk's keys.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of the walk's keys.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Write the results, a working-set sweep and the report here.")
 def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | None) -> None:
     """Two enclaves on an oversubscribed 93.5 MiB client EPC: paging, summary, report."""
     if walk or metadata:
-        if out_dir:
+        if out_dir is not None:
             raise UsageError("--out goes with the scenario demo, not --walk")
         _walk(metadata, as_json, seed)
         return
@@ -63,16 +71,20 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
 
     from epcsim.demo_scenario import demo_requests, run_demo, write_demo
 
+    if out_dir is not None:
+        _check_out(out_dir)
     total = demo_requests()
     with announced("demo"), _progress(as_json) as bar:
         sc, out = run_demo(progress=_advancer(bar, "demo", total))
     files: list[Path] = []
-    if out_dir:
+    if out_dir is not None:
         try:
             with _progress(as_json) as bar:
                 task = bar.add_task("working-set sweep", total=None) if bar else None
                 files = write_demo(Path(out_dir), sc, out, sweep_progress=(
                     lambda d, t: bar.update(task, completed=d, total=t)) if bar else None)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -167,9 +179,20 @@ def parse_size(text: str) -> int:
     from epcsim.workload.scenario import parse_size as parse
 
     try:
-        return parse(text.strip())
-    except ValueError:
-        raise UsageError(f"not a size: {text!r} (use e.g. 4MiB, 93.5MiB, 64GiB)") from None
+        return parse(text.strip(), hi=MAX_SELFTEST_EPC)
+    except ValueError as e:
+        raise UsageError(f"{e} (use e.g. 4MiB, 93.5MiB, 64GiB)") from None
+
+
+def _check_out(out_dir: str) -> Any:
+    """``--out``, checked before any work: its parent exists, and it is new, empty or an
+    earlier result (epcsim.files)."""
+    from epcsim.files import InputError, check_out
+
+    try:
+        return check_out(out_dir)
+    except InputError as e:
+        raise UsageError(str(e)) from None
 
 
 @app.command()
@@ -230,6 +253,10 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
         if not sep or not key.strip() or not value.strip():
             raise UsageError(f"--columns wants key=column pairs like obj=2,tenant=3 (got {text!r})")
         v = value.strip()
+        if len(v) > 255 or len(key) > 64:
+            raise UsageError(f"--columns: a key or column longer than allowed ({part[:40]!r})")
+        if v.isdigit() and not (v.isascii() and 1 <= int(v) <= 1 << 16):
+            raise UsageError(f"--columns: column numbers run from 1 to 65536 (got {v[:20]})")
         out[key.strip()] = int(v) if v.isdigit() else v
     return out
 
@@ -239,7 +266,7 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.option("--format", "fmt", type=click.Choice(["oracleGeneral", "lcs", "csv", "npy"]),
               help="Trace format (libCacheSim's binary formats, CSV, numpy) [default: what "
               "the name and the first bytes say]; zstd or gzip compression is recognised.")
-@click.option("--epc-pages", type=click.IntRange(min=16), required=True,
+@click.option("--epc-pages", type=click.IntRange(16, MAX_REPLAY_EPC_PAGES), required=True,
               help="EPC size in 4 KiB pages.")
 @click.option("--policy", type=click.Choice(["sgx", "lru", "fifo", "clock"]), default="sgx",
               show_default=True, help="sgx: the whole kernel model; lru/fifo/clock: the "
@@ -264,6 +291,8 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
     except ValueError as e:
         raise UsageError(str(e)) from None
     cols = parse_columns(columns)
+    if out_dir is not None:
+        _check_out(out_dir)
     try:
         reader = open_trace(trace, fmt, columns=cols)
         total = reader.count()
@@ -275,9 +304,11 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({trace})") from None
-    if out_dir:
+    if out_dir is not None:
         try:
             res.save(out_dir)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -395,11 +426,14 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
 
     from epcsim.sim.replay import ReplayError
     from epcsim.sim.runner import run_scenario, total_requests, write_run
-    from epcsim.workload.scenario import ScenarioError, load
+    from epcsim.workload.scenario import ScenarioError, check_files, load
     from epcsim.workload.traces import TraceError
 
+    if out_dir is not None:
+        _check_out(out_dir)
     try:
         sc = load(scenario)
+        check_files(sc, Path(scenario).resolve().parent, scenario)
         with announced("demo"), _progress(as_json) as bar:
             out = run_scenario(sc, Path(scenario).resolve().parent, scenario_name=scenario,
                                progress=_advancer(bar, "run", total_requests(sc)))
@@ -407,11 +441,13 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:
         raise UsageError(f"{e} ({scenario})") from None
-    if out_dir:
+    if out_dir is not None:
         from epcsim.sim.runner import with_absolute_traces
 
         try:
             write_run(out_dir, out, with_absolute_traces(sc, Path(scenario).resolve().parent))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
     if as_json:
@@ -588,7 +624,7 @@ def schema(sweep: bool) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Where points and sweep.parquet go [default: SWEEP.results beside it]. "
               "Run again to resume: finished points are kept.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="Local worker processes.")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run the points on a Dask distributed cluster (tcp://host:8786).")
@@ -610,7 +646,19 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
         spec = load_sweep(sweep_file)
     except SweepError as e:
         raise UsageError(str(e)) from None
+    if out_dir is not None and not out_dir.strip():
+        raise UsageError("--out: an empty path")
     out = Path(out_dir) if out_dir else spec.path.with_suffix(".results")
+    from epcsim.files import InputError
+    from epcsim.sweep.execute import check_sweep_out
+
+    try:
+        check_sweep_out(out)
+    except InputError as e:
+        raise UsageError(str(e)) from None
+    if x_param and x_param.removeprefix("param.") not in spec.grid:
+        raise UsageError(f"--x {x_param[:80]!r} is not a grid parameter (have: "
+                         f"{', '.join(spec.grid)})")
     total = len(spec.points())
     try:
         with announced("demo"), _progress(as_json) as bar:
@@ -618,7 +666,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
             outcome = run_sweep(spec, out, workers=workers, scheduler=scheduler,
                                 progress=(lambda d, t: bar.update(task, completed=d))
                                 if bar else None)
-    except SweepRunError as e:
+    except (SweepRunError, InputError) as e:
         raise UsageError(str(e)) from None
     except OSError as e:
         raise UsageError(f"cannot write results: {e.strerror} ({out})") from None
@@ -630,6 +678,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
                    f"made by another epcsim version ({made}) computed again with "
                    f"{version()}", err=True)
     if metric and x_param:
+        from epcsim.files import write_index
         from epcsim.sweep.plot import PlotError, plot_metric
 
         try:
@@ -637,6 +686,7 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
                                 out / f"{metric}-vs-{x_param}")
         except PlotError as e:
             raise UsageError(f"{e} ({outcome.table_path})") from None
+        write_index(out, "sweep")
         doc["plots"] = [str(f) for f in files]
     if as_json:
         click.echo(json.dumps(doc, indent=2))
@@ -735,7 +785,7 @@ def trace(workload: str, size: str, seed: int, params: tuple[str, ...], out_file
 @click.option("--all", "everything", is_flag=True,
               help="Everything epcsim compiles (cgroups, content mode, the selftests too), "
               "not only what the demo and the replay need.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=None,
               help="Processes compiling side by side [default: one per core].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def compile_cmd(everything: bool, workers: int | None, as_json: bool) -> None:
@@ -876,9 +926,11 @@ def main(argv: list[str] | None = None) -> int:
             return rc
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.Abort:
-        print("epcsim: aborted", file=sys.stderr)
-        return 1
+    except (click.Abort, KeyboardInterrupt):
+        # Click turns Ctrl-C into Abort (no command prompts). Whatever was being written was
+        # removed on the way out (epcsim.files.staged); 130 is a shell's status for SIGINT.
+        print("epcsim: interrupted", file=sys.stderr)
+        return 130
     except click.ClickException as e:
         if debug:
             raise

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from epcsim.scenarios import packaged
-from epcsim.sim.runner import RunOutput, run_scenario, total_requests, write_run
+from epcsim.sim.runner import RunOutput, run_scenario, total_requests, write_run_files
 from epcsim.workload.scenario import Scenario, load
 
 DEMO = "demo.toml"
@@ -34,10 +34,15 @@ def run_demo(progress: Callable[[int], None] | None = None) -> tuple[Scenario, R
 def write_demo(out_dir: Path, sc: Scenario, out: RunOutput, *,
                sweep_progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Results, the working-set sweep under ``sweep/``, and the report; the report's files."""
+    from epcsim.files import check_out, staged, write_index
     from epcsim.report.write import write_report
     from epcsim.sweep.execute import run_sweep
     from epcsim.sweep.spec import load_sweep
 
-    write_run(str(out_dir), out, sc)
-    run_sweep(load_sweep(packaged(DEMO_SWEEP)), out_dir / "sweep", progress=sweep_progress)
-    return write_report(out_dir)
+    # One result: the run, its sweep and its report appear together or not at all.
+    with staged(check_out(out_dir), "demo") as d:
+        write_run_files(d, out, sc)
+        run_sweep(load_sweep(packaged(DEMO_SWEEP)), d / "sweep", progress=sweep_progress)
+        write_index(d, "demo")
+        files = write_report(d)
+    return [out_dir / f.relative_to(d) for f in files]

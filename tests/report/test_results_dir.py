@@ -29,7 +29,7 @@ def test_resolved_scenario_repeats_a_traced_run_from_anywhere(
     first = json.loads(capsys.readouterr().out)
     assert {p.name for p in out.iterdir()} == {
         "summary.json", "enclaves.parquet", "series.parquet", "faults.parquet",
-        "enclave_series.parquet", "scenario.resolved.json"}
+        "enclave_series.parquet", "scenario.resolved.json", "results.json"}
     resolved = json.loads((out / "scenario.resolved.json").read_text())
     assert resolved["enclaves"][0]["trace"] == str((src / "app.npy").resolve())
     assert resolved["kernel"] == {"policy": "sgx", "low": 32, "high": 64, "batch": 16}

@@ -289,5 +289,24 @@ ALL: tuple[Callable[[Results], Figure | None], ...] = (
 
 
 def figures(res: Results) -> list[Figure]:
-    """Every figure the results hold data for, in report order."""
-    return [f for f in (draw(res) for draw in ALL) if f is not None]
+    """Every figure the results hold data for, in report order.
+
+    epcsim writes every table and summary value these read; a file edited (or written by
+    something else) to hold other columns or types is refused, naming the figure, rather
+    than drawn wrong.
+    """
+    from epcsim.report.results import ResultsError
+
+    out = []
+    for draw in ALL:
+        try:
+            f = draw(res)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                pa.ArrowException) as e:
+            _plt().close("all")
+            why = " ".join(str(e).split())[:120] or type(e).__name__
+            raise ResultsError(f"cannot draw {draw.__name__}: the results do not hold what "
+                               f"epcsim writes ({why}) ({res.path})") from None
+        if f is not None:
+            out.append(f)
+    return out

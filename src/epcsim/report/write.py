@@ -7,14 +7,29 @@ from pathlib import Path
 
 from epcsim.report.html import page
 from epcsim.report.plots import figures
-from epcsim.report.results import load_results
+from epcsim.report.results import Results, ResultsError, load_results
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Draw what the results hold; returns the files written (report.html last)."""
+    from epcsim.files import InputError, check_out, staged
+
     res = load_results(results_dir)
-    out = Path(out_dir) if out_dir else res.path / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        target = check_out(res.path / "report" if out_dir is None else out_dir)
+    except InputError as e:
+        raise ResultsError(str(e)) from None
+    # The report replaces its directory whole: never the results it is drawn from.
+    here, there = res.path.resolve(), target.resolve()
+    if there == here or there in here.parents:
+        raise ResultsError(f"--out: {target} holds the results the report reads; give a "
+                           "directory of its own")
+    with staged(target, "report") as out:
+        written = _draw(res, out)
+    return [target / f.relative_to(out) for f in written]
+
+
+def _draw(res: Results, out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     written: list[Path] = []

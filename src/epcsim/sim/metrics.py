@@ -40,9 +40,10 @@ def held_table(res: Any, ghz: float, names: list[str] | None = None) -> pa.Table
     t = np.repeat(res.series[:n, 0] / (ghz * 1e9), k)
     ten = np.tile(tenants, n)
     label = [names[int(x)] if names is not None else str(int(x)) for x in tenants]
+    # The names by index into the k labels: no Python string per row (there may be 2^24).
+    rows = pa.array(np.tile(np.arange(k, dtype=np.int64), n))
     return pa.table({"time_s": t, "tenant": ten,
-                     "name": pa.array(np.tile(np.array(label, dtype=object), n).tolist(),
-                                      pa.string()),
+                     "name": pa.array(label, pa.string()).take(rows),
                      "pages": held.reshape(-1).astype(np.int64)})
 
 
@@ -63,8 +64,17 @@ def replay_tables(res: Any, ghz: float) -> dict[str, pa.Table]:
 
 
 def write_results(out_dir: str, res: Any, ghz: float | None = None) -> None:
-    """Write a run's results into ``out_dir`` (created if needed); the Parquet files carry
-    the summary's version and digest when it has them (:mod:`epcsim.provenance`)."""
+    """Write a run's results as the directory ``out_dir``, whole or not at all (a previous
+    result there is replaced; its parent must exist)."""
+    from epcsim.files import check_out, staged
+
+    with staged(check_out(out_dir), "replay") as d:
+        _write_results(str(d), res, ghz)
+
+
+def _write_results(out_dir: str, res: Any, ghz: float | None) -> None:
+    """The files of a run's result; the Parquet files carry the summary's version and
+    digest when it has them (:mod:`epcsim.provenance`)."""
     from epcsim.provenance import stamped_table
     from epcsim.sim.costs import preset
 

@@ -111,6 +111,11 @@ FLOG_TENANT_SHIFT = 47
 # How many requests ahead the engine prefetches a request's table entries.
 AHEAD = 32
 
+# Samples the series keeps at most (32 bytes each, and 4 a sampled tenant, whose long-form
+# table has a row per sample and tenant: 2^18 x 64 rows at most): past half of it, every
+# other sample goes and the step doubles (Replay._coarsen_series).
+MAX_SERIES = 1 << 18
+
 # Tenants whose EPC usage is sampled with the series (the first ones of the trace).
 SAMPLED_TENANTS = 64
 
@@ -1013,13 +1018,29 @@ class Replay:
 
     def _grow_series(self) -> None:
         rs = self.rs
-        if rs.series_n[0] > rs.series.shape[0] // 2:
+        if rs.series_n[0] > rs.series.shape[0] // 2 and rs.series.shape[0] >= MAX_SERIES:
+            self._coarsen_series()
+        elif rs.series_n[0] > rs.series.shape[0] // 2:
             cap = rs.series.shape[0]
             bigger = np.zeros((cap * 2, 4), np.int64)
             bigger[:cap] = rs.series
             held = np.zeros((cap * 2, rs.tseries.shape[1]), np.int32)
             held[:cap] = rs.tseries
             self.rs = rs._replace(series=table(bigger), tseries=table(held))
+
+    def _coarsen_series(self) -> None:
+        """Keep the samples at even multiples of the step and double it: the series of a
+        run however long (or of a step however short) stays within MAX_SERIES samples."""
+        rs = self.rs
+        n = int(rs.series_n[0])
+        kept = rs.series[1:n:2].copy(), rs.tseries[1:n:2].copy()
+        m = len(kept[0])
+        rs.series[:m], rs.tseries[:m] = kept
+        rs.series[m:], rs.tseries[m:] = 0, 0
+        step = 2 * int(rs.v[V_CLK + CL_STEP])
+        rs.v[V_SERIES_N] = m
+        rs.v[V_CLK + CL_STEP] = step
+        rs.v[V_CLK + CL_NEXT_SAMPLE] = -(-int(rs.v[V_CLK + CL_NEXT_SAMPLE]) // step) * step
 
     def result(self, wall_s: float) -> ReplayResult:
         rs, cfg = self.rs, self.cfg

@@ -173,7 +173,16 @@ def total_requests(sc: Scenario) -> int:
     return sc.run.requests
 
 
-def write_run(out_dir: str, out: RunOutput, sc: Scenario | None = None) -> None:
+def write_run(out_dir: str | Path, out: RunOutput, sc: Scenario | None = None) -> None:
+    """The run's result directory, whole or not at all (:mod:`epcsim.files`): replaces a
+    previous result at ``out_dir``; its parent must exist."""
+    from epcsim.files import check_out, staged
+
+    with staged(check_out(out_dir), "run") as d:
+        write_run_files(d, out, sc)
+
+
+def write_run_files(out_dir: str | Path, out: RunOutput, sc: Scenario | None = None) -> None:
     """``summary.json``, every table as Parquet and, given ``sc``, the resolved scenario.
 
     ``scenario.resolved.json`` has every default filled in, so the run can be repeated

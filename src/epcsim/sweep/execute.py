@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from epcsim.files import write_index
 from epcsim.provenance import DIGEST_KEY, VERSION_KEY, digest, version
 from epcsim.sweep import points as P
 from epcsim.sweep.spec import SweepSpec
@@ -82,6 +83,11 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
 
     ``progress(done, total)`` is called as points finish (finished ones count at once).
     """
+    from epcsim.files import INDEX
+
+    check_sweep_out(out_dir)
+    # Until this sweep's table and index are written, the directory is no complete result.
+    (out_dir / INDEX).unlink(missing_ok=True)
     points_dir = out_dir / "points"
     points_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "sweep.resolved.json", "w") as f:
@@ -145,7 +151,44 @@ def run_sweep(spec: SweepSpec, out_dir: Path, *, workers: int = 1,
                  DIGEST_KEY.encode(): digest(json.loads(spec.to_json())).encode()})
     pq.write_table(table.replace_schema_metadata(meta), tmp)
     os.replace(tmp, table_path)
+    _prune(out_dir, set(files) | {spec.path.resolve()})
+    write_index(out_dir, "sweep")
     return SweepOutcome(computed, total - computed, table_path, sum(others.values()), others)
+
+
+# What a sweep directory holds; anything else at its top is an older sweep's plot or report.
+SWEEP_FILES = ("points", TABLE, "sweep.resolved.json")
+
+
+def check_sweep_out(out_dir: Path) -> None:
+    """A sweep goes to a new directory (under an existing one), an empty one, or a sweep's
+    own, which it resumes; never into a directory of other files."""
+    from epcsim.files import INDEX, InputError, check_parent
+
+    check_parent(out_dir, "--out")
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise InputError(f"--out: exists and is not a directory ({out_dir})")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (
+            (out_dir / "points").is_dir() or (out_dir / "sweep.resolved.json").is_file()
+            or (out_dir / INDEX).is_file()):
+        raise InputError(f"--out: {out_dir} holds files that are not an epcsim sweep; give a "
+                         "new or empty directory")
+
+
+def _prune(out_dir: Path, keep: set[Path]) -> None:
+    """Leave only this sweep's points, table and resolved sweep: a reused directory holds
+    the latest sweep's files alone (points of an older grid would never be read again)."""
+    import shutil
+
+    for f in (out_dir / "points").iterdir():
+        if f not in keep:
+            f.unlink(missing_ok=True)
+    for f in out_dir.iterdir():
+        if f.name not in SWEEP_FILES and f.resolve() not in keep:
+            if f.is_dir() and not f.is_symlink():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink(missing_ok=True)
 
 
 def _on_processes(workers: int, todo: list[Any], base: str,

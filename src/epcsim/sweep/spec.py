@@ -20,14 +20,16 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from epcsim.workload.scenario import Scenario, ScenarioError, validate
+from epcsim.workload.scenario import Scenario, ScenarioError, check_files, short_repr, validate
+
+# A point is a file and a row; the grid is checked value by value before any runs.
+MAX_POINTS = 10_000
 
 
 class _SweepTable(BaseModel):
@@ -81,20 +83,22 @@ class SweepSpec:
 
 
 def _err(what: str, path: Path, key: str) -> SweepError:
+    if len(key) > 60:
+        key = key[:57] + "..."
+    if len(what) > 300:
+        what = what[:297] + "..."
     return SweepError(f"{what} ({path}:{key})")
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and check a sweep file; SweepError names the file and the key."""
+    from epcsim.files import InputError, parse, read_text
+
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SweepError(f"no such sweep file ({p})") from None
-    except UnicodeDecodeError as e:
-        raise SweepError(f"not UTF-8 text at byte {e.start} ({p})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SweepError(f"not valid TOML: {e} ({p})") from None
+        data = parse(read_text(p, "sweep file"), p, "sweep file", as_json=False)
+    except InputError as e:
+        raise SweepError(str(e)) from None
     for key in data:
         if key not in ("sweep", "base", "grid"):
             raise _err("unknown key (use [sweep], [base] and [grid])", p, key)
@@ -122,13 +126,18 @@ def load_sweep(path: str | Path) -> SweepSpec:
     else:
         raise _err("missing: a base scenario ([sweep] base = \"file.toml\" or [base])", p, "base")
     try:
-        validate(base, f"{p}:base")
+        check_files(validate(base, f"{p}:base"), base_dir, f"{p}:base")
     except ScenarioError as e:
         raise SweepError(f"base scenario: {e}") from None
 
     grid = data.get("grid")
     if not isinstance(grid, dict) or not grid:
         raise _err("empty grid: give at least one dotted key with a list of values", p, "grid")
+    npoints = 1
+    for values in grid.values():
+        npoints *= max(1, len(values)) if isinstance(values, list) else 1
+    if npoints > MAX_POINTS:
+        raise _err(f"{npoints} points: a sweep has at most {MAX_POINTS}", p, "grid")
     for key, values in grid.items():
         where = f"grid.{key}"
         if not isinstance(values, list):
@@ -142,28 +151,38 @@ def load_sweep(path: str | Path) -> SweepSpec:
             trial = copy.deepcopy(base)
             set_dotted(trial, key, value)
             try:
-                validate(trial, str(p))
+                check_files(validate(trial, str(p)), base_dir, str(p))
             except ScenarioError as e:
                 msg = str(e).rsplit(" (", 1)[0]
-                raise _err(f"wrong value {value!r}: {msg}", p, where) from None
-    return SweepSpec(p, base, {k: list(v) for k, v in grid.items()}, base_dir)
+                raise _err(f"wrong value {short_repr(value)}: {msg}", p, where) from None
+    spec = SweepSpec(p, base, {k: list(v) for k, v in grid.items()}, base_dir)
+    # Values right alone may clash together (kernel.high against a smaller EPC): every
+    # point is checked here, so none fails in a worker.
+    for index, params in enumerate(spec.points()):
+        try:
+            validate(spec.scenario_for(params), str(p))
+        except ScenarioError as e:
+            msg = str(e).rsplit(" (", 1)[0]
+            shown = ", ".join(f"{k} = {short_repr(v)}" for k, v in params.items())
+            raise _err(f"point {index} ({shown}): {msg}", p, "grid") from None
+    return spec
 
 
 def _read_scenario(path: Path, sweep: Path) -> dict[str, Any]:
+    from epcsim.files import InputError, parse, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _err(f"no such scenario file {str(path)!r}", sweep, "sweep.base") from None
-    try:
-        if path.suffix == ".json":
-            out = json.loads(text)
-        else:
-            out = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
-        raise _err(f"base scenario is not valid: {e}", sweep, "sweep.base") from None
+        out = parse(read_text(path, "scenario file"), path, "base scenario",
+                    as_json=path.suffix == ".json")
+    except InputError as e:
+        raise _err(f"base scenario: {e}", sweep, "sweep.base") from None
     if not isinstance(out, dict):
         raise _err("base scenario is not a table", sweep, "sweep.base")
     return out
+
+
+def short_key(key: str) -> str:
+    return key if len(key) <= 60 else key[:57] + "..."
 
 
 def _parts(key: str) -> list[str | int]:
@@ -179,7 +198,7 @@ def unknown_key(base: dict[str, Any], key: str) -> str | None:
     if not parts:
         return "unknown key"
     for i, part in enumerate(parts):
-        shown = ".".join(str(x) for x in parts[: i + 1])
+        shown = short_key(".".join(str(x) for x in parts[: i + 1]))
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 return f"unknown key: {shown} (no such list item in the base scenario)"

@@ -68,12 +68,24 @@ Validation errors name the key: ``enclaves[1].size: not a size: '64XB'``.
 
 from __future__ import annotations
 
-import tomllib
+import math
+from dataclasses import fields
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from epcsim.sim import costs as K
 
@@ -82,38 +94,123 @@ class ScenarioError(ValueError):
     """A scenario that cannot run; one line naming the file and the key."""
 
 
-def parse_size(value: int | str) -> int:
-    """Bytes from 4096, '4KiB', '93.5MiB', '64GiB', '2M'."""
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+PAGE = 4096
+
+# Every bound of a scenario (docs/bounds.md has the table). Memory that grows with one of
+# these is held in numpy arrays: an EPC page costs the model about 16 bytes of state
+# (512 GiB of EPC: about 2.2 GB), a request about 30 bytes while the run's accesses are
+# built (100 million: about 3 GB), a page an enclave touches 8 bytes of a Zipf table.
+MIN_EPC = 64 * PAGE              # the smallest EPC the kernel's watermarks leave room in
+MAX_EPC = 512 * GiB              # one EPC section's architectural maximum on Ice Lake-SP
+MAX_FOOTPRINT = 64 * GiB         # pages one enclave (or pod, or VM enclave) touches
+MAX_LIMIT = 1 << 50              # cgroup limits and pod requests: 1 PiB, beyond any host
+MAX_REQUESTS = 100_000_000
+MAX_SEED = (1 << 32) - 1
+MAX_COST = 10_000_000            # cycles of one event: about 1000 times the slowest, EWB
+MAX_NAME = 255                   # a cgroup directory's name (NAME_MAX)
+MAX_PATH = 4096                  # PATH_MAX
+MAX_ENTRIES = 1024               # enclaves, pods or cgroups of a scenario
+MAX_TOTAL_FOOTPRINT = 1 << 40    # all entries together: about 4 bytes of state a page
+MAX_CONTENT_EPC = 1 << 30        # content mode holds every EPC page's 4 KiB in memory
+# Accesses of a VM's guest kernel and of content mode, which run in Python at some 4000 to
+# 6000 accesses a second (measured): at this bound a run takes under an hour.
+MAX_PYTHON_REQUESTS = 10_000_000
+MAX_VMS = 64
+
+
+def parse_size(value: int | str, *, lo: int = 1, hi: int = MAX_LIMIT,
+               page: bool = False) -> int:
+    """Bytes from 4096, '4KiB', '93.5MiB', '64GiB', '2M', between ``lo`` and ``hi``."""
     if isinstance(value, bool):
         raise ValueError("a size, not a boolean")
     if isinstance(value, int):
-        if value <= 0:
-            raise ValueError("sizes are positive")
-        return value
-    units = {"": 1, "k": 1 << 10, "kib": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mib": 1 << 20,
-             "mb": 1 << 20, "g": 1 << 30, "gib": 1 << 30, "gb": 1 << 30, "t": 1 << 40,
-             "tib": 1 << 40, "tb": 1 << 40}
-    t = str(value).strip().lower().replace(" ", "")
-    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = t[len(num):]
-    try:
-        n = float(num)
-    except ValueError:
-        raise ValueError(f"not a size: {value!r}") from None
-    if unit not in units or n <= 0:
-        raise ValueError(f"not a size: {value!r}")
-    return int(n * units[unit])
+        if value.bit_length() > 64:
+            raise ValueError(f"{short_repr(value)} is more than {show_size(hi)}")
+        n = value
+    else:
+        units = {"": 1, "k": KiB, "kib": KiB, "kb": KiB, "m": MiB, "mib": MiB, "mb": MiB,
+                 "g": GiB, "gib": GiB, "gb": GiB, "t": TiB, "tib": TiB, "tb": TiB}
+        text = str(value)
+        if len(text) > 64:
+            raise ValueError("not a size: longer than 64 characters")
+        t = text.strip().lower().replace(" ", "")
+        num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+        unit = t[len(num):]
+        try:
+            f = float(num)
+        except ValueError:
+            raise ValueError(f"not a size: {short_repr(value)}") from None
+        if unit not in units or not math.isfinite(f) or f <= 0:
+            raise ValueError(f"not a size: {short_repr(value)}")
+        if f * units[unit] > 2 * hi:
+            raise ValueError(f"{short_repr(value)} is more than {show_size(hi)}")
+        n = int(f * units[unit])
+    if n < lo:
+        raise ValueError("sizes are positive" if lo <= 1 and n < 1
+                         else f"{short_repr(value)} is less than {show_size(lo)}")
+    if n > hi:
+        raise ValueError(f"{short_repr(value)} is more than {show_size(hi)}")
+    if page and n % PAGE:
+        raise ValueError(f"{short_repr(value)} is not a multiple of 4 KiB")
+    return n
+
+
+def short_repr(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def show_size(n: int) -> str:
+    """``n`` bytes in the largest binary unit that divides it."""
+    for unit, name in ((1 << 50, "PiB"), (TiB, "TiB"), (GiB, "GiB"), (MiB, "MiB"),
+                       (KiB, "KiB")):
+        if n >= unit and n % unit == 0:
+            return f"{n // unit} {name}"
+    return f"{n} bytes"
+
+
+def _size_type(lo: int, hi: int, page: bool, what: str) -> Any:
+    """A size field: an integer of bytes or a string with a unit, within [lo, hi]. The JSON
+    schema's minimum and maximum bound the integer form; the description says the rest."""
+    check = partial(parse_size, lo=lo, hi=hi, page=page)
+    return Annotated[StrictInt | StrictStr, AfterValidator(check),
+                     Field(json_schema_extra={"minimum": lo, "maximum": hi},
+                           description=f"{what}: bytes, or a number with a unit (KiB, MiB, "
+                           f"GiB, TiB), {show_size(lo)} to {show_size(hi)}"
+                           + (", a multiple of 4 KiB" if page else ""))]
+
+
+EpcSize = _size_type(MIN_EPC, MAX_EPC, True, "an EPC")
+Footprint = _size_type(PAGE, MAX_FOOTPRINT, False, "pages touched")
+Limit = _size_type(1, MAX_LIMIT, False, "a limit")
+
+
+def _name(v: str) -> str:
+    # Pod and VM names become cgroup directories (/kubepods/<name>) and table keys.
+    if v in (".", "..") or "/" in v or any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError(f"{v[:40]!r}: a name has no '/' or control characters and is "
+                         "not '.' or '..'")
+    return v
+
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_name)]
+FilePath = Annotated[str, Field(min_length=1, max_length=MAX_PATH)]
+Cycles = Annotated[int, Field(ge=0, le=MAX_COST)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are never a valid float of a scenario.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PlatformSpec(_Strict):
-    preset: str = "client-sgx1"
-    epc_size: int | str | None = None
+    preset: str = Field(default="client-sgx1", max_length=64)
+    epc_size: EpcSize | None = None
     nodes: int | None = Field(default=None, ge=1, le=8)
-    costs: dict[str, int] = Field(default_factory=dict)
+    # Cycles of each event (sim/costs.py); the work per access is at least a cycle, since
+    # a run's slowdown divides by it.
+    costs: dict[str, Cycles] = Field(default_factory=dict)
 
     @field_validator("preset")
     @classmethod
@@ -121,43 +218,41 @@ class PlatformSpec(_Strict):
         K.preset(v)
         return v
 
-    @field_validator("epc_size")
+    @field_validator("costs")
     @classmethod
-    def _size(cls, v: int | str | None) -> int | None:
-        if v is None:
-            return None
-        n = parse_size(v)
-        if n % 4096 or n < 64 * 4096:
-            raise ValueError("the EPC must be a multiple of 4 KiB and at least 256 KiB")
-        return n
+    def _costs(cls, v: dict[str, int]) -> dict[str, int]:
+        known = {f.name for f in fields(K.CostModel)}
+        for name in v:
+            if name not in known:
+                raise ValueError(f"unknown cost {name[:40]!r}; known: {', '.join(sorted(known))}")
+        if v.get("request") == 0:
+            raise ValueError("request: at least 1 cycle (the slowdown divides by it)")
+        return v
 
 
 class KernelSpec(_Strict):
     policy: Literal["sgx", "lru", "fifo", "clock"] = "sgx"
-    low: int = Field(default=32, ge=0)
-    high: int = Field(default=64, ge=0)
+    # ksgxd's watermarks in pages: checked against the EPC in validate().
+    low: int = Field(default=32, ge=0, le=MAX_EPC // PAGE)
+    high: int = Field(default=64, ge=0, le=MAX_EPC // PAGE)
     batch: int = Field(default=16, ge=1, le=1024)
 
 
 class RunSpec(_Strict):
-    requests: int = Field(default=1_000_000, ge=1)
-    seed: int = 0
-    series_step_s: float = Field(default=0.001, gt=0)
+    requests: int = Field(default=1_000_000, ge=1, le=MAX_REQUESTS)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    # A sample per step of virtual time: the series grows with virtual time over the step.
+    series_step_s: float = Field(default=0.001, ge=1e-6, le=3600)
     mrc: bool = False             # also write the LRU miss-ratio curve (mrc.parquet)
     content: bool = False
-    backing_dir: str | None = None
+    backing_dir: FilePath | None = None
 
 
 class _InCgroup(_Strict):
     """An entry whose process (the enclave's, or a VM's VMM) may be placed in an EPC cgroup."""
 
-    cgroup: str | None = None                # the EPC cgroup: its allocations are charged there
-    epc_limit: int | str | None = None       # misc.max of that cgroup
-
-    @field_validator("epc_limit")
-    @classmethod
-    def _limit(cls, v: int | str | None) -> int | None:
-        return None if v is None else parse_size(v)
+    cgroup: str | None = Field(default=None, max_length=MAX_PATH)  # charged there
+    epc_limit: Limit | None = None           # misc.max of that cgroup
 
     @field_validator("cgroup")
     @classmethod
@@ -166,122 +261,103 @@ class _InCgroup(_Strict):
 
 
 class EnclaveSpec(_InCgroup):
-    name: str
-    size: int | str | None = None
-    workload: str | None = None          # a distribution or a program (programs.py)
-    params: dict[str, Any] = Field(default_factory=dict)   # a program's parameters
-    alpha: float = Field(default=1.0, gt=0)
-    phases: int = Field(default=4, ge=1)
-    working_set: int | str | None = None
-    weight: float = Field(default=1.0, gt=0)
-    trace: str | None = None
+    name: Name
+    size: Footprint | None = None
+    workload: str | None = Field(default=None, max_length=64)  # a distribution or a program
+    params: dict[str, Any] = Field(default_factory=dict)   # a program's (programs.py)
+    alpha: float = Field(default=1.0, gt=0, le=10)
+    phases: int = Field(default=4, ge=1, le=1_000_000)
+    working_set: Footprint | None = None
+    weight: float = Field(default=1.0, gt=0, le=1e6)
+    trace: FilePath | None = None
     format: Literal["oracleGeneral", "lcs", "csv", "npy"] | None = None
-    memory_limit: int | str | None = None    # memory.max of its cgroup
-
-    @field_validator("size", "working_set", "memory_limit")
-    @classmethod
-    def _size(cls, v: int | str | None) -> int | None:
-        return None if v is None else parse_size(v)
+    memory_limit: Limit | None = None        # memory.max of its cgroup
 
 
 def cgroup_path(v: str) -> str:
-    """A cgroup v2 path, normalised: absolute, no empty parts."""
+    """A cgroup v2 path, normalised: absolute, no empty parts, no '.' or '..'."""
     if not v.startswith("/"):
-        raise ValueError(f"a cgroup path is absolute, like '/tenants/db', not {v!r}")
-    return "/" + "/".join(p for p in v.split("/") if p)
+        raise ValueError(f"a cgroup path is absolute, like '/tenants/db', not {v[:40]!r}")
+    parts = [p for p in v.split("/") if p]
+    for p in parts:
+        if p in (".", ".."):
+            raise ValueError(f"a cgroup path has no '.' or '..' parts ({v[:80]!r})")
+        if len(p) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in p):
+            raise ValueError(f"a cgroup's name is 1 to {MAX_NAME} characters, none of them "
+                             f"control characters ({v[:80]!r})")
+    if len(parts) > 32:
+        raise ValueError(f"a cgroup path is at most 32 levels deep ({v[:80]!r})")
+    return "/" + "/".join(parts)
 
 
 class CgroupSpec(_Strict):
     """Limits of a cgroup (``[[cgroups]]``), e.g. a parent no entry names itself."""
 
-    path: str
-    epc_limit: int | str | None = None
-    memory_limit: int | str | None = None
+    path: str = Field(max_length=MAX_PATH)
+    epc_limit: Limit | None = None
+    memory_limit: Limit | None = None
 
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
         return cgroup_path(v)
 
-    @field_validator("epc_limit", "memory_limit")
-    @classmethod
-    def _limit(cls, v: int | str | None) -> int | None:
-        return None if v is None else parse_size(v)
-
 
 class ClusterSpec(_Strict):
-    node_epc: int | str
+    node_epc: EpcSize
     nodes: int = Field(default=1, ge=1, le=1024)
 
-    @field_validator("node_epc")
-    @classmethod
-    def _size(cls, v: int | str) -> int:
-        n = parse_size(v)
-        if n % 4096 or n < 64 * 4096:
-            raise ValueError("a node's EPC must be a multiple of 4 KiB and at least 256 KiB")
-        return n
+    @model_validator(mode="after")
+    def _total(self) -> ClusterSpec:
+        if int(self.node_epc) * self.nodes > MAX_EPC:
+            raise ValueError(f"nodes x node_epc is more than {show_size(MAX_EPC)} of EPC "
+                             "in all")
+        return self
 
 
 class PodSpec(EnclaveSpec):
     # epc_limit and memory_limit as for an enclave; the cgroup is /kubepods/<name>.
-    epc_request: int | str
-
-    @field_validator("epc_request")
-    @classmethod
-    def _bytes(cls, v: int | str) -> int:
-        return parse_size(v)
+    epc_request: Limit
 
 
 class VmEnclaveSpec(_Strict):
     """An enclave inside a VM (``[[vms.enclaves]]``)."""
 
-    name: str
-    size: int | str                      # data pages it touches
+    name: Name
+    size: Footprint                      # data pages it touches
     workload: Literal["scan", "uniform", "zipf"] = "uniform"
-    alpha: float = Field(default=1.0, gt=0)
-    weight: float = Field(default=1.0, gt=0)
+    alpha: float = Field(default=1.0, gt=0, le=10)
+    weight: float = Field(default=1.0, gt=0, le=1e6)
     writes: float = Field(default=0.5, ge=0, le=1)
     start: float = Field(default=0.0, ge=0, lt=1)   # fraction of the run before it runs
 
-    @field_validator("size")
-    @classmethod
-    def _size(cls, v: int | str) -> int:
-        n = parse_size(v)
-        if n < 4096:
-            raise ValueError("at least one page")
-        return n
+
+# A VM's vEPC and its guest kernel run in Python objects: a few hundred bytes a page.
+MAX_VEPC = 64 * GiB
 
 
 class VmSpec(_InCgroup):
     """A virtual machine (``[[vms]]``): its vEPC, vCPUs, mode and guest enclaves."""
 
-    name: str
+    name: Name
     mode: Literal["reserved", "oversubscribed", "balloon"] = "reserved"
-    epc_size: int | str
+    epc_size: _size_type(MIN_EPC, MAX_VEPC, True, "a vEPC")  # type: ignore[valid-type]
     vcpus: int = Field(default=1, ge=1, le=64)
-    enclaves: list[VmEnclaveSpec] = Field(default_factory=list)
-
-    @field_validator("epc_size")
-    @classmethod
-    def _size(cls, v: int | str) -> int:
-        n = parse_size(v)
-        if n % 4096 or n < 64 * 4096:
-            raise ValueError("a vEPC must be a multiple of 4 KiB and at least 256 KiB")
-        return n
+    enclaves: list[VmEnclaveSpec] = Field(default_factory=list, max_length=MAX_VMS)
 
 
 class VirtSpec(_Strict):
     """How the host runs its VMs (``[virt]``)."""
 
     mode: Literal["reserved", "oversubscribed", "balloon"] | None = None  # overrides vms
-    reserve: int = Field(default=128, ge=8)          # host pages for EPT violations
+    reserve: int = Field(default=128, ge=8, le=1 << 20)   # host pages for EPT violations
     ecall: int = Field(default=8, ge=1, le=4096)     # accesses per ECALL
-    guest_low: int = Field(default=8, ge=0)
-    guest_high: int = Field(default=16, ge=0)
-    series_every: int = Field(default=64, ge=1)      # ECALLs between samples
+    guest_low: int = Field(default=8, ge=0, le=MAX_VEPC // PAGE)
+    guest_high: int = Field(default=16, ge=0, le=MAX_VEPC // PAGE)
+    series_every: int = Field(default=64, ge=1, le=1_000_000)   # ECALLs between samples
     # Accesses of all VMs together; [run] requests when not given. VMs run through the
     # guest kernel's Python paths, so a scenario that also has enclaves gives them fewer.
-    requests: int | None = Field(default=None, ge=1)
+    requests: int | None = Field(default=None, ge=1, le=MAX_PYTHON_REQUESTS)
 
 
 class Scenario(_Strict):
@@ -289,12 +365,12 @@ class Scenario(_Strict):
     platform: PlatformSpec = Field(default_factory=PlatformSpec)
     kernel: KernelSpec = Field(default_factory=KernelSpec)
     run: RunSpec = Field(default_factory=RunSpec)
-    enclaves: list[EnclaveSpec] = Field(default_factory=list)
+    enclaves: list[EnclaveSpec] = Field(default_factory=list, max_length=MAX_ENTRIES)
     cluster: ClusterSpec | None = None
-    pods: list[PodSpec] = Field(default_factory=list)
-    vms: list[VmSpec] = Field(default_factory=list)
+    pods: list[PodSpec] = Field(default_factory=list, max_length=MAX_ENTRIES)
+    vms: list[VmSpec] = Field(default_factory=list, max_length=MAX_VMS)
     virt: VirtSpec = Field(default_factory=VirtSpec)
-    cgroups: list[CgroupSpec] = Field(default_factory=list)
+    cgroups: list[CgroupSpec] = Field(default_factory=list, max_length=MAX_ENTRIES)
 
     @field_validator("platform", mode="before")
     @classmethod
@@ -335,6 +411,11 @@ class Scenario(_Strict):
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
+        if isinstance(part, str) and (part in ("int", "str", "float", "bool")
+                                      or part.startswith(("function-", "union[", "nullable["))):
+            continue  # a union member or a validator, not a key
+        if isinstance(part, str) and len(part) > 40:
+            part = part[:37] + "..."  # a key the user made up: enough of it to find it
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -347,32 +428,37 @@ def load(path: str | Path) -> Scenario:
 def read(path: str | Path) -> dict[str, Any]:
     """A scenario file's data (TOML, or JSON for ``.json``), not yet validated;
     ScenarioError names the file when it cannot be read."""
+    from epcsim.files import InputError, parse, read_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
         # scenario.resolved.json, as ``epcsim run --out`` writes it, repeats a run exactly.
-        data = _read_json(text, p) if p.suffix == ".json" else tomllib.loads(text)
-    except FileNotFoundError:
-        raise ScenarioError(f"no such scenario file ({p})") from None
-    except UnicodeDecodeError as e:
-        raise ScenarioError(f"not UTF-8 text at byte {e.start} ({p})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"not valid TOML: {e} ({p})") from None
-    except IsADirectoryError:
-        raise ScenarioError(f"a directory, not a scenario file ({p})") from None
-    return data
-
-
-def _read_json(text: str, p: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ScenarioError(f"not valid JSON: {e} ({p})") from None
+        data = parse(read_text(p, "scenario file"), p, "scenario file", p.suffix == ".json")
+    except InputError as e:
+        raise ScenarioError(str(e)) from None
     if not isinstance(data, dict):
         raise ScenarioError(f"a scenario is a JSON object ({p})")
     return data
+
+
+def check_files(sc: Scenario, base_dir: Path, where: str = "scenario") -> None:
+    """The files a scenario names, checked before it runs: each trace a regular file, the
+    backing directory one that exists or whose parent does."""
+    from epcsim.files import InputError, check_backing_dir, check_file
+
+    for i, enc in enumerate(sc.enclaves):
+        if enc.trace is None:
+            continue
+        path = Path(enc.trace)
+        try:
+            check_file(path if path.is_absolute() else base_dir / path, "trace")
+        except InputError as e:
+            raise ScenarioError(f"enclaves[{i}].trace: {e} ({where})") from None
+    if sc.run.backing_dir is not None:
+        try:
+            check_backing_dir(sc.run.backing_dir)
+        except InputError as e:
+            raise ScenarioError(f"{e} ({where})") from None
 
 
 def validate(data: dict[str, Any], where: str = "scenario") -> Scenario:
@@ -447,10 +533,17 @@ def _cross_checks(sc: Scenario) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if not sc.enclaves and not sc.pods and not sc.vms:
         out.append(("enclaves", "a scenario needs enclaves, pods or vms"))
-    names = [v.name for v in sc.vms]
-    for i, v in enumerate(sc.vms):
-        if v.name in names[:i]:
-            out.append((f"vms[{i}].name", f"{v.name!r} is used twice"))
+    # Rows, tables and cgroups (/kubepods/<pod>) are keyed by name: two entries of one
+    # name would share a cgroup and a row.
+    lists: list[tuple[str, list[Any]]] = [("enclaves", sc.enclaves), ("pods", sc.pods),
+                                          ("vms", sc.vms)]
+    lists += [(f"vms[{i}].enclaves", v.enclaves) for i, v in enumerate(sc.vms)]
+    for kind_, entries in lists:
+        seen: set[str] = set()
+        for i, e in enumerate(entries):
+            if e.name in seen:
+                out.append((f"{kind_}[{i}].name", f"{e.name[:40]!r} is used twice"))
+            seen.add(e.name)
     if sc.pods and sc.enclaves:
         out.append(("pods", "a scenario has [[enclaves]] or [[pods]], not both"))
     if sc.pods and sc.cluster is None:
@@ -476,12 +569,29 @@ def _cross_checks(sc: Scenario) -> list[tuple[str, str]]:
             out.append((key, msg))
     if sc.kernel.low > sc.kernel.high:
         out.append(("kernel.low", "must not exceed kernel.high"))
+    kind = "enclaves" if sc.enclaves else "pods"
+    total = sum(int(e.size or 0) for e in sc.enclaves or sc.pods)  # type: ignore[arg-type]
+    total += sum(int(e.size or 0) for v in sc.vms for e in v.enclaves)  # type: ignore[arg-type]
+    if total > MAX_TOTAL_FOOTPRINT:
+        out.append((kind, f"their sizes add up to more than {show_size(MAX_TOTAL_FOOTPRINT)}"))
+    if sc.run.content and sc.run.requests > MAX_PYTHON_REQUESTS:
+        out.append(("run.requests", f"content mode replays in Python: at most "
+                                    f"{MAX_PYTHON_REQUESTS}"))
+    if sc.vms and (sc.virt.requests or sc.run.requests) > MAX_PYTHON_REQUESTS:
+        key = "virt.requests" if sc.virt.requests else "run.requests"
+        out.append((key, f"VMs' guest kernels run in Python: at most {MAX_PYTHON_REQUESTS} "
+                         f"accesses for the VMs (give virt.requests to run the enclaves "
+                         f"longer)"))
+    if sc.run.content and sc.resolved_platform().epc_bytes > MAX_CONTENT_EPC:
+        out.append(("platform.epc_size", f"content mode holds the EPC's bytes in memory: at "
+                                         f"most {show_size(MAX_CONTENT_EPC)}"))
     if not out:
-        try:
-            _check_cgroups(sc, "")
-        except ScenarioError as e:
-            key, _, msg = str(e).removesuffix(" ()").partition(": ")
-            out.append((key, msg))
+        for check in (_check_watermarks, _check_cgroups):
+            try:
+                check(sc, "")
+            except ScenarioError as e:
+                key, _, msg = str(e).removesuffix(" ()").partition(": ")
+                out.append((key, msg))
     return out
 
 
@@ -515,6 +625,29 @@ def _check_workload(enc: EnclaveSpec, key: str, where: str) -> None:
         # the size is the entry's own key, not one of params
         msg = msg.replace(f"{key}.params.size:", f"{key}.size:")
         raise ScenarioError(f"{msg} ({where})") from None
+
+
+def _check_watermarks(sc: Scenario, where: str) -> None:
+    """ksgxd's watermarks fit the EPC they watch (a node's, for pods); a guest's its vEPC."""
+    epc = int(sc.cluster.node_epc) if sc.pods and sc.cluster \
+        else sc.resolved_platform().epc_bytes  # type: ignore[arg-type]
+    pages = epc // PAGE
+    if sc.kernel.high >= pages:
+        raise ScenarioError(f"kernel.high: {sc.kernel.high} pages does not fit the EPC "
+                            f"({pages} pages) ({where})")
+    if sc.kernel.batch >= pages:
+        raise ScenarioError(f"kernel.batch: {sc.kernel.batch} pages does not fit the EPC "
+                            f"({pages} pages) ({where})")
+    if sc.virt.guest_low > sc.virt.guest_high:
+        raise ScenarioError(f"virt.guest_low: must not exceed virt.guest_high ({where})")
+    for i, vm in enumerate(sc.vms):
+        vpages = int(vm.epc_size) // PAGE  # type: ignore[arg-type]
+        if sc.virt.guest_high >= vpages:
+            raise ScenarioError(f"virt.guest_high: {sc.virt.guest_high} pages does not fit "
+                                f"vms[{i}]'s vEPC ({vpages} pages) ({where})")
+    if sc.vms and sc.virt.reserve >= pages:
+        raise ScenarioError(f"virt.reserve: {sc.virt.reserve} pages does not fit the EPC "
+                            f"({pages} pages) ({where})")
 
 
 def _check_cgroups(sc: Scenario, where: str) -> None:
