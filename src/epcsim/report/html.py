@@ -22,7 +22,7 @@ from epcsim.report.finding import (
     fmt_times,
     sweep_findings,
 )
-from epcsim.report.results import Results
+from epcsim.report.results import Results, ResultsError
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1000px; color: #222;
@@ -131,7 +131,12 @@ def _sentence(parts: list[Any]) -> str:
 
 def finding(res: Results) -> str:
     """The first paragraph: what the run found (empty when nothing can be said)."""
-    sentences = findings(res) + sweep_findings(res)
+    try:
+        sentences = findings(res) + sweep_findings(res)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        # The summary is not what epcsim writes (edited by hand, or another program's).
+        raise ResultsError(f"summary.json: its run summary is not what epcsim writes "
+                           f"({type(e).__name__}: {str(e)[:60]})") from None
     if not sentences:
         return ""
     return ('<p class="finding" id="finding">' + " ".join(_sentence(s) for s in sentences)

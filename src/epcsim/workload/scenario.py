@@ -261,6 +261,16 @@ class _InCgroup(_Strict):
 
 
 class EnclaveSpec(_InCgroup):
+    @field_validator("workload")
+    @classmethod
+    def _workload(cls, v: str | None) -> str | None:
+        from epcsim.workload.programs import PROGRAMS
+
+        if v is not None and v not in DISTRIBUTIONS and v not in PROGRAMS:
+            raise ValueError(f"no workload {v[:40]!r} (one of "
+                             f"{', '.join(DISTRIBUTIONS + tuple(PROGRAMS))})")
+        return v
+
     name: Name
     size: Footprint | None = None
     workload: str | None = Field(default=None, max_length=64)  # a distribution or a program
@@ -512,6 +522,9 @@ def _key_path(loc: tuple[Any, ...]) -> tuple[str, list[str]]:
             parts.append(part)
             continue
         fields = getattr(model, "model_fields", None)
+        if fields is None and model is None and parts and isinstance(part, str):
+            parts.append(part)      # a key of a table of free keys (platform.costs.ewb)
+            continue
         if fields is None or part not in fields:
             if fields is not None and n == len(loc) - 1:   # a key the table does not take
                 parts.append(part)
