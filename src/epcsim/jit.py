@@ -62,9 +62,7 @@ def _make_rule_dispatcher() -> type:
 
     register_model(RuleType)(OpaqueModel)
 
-    from numba.core import bytecode
     from numba.core.compiler import Compiler
-    from numba.core.untyped_passes import ExtractByteCode
 
     class RuleCompiler(Compiler):  # type: ignore[misc]
         """numba's pipeline, with the function's symbols named by its content.
@@ -76,17 +74,13 @@ def _make_rule_dispatcher() -> type:
         instead, two functions share a symbol only when they are the same code.
         """
 
-        def compile_extra(self, func):  # type: ignore[no-untyped-def]
+        def _compile_bytecode(self):  # type: ignore[no-untyped-def]
             from epcsim.jitcache import digest
 
-            fid = bytecode.FunctionIdentity.from_function(func)
-            fid.unique_id = int(digest(func)[:15], 16)
+            fid = self.state.func_id     # numba's identity, before anything is named by it
+            fid.unique_id = int(digest(fid.func)[:15], 16)
             fid.unique_name = f"{fid.func_qualname}${fid.unique_id}"
-            self.state.func_id = fid
-            ExtractByteCode().run_pass(self.state)
-            self.state.lifted = ()
-            self.state.lifted_from = None
-            return self._compile_bytecode()
+            return super()._compile_bytecode()
 
     class RuleDispatcher(CPUDispatcher):  # type: ignore[misc]
         """The dispatcher of epcsim's rules: compiled for plain argument types only."""

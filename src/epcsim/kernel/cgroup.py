@@ -171,6 +171,14 @@ def sgx_cgroup_next_get(ms: Any, root: int) -> int:
 
 
 @njit_inline
+def fruitless_passes(ms: Any, cg: int) -> int:
+    """The reclaim passes over ``cg``'s subtree that free nothing after which the model
+    ends a loop the kernel would spin in until a signal: two passes' worth of its pages
+    (docs/fidelity.md)."""
+    return 2 * (ms.cgt[cg, CGT_USAGE] // SGX_NR_TO_SCAN + 2)
+
+
+@njit_inline
 def protected_by_low(ms: Any, c: int) -> bool:
     """Option ``low``: global reclaim passes over a cgroup at or under its ``low``."""
     low = ms.cgt[c, CG_LOW]
@@ -275,7 +283,7 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
             # sends one when the backing store is what refuses). With nobody else to make
             # progress the model ends the allocation after two fruitless passes over the
             # subtree: docs/fidelity.md lists this.
-            if idle > 2 * (ms.cgt[cg, CGT_USAGE] // SGX_NR_TO_SCAN + 2):
+            if idle > fruitless_passes(ms, cg):
                 return -ENOMEM
         # Option high: throttle a cgroup that went over its soft limit by reclaiming it back.
         c = cg
@@ -330,7 +338,7 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
             # aged pages, so the model gives up after two passes' worth over the subtree
             # (docs/fidelity.md), never sooner.
             while (sgx_cgroup_should_reclaim(ms, cg)
-                   and idle <= 2 * (ms.cgt[cg, CGT_USAGE] // SGX_NR_TO_SCAN + 2)):
+                   and idle <= fruitless_passes(ms, cg)):
                 before = ms.cgt[cg, CGT_USAGE]
                 sgx_cgroup_reclaim_pages(os, ms, st, cg, SGX_NR_TO_SCAN, False)
                 batches += 1

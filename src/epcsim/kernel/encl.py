@@ -854,6 +854,12 @@ def _ep_empty() -> np.ndarray:
     return one.view(np.uint8)
 
 
+def _range_length(nrows: int) -> int:
+    """The entries an enclave of ``nrows`` page records takes: whole groups of 32 (one PCMD
+    backing page each), and one group more for its SECS's PCMD (:func:`secs_pcmd_index`)."""
+    return -(-nrows // PCMDS_PER_PAGE) * PCMDS_PER_PAGE + PCMDS_PER_PAGE
+
+
 # The bytes of a record not in use, which tables are filled from.
 _EP_EMPTY = _ep_empty()
 
@@ -949,7 +955,7 @@ class DriverOwner(Owner):
         """Give enclave ``e`` a dense range of ``npages`` enclave-page entries, and a group
         of 32 after them for its SECS's PCMD (:func:`secs_pcmd_index`)."""
         self.state.e_nrows[e] = npages
-        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE + PCMDS_PER_PAGE
+        npages = _range_length(npages)
         start = None
         fresh = False
         for i, (s, n) in enumerate(self._ranges):
@@ -976,7 +982,7 @@ class DriverOwner(Owner):
         self.state.e_first[e] = start
 
     def release_pages(self, e: int, npages: int) -> None:
-        npages = -(-npages // PCMDS_PER_PAGE) * PCMDS_PER_PAGE + PCMDS_PER_PAGE
+        npages = _range_length(npages)
         start = int(self.state.e_first[e])
         self.state.ep_flags[start:start + npages] = 0
         self._ranges.append((start, npages))
