@@ -170,6 +170,9 @@ def page(res: Results, images: list[tuple[str, str, bytes]], title: str) -> str:
     parts.append(_summary(scalars))
     for key, value in res.summary.items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
+            if not all(isinstance(r, dict) for r in value):
+                raise ResultsError(f"summary.json: {key[:40]} mixes rows and other values, "
+                                   "which epcsim does not write")
             parts.append(_table(value, key.replace("_", " "), _source(key)))
     if res.sweep is not None:
         keep = [c for c in res.sweep.column_names if c == "point" or c.startswith("param.")
