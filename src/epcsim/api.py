@@ -66,13 +66,15 @@ class Result:
 
 def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa: A002
            epc_pages: int, policy: str = "sgx", platform: str = "client-sgx1",
-           columns: dict[str, int | str] | None = None,
+           columns: dict[str, int | str] | None = None, ksgxd: str = "clock",
            progress: Progress | None = None) -> Result:
     """Replay a page-access trace (any format, plain or compressed; ``format`` None: what
     its name and bytes say) on an EPC of ``epc_pages`` 4 KiB pages, as ``epcsim replay``.
 
     ``policy``: ``"sgx"`` (the kernel model) or ``"lru"``, ``"fifo"``, ``"clock"``;
-    ``platform``: the cost model's preset. ``progress(n)`` is told of each ``n`` requests.
+    ``platform``: the cost model's preset; ``ksgxd``: ``"clock"`` (the pages ksgxd frees
+    are free when its own clock passes them) or ``"instant"`` (at once, for comparison).
+    ``progress(n)`` is told of each ``n`` requests.
     """
     from epcsim.sim import costs
     from epcsim.sim.metrics import replay_tables
@@ -82,12 +84,14 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
     path = os.fspath(trace)
     plat = costs.preset(platform)
     fmt = open_trace(path, format, columns=columns).fmt
-    cfg = ReplayConfig(policy=policy, epc_pages=int(epc_pages), platform=plat)
+    if ksgxd not in ("clock", "instant"):
+        raise ValueError(f"ksgxd must be 'clock' or 'instant' (got {ksgxd!r})")
+    cfg = ReplayConfig(policy=policy, epc_pages=int(epc_pages), platform=plat, ksgxd=ksgxd)
     res = replay_chunks(cfg, lambda: open_trace(path, fmt, columns=columns),
                         progress=progress)
     inputs = {"trace": os.path.abspath(path), "bytes": os.path.getsize(path), "format": fmt,
               "columns": columns, "epc_pages": int(epc_pages), "policy": policy,
-              "platform": platform}
+              "platform": platform, "ksgxd": ksgxd}
     stamp(res.summary, inputs)
     return Result(res.summary, replay_tables(res, plat.ghz))
 

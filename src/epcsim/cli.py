@@ -273,13 +273,16 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
               "manager's one-page-per-miss policies.")
 @click.option("--platform", "platform_name", default="client-sgx1", show_default=True,
               help="Cost model and clock: client-sgx1, server-sgx1, xeon-icx.")
+@click.option("--ksgxd", type=click.Choice(["clock", "instant"]), default="clock",
+              show_default=True, help="When pages ksgxd writes back are free: at its own "
+              "clock (a thread on another CPU), or at once (the model before, to compare).")
 @click.option("--columns", help="CSV column map, e.g. obj=2,tenant=3,op=4 (1-based or names).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Also write summary.json, per-enclave metrics, the time series and the "
               "OS-visible fault sequence (Parquet) here.")
 def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
-           columns: str | None, as_json: bool, out_dir: str | None) -> None:
+           ksgxd: str, columns: str | None, as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
     from epcsim.api import replay as replay_trace
     from epcsim.sim import costs
@@ -298,7 +301,7 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
         total = reader.count()
         with announced("replay"), _progress(as_json) as bar:
             res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
-                               platform=platform_name, columns=cols,
+                               platform=platform_name, columns=cols, ksgxd=ksgxd,
                                progress=_advancer(bar, "replay", total))
     except TraceError as e:
         raise UsageError(str(e)) from None

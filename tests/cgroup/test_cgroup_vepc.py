@@ -24,7 +24,9 @@ from virtkit import prefault, vepc
 
 
 def kvm_host(pages: int = 128) -> tuple[Kernel, EpcCgroups]:
-    k = Kernel(Processor(epc_size=pages * PAGE_SIZE, content=False, n_lps=4), kvm=True)
+    # As a host that runs only VMs is built (sim.vm.host_kernel): ksgxd frees at once.
+    k = Kernel(Processor(epc_size=pages * PAGE_SIZE, content=False, n_lps=4), kvm=True,
+               ksgxd="instant")
     return k, EpcCgroups(k.mgr)
 
 

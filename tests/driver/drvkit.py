@@ -128,6 +128,10 @@ def assert_clean(k: Kernel) -> None:
 
 def assert_all_free(k: Kernel) -> None:
     assert_clean(k)
+    # Pages ksgxd wrote back are free when the caller's clock reaches its own.
+    assert k.mgr.census()["pending"] == k.mgr.pending_pages
+    k.mgr.idle()
+    assert k.mgr.pending_pages == 0
     c = k.mgr.census()
     assert c["free"] == k.cpu.npages, c
     assert k.mgr.sgx_nr_free_pages == k.cpu.npages

@@ -289,7 +289,7 @@ def test_secs_written_back_after_its_last_child() -> None:
     assert int(ds.e_secs[b.e]) == NONE
     assert not int(k.cpu.st.flags[secs]) & EPCM_VALID
     assert k.mgr.census() == {"free": 127, "lru": 0, "isolated": 0, "untracked": 1,
-                              "leaked": 0}           # the VA page
+                              "leaked": 0, "pending": 0}   # the VA page
     check_enclave(k, b.e)
 
     # The next fault brings the SECS back first, then the child.

@@ -32,7 +32,8 @@ def test_resolved_scenario_repeats_a_traced_run_from_anywhere(
         "enclave_series.parquet", "scenario.resolved.json", "results.json"}
     resolved = json.loads((out / "scenario.resolved.json").read_text())
     assert resolved["enclaves"][0]["trace"] == str((src / "app.npy").resolve())
-    assert resolved["kernel"] == {"policy": "sgx", "low": 32, "high": 64, "batch": 16}
+    assert resolved["kernel"] == {"policy": "sgx", "low": 32, "high": 64, "batch": 16,
+                                  "ksgxd": "clock"}
     assert pq.read_table(out / "faults.parquet").num_rows == first["faults"]
 
     elsewhere = tmp_path / "elsewhere"

@@ -20,6 +20,7 @@ from epcsim.arch import X86_PF_USER, X86_PF_WRITE
 from epcsim.cli import main
 from epcsim.hw import encls as L
 from epcsim.kernel.encl import EP_PRESENT, EP_YOUNG, NONE
+from epcsim.sim.costs import CostModel
 from epcsim.sim.replay import R_FIRST, R_STACK, R_TCS, T_ENCL, T_LP, Replay, ReplayConfig
 
 PAGES = 500
@@ -54,9 +55,13 @@ def _through_the_replay(tmp_path: Path, obj: np.ndarray, write: np.ndarray,
 
 def _through_the_kernel(obj: np.ndarray, write: np.ndarray) -> tuple[dict, list[int]]:  # type: ignore[type-arg]
     """The enclave's thread, as the engine runs it, with the kernel's fault handler called
-    from Python for every #PF."""
+    from Python for every #PF; its clock moves as the engine moves its thread's (the cost
+    model's cycles per access and per stall), so that ksgxd's pages are free at the same
+    moments."""
     rp = Replay(ReplayConfig(policy="sgx", epc_pages=EPC), np.array([PAGES], np.int64), [0])
     k, cpu = rp.kernel, rp.cpu
+    c = CostModel()
+    now = 0
     ds = k.sgx.ds
     e, lp = int(rp.rs.t[0, T_ENCL]), int(rp.rs.t[0, T_LP])
     base, first = int(ds.e_base[e]), int(ds.e_first[e])
@@ -67,8 +72,10 @@ def _through_the_kernel(obj: np.ndarray, write: np.ndarray) -> tuple[dict, list[
     for p, w in zip(obj.tolist(), write.tolist()):
         ep = first + R_FIRST + p
         lin = base + ((R_FIRST + p) << 12)
+        now += c.request.cycles
         if int(cpu.st.lp_row[lp]) == NONE:
             assert L.eresume(cpu.st, lp, tcs, base) == 0       # the AEP after an IPI
+            now += c.aex.cycles + c.eresume.cycles
         epc = int(ds.ep_epc[ep])
         if epc >= 0 and ds.ep_flags[ep] & EP_PRESENT and \
                 L.access(cpu.st, lp, epc, lin, w, False) == 0:
@@ -79,10 +86,18 @@ def _through_the_kernel(obj: np.ndarray, write: np.ndarray) -> tuple[dict, list[
         while True:
             assert L.aex(cpu.st, lp) == 0
             faults.append(p)
-            eaug = k.sgx.counters(e)["eaug"]
+            now += c.aex.cycles + c.page_fault.cycles + c.fault_software.cycles
+            before = k.sgx.counters(e)
+            k.mgr.now = now
             outcome = k.handle_page_fault(mm, lin, X86_PF_USER | (X86_PF_WRITE if w else 0))
-            added = added or k.sgx.counters(e)["eaug"] > eaug
+            now = k.mgr.now                     # it waited for ksgxd's pages
+            after = k.sgx.counters(e)
+            loads = (after["eldu"] - before["eldu"]) + (after["secs_eldu"] - before["secs_eldu"])
+            augs = after["eaug"] - before["eaug"]
+            added = added or augs > 0
+            now += loads * c.eldu.cycles + augs * c.eaug.cycles
             assert L.eresume(cpu.st, lp, tcs, base) == 0
+            now += c.eresume.cycles
             if outcome == "fixed":
                 break
             assert outcome == "retry", outcome
@@ -92,13 +107,16 @@ def _through_the_kernel(obj: np.ndarray, write: np.ndarray) -> tuple[dict, list[
             assert L.aex(cpu.st, lp) == 0 and L.eresume(cpu.st, lp, tcs, base) == 0
             assert L.eaccept(cpu.st, lp, stack, base + (R_STACK << 12),
                              (L.PT_REG << 8) | 0x3 | 0x8, epc, lin) == 0
+            now += c.aex.cycles + c.page_fault.cycles + c.eresume.cycles + c.eaccept.cycles
         assert L.access(cpu.st, lp, epc, lin, w, False) == 0
         ds.ep_flags[ep] |= np.uint8(EP_YOUNG)
-    c = k.mgr.counters()
+    m = k.mgr.counters()
     mine = k.sgx.counters(e)
     assert mine["faults"] == len(faults)
     return {"faults": len(faults), "eaug": mine["eaug"], "eldu": mine["eldu"],
-            "ewb": c["ewb"], "etrack": c["etrack"], "ksgxd_wakeups": c["ksgxd_wakeups"]}, faults
+            "ewb": m["ewb"], "etrack": m["etrack"], "ksgxd_wakeups": m["ksgxd_wakeups"],
+            "ebusy_waits": k.fault_retries,
+            "waited_cycles": m["wait_cycles"]}, faults
 
 
 def test_the_python_api_and_the_replay_fault_alike(tmp_path: Path,
@@ -106,8 +124,9 @@ def test_the_python_api_and_the_replay_fault_alike(tmp_path: Path,
     obj, write = _accesses(11)
     summary, replay_faults = _through_the_replay(tmp_path, obj, write, capsys)
     api, api_faults = _through_the_kernel(obj, write)
-    keys = ("faults", "eaug", "eldu", "ewb", "etrack", "ksgxd_wakeups")
-    assert {k: summary[k] for k in keys} == api
+    keys = ("faults", "eaug", "eldu", "ewb", "etrack", "ksgxd_wakeups", "ebusy_waits")
+    waited = round(summary["virtual_time_breakdown_s"]["waiting_for_ksgxd"] * 3e9)
+    assert {k: summary[k] for k in keys} | {"waited_cycles": waited} == api
     assert replay_faults == api_faults
     # Not a vacuous comparison: the run paged, and ksgxd worked.
     assert api["eaug"] == PAGES and api["eldu"] > 500 and api["ewb"] > 500

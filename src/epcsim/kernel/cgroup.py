@@ -43,15 +43,23 @@ from epcsim.kernel.main import (
     CGT_USAGE,
     EBUSY,
     ENOMEM,
+    ERESTARTSYS,
     L_COUNT,
     P_CG,
     P_NNODES,
+    P_NOW,
+    P_SIGPENDING,
     P_WAKE,
+    P_WAKE_AT,
     W_FREE,
+    W_PENDING,
     ChargeOps,
     EpcManager,
     cg_charge,
     cg_uncharge,
+    nr_pending,
+    queue_ksgxd_work,
+    wait_for_pending,
 )
 
 # The series' constants (epc_cgroup.c, sgx.h).
@@ -252,7 +260,7 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
     def queue_async(ms: Any, cg: int) -> None:
         # The model's workqueue runs on ksgxd's CPU: queueing work wakes it.
         ms.cgt[cg, CG_ASYNC] = 1
-        ms.p[P_WAKE] = 1
+        queue_ksgxd_work(ms)
 
     @closure
     def reclaim_from(os: Any, ms: Any, st: Any, cg: int) -> bool:
@@ -270,11 +278,20 @@ def make_sgx_cgroup_charge(reclaim_list: Any, cache: bool) -> ChargeOps:
         cg = ms.p[P_CG]
         idle = 0
         while not misc_cg_try_charge(ms, cg):
-            if sgx_cgroup_lru_empty(ms, cg):
+            # Pages ksgxd or the async worker wrote back and will have freed by their own
+            # clock count as on the LRU: in the kernel they are isolated for the
+            # microseconds that takes, and the charging thread spins meanwhile. It waits
+            # for them (the fault path through -EBUSY) before reclaiming itself.
+            if sgx_cgroup_lru_empty(ms, cg) and nr_pending(ms) == 0:
                 return -ENOMEM
+            if ms.p[P_SIGPENDING] != 0:
+                return -ERESTARTSYS
             if not do_reclaim:
                 queue_async(ms, cg)
                 return -EBUSY
+            if nr_pending(ms) > 0:
+                wait_for_pending(ms, st)
+                continue
             if reclaim_from(os, ms, st, cg):
                 idle = 0
                 continue
@@ -664,6 +681,8 @@ class EpcCgroups:
         ms.cg[page] = to
         if sgx_cgroup_should_reclaim(ms, to):
             cgt[to, CG_ASYNC] = 1
+            if not ms.p[P_WAKE]:
+                ms.p[P_WAKE_AT] = ms.p[P_NOW]
             ms.p[P_WAKE] = 1
 
     # -------------------------------------------------------------- reports
@@ -705,7 +724,8 @@ class EpcCgroups:
         """Assert the controller's invariants; raise AssertionError."""
         ms = self.mgr.ms
         w = ms.where & 0x7F
-        in_use = w != W_FREE
+        # Pages ksgxd wrote back are uncharged on its clock, before the caller's reaches it.
+        in_use = (w != W_FREE) & (w != W_PENDING)
         own = np.bincount(ms.cg[in_use].astype(np.int64), minlength=self.cgt.shape[0])
         own[ROOT] -= self.mgr.dirty   # left dirty at boot: in use, charged to nobody
         for p, c in self.paths.items():

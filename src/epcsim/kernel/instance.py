@@ -21,6 +21,7 @@ from epcsim.kernel.ioctl import EnclaveFile
 from epcsim.kernel.main import EpcManager
 from epcsim.kernel.mm import Mm
 from epcsim.kernel.owner import Owner
+from epcsim.sim.costs import CostModel
 
 # Outcomes of the #PF handler.
 FAULT_FIXED = "fixed"      # the access is retried and succeeds
@@ -38,7 +39,9 @@ class Kernel:
     def __init__(self, cpu: Processor, *, low: int = SGX_NR_LOW_PAGES,
                  high: int = SGX_NR_HIGH_PAGES, batch: int = SGX_NR_TO_SCAN,
                  policy: str = "sgx", events: int = 0, backing_dir: str | None = None,
-                 kvm: bool = False) -> None:
+                 kvm: bool = False, ksgxd: str = "clock", costs: CostModel | None = None) -> None:
+        """``ksgxd``: ``clock`` (pages ksgxd frees are free when its own clock passes them)
+        or ``instant``; ``costs``: the cycles its work takes (the default cost model)."""
         from epcsim.kernel.virt import KvmOwner, VirtEpc
 
         self.cpu = cpu
@@ -51,7 +54,10 @@ class Kernel:
         if self.kvm_owner is not None:
             owners.append(self.kvm_owner)
         self.mgr = EpcManager(cpu, owners, low=low, high=high, batch=batch,
-                              policy=policy, events=events)
+                              policy=policy, events=events, ksgxd=ksgxd)
+        c = costs if costs is not None else CostModel()
+        self.mgr.set_ksgxd_costs(eblock=c.eblock.cycles, etrack=c.etrack.cycles,
+                                 ewb=c.ewb.cycles, ipi=c.ipi.cycles)
         self.sgx = SgxDriver(cpu, self.mgr, self.driver_owner, KIND_DRIVER)
         self.vepc = (VirtEpc(cpu, self.mgr, self.kvm_owner, KIND_KVM)
                      if self.kvm_owner is not None else None)

@@ -34,6 +34,7 @@ from epcsim.kernel.encl import (
     SGX_ENCL_IOCTL,
     SgxDriver,
 )
+from epcsim.kernel.main import ERESTARTSYS
 from epcsim.kernel.mm import PROT_EXEC, PROT_READ, PROT_WRITE, Mm
 
 SGX_MAGIC = 0xA4
@@ -195,6 +196,8 @@ class EnclaveFile:
             return -EFAULT
         arg.count = 0
         for c in range(0, arg.length, PAGE_SIZE):
+            if self.driver.mgr.signal_pending:
+                return -ERESTARTSYS if c == 0 else 0
             rc = self.driver.add_page(self.e, arg.offset + c, arg.src[c:c + PAGE_SIZE], si.flags,
                                       bool(arg.flags & SGX_PAGE_MEASURE))
             if rc:

@@ -49,6 +49,7 @@ EIO = 5
 # arch/x86/include/asm/archrandom.h: how often RDRAND/RDSEED callers retry.
 RDRAND_RETRY_LOOPS = 10
 EFAULT = 14
+ERESTARTSYS = 512   # include/linux/errno.h: the syscall is restarted or fails with EINTR
 
 # Where a page is.
 W_FREE = 0
@@ -56,6 +57,7 @@ W_LRU = 1
 W_ISOLATED = 2
 W_UNTRACKED = 3
 W_LEAKED = 4
+W_PENDING = 5       # written back by ksgxd, free once ksgxd's clock passes it (``pend``)
 W_MASK = 0x7F
 W_REF = 0x80
 
@@ -67,6 +69,9 @@ POLICY_SGX = 0     # the kernel's: FIFO list, second chance on the owner's acces
 POLICY_LRU = 1     # move to the tail on every access; evict the head
 POLICY_FIFO = 2    # evict the head; accesses change nothing
 POLICY_CLOCK = 3   # one reference bit, set on access; the head with the bit set gets a second
+# When the pages ksgxd frees are free: at its own clock (the kernel's thread on another CPU),
+# or at once (the model before ksgxd had a clock; for comparison).
+KSGXD_MODES = ("clock", "instant")
 POLICY_NAMES = {"sgx": POLICY_SGX, "lru": POLICY_LRU, "fifo": POLICY_FIFO, "clock": POLICY_CLOCK}
 
 # Parameters and scalars (MgrState.p).
@@ -81,7 +86,27 @@ P_NNODES = 7
 P_EV_N = 8          # events logged so far (counted only while the event log is on)
 P_CG = 9            # the cgroup of the task allocating now (``current``'s misc cgroup)
 P_NODE = 10         # numa_node_id(): the node of the CPU running the kernel's code now
-P_LEN = 16
+# Virtual time, in cycles (docs/design.md, "ksgxd's clock"): the calling thread's now, ksgxd's
+# clock, when it was last woken, the ring of pending frees (``pend``), and the cycles of
+# ksgxd's own work, which its clock advances by.
+P_NOW = 11          # the clock of the thread calling into the kernel (set by the caller)
+P_KCLK = 12         # ksgxd's clock: where its last piece of work ended
+P_WAKE_AT = 13      # the caller's now when ksgxd was woken
+P_PEND_HEAD = 14    # oldest record of the ring in ``pend``
+P_PEND_LEN = 15     # records in the ring
+P_KSGXD_INSTANT = 16    # 1: pages ksgxd frees are free at once (the model before its clock)
+P_COST_EBLOCK = 17
+P_COST_ETRACK = 18
+P_COST_EWB = 19
+P_COST_IPI = 20
+P_SIGPENDING = 21   # signal_pending(current): a signal waits for the allocating task
+P_LEN = 24
+
+# Rows of ``pend`` after the first (the pending list's head, tail and count): one record per
+# distinct moment ksgxd freed pages at (its clock, how many). Records are merged into the
+# newest when the ring is full, which only delays pages, never frees one early.
+PEND_RING = 1024
+R_STAMP, R_COUNT = 0, 1
 
 # Counters (MgrState.cnt): kernel names where the kernel has one.
 COUNTERS = (
@@ -89,6 +114,7 @@ COUNTERS = (
     "isolated", "get_failed", "refused_young", "rotated", "blocked", "written", "write_retry",
     "etrack", "ipi", "ewb", "eldu", "direct_reclaims", "ksgxd_wakeups", "ksgxd_batches",
     "reclaimed_direct", "reclaimed_ksgxd", "ewb_ksgxd", "etrack_ksgxd", "ipi_ksgxd",
+    "ksgxd_cycles", "wait_cycles", "alloc_erestartsys",
 )
 C = {name: i for i, name in enumerate(COUNTERS)}
 C_ALLOC, C_ALLOC_EBUSY, C_ALLOC_ENOMEM, C_ALLOC_EAGAIN, C_FREED, C_LEAKS = range(6)
@@ -97,6 +123,9 @@ C_ALLOC, C_ALLOC_EBUSY, C_ALLOC_ENOMEM, C_ALLOC_EAGAIN, C_FREED, C_LEAKS = range
 C_ETRACK, C_IPI, C_EWB, C_ELDU = range(13, 17)
 C_DIRECT, C_WAKEUPS, C_KSGXD_BATCHES, C_RECLAIMED_DIRECT, C_RECLAIMED_KSGXD = range(17, 22)
 C_EWB_KSGXD, C_ETRACK_KSGXD, C_IPI_KSGXD = range(22, 25)
+# ksgxd's busy cycles on its own CPU; the cycles allocating threads waited for its pages.
+C_KSGXD_CYCLES, C_WAIT_CYCLES = 25, 26
+C_ALLOC_ERESTARTSYS = 27
 
 # Event log records (MgrState.ev rows: event, page, arg).
 EV_ALLOC = 1
@@ -134,6 +163,8 @@ class MgrState(NamedTuple):
     chunk: np.ndarray   # i64 [batch]: the pages of the batch being reclaimed
     cg: np.ndarray      # u16 per page: the cgroup it is charged to (length 0: no cgroups)
     cgt: np.ndarray     # i64 [cgroups, columns] charge table (0 rows: no cgroups)
+    pend: np.ndarray    # i64 [1 + PEND_RING, 3]: row 0 the list of pages ksgxd wrote back
+                        # and its clock has not passed (head, tail, count); then the ring
 
     # The Python side's views of single fields.
     @property
@@ -274,11 +305,26 @@ def page_node(st: Any, page: int) -> int:
 
 @njit
 def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
-    """Return a page already in the uninitialised EPCM state to its node's free list."""
+    """Return a page already in the uninitialised EPCM state to its node's free list.
+
+    On ksgxd's CPU the page is free at ksgxd's clock, not at the caller's now: it waits on
+    the pending list until a thread's clock passes it (:func:`release_pending`). Its cgroup
+    is uncharged at once: ksgxd and the cgroup's asynchronous reclaim run on that clock, and
+    a worker that still counted the pages it had freed would never see its cgroup shrink.
+    """
     if ms.cg.shape[0] != 0:
         # The page remembers its cgroup from allocation to here (sgx_cgroup_uncharge).
         cg_uncharge(ms, np.int64(ms.cg[page]))
         ms.cg[page] = 0
+    if ms.p[P_CPU] == 1 and ms.p[P_KSGXD_INSTANT] == 0:
+        pend_page(ms, page)
+        return
+    free_now(ms, st, page)
+
+
+@njit
+def free_now(ms: MgrState, st: Any, page: int) -> None:
+    """Put an uncharged page on its node's free list."""
     set_where(ms, page, W_FREE)
     ms.pages[page].kind = 0
     ms.pages[page].oid = 0
@@ -286,6 +332,92 @@ def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     ms.p[P_NR_FREE] += 1
     ms.cnt[C_FREED] += 1
     log(ms, EV_FREE, page, 0)
+
+
+# ----------------------------------------------------------------------------- ksgxd's clock
+
+@njit_inline
+def on_ksgxd_cpu(ms: MgrState, cost: int) -> None:
+    """Work done on ksgxd's CPU (``ms.p[cost]`` cycles) advances its clock."""
+    if ms.p[P_CPU] == 1:
+        ms.p[P_KCLK] += ms.p[cost]
+        ms.cnt[C_KSGXD_CYCLES] += ms.p[cost]
+
+
+@njit
+def pend_page(ms: MgrState, page: int) -> None:
+    """ksgxd freed ``page`` at its clock: pending until the allocating thread's clock
+    passes that moment."""
+    set_where(ms, page, W_PENDING)
+    dl_push_tail(ms.pend, ms.links, 0, page)
+    ms.pend[0, L_COUNT] += 1
+    ring = ms.pend.shape[0] - 1
+    stamp = ms.p[P_KCLK]
+    n = ms.p[P_PEND_LEN]
+    if n > 0:
+        last = 1 + (ms.p[P_PEND_HEAD] + n - 1) % ring
+        if ms.pend[last, R_STAMP] == stamp or n == ring:
+            ms.pend[last, R_STAMP] = max(stamp, ms.pend[last, R_STAMP])
+            ms.pend[last, R_COUNT] += 1
+            return
+    r = 1 + (ms.p[P_PEND_HEAD] + n) % ring
+    ms.pend[r, R_STAMP] = stamp
+    ms.pend[r, R_COUNT] = 1
+    ms.p[P_PEND_LEN] = n + 1
+
+
+@njit
+def release_pending(ms: MgrState, st: Any) -> None:
+    """Free the pages ksgxd freed at or before the caller's now."""
+    ring = ms.pend.shape[0] - 1
+    while ms.p[P_PEND_LEN] > 0:
+        r = 1 + ms.p[P_PEND_HEAD]
+        if ms.pend[r, R_STAMP] > ms.p[P_NOW]:
+            break
+        for _ in range(ms.pend[r, R_COUNT]):
+            page = ms.pend[0, L_HEAD]
+            dl_del(ms.pend, ms.links, 0, page)
+            ms.pend[0, L_COUNT] -= 1
+            free_now(ms, st, page)
+        ms.p[P_PEND_HEAD] = (ms.p[P_PEND_HEAD] + 1) % ring
+        ms.p[P_PEND_LEN] -= 1
+
+
+@njit
+def wait_for_pending(ms: MgrState, st: Any) -> None:
+    """The caller spins (re-faulting, or in ``cond_resched()``) until ksgxd's first
+    pending page is free: its clock moves there."""
+    if ms.p[P_PEND_LEN] == 0:
+        return
+    stamp = ms.pend[1 + ms.p[P_PEND_HEAD], R_STAMP]
+    if stamp > ms.p[P_NOW]:
+        ms.cnt[C_WAIT_CYCLES] += stamp - ms.p[P_NOW]
+        ms.p[P_NOW] = stamp
+    release_pending(ms, st)
+
+
+@njit_inline
+def nr_pending(ms: MgrState) -> int:
+    return ms.pend[0, L_COUNT]
+
+
+@njit_inline
+def wake_ksgxd(ms: MgrState) -> None:
+    """``wake_up(&ksgxd_waitq)``: counted as a wake-up when ksgxd's clock says it sleeps
+    (a woken thread that is still running only goes on)."""
+    ms.p[P_WAKE] = 1
+    ms.p[P_WAKE_AT] = ms.p[P_NOW]
+    if ms.p[P_KCLK] <= ms.p[P_NOW]:
+        ms.cnt[C_WAKEUPS] += 1
+    log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
+
+
+@njit_inline
+def queue_ksgxd_work(ms: MgrState) -> None:
+    """Work queued for ksgxd's CPU (a cgroup's asynchronous reclaim): it runs from now."""
+    if ms.p[P_WAKE] == 0:
+        ms.p[P_WAKE_AT] = ms.p[P_NOW]
+    ms.p[P_WAKE] = 1
 
 
 @njit_inline
@@ -368,26 +500,28 @@ def touch(ms: MgrState, page: int) -> None:
 
 
 @njit_inline
-def _counted(ms: MgrState, counter: int, ksgxd_counter: int) -> None:
+def _counted(ms: MgrState, counter: int, ksgxd_counter: int, cost: int) -> None:
     ms.cnt[counter] += 1
     if ms.p[P_CPU] == 1:
         ms.cnt[ksgxd_counter] += 1
+        on_ksgxd_cpu(ms, cost)
 
 
 @njit_inline
 def count_etrack(ms: MgrState) -> None:
-    """Owners report the ETRACKs, IPIs and EWBs of their write operation here."""
-    _counted(ms, C_ETRACK, C_ETRACK_KSGXD)
+    """Owners report the ETRACKs, IPIs and EWBs of their write operation here (on ksgxd's
+    CPU they take their cycles on its clock)."""
+    _counted(ms, C_ETRACK, C_ETRACK_KSGXD, P_COST_ETRACK)
 
 
 @njit_inline
 def count_ipi(ms: MgrState) -> None:
-    _counted(ms, C_IPI, C_IPI_KSGXD)
+    _counted(ms, C_IPI, C_IPI_KSGXD, P_COST_IPI)
 
 
 @njit_inline
 def count_ewb(ms: MgrState) -> None:
-    _counted(ms, C_EWB, C_EWB_KSGXD)
+    _counted(ms, C_EWB, C_EWB_KSGXD, P_COST_EWB)
 
 
 # ----------------------------------------------------------------------------- assembly
@@ -542,6 +676,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             page = chunk[i]
             block(os, np.int64(ms.pages[page].kind), ms, st, page, np.int64(ms.pages[page].oid), 0)
             ms.cnt[C_BLOCKED] += 1
+            on_ksgxd_cpu(ms, P_COST_EBLOCK)
         for i in range(m):
             page = chunk[i]
             kind = np.int64(ms.pages[page].kind)
@@ -588,12 +723,13 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         run."""
         batches = 0
         idle = 0
-        while ms.p[P_NR_FREE] < ms.p[P_HIGH] and all_lru_pages(ms) > 0:
-            before = ms.p[P_NR_FREE]
+        # Pages it freed are free on its own clock, pending or not.
+        while ms.p[P_NR_FREE] + nr_pending(ms) < ms.p[P_HIGH] and all_lru_pages(ms) > 0:
+            before = ms.p[P_NR_FREE] + nr_pending(ms)
             reclaim_global(os, ms, st, ms.p[P_BATCH])
             batches += 1
             ms.cnt[C_KSGXD_BATCHES] += 1
-            if ms.p[P_NR_FREE] == before:
+            if ms.p[P_NR_FREE] + nr_pending(ms) == before:
                 idle += 1
                 if idle > 2 * (all_lru_pages(ms) // max(ms.p[P_BATCH], 1) + 2):
                     break
@@ -607,27 +743,45 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
 
         Queued per-cgroup reclaim work runs first, on the same CPU (the model's workqueue).
         Asleep, it does nothing. ksgxd is a thread on another CPU in the kernel; the model
-        runs it at fixed moments (docs/design.md, "When ksgxd runs").
+        runs it at fixed moments (docs/design.md, "When ksgxd runs"), on its own clock from
+        the moment it was woken or from where its last work ended, whichever is later: the
+        pages it frees are free at that clock ("ksgxd's clock").
         """
         if ms.p[P_WAKE] == 0:
             return 0
+        if ms.p[P_KCLK] < ms.p[P_WAKE_AT]:
+            ms.p[P_KCLK] = ms.p[P_WAKE_AT]
         ms.p[P_CPU] = 1
         batches = async_work(os, ms, st)
         batches += ksgxd_batches(os, ms, st)
         ms.p[P_CPU] = 0
         ms.p[P_WAKE] = 0
+        if ms.p[P_PEND_LEN] != 0:
+            release_pending(ms, st)      # what it freed by the caller's now
         return batches
 
     @closure
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
                            do_reclaim: bool, node: int) -> int:
-        """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them."""
+        """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them.
+
+        Pages ksgxd freed by the caller's now (``P_NOW``) are free first. With none free,
+        a caller that may reclaim waits for ksgxd's next freed page (the kernel's thread
+        reclaims beside ksgxd and yields in ``cond_resched()`` while ksgxd holds the pages
+        it isolated); one that may not gets -EBUSY and its clock moves to that page, as
+        its re-faults would spin until then.
+        """
+        if ms.p[P_PEND_LEN] != 0:
+            release_pending(ms, st)
         cg = try_charge(os, ms, st, do_reclaim)
         if cg < 0:
             if cg == -ENOMEM:
                 ms.cnt[C_ALLOC_ENOMEM] += 1
             elif cg == -EBUSY:
                 ms.cnt[C_ALLOC_EBUSY] += 1
+                wait_for_pending(ms, st)
+            elif cg == -ERESTARTSYS:
+                ms.cnt[C_ALLOC_ERESTARTSYS] += 1
             else:
                 ms.cnt[C_ALLOC_EAGAIN] += 1
             return cg
@@ -644,7 +798,9 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 log(ms, EV_ALLOC, page, kind)
                 rc = page
                 break
-            if all_lru_pages(ms) == 0:
+            # Pending pages stand for pages ksgxd has isolated or has yet to reach: at the
+            # caller's now the kernel's LRU is not empty while they exist.
+            if all_lru_pages(ms) == 0 and nr_pending(ms) == 0:
                 ms.cnt[C_ALLOC_ENOMEM] += 1
                 cancel(ms, cg)
                 return -ENOMEM
@@ -652,7 +808,16 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 ms.cnt[C_ALLOC_EBUSY] += 1
                 rc = -EBUSY
                 cancel(ms, cg)
+                wait_for_pending(ms, st)
                 break
+            if ms.p[P_SIGPENDING] != 0:
+                ms.cnt[C_ALLOC_ERESTARTSYS] += 1
+                rc = -ERESTARTSYS
+                cancel(ms, cg)
+                break
+            if nr_pending(ms) > 0:
+                wait_for_pending(ms, st)
+                continue
             ms.cnt[C_DIRECT] += 1
             before = ms.p[P_NR_FREE]
             reclaim_global(os, ms, st, ms.p[P_BATCH])
@@ -669,9 +834,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             else:
                 idle = 0
         if ms.p[P_NR_FREE] < ms.p[P_LOW] and all_lru_pages(ms) > 0 and ms.p[P_WAKE] == 0:
-            ms.p[P_WAKE] = 1
-            ms.cnt[C_WAKEUPS] += 1
-            log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
+            wake_ksgxd(ms)
         return rc
 
     r = Reclaimer(reclaim_global, sgx_alloc_epc_page, ksgxd, d.cache, sgx_reclaim_list)
@@ -690,6 +853,9 @@ def make_mgr_state(cpu: Processor, *, low: int, high: int, batch: int, policy: i
     lists = np.zeros((nnodes + 1, L_LEN), dtype=np.int64)
     lists[:, L_HEAD] = NO_LINK
     lists[:, L_TAIL] = NO_LINK
+    pend = np.zeros((1 + PEND_RING, L_LEN), dtype=np.int64)
+    pend[0, L_HEAD] = NO_LINK
+    pend[0, L_TAIL] = NO_LINK
     return MgrState(
         links=table(np.full((n, 2), NO_LINK, dtype=np.int32)), pages=table(pages),
         lists=table(lists), cnt=table(np.zeros(len(COUNTERS), dtype=np.int64)), p=table(p),
@@ -697,6 +863,7 @@ def make_mgr_state(cpu: Processor, *, low: int, high: int, batch: int, policy: i
         chunk=table(np.zeros(max(batch, SGX_NR_TO_SCAN_MAX), dtype=np.int64)),
         cg=table(np.zeros(0, dtype=np.uint16)),
         cgt=table(np.zeros((0, CGT_MANAGER_COLS), dtype=np.int64)),
+        pend=table(pend),
     )
 
 
@@ -743,7 +910,11 @@ class EpcManager:
 
     def __init__(self, cpu: Processor, owners: Sequence[Owner], *,
                  low: int = SGX_NR_LOW_PAGES, high: int = SGX_NR_HIGH_PAGES,
-                 batch: int = SGX_NR_TO_SCAN, policy: str = "sgx", events: int = 0) -> None:
+                 batch: int = SGX_NR_TO_SCAN, policy: str = "sgx", events: int = 0,
+                 ksgxd: str = "clock") -> None:
+        if ksgxd not in KSGXD_MODES:
+            raise ValueError(f"unknown ksgxd mode {ksgxd!r}; choose one of "
+                             f"{', '.join(KSGXD_MODES)}")
         if policy not in POLICY_NAMES:
             raise ValueError(f"unknown reclaim policy {policy!r}; "
                              f"choose one of {', '.join(POLICY_NAMES)}")
@@ -758,6 +929,7 @@ class EpcManager:
         self.policy = policy
         self.ms = make_mgr_state(cpu, low=low, high=high, batch=batch,
                                  policy=POLICY_NAMES[policy], events=events)
+        self.ms.p[P_KSGXD_INSTANT] = int(ksgxd == "instant")
         self.fns = make_reclaimer(dispatch_for([o.ops for o in self.owners]),
                                   all(o.inline_reclaim for o in self.owners))
         self.charge: ChargeFactory | None = None
@@ -810,6 +982,54 @@ class EpcManager:
     @current_node.setter
     def current_node(self, node: int) -> None:
         self.ms.p[P_NODE] = node
+
+    # -------------------------------------------------------------- virtual time
+    @property
+    def now(self) -> int:
+        """The clock, in cycles, of the thread calling into the kernel. ksgxd's pages are
+        free when it passes ksgxd's clock; a caller that waits for them moves it on. The
+        replay sets it before each fault; the Python API's thread spends no time between
+        calls unless its caller moves it (``mgr.now += cycles``)."""
+        return int(self.ms.p[P_NOW])
+
+    @now.setter
+    def now(self, cycles: int) -> None:
+        self.ms.p[P_NOW] = cycles
+        if self.ms.p[P_PEND_LEN]:
+            release_pending(self.ms, self.cpu.st)     # what ksgxd freed by then is free
+
+    def idle(self) -> None:
+        """Let the caller's clock run to ksgxd's: every page it wrote back is free (what a
+        machine at rest shows, e.g. when a test counts pages after its last close)."""
+        self.now = max(self.now, self.ksgxd_clock)
+
+    @property
+    def ksgxd_clock(self) -> int:
+        """Where ksgxd's last work ended on its own CPU, in cycles."""
+        return int(self.ms.p[P_KCLK])
+
+    def set_ksgxd_costs(self, *, eblock: int, etrack: int, ewb: int, ipi: int) -> None:
+        """The cycles ksgxd's clock advances by for each leaf and IPI it runs."""
+        p = self.ms.p
+        p[P_COST_EBLOCK], p[P_COST_ETRACK], p[P_COST_EWB], p[P_COST_IPI] = \
+            eblock, etrack, ewb, ipi
+
+    @property
+    def signal_pending(self) -> bool:
+        """``signal_pending(current)``: the allocating task has a signal waiting. Where the
+        kernel checks it (the allocation's reclaim loop, the cgroup charge loop, the ioctls'
+        page loops) it returns -ERESTARTSYS. The signal stays pending until the caller
+        clears it (delivery is on the way back to user space, the caller's side)."""
+        return bool(self.ms.p[P_SIGPENDING])
+
+    @signal_pending.setter
+    def signal_pending(self, pending: bool) -> None:
+        self.ms.p[P_SIGPENDING] = int(pending)
+
+    @property
+    def pending_pages(self) -> int:
+        """Pages ksgxd wrote back that the caller's clock has not reached yet."""
+        return int(self.ms.pend[0, L_COUNT])
 
     # -------------------------------------------------------------- EUPDATESVN (6.17)
     # ``sgx_usage_count``: opens of /dev/sgx_enclave and /dev/sgx_vepc not yet released.
@@ -937,11 +1157,12 @@ class EpcManager:
         w = self.ms.where & W_MASK
         return {"free": int((w == W_FREE).sum()), "lru": int((w == W_LRU).sum()),
                 "isolated": int((w == W_ISOLATED).sum()),
-                "untracked": int((w == W_UNTRACKED).sum()), "leaked": int((w == W_LEAKED).sum())}
+                "untracked": int((w == W_UNTRACKED).sum()), "leaked": int((w == W_LEAKED).sum()),
+                "pending": int((w == W_PENDING).sum())}
 
     def bytes_per_page(self) -> float:
         per_page = sum(getattr(self.ms, f).nbytes for f in ("links", "pages", "cg"))
-        fixed = sum(getattr(self.ms, f).nbytes for f in ("lists", "cnt", "p", "cgt"))
+        fixed = sum(getattr(self.ms, f).nbytes for f in ("lists", "cnt", "p", "cgt", "pend"))
         return (per_page + fixed) / self.cpu.npages
 
     def check(self) -> None:
@@ -966,7 +1187,20 @@ class EpcManager:
                     assert not self.cpu.st.flags[page] & 0x40, f"free page {page} is VALID"
                 prev, page, k = page, int(ms.nxt[page]), k + 1
             assert int(ms.tail[lst]) == prev and k == int(ms.count[lst]), f"list {lst} counts"
-        off_list = (w != W_FREE) & (w != W_LRU)
+        page, prev, k = int(ms.pend[0, L_HEAD]), NO_LINK, 0
+        while page != NO_LINK:
+            assert k <= n, "pending list cycle"
+            assert int(ms.prv[page]) == prev, f"broken back link at pending page {page}"
+            assert w[page] == W_PENDING, f"page {page} pending but where={w[page]}"
+            seen[page] += 1
+            prev, page, k = page, int(ms.nxt[page]), k + 1
+        assert int(ms.pend[0, L_TAIL]) == prev and k == self.pending_pages, "pending counts"
+        ring = ms.pend.shape[0] - 1
+        recs = [1 + (int(ms.p[P_PEND_HEAD]) + i) % ring for i in range(int(ms.p[P_PEND_LEN]))]
+        assert sum(int(ms.pend[r, R_COUNT]) for r in recs) == k, "pending ring counts"
+        stamps = [int(ms.pend[r, R_STAMP]) for r in recs]
+        assert stamps == sorted(stamps), "pending pages out of ksgxd's clock order"
+        off_list = (w != W_FREE) & (w != W_LRU) & (w != W_PENDING)
         assert (seen[off_list] == 0).all(), "a page off the lists is linked"
         assert (seen[~off_list] == 1).all(), "a page is on no list or on two"
         assert int((w == W_FREE).sum()) == self.sgx_nr_free_pages, "sgx_nr_free_pages drifted"

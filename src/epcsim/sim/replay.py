@@ -84,9 +84,10 @@ RC_REQUESTS, RC_HITS, RC_FAULTS, RC_EAUG, RC_ELDU, RC_EBUSY, RC_AEX, RC_ERESUME,
     RC_EACCEPT, RC_SIGBUS, RC_IPI_AEX = range(11)
 RC_LEN = 11
 
-# Clocks (the next CL_LEN words of RState.v from V_CLK; ``rs.clk``): the thread's, ksgxd's,
+# Clocks (the next CL_LEN words of RState.v from V_CLK; ``rs.clk``): the thread's (ksgxd's is
+# the manager's, ``EpcManager.ksgxd_clock``), a spare word,
 # and the stall split by category.
-CL_THREAD, CL_KSGXD, CL_WORK, CL_FAULT, CL_WAIT, CL_NEXT_SAMPLE, CL_STEP = range(7)
+CL_THREAD, CL_UNUSED, CL_WORK, CL_FAULT, CL_WAIT, CL_NEXT_SAMPLE, CL_STEP = range(7)
 CL_LEN = 7
 V_CLK = RC_LEN
 V_SERIES_N = V_CLK + CL_LEN     # samples in ``series``
@@ -265,27 +266,19 @@ def stall(rs: RState, cycles: int) -> None:
     rs.v[V_CLK + CL_FAULT] += cycles
 
 
-@njit
-def ksgxd_work(ms: Any, rs: RState, b0: int, b1: int, b2: int, b3: int) -> None:
-    """ksgxd ran (inside the kernel call that just returned) from the thread's now, on its
-    own CPU: its clock advances by the cost of what it did (the counters' growth)."""
-    c = rs.cost
-    work = ((ms.cnt[M.C_BLOCKED] - b0) * c[K.K_EBLOCK]
-            + (ms.cnt[M.C_EWB_KSGXD] - b1) * c[K.K_EWB]
-            + (ms.cnt[M.C_ETRACK_KSGXD] - b2) * c[K.K_ETRACK]
-            + (ms.cnt[M.C_IPI_KSGXD] - b3) * c[K.K_IPI])
-    if work != 0:
-        start = max(rs.v[V_CLK + CL_KSGXD], rs.v[V_CLK + CL_THREAD])
-        rs.v[V_CLK + CL_KSGXD] = start + work
+@njit_inline
+def kernel_call(ms: Any, rs: RState) -> None:
+    """The thread enters the kernel: the manager's clock is the thread's."""
+    ms.p[M.P_NOW] = rs.v[V_CLK + CL_THREAD]
 
 
-@njit
-def wait_for_ksgxd(rs: RState) -> None:
-    """After -EBUSY, the fault that follows succeeds once ksgxd, which it ran, has freed
-    pages: the thread waits for ksgxd's clock."""
-    if rs.v[V_CLK + CL_KSGXD] > rs.v[V_CLK + CL_THREAD]:
-        rs.v[V_CLK + CL_WAIT] += rs.v[V_CLK + CL_KSGXD] - rs.v[V_CLK + CL_THREAD]
-        rs.v[V_CLK + CL_THREAD] = rs.v[V_CLK + CL_KSGXD]
+@njit_inline
+def kernel_return(ms: Any, rs: RState) -> None:
+    """Back from the kernel: time the thread spent waiting for ksgxd's pages there."""
+    waited = ms.p[M.P_NOW] - rs.v[V_CLK + CL_THREAD]
+    if waited > 0:
+        rs.v[V_CLK + CL_WAIT] += waited
+        rs.v[V_CLK + CL_THREAD] = ms.p[M.P_NOW]
 
 
 @njit_inline
@@ -393,7 +386,6 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             return 0
         added = False
         stalled = 0
-        retrying = False
         ms.p[M.P_NODE] = rs.t[t, T_NODE]       # numa_node_id() of the faulting CPU
         while True:
             # #PF: the thread leaves the enclave, the kernel's fault handler runs.
@@ -403,15 +395,11 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             rs.t[t, T_FAULTS] += 1
             _log_fault(rs, t, page)
             stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_FAULT_SW])
-            b0 = ms.cnt[M.C_BLOCKED]
-            b1 = ms.cnt[M.C_EWB_KSGXD]
-            b2 = ms.cnt[M.C_ETRACK_KSGXD]
-            b3 = ms.cnt[M.C_IPI_KSGXD]
-            written = ms.cnt[M.C_WRITTEN]
+            # Progress: ksgxd wrote pages back, or pages it wrote back became free.
+            written = ms.cnt[M.C_WRITTEN] + ms.cnt[M.C_FREED]
+            kernel_call(ms, rs)
             code = vma_fault(os, ms, st, e, ep, PROT_READ | PROT_WRITE, True)
-            ksgxd_work(ms, rs, b0, b1, b2, b3)
-            if retrying:
-                wait_for_ksgxd(rs)
+            kernel_return(ms, rs)
             if (code & FAULT_SECS) != 0:
                 stall(rs, c[K.K_ELDU])
             if (code & FAULT_ELDU) != 0:
@@ -432,13 +420,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             if outcome == VM_FAULT_NOPAGE:
                 break
             # -EBUSY: the access faults again, and the woken ksgxd runs as that fault comes
-            # in. When that ksgxd wrote nothing back twice in a row (its cgroup's pages
-            # refused, memory.max full), the fault never ends: the kernel would spin until
+            # in. When that ksgxd wrote nothing back and none of the pages it wrote back
+            # became free, twice in a row (its cgroup's pages refused, memory.max full),
+            # the fault never ends: the kernel would spin until
             # a signal; the thread gets SIGBUS (docs/replay.md). The first -EBUSY may come
             # before ksgxd was woken, so it is a third in a row.
             rs.v[RC_EBUSY] += 1
-            retrying = True
-            stalled = stalled + 1 if ms.cnt[M.C_WRITTEN] == written else 0
+            stalled = stalled + 1 if ms.cnt[M.C_WRITTEN] + ms.cnt[M.C_FREED] == written else 0
             if stalled >= 3:
                 return -1
         epc = np.int64(ds.ep[ep].epc)
@@ -498,7 +486,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             n = rs.v[V_SERIES_N]
             if n < rs.series.shape[0]:
                 rs.series[n, S_T] = rs.v[V_CLK + CL_NEXT_SAMPLE]
-                rs.series[n, S_FREE] = ms.p[M.P_NR_FREE]
+                # Pages ksgxd wrote back are the enclaves' no more: free, on its clock.
+                rs.series[n, S_FREE] = ms.p[M.P_NR_FREE] + M.nr_pending(ms)
                 rs.series[n, S_FAULTS] = rs.v[RC_FAULTS]
                 rs.series[n, S_EWB] = ms.cnt[M.C_EWB]
                 held(os, rs, n)
@@ -776,6 +765,8 @@ class ReplayConfig:
     kvm: bool = False
     extra_lps: int = 0
     seed: int = 0
+    # When the pages ksgxd frees are free (policy ``sgx``): at its own clock, or at once.
+    ksgxd: str = "clock"
 
 
 @dataclass
@@ -875,7 +866,8 @@ class Replay:
         self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1 + cfg.extra_lps,
                              max_enclave_log2=log2)
         self.kernel = Kernel(self.cpu, low=cfg.low, high=cfg.high, batch=cfg.batch,
-                             policy="sgx", kvm=cfg.kvm)
+                             policy="sgx", kvm=cfg.kvm, ksgxd=cfg.ksgxd,
+                             costs=cfg.platform.costs)
         self.mgr = self.kernel.mgr
         self.files = []
         self._most_vas: list[int] = []    # the VA pages each enclave holds at most
@@ -1044,6 +1036,8 @@ class Replay:
 
     def result(self, wall_s: float) -> ReplayResult:
         rs, cfg = self.rs, self.cfg
+        if self.sgx:
+            self.mgr.idle()      # the trace is over: ksgxd's last write-backs end
         c = self.mgr.counters()
         ghz = cfg.platform.ghz
         requests = int(rs.cnt[RC_REQUESTS])
@@ -1066,7 +1060,8 @@ class Replay:
                 "faults": int(rs.clk[CL_FAULT]) / (ghz * 1e9),
                 "waiting_for_ksgxd": int(rs.clk[CL_WAIT]) / (ghz * 1e9),
             },
-            "ksgxd_busy_s": int(rs.clk[CL_KSGXD]) / (ghz * 1e9),
+            "ksgxd": cfg.ksgxd,
+            "ksgxd_busy_s": c["ksgxd_cycles"] / (ghz * 1e9),
             "slowdown": thread / work if work else 1.0,
             "wall_s": wall_s,
             "requests_per_s": requests / wall_s if wall_s > 0 else 0.0,

@@ -71,7 +71,7 @@ def _run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = N
     shared = bool(sc.vms) and sc.kernel.policy == "sgx" and not sc.run.content
     cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,
                        low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
-                       series_step_s=sc.run.series_step_s, seed=sc.run.seed,
+                       ksgxd=sc.kernel.ksgxd, series_step_s=sc.run.series_step_s, seed=sc.run.seed,
                        kvm=shared, extra_lps=extra_lps(sc) if shared else 0)
     step = 1 << 20
     vm_run: list[VmRun] = []

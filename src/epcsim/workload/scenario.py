@@ -13,6 +13,7 @@
     low = 32
     high = 64
     batch = 16
+    ksgxd = "clock"               # clock | instant: when the pages ksgxd frees are free
 
     [run]
     requests = 1000000            # total accesses, shared by the enclaves by weight
@@ -236,6 +237,9 @@ class KernelSpec(_Strict):
     low: int = Field(default=32, ge=0, le=MAX_EPC // PAGE)
     high: int = Field(default=64, ge=0, le=MAX_EPC // PAGE)
     batch: int = Field(default=16, ge=1, le=1024)
+    # When the pages ksgxd writes back are free: at its own clock (the kernel's thread on
+    # another CPU), or at once (the model before ksgxd had a clock, for comparison).
+    ksgxd: Literal["clock", "instant"] = "clock"
 
 
 class RunSpec(_Strict):
