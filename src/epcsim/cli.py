@@ -273,13 +273,19 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
               "manager's one-page-per-miss policies.")
 @click.option("--platform", "platform_name", default="client-sgx1", show_default=True,
               help="Cost model and clock: client-sgx1, server-sgx1, xeon-icx.")
+@click.option("--tlb-entries", type=click.IntRange(0, 1 << 16),
+              help="Entries of each CPU's TLB [default: the platform's]; 0: no TLB, every "
+              "access marks its page accessed.")
+@click.option("--tlb-ways", type=click.IntRange(1, 255),
+              help="Ways of each set of that TLB [default: the platform's].")
 @click.option("--columns", help="CSV column map, e.g. obj=2,tenant=3,op=4 (1-based or names).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Also write summary.json, per-enclave metrics, the time series and the "
               "OS-visible fault sequence (Parquet) here.")
 def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
-           columns: str | None, as_json: bool, out_dir: str | None) -> None:
+           tlb_entries: int | None, tlb_ways: int | None, columns: str | None,
+           as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
     from epcsim.api import replay as replay_trace
     from epcsim.sim import costs
@@ -287,7 +293,7 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
     from epcsim.workload.traces import TraceError, open_trace
 
     try:
-        costs.preset(platform_name)
+        costs.with_tlb(costs.preset(platform_name), tlb_entries, tlb_ways)
     except ValueError as e:
         raise UsageError(str(e)) from None
     cols = parse_columns(columns)
@@ -299,7 +305,8 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
         with announced("replay"), _progress(as_json) as bar:
             res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
                                platform=platform_name, columns=cols,
-                               progress=_advancer(bar, "replay", total))
+                               progress=_advancer(bar, "replay", total),
+                               tlb_entries=tlb_entries, tlb_ways=tlb_ways)
     except TraceError as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:

@@ -89,6 +89,7 @@ COUNTERS = (
     "isolated", "get_failed", "refused_young", "rotated", "blocked", "written", "write_retry",
     "etrack", "ipi", "ewb", "eldu", "direct_reclaims", "ksgxd_wakeups", "ksgxd_batches",
     "reclaimed_direct", "reclaimed_ksgxd", "ewb_ksgxd", "etrack_ksgxd", "ipi_ksgxd",
+    "tlb_shootdowns",
 )
 C = {name: i for i, name in enumerate(COUNTERS)}
 C_ALLOC, C_ALLOC_EBUSY, C_ALLOC_ENOMEM, C_ALLOC_EAGAIN, C_FREED, C_LEAKS = range(6)
@@ -97,6 +98,7 @@ C_ALLOC, C_ALLOC_EBUSY, C_ALLOC_ENOMEM, C_ALLOC_EAGAIN, C_FREED, C_LEAKS = range
 C_ETRACK, C_IPI, C_EWB, C_ELDU = range(13, 17)
 C_DIRECT, C_WAKEUPS, C_KSGXD_BATCHES, C_RECLAIMED_DIRECT, C_RECLAIMED_KSGXD = range(17, 22)
 C_EWB_KSGXD, C_ETRACK_KSGXD, C_IPI_KSGXD = range(22, 25)
+C_TLB_SHOOTDOWN = 25
 
 # Event log records (MgrState.ev rows: event, page, arg).
 EV_ALLOC = 1
@@ -388,6 +390,11 @@ def count_ipi(ms: MgrState) -> None:
 @njit_inline
 def count_ewb(ms: MgrState) -> None:
     _counted(ms, C_EWB, C_EWB_KSGXD)
+
+
+@njit_inline
+def count_tlb_shootdown(ms: MgrState) -> None:
+    ms.cnt[C_TLB_SHOOTDOWN] += 1
 
 
 # ----------------------------------------------------------------------------- assembly
