@@ -276,7 +276,7 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.option("--tlb-entries", type=click.IntRange(0, 1 << 16),
               help="Entries of each CPU's TLB [default: the platform's]; 0: no TLB, every "
               "access marks its page accessed.")
-@click.option("--tlb-ways", type=click.IntRange(1, 255),
+@click.option("--tlb-ways", type=click.IntRange(1, 127),
               help="Ways of each set of that TLB [default: the platform's].")
 @click.option("--columns", help="CSV column map, e.g. obj=2,tenant=3,op=4 (1-based or names).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
@@ -293,9 +293,13 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
     from epcsim.workload.traces import TraceError, open_trace
 
     try:
-        costs.with_tlb(costs.preset(platform_name), tlb_entries, tlb_ways)
+        plat = costs.preset(platform_name)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    try:
+        costs.with_tlb(plat, tlb_entries, tlb_ways)
+    except ValueError as e:
+        raise UsageError(f"--tlb-entries/--tlb-ways: {e} ({platform_name})") from None
     cols = parse_columns(columns)
     if out_dir is not None:
         _check_out(out_dir)

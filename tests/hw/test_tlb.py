@@ -46,7 +46,7 @@ def test_aex_and_eexit_flush_the_tlb() -> None:
     assert _access(env, encl, OFF_DATA0) == WALKED
     assert _access(env, encl, OFF_DATA1) == WALKED
     cpu.aex(0)
-    assert tlb_entries(cpu.st, 0) == 0 and int(cpu.st.lp_tlbn[0]) == 0
+    assert tlb_entries(cpu.st, 0) == 0
     assert cpu.eresume(0, encl.tcs) == 0
     assert _access(env, encl, OFF_DATA0) == WALKED
     assert _access(env, encl, OFF_DATA0) == HIT
@@ -112,6 +112,20 @@ def test_an_entry_made_before_eblock_serves_until_a_flush() -> None:
     cpu.aex(0)
     assert cpu.eresume(0, encl.tcs) == 0
     assert _access(env, encl, OFF_DATA0) > 0                     # #PF from the EPCM check
+
+
+def test_a_wrapping_flush_generation_brings_no_entry_back() -> None:
+    # A flush starts a new generation of the LP's TLB; 256 of them wrap the byte.
+    env, encl = _env(16, 4)
+    cpu = env.cpu
+    assert _access(env, encl, OFF_DATA0) == WALKED
+    for _ in range(300):
+        cpu.aex(0)
+        assert cpu.eresume(0, encl.tcs) == 0
+        assert _access(env, encl, OFF_DATA1) == WALKED      # another set, so a flush counts
+    assert _access(env, encl, OFF_DATA1) == HIT
+    assert _access(env, encl, OFF_DATA0) == WALKED
+    assert tlb_entries(cpu.st, 0) == 2
 
 
 def test_without_a_tlb_every_access_walks() -> None:

@@ -140,13 +140,14 @@ SECS_RECORD = np.dtype([
     ("s_lp", np.int32),
 ])
 
-# One record per logical processor.
+# One record per logical processor (aligned: the hit path reads it on every access).
 LP_RECORD = np.dtype([("lp_row", np.int64),     # enclave row it is inside, NO_PAGE outside
                       ("lp_tcs", np.int64),     # EPC page of the TCS in use
-                      ("lp_epoch", np.uint32),  # entry epoch
                       ("lp_base", np.int64),    # BASEADDR of that enclave (its TLB's tags
                                                 # are pages of ELRANGE)
-                      ("lp_tlbn", np.uint32)])  # TLB fills since the last flush
+                      ("lp_epoch", np.uint32),  # entry epoch
+                      ("lp_tlbg", np.uint32)],  # TLB flush generation (epcsim.hw.tlb)
+                     align=True)
 
 
 @state_class
@@ -174,7 +175,7 @@ class HwState(NamedTuple):
     vcnt: np.ndarray          # i64 [VMs, VC_LEN] exits per VM
     # the TLB of each logical processor (zero columns: none modelled; see epcsim.hw.tlb)
     tlb: np.ndarray           # u32 [LPs, entries]: tags, set s in columns s*ways..s*ways+ways-1
-    tlb_way: np.ndarray       # u8 [LPs, sets]: 0 while a set is empty, else 1 + its last fill
+    tlb_way: np.ndarray       # u16 [LPs, sets]: generation and fill count of each set
 
     # sections, as the executing context's CPUID reports them
     @property
@@ -276,7 +277,7 @@ def section_words(sections: list[EpcSection]) -> np.ndarray:
 
 
 MAX_TLB_ENTRIES = 1 << 16
-MAX_TLB_WAYS = 255
+MAX_TLB_WAYS = 127   # a set's fill count runs up to twice its ways in a byte
 
 
 def check_tlb(entries: int, ways: int) -> None:
@@ -302,7 +303,7 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
                tlb_ways: int = 1) -> HwState:
     """Allocate the tables of a fresh processor: every EPC page invalid, every TLB empty.
 
-    Each LP's TLB costs ``tlb_entries`` x 4 bytes of tags and a byte per set.
+    Each LP's TLB costs ``tlb_entries`` x 4 bytes of tags and 2 bytes per set.
     """
     validate_sections(sections)
     check_tlb(tlb_entries, tlb_ways)
@@ -332,7 +333,7 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
         xrec=table(np.zeros((0, X_LEN), dtype=np.int64)), rsv=table(np.zeros(0, np.int64)),
         xlog=table(np.zeros(0, dtype=np.int64)), vcnt=table(np.zeros((0, VC_LEN), np.int64)),
         tlb=table(np.zeros((n_lps, tlb_entries), np.uint32)),
-        tlb_way=table(np.zeros((n_lps, sets), np.uint8)),
+        tlb_way=table(np.zeros((n_lps, sets), np.uint16)),
     )
     st = grow_secs_table(st, secs_rows)
     return grow_va_table(st, va_rows)

@@ -10,16 +10,17 @@ stays usable until the LP leaves enclave mode (EEXIT and AEX flush its enclave e
 The model keeps the second-level TLB (the one whose miss walks), set-associative, per LP:
 
 * ``st.tlb[lp]``: u32 tags, set ``s`` in ways ``s*W .. s*W+W-1``. A tag is the page's offset
-  in the enclave's ELRANGE above the set bits, plus one (0 is an empty way), shifted left
-  over a write bit: a write through an entry a read filled walks again, as the hardware
-  walks to set the PTE's dirty bit.
-* ``st.tlb_way[lp, s]``: 0 while set ``s`` is empty, else 1 + the way it filled last; the
-  next fill takes the way after it (round robin: a hit writes nothing, where the hardware's
-  pseudo-LRU updates its bits).
-* ``st.lp[lp].lp_tlbn``: fills since the last flush, so a flush of an empty TLB reads
-  nothing and a flush of a used one clears only the sets it filled.
+  in the enclave's ELRANGE above the set bits, plus one, shifted left over a write bit: a
+  write through an entry a read filled walks again, as the hardware walks to set the PTE's
+  dirty bit.
+* ``st.tlb_way[lp, s]``: the LP's flush generation when the set was last filled (high byte)
+  and its fill count ``c`` (low byte): ways ``0 .. min(c, W)-1`` are valid, the next fill
+  takes way ``c`` while ``c < W``, then ``c - W`` round robin (``c`` runs on in
+  ``W .. 2W-1``). A hit writes nothing, where the hardware's pseudo-LRU updates its bits.
+* ``st.lp[lp].lp_tlbg``: the flush generation: a set filled in an older one is empty, so a
+  flush is one increment (and once in 256, a clear of the LP's fill counts).
 
-Per LP that is 4 bytes per entry and one per set (6.1 KiB for 1536 entries of 12 ways).
+Per LP that is 4 bytes per entry and 2 per set (6.25 KiB for 1536 entries of 12 ways).
 Only pages inside ELRANGE go through the model (the enclave's own translations, the ones
 EEXIT and AEX flush); instruction fetches always walk. With no columns (``tlb_entries`` 0,
 and every guest's view) every access walks, which is the model without a TLB.
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.hw.epc import G_TLB_SHIFT, G_TLB_WAYS, HwState
-from epcsim.jit import njit_inline
+from epcsim.jit import njit, njit_inline
 
 TLB_MISS = -1       # no entry: the access walks, then fills
 TLB_HIT = -2
@@ -53,17 +54,30 @@ def tlb_tag(st: HwState, lp: int, linaddr: int) -> tuple[int, int]:
 
 
 @njit_inline
+def tlb_fills(st: HwState, lp: int, s: int) -> int:
+    """Set ``s``'s fill count in the LP's current generation (0: empty)."""
+    v = np.int64(st.tlb_way[lp, s])
+    return v & 0xFF if (v >> 8) == np.int64(st.lp[lp].lp_tlbg) else 0
+
+
+@njit_inline
 def tlb_lookup(st: HwState, lp: int, s: int, tag: int, write: bool) -> int:
     """TLB_HIT, TLB_MISS, or the way of the entry a read filled when a write finds it (a
     miss too: the write walks, and its fill replaces that entry)."""
     ways = np.int64(st.g[G_TLB_WAYS])
     first = s * ways
     rd = 0 if write else 1
-    for w in range(ways):
+    # No early exit: which way holds a hot page is as random as the trace, so a branch
+    # per way mispredicted on about every hit; a loop of selects does not.
+    hit = TLB_MISS
+    read = TLB_MISS
+    for w in range(min(tlb_fills(st, lp, s), ways)):
         t = np.int64(st.tlb[lp, first + w])
-        if (t | 1) == tag:
-            return TLB_HIT if (t | rd) == tag else w
-    return TLB_MISS
+        hit = TLB_HIT if (t | rd) == tag else hit
+        read = w if (t | 1) == tag else read
+    if hit == TLB_HIT:
+        return hit
+    return read
 
 
 @njit_inline
@@ -72,26 +86,35 @@ def tlb_fill(st: HwState, lp: int, s: int, tag: int, write: bool, way: int) -> N
     entry for a write, else in the set's next way."""
     ways = np.int64(st.g[G_TLB_WAYS])
     if way < 0:
-        way = np.int64(st.tlb_way[lp, s]) % ways
-        st.tlb_way[lp, s] = way + 1
+        c = tlb_fills(st, lp, s)
+        if c < ways:
+            way = c
+            c += 1
+        else:
+            way = c - ways
+            c = c + 1 if c + 1 < 2 * ways else ways
+        st.tlb_way[lp, s] = (np.int64(st.lp[lp].lp_tlbg) << 8) | c
     st.tlb[lp, s * ways + way] = tag if write else tag ^ 1
-    st.lp[lp].lp_tlbn += 1
 
 
 @njit_inline
 def tlb_flush(st: HwState, lp: int) -> None:
     """Drop every entry of ``lp``'s TLB (EEXIT, AEX)."""
-    if st.lp[lp].lp_tlbn == 0:
-        return
-    ways = np.int64(st.g[G_TLB_WAYS])
+    g = (np.int64(st.lp[lp].lp_tlbg) + 1) & 0xFF
+    st.lp[lp].lp_tlbg = g
+    if g == 0:
+        tlb_clear(st, lp)
+
+
+@njit
+def tlb_clear(st: HwState, lp: int) -> None:
+    """The generation wrapped: sets filled 256 flushes ago would look filled again."""
     for s in range(st.tlb_way.shape[1]):
-        if st.tlb_way[lp, s] != 0:
-            st.tlb_way[lp, s] = 0
-            for w in range(s * ways, s * ways + ways):
-                st.tlb[lp, w] = 0
-    st.lp[lp].lp_tlbn = 0
+        st.tlb_way[lp, s] = 0
 
 
 def tlb_entries(st: HwState, lp: int) -> int:
     """Valid entries of ``lp``'s TLB (tests and reports)."""
-    return int(np.count_nonzero(st.tlb[lp]))
+    v = st.tlb_way[lp].astype(np.int64)
+    fills = np.where((v >> 8) == int(st.lp_tlbg[lp]), v & 0xFF, 0)
+    return int(np.minimum(fills, int(st.g[G_TLB_WAYS])).sum())

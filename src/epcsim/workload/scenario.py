@@ -212,7 +212,7 @@ class PlatformSpec(_Strict):
     nodes: int | None = Field(default=None, ge=1, le=8)
     # The second-level TLB of each CPU (sim/costs.py, Platform): entries, 0 for none.
     tlb_entries: int | None = Field(default=None, ge=0, le=1 << 16)
-    tlb_ways: int | None = Field(default=None, ge=1, le=255)
+    tlb_ways: int | None = Field(default=None, ge=1, le=127)
     # Cycles of each event (sim/costs.py); the work per access is at least a cycle, since
     # a run's slowdown divides by it.
     costs: dict[str, Cycles] = Field(default_factory=dict)
