@@ -2,7 +2,7 @@
 
 The EPCM is checked, and the PTE's accessed bit set, by the page walk that fills a TLB
 entry; a cached translation is used without either until EEXIT or AEX flushes the LP's
-enclave entries (Intel SDM vol. 3D; sgx-arch.md 1.5 and 4.21).
+enclave entries (Intel SDM vol. 3D; Costan and Devadas, "Intel SGX Explained", 5.1).
 """
 
 from __future__ import annotations

@@ -23,9 +23,10 @@ the same relation the hardware keeps, without a second 8-byte field per page.
 
 Per-enclave state (the hidden SECS fields: EID, CHLDCNT, VIRTCHILDCNT, ENCLAVECONTEXT,
 epoch counters, INIT) is a record per row of the SECS table, per-LP state a record per
-logical processor (:mod:`epcsim.hw.tracking`). All of it is gathered in one
-:class:`HwState` of thirteen tables, so that a compiled leaf takes one argument and a call
-between compiled functions passes a few arrays, not forty (docs/design.md).
+logical processor (:mod:`epcsim.hw.tracking`) and its TLB (:mod:`epcsim.hw.tlb`). All of it
+is gathered in one :class:`HwState` of fifteen tables, so that a compiled leaf takes one
+argument and a call between compiled functions passes a few arrays, not forty
+(docs/design.md).
 """
 
 from __future__ import annotations

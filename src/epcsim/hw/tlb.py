@@ -1,11 +1,12 @@
 """The TLB of each logical processor, for enclave-mode accesses.
 
 SGX checks the EPCM when a translation is put into a TLB, not on every access, and the PTE's
-accessed bit is set by the page walk that fills it (Intel SDM vol. 3D; sgx-arch.md 1.5). A
-translation that stays cached is used without either: the kernel's
-``sgx_encl_test_and_clear_young`` clears the accessed bit without a flush, so a page used
-through a cached translation looks old to the next aging pass; an entry made before EBLOCK
-stays usable until the LP leaves enclave mode (EEXIT and AEX flush its enclave entries).
+accessed bit is set by the page walk that fills it (Intel SDM vol. 3D; Costan and Devadas,
+"Intel SGX Explained", 5.1). A translation that stays cached is used without either: the
+kernel's ``sgx_encl_test_and_clear_young`` clears the accessed bit without a flush, so a
+page used through a cached translation looks old to the next aging pass; an entry made
+before EBLOCK stays usable until the LP leaves enclave mode (EEXIT and AEX flush its
+enclave entries).
 
 The model keeps the second-level TLB (the one whose miss walks), set-associative, per LP:
 
