@@ -67,18 +67,16 @@ def tlb_lookup(st: HwState, lp: int, s: int, tag: int, write: bool) -> int:
     miss too: the write walks, and its fill replaces that entry)."""
     ways = np.int64(st.g[G_TLB_WAYS])
     first = s * ways
-    rd = 0 if write else 1
     # No early exit: which way holds a hot page is as random as the trace, so a branch
     # per way mispredicted on about every hit; a loop of selects does not.
-    hit = TLB_MISS
-    read = TLB_MISS
+    # A page is in at most one way of its set: the sum finds it (and vectorises).
+    found = 0
     for w in range(min(tlb_fills(st, lp, s), ways)):
-        t = np.int64(st.tlb[lp, first + w])
-        hit = TLB_HIT if (t | rd) == tag else hit
-        read = w if (t | 1) == tag else read
-    if hit == TLB_HIT:
-        return hit
-    return read
+        found += w + 1 if (np.int64(st.tlb[lp, first + w]) | 1) == tag else 0
+    way = found - 1
+    if way == TLB_MISS or not write or np.int64(st.tlb[lp, first + way]) == tag:
+        return TLB_HIT if way != TLB_MISS else TLB_MISS
+    return way
 
 
 @njit_inline
