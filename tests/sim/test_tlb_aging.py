@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from epcsim.sim import costs as K
-from epcsim.sim.replay import Replay, ReplayConfig
+from epcsim.sim.replay import Replay, ReplayConfig, tlb_for
 
 # ksgxd frees a few dozen pages at a time (watermarks 32 and 64), so on an EPC of a thousand
 # pages an aging pass meets the hot page once in fifty of its accesses.
@@ -105,15 +105,40 @@ def _three_tenants(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.concatenate(writes))
 
 
-def test_no_tlb_is_the_model_before_the_tlb() -> None:
-    plat = K.with_tlb(K.PRESETS["client-sgx1"], 0)
+def _three_tenant_counts(tlb: int | None) -> tuple[dict, Replay]:  # type: ignore[type-arg]
+    plat = K.with_tlb(K.PRESETS["client-sgx1"], tlb)
     rp = Replay(ReplayConfig(policy="sgx", epc_pages=256, platform=plat),
                 np.array([200, 200, 200]), [0, 1, 2])
     rp.feed(*_three_tenants(5))
     s = rp.result(1.0).summary
-    got = {k: s[k] for k in BEFORE_THE_TLB if k in s}
+    got = {k: s[k] for k in (*BEFORE_THE_TLB, "tlb_walks", "tlb_shootdowns") if k in s}
     got["thread_cycles"] = int(rp.rs.clk[0])
     got["ksgxd_cycles"] = int(rp.rs.clk[1])
     got["refused_young"] = rp.mgr.counters()["refused_young"]
-    assert got == BEFORE_THE_TLB
-    assert s["tlb_walks"] == s["requests"] and s["tlb_shootdowns"] == 0
+    return got, rp
+
+
+def test_no_tlb_is_the_model_before_the_tlb() -> None:
+    got, _ = _three_tenant_counts(0)
+    assert got == {**BEFORE_THE_TLB, "tlb_walks": 4670, "tlb_shootdowns": 0}
+
+
+# The same run with client-sgx1's TLB, measured when every LP held all of its 1536 entries
+# (d0b2341). The escalation's IPIs are gone: each shootdown forced the thread out first.
+WITH_THE_TLB = {**BEFORE_THE_TLB, "ipi": 0, "thread_cycles": 55365400,
+                "ksgxd_cycles": 55342800, "tlb_walks": 4285, "tlb_shootdowns": 32}
+
+
+def test_a_smaller_tlb_that_never_evicts_answers_alike() -> None:
+    got, rp = _three_tenant_counts(None)
+    assert got == WITH_THE_TLB
+    # 200 pages a tenant fill 32 sets of 12 ways at most 7 deep: 384 entries serve.
+    assert rp.cpu.tlb_entries == 384 and rp.result(1.0).summary["tlb_entries"] == 1536
+
+
+@pytest.mark.parametrize(("entries", "ways", "pages", "chosen"), [
+    (1536, 12, 200, 384), (1536, 12, 1536, 1536), (1536, 12, 5000, 1536),
+    (2048, 16, 1, 64), (2048, 16, 129, 256), (0, 1, 10, 0)])
+def test_the_replay_takes_the_fewest_sets_that_never_evict(entries: int, ways: int,
+                                                           pages: int, chosen: int) -> None:
+    assert tlb_for(entries, ways, pages) == (chosen, ways)

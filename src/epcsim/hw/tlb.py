@@ -67,9 +67,9 @@ def tlb_lookup(st: HwState, lp: int, s: int, tag: int, write: bool) -> int:
     miss too: the write walks, and its fill replaces that entry)."""
     ways = np.int64(st.g[G_TLB_WAYS])
     first = s * ways
-    # No early exit: which way holds a hot page is as random as the trace, so a branch
-    # per way mispredicted on about every hit; a loop of selects does not.
-    # A page is in at most one way of its set: the sum finds it (and vectorises).
+    # No early exit: which way holds a hot page is as random as the trace, so a branch per
+    # way mispredicted on about every hit. A page is in at most one way of its set (a fill
+    # follows a miss, or replaces the read's entry), so a sum over the ways finds it.
     found = 0
     for w in range(min(tlb_fills(st, lp, s), ways)):
         found += w + 1 if (np.int64(st.tlb[lp, first + w]) | 1) == tag else 0

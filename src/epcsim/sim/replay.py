@@ -805,6 +805,25 @@ class ReplayResult:
     held_tenants: np.ndarray  # [k]: which tenant each column of ``held`` is
 
 
+def tlb_for(entries: int, ways: int, pages: int) -> tuple[int, int]:
+    """The TLB the replay's processor gets for the platform's, when no tenant touches more
+    than ``pages`` pages: the fewest sets (4 at least) in which those pages, consecutive in
+    every ELRANGE, fill no set beyond its ways.
+
+    A TLB that never evicts holds exactly the pages used since the last flush, whatever
+    its sets, so it answers every lookup as the platform's TLB does when that one never
+    evicts either; it takes less memory: thousands of small tenants would otherwise each
+    hold a full TLB (6.25 KiB for 1536 entries), and touch it all over.
+    """
+    if entries == 0:
+        return 0, ways
+    sets = entries // ways
+    fewer = 4
+    while fewer < sets and -(-pages // fewer) > ways:
+        fewer *= 2
+    return fewer * ways, ways
+
+
 @functools.cache
 def _thread_image() -> tuple[tuple[int, int, bytes], ...]:
     """The pages EADDed to every replay enclave: its thread's TCS, SSA frame and stack."""
@@ -893,9 +912,10 @@ class Replay:
         if log2 > 44:
             raise ReplayError(f"a footprint of {largest} pages exceeds the largest enclave "
                               f"the model supports (2^44 bytes)")
+        entries, ways = tlb_for(cfg.platform.tlb_entries, cfg.platform.tlb_ways,
+                                largest - R_FIRST)
         self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1 + cfg.extra_lps,
-                             max_enclave_log2=log2, tlb_entries=cfg.platform.tlb_entries,
-                             tlb_ways=cfg.platform.tlb_ways)
+                             max_enclave_log2=log2, tlb_entries=entries, tlb_ways=ways)
         self.kernel = Kernel(self.cpu, low=cfg.low, high=cfg.high, batch=cfg.batch,
                              policy="sgx", kvm=cfg.kvm)
         self.mgr = self.kernel.mgr
@@ -1080,7 +1100,8 @@ class Replay:
             "eaug": int(rs.cnt[RC_EAUG]), "eldu": int(rs.cnt[RC_ELDU]),
             "ewb": c["ewb"], "etrack": c["etrack"], "ipi": c["ipi"],
             "ebusy_waits": int(rs.cnt[RC_EBUSY]), "ipi_aex": int(rs.cnt[RC_IPI_AEX]),
-            "tlb_entries": self.cpu.tlb_entries, "tlb_walks": int(rs.cnt[RC_WALKS]),
+            "tlb_entries": cfg.platform.tlb_entries if self.sgx else 0,
+            "tlb_walks": int(rs.cnt[RC_WALKS]),
             "tlb_shootdowns": c["tlb_shootdowns"],
             "ksgxd_wakeups": c["ksgxd_wakeups"], "ksgxd_batches": c["ksgxd_batches"],
             "reclaimed_ksgxd": c["reclaimed_ksgxd"], "reclaimed_direct": c["reclaimed_direct"],
