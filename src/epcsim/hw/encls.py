@@ -1256,6 +1256,21 @@ def enclave_access(st: HwState, lp: int, page: int, linaddr: int, write: bool,
     return WALKED
 
 
+@njit_inline
+def enclave_walk(st: HwState, lp: int, page: int, linaddr: int, write: bool,
+                 execute: bool) -> int:
+    """:func:`enclave_access` where ``lp``'s TLB cannot hold the page: it was flushed (AEX,
+    EEXIT) since the page last missed in it. The same walk and fill without the lookup,
+    which would find nothing (and compiles into a caller as a loop)."""
+    s, tag = tlb_tag(st, lp, linaddr)
+    err = access(st, lp, page, linaddr, write, execute)
+    if err != 0:
+        return err
+    if s >= 0 and not execute:
+        tlb_fill(st, lp, s, tag, write, TLB_MISS)
+    return WALKED
+
+
 
 # --------------------------------------------------------------------------- content mode
 # The content-mode ELDU runs with AES-GCM between its two halves, in Python.

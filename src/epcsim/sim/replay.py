@@ -398,11 +398,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             rs.v[RC_IPI_AEX] += 1
             stall(rs, c[K.K_AEX] + c[K.K_ERESUME])
         epc = np.int64(ds.ep[ep].epc)
-        code = L.enclave_access(st, lp, epc, lin, write, False) if epc >= 0 and \
-            (ds.ep[ep].desc & EP_PRESENT) != 0 else 1
-        if code <= 0:
-            if code == L.WALKED:
-                walked(ds, rs, ep)
+        # The hit test missed the TLB, or an AEX emptied it since: the access walks.
+        if epc >= 0 and (ds.ep[ep].desc & EP_PRESENT) != 0 and \
+                L.enclave_walk(st, lp, epc, lin, write, False) == L.WALKED:
+            walked(ds, rs, ep)
             M.touch(ms, epc)
             rs.v[RC_HITS] += 1
             return 0
@@ -467,7 +466,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
                 return -1
             rs.v[RC_EACCEPT] += 1
             stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_ERESUME] + c[K.K_EACCEPT])
-        if L.enclave_access(st, lp, epc, lin, write, False) > 0:
+        # The fault's AEX flushed the thread's TLB: the access walks.
+        if L.enclave_walk(st, lp, epc, lin, write, False) != L.WALKED:
             return -1
         walked(ds, rs, ep)
         return 1
