@@ -39,7 +39,11 @@ def test_demo_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.parametrize("argv", [["bogus"], ["demo", "--seed", "x"], ["demo", "--nope"],
-                                  ["replay", str(README), "--epc-pages", "100"]])
+                                  ["replay", str(README), "--epc-pages", "100"],
+                                  ["replay", str(README), "--epc-pages", "100",
+                                   "--tlb-entries", "100"],
+                                  ["replay", str(README), "--epc-pages", "100",
+                                   "--tlb-ways", "0"]])
 def test_bad_arguments_exit_2_with_one_line(argv: list[str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2

@@ -67,13 +67,16 @@ class Result:
 def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa: A002
            epc_pages: int, policy: str = "sgx", platform: str = "client-sgx1",
            columns: dict[str, int | str] | None = None, ksgxd: str = "clock",
-           progress: Progress | None = None) -> Result:
+           progress: Progress | None = None, tlb_entries: int | None = None,
+           tlb_ways: int | None = None) -> Result:
     """Replay a page-access trace (any format, plain or compressed; ``format`` None: what
     its name and bytes say) on an EPC of ``epc_pages`` 4 KiB pages, as ``epcsim replay``.
 
     ``policy``: ``"sgx"`` (the kernel model) or ``"lru"``, ``"fifo"``, ``"clock"``;
     ``platform``: the cost model's preset; ``ksgxd``: ``"clock"`` (the pages ksgxd frees
     are free when its own clock passes them) or ``"instant"`` (at once, for comparison).
+    ``tlb_entries`` and ``tlb_ways`` resize the preset's TLB of each CPU (0 entries: none,
+    every access marks its page accessed).
     ``progress(n)`` is told of each ``n`` requests.
     """
     from epcsim.sim import costs
@@ -82,7 +85,7 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
     from epcsim.workload.traces import open_trace
 
     path = os.fspath(trace)
-    plat = costs.preset(platform)
+    plat = costs.with_tlb(costs.preset(platform), tlb_entries, tlb_ways)
     fmt = open_trace(path, format, columns=columns).fmt
     if ksgxd not in ("clock", "instant"):
         raise ValueError(f"ksgxd must be 'clock' or 'instant' (got {ksgxd!r})")
@@ -91,7 +94,8 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
                         progress=progress)
     inputs = {"trace": os.path.abspath(path), "bytes": os.path.getsize(path), "format": fmt,
               "columns": columns, "epc_pages": int(epc_pages), "policy": policy,
-              "platform": platform, "ksgxd": ksgxd}
+              "platform": platform, "ksgxd": ksgxd, "tlb_entries": plat.tlb_entries,
+              "tlb_ways": plat.tlb_ways}
     stamp(res.summary, inputs)
     return Result(res.summary, replay_tables(res, plat.ghz))
 

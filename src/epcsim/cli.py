@@ -276,13 +276,19 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.option("--ksgxd", type=click.Choice(["clock", "instant"]), default="clock",
               show_default=True, help="When pages ksgxd writes back are free: at its own "
               "clock (a thread on another CPU), or at once (the model before, to compare).")
+@click.option("--tlb-entries", type=click.IntRange(0, 1 << 16),
+              help="Entries of each CPU's TLB [default: the platform's]; 0: no TLB, every "
+              "access marks its page accessed.")
+@click.option("--tlb-ways", type=click.IntRange(1, 127),
+              help="Ways of each set of that TLB [default: the platform's].")
 @click.option("--columns", help="CSV column map, e.g. obj=2,tenant=3,op=4 (1-based or names).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Also write summary.json, per-enclave metrics, the time series and the "
               "OS-visible fault sequence (Parquet) here.")
 def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
-           ksgxd: str, columns: str | None, as_json: bool, out_dir: str | None) -> None:
+           ksgxd: str, tlb_entries: int | None, tlb_ways: int | None, columns: str | None,
+           as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
     from epcsim.api import replay as replay_trace
     from epcsim.sim import costs
@@ -290,9 +296,13 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
     from epcsim.workload.traces import TraceError, open_trace
 
     try:
-        costs.preset(platform_name)
+        plat = costs.preset(platform_name)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    try:
+        costs.with_tlb(plat, tlb_entries, tlb_ways)
+    except ValueError as e:
+        raise UsageError(f"--tlb-entries/--tlb-ways: {e} ({platform_name})") from None
     cols = parse_columns(columns)
     if out_dir is not None:
         _check_out(out_dir)
@@ -302,7 +312,8 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
         with announced("replay"), _progress(as_json) as bar:
             res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
                                platform=platform_name, columns=cols, ksgxd=ksgxd,
-                               progress=_advancer(bar, "replay", total))
+                               progress=_advancer(bar, "replay", total),
+                               tlb_entries=tlb_entries, tlb_ways=tlb_ways)
     except TraceError as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:

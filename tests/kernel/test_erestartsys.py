@@ -1,4 +1,6 @@
-"""signal_pending → -ERESTARTSYS where the kernel checks it (kernel-sgx.md §2.2, §5.3, §9).
+"""signal_pending → -ERESTARTSYS where the kernel checks it: ``sgx_alloc_epc_page``'s reclaim
+loop (``main.c``), ``sgx_ioc_enclave_add_pages``'s page loop (``ioctl.c``) and the cgroup
+series' ``sgx_cgroup_try_charge``.
 
 The model delivers no signal itself; a caller of the Python API raises one with
 ``mgr.signal_pending = True`` and clears it when it would have been delivered.

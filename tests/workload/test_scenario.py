@@ -36,6 +36,8 @@ def _with(**changes: object) -> dict:  # type: ignore[type-arg]
     ({"run__requests": 0}, "run.requests"),
     ({"enclaves__0__colour": "red"}, "enclaves[0].colour"),
     ({"enclaves": []}, "enclaves"),
+    ({"platform__tlb_entries": 100}, "platform"),
+    ({"platform__tlb_ways": 0}, "platform.tlb_ways"),
 ])
 def test_bad_scenarios_name_the_key(changes: dict, where: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ScenarioError) as e:
@@ -54,6 +56,14 @@ def test_resolved_platform_applies_overrides() -> None:
     p = sc.resolved_platform()
     assert p.epc_pages == 256 and p.costs.ewb.cycles == 12345
     assert p.costs.ewb.source == "scenario" and p.costs.eldu.cycles == 9000
+
+
+def test_resolved_platform_sizes_the_tlb() -> None:
+    assert validate(_with()).resolved_platform().tlb_entries == 1536
+    p = validate(_with(platform__tlb_entries=0)).resolved_platform()
+    assert p.tlb_entries == 0
+    p = validate(_with(platform__tlb_entries=64, platform__tlb_ways=4)).resolved_platform()
+    assert (p.tlb_entries, p.tlb_ways, p.tlb_source) == (64, 4, "scenario")
 
 
 def test_run_command_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,6 +158,10 @@ class Processor:
 
     ``content=True`` keeps 4 KiB of bytes per EPC page and seals evicted pages with
     AES-GCM; otherwise the same checks run on metadata with a keyed 64-bit MAC.
+
+    ``tlb_entries`` > 0 gives each logical processor a TLB of that many entries in sets of
+    ``tlb_ways`` (:mod:`epcsim.hw.tlb`): an access it serves runs no EPCM check and sets no
+    accessed bit. 0, the default, walks on every access.
     """
 
     # Defaults for the guest views, which do not run this constructor; set on first use.
@@ -165,7 +169,8 @@ class Processor:
 
     def __init__(self, sections: list[EpcSection] | None = None, *, epc_size: int = 0,
                  nodes: int = 1, n_lps: int = 4, content: bool = False, seed: int = 0,
-                 sgx2: bool = True, oversub: bool = True, max_enclave_log2: int = 36) -> None:
+                 sgx2: bool = True, oversub: bool = True, max_enclave_log2: int = 36,
+                 tlb_entries: int = 0, tlb_ways: int = 4) -> None:
         if sections is None:
             sections = split_epc(epc_size or (128 << 20), nodes)
         if not 32 <= max_enclave_log2 <= 44:
@@ -179,7 +184,8 @@ class Processor:
                                  .digest()[:8], "little")
         self.st: HwState = make_state(self.sections, n_lps=n_lps, content=content,
                                       mac_key=mac_key, max_enclave_log2=max_enclave_log2,
-                                      oversub=oversub, sgx2=sgx2)
+                                      oversub=oversub, sgx2=sgx2, tlb_entries=tlb_entries,
+                                      tlb_ways=tlb_ways)
         self.key = PagingKey(seed)
         self.mem = Memory(self.in_prm)
         self.aspace: list[AddressSpace | None] = [None] * n_lps
@@ -213,6 +219,11 @@ class Processor:
     @property
     def n_lps(self) -> int:
         return int(self.st.lp_row.shape[0])
+
+    @property
+    def tlb_entries(self) -> int:
+        """Entries of each logical processor's TLB (0: none modelled)."""
+        return int(self.st.tlb.shape[1])
 
     def in_prm(self, addr: int) -> bool:
         return self.page_index(addr) is not None
@@ -1175,12 +1186,15 @@ class Processor:
             if page is not None:  # enclave code sees the EPC of others as abort pages too
                 return NO_PAGE
             return NO_PAGE
-        code = L.access(self.st, lp, NO_PAGE if page is None else page, _lin(linaddr), write,
-                        False)
-        if code:
+        # The page table is read on every access (the Python API's paths that change a PTE
+        # do not all shoot down TLBs); the EPCM checks and the accessed bit go through the TLB.
+        code = L.enclave_access(self.st, lp, NO_PAGE if page is None else page, _lin(linaddr),
+                                write, False)
+        if code > 0:
             self.aex(lp)
             raise PageFault(leaf, linaddr & ~0xFFF, error_code=code, why="EPCM")
-        aspace.touch(linaddr, write)
+        if code == L.WALKED:
+            aspace.touch(linaddr, write)
         return page if page is not None else NO_PAGE
 
     def enclave_read(self, lp: int, linaddr: int, size: int = 8) -> bytes:

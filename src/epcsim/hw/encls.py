@@ -68,6 +68,7 @@ from epcsim.hw.epc import (
     X_VER,
     HwState,
 )
+from epcsim.hw.tlb import TLB_HIT, TLB_MISS, tlb_fill, tlb_lookup, tlb_tag
 from epcsim.hw.tracking import (
     enter_epoch,
     leave_epoch,
@@ -1226,6 +1227,48 @@ def access(st: HwState, lp: int, page: int, linaddr: int, write: bool, execute: 
     if execute and (f & EPCM_X) == 0:
         return err
     return 0
+
+
+WALKED = -1   # enclave_access: the page was walked (the PTE's accessed bit is set)
+
+
+@njit_inline
+def enclave_access(st: HwState, lp: int, page: int, linaddr: int, write: bool,
+                   execute: bool) -> int:
+    """An enclave-mode access through ``lp``'s TLB (:mod:`epcsim.hw.tlb`).
+
+    Returns 0 when a cached translation served it (no EPCM check, no accessed bit: an
+    entry made before EBLOCK still serves), ``WALKED`` when the page walk ran
+    :func:`access`'s checks, passed them and filled the TLB (the walk set the PTE's accessed
+    bit), else :func:`access`'s #PF error code (nothing is cached).
+    """
+    s, tag = tlb_tag(st, lp, linaddr)
+    way = TLB_MISS
+    if s >= 0 and not execute:
+        way = tlb_lookup(st, lp, s, tag, write)
+        if way == TLB_HIT:
+            return 0
+    err = access(st, lp, page, linaddr, write, execute)
+    if err != 0:
+        return err
+    if s >= 0 and not execute:
+        tlb_fill(st, lp, s, tag, write, way)
+    return WALKED
+
+
+@njit_inline
+def enclave_walk(st: HwState, lp: int, page: int, linaddr: int, write: bool,
+                 execute: bool) -> int:
+    """:func:`enclave_access` where ``lp``'s TLB cannot hold the page: it was flushed (AEX,
+    EEXIT) since the page last missed in it. The same walk and fill without the lookup,
+    which would find nothing (and compiles into a caller as a loop)."""
+    s, tag = tlb_tag(st, lp, linaddr)
+    err = access(st, lp, page, linaddr, write, execute)
+    if err != 0:
+        return err
+    if s >= 0 and not execute:
+        tlb_fill(st, lp, s, tag, write, TLB_MISS)
+    return WALKED
 
 
 

@@ -23,9 +23,10 @@ the same relation the hardware keeps, without a second 8-byte field per page.
 
 Per-enclave state (the hidden SECS fields: EID, CHLDCNT, VIRTCHILDCNT, ENCLAVECONTEXT,
 epoch counters, INIT) is a record per row of the SECS table, per-LP state a record per
-logical processor (:mod:`epcsim.hw.tracking`). All of it is gathered in one
-:class:`HwState` of thirteen tables, so that a compiled leaf takes one argument and a call
-between compiled functions passes a few arrays, not forty (docs/design.md).
+logical processor (:mod:`epcsim.hw.tracking`) and its TLB (:mod:`epcsim.hw.tlb`). All of it
+is gathered in one :class:`HwState` of fifteen tables, so that a compiled leaf takes one
+argument and a call between compiled functions passes a few arrays, not forty
+(docs/design.md).
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ G_UCODE_SVN = 14      # the SVN of the microcode loaded at run time (> G_CPUSVN:
 G_RDSEED_FAILS = 15   # EUPDATESVNs still to find the entropy source exhausted (injected)
 G_LOCKED = 16         # MAX_LOCKED EPC pages "in use by another leaf" (injected conflicts)
 MAX_LOCKED = 8
-G_LEN = G_LOCKED + MAX_LOCKED
+G_TLB_WAYS = G_LOCKED + MAX_LOCKED   # ways of each set of an LP's TLB (0: no TLB modelled)
+G_TLB_SHIFT = G_TLB_WAYS + 1         # log2 of the sets: a page offset's bits above the set
+G_LEN = G_TLB_SHIFT + 1
 
 # The executing context's VMCS and the EPC its CPUID reports (``HwState.vmcs``): the host's
 # has V_GUEST 0 and the host's sections; each guest view has its own.
@@ -133,12 +136,19 @@ SECS_RECORD = np.dtype([
     ("s_prev", np.uint32),    # LPs inside that entered in the previous epoch
     ("s_lock", np.uint8),     # injected lock bits
     ("s_free", np.int64),     # the free-row stack's storage
+    # Not architectural: the last LP that entered, so that an IPI to the CPUs running an
+    # enclave with one thread inside finds it without looking at every LP.
+    ("s_lp", np.int32),
 ])
 
-# One record per logical processor.
+# One record per logical processor (aligned: the hit path reads it on every access).
 LP_RECORD = np.dtype([("lp_row", np.int64),     # enclave row it is inside, NO_PAGE outside
                       ("lp_tcs", np.int64),     # EPC page of the TCS in use
-                      ("lp_epoch", np.uint32)])  # entry epoch
+                      ("lp_base", np.int64),    # BASEADDR of that enclave (its TLB's tags
+                                                # are pages of ELRANGE)
+                      ("lp_epoch", np.uint32),  # entry epoch
+                      ("lp_tlbg", np.uint32)],  # TLB flush generation (epcsim.hw.tlb)
+                     align=True)
 
 
 @state_class
@@ -164,6 +174,9 @@ class HwState(NamedTuple):
     rsv: np.ndarray           # i64 free host pages the exit handler may use at once
     xlog: np.ndarray          # i64 EPT entries the exit handler filled since the host looked
     vcnt: np.ndarray          # i64 [VMs, VC_LEN] exits per VM
+    # the TLB of each logical processor (zero columns: none modelled; see epcsim.hw.tlb)
+    tlb: np.ndarray           # u32 [LPs, entries]: tags, set s in columns s*ways..s*ways+ways-1
+    tlb_way: np.ndarray       # u16 [LPs, sets]: generation and fill count of each set
 
     # sections, as the executing context's CPUID reports them
     @property
@@ -264,11 +277,38 @@ def section_words(sections: list[EpcSection]) -> np.ndarray:
     return v
 
 
+MAX_TLB_ENTRIES = 1 << 16
+MAX_TLB_WAYS = 127   # a set's fill count runs up to twice its ways in a byte
+
+
+def check_tlb(entries: int, ways: int) -> None:
+    """Reject a TLB the model cannot hold: ``entries`` must be ``ways`` times a power of two
+    of at least 4 sets (0 entries: no TLB)."""
+    if entries == 0:
+        return
+    if not 0 < entries <= MAX_TLB_ENTRIES:
+        raise ValueError(f"a TLB of {entries} entries: at most {MAX_TLB_ENTRIES}")
+    if not 1 <= ways <= MAX_TLB_WAYS:
+        raise ValueError(f"a TLB of {ways} ways: between 1 and {MAX_TLB_WAYS}")
+    sets = entries // ways
+    # A set is picked by a page's low bits, and a tag holds the rest of a 32-bit page offset
+    # with a write bit: four sets at least keep it in 32 bits.
+    if entries % ways or sets < 4 or sets & (sets - 1):
+        raise ValueError(f"a TLB of {entries} entries and {ways} ways: the entries must be the "
+                         f"ways times a power of two (4 sets at least), e.g. {ways * 128}")
+
+
 def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key: int,
                max_enclave_log2: int, oversub: bool, sgx2: bool,
-               secs_rows: int = 16, va_rows: int = 16) -> HwState:
-    """Allocate the tables of a fresh processor: every EPC page invalid."""
+               secs_rows: int = 16, va_rows: int = 16, tlb_entries: int = 0,
+               tlb_ways: int = 1) -> HwState:
+    """Allocate the tables of a fresh processor: every EPC page invalid, every TLB empty.
+
+    Each LP's TLB costs ``tlb_entries`` x 4 bytes of tags and 2 bytes per set.
+    """
     validate_sections(sections)
+    check_tlb(tlb_entries, tlb_ways)
+    sets = tlb_entries // tlb_ways if tlb_entries else 0
     npages = sum(s.npages for s in sections)
     g = np.zeros(G_LEN, dtype=np.uint64)
     g[G_NEXT_EID] = 1
@@ -278,6 +318,8 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
     g[G_MAX_ENCL_LOG2] = max_enclave_log2
     g[G_OVERSUB] = 1 if oversub else 0
     g[G_SGX2] = 1 if sgx2 else 0
+    g[G_TLB_WAYS] = tlb_ways if tlb_entries else 0
+    g[G_TLB_SHIFT] = max(sets, 1).bit_length() - 1
     lp = np.zeros(n_lps, dtype=LP_RECORD)
     lp["lp_row"] = NO_PAGE
     lp["lp_tcs"] = NO_PAGE
@@ -291,6 +333,8 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
         ept=table(np.zeros(0, dtype=np.int64)),
         xrec=table(np.zeros((0, X_LEN), dtype=np.int64)), rsv=table(np.zeros(0, np.int64)),
         xlog=table(np.zeros(0, dtype=np.int64)), vcnt=table(np.zeros((0, VC_LEN), np.int64)),
+        tlb=table(np.zeros((n_lps, tlb_entries), np.uint32)),
+        tlb_way=table(np.zeros((n_lps, sets), np.uint16)),
     )
     st = grow_secs_table(st, secs_rows)
     return grow_va_table(st, va_rows)

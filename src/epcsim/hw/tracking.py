@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from epcsim.hw.epc import NO_PAGE, HwState
+from epcsim.hw.tlb import tlb_flush
 from epcsim.jit import njit, njit_inline
 
 
@@ -46,7 +47,9 @@ def enter_epoch(st: HwState, lp: int, row: int, tcs_page: int) -> None:
     st.lp[lp].lp_row = row
     st.lp[lp].lp_epoch = st.secs[row].s_cbepoch
     st.lp[lp].lp_tcs = tcs_page
+    st.lp[lp].lp_base = np.int64(st.secs[row].s_base)
     st.secs[row].s_refcnt += 1
+    st.secs[row].s_lp = lp
 
 
 @njit_inline
@@ -59,6 +62,7 @@ def leave_epoch(st: HwState, lp: int) -> None:
         st.secs[row].s_prev -= 1
     st.lp[lp].lp_row = NO_PAGE
     st.lp[lp].lp_tcs = NO_PAGE
+    tlb_flush(st, lp)
 
 
 @njit

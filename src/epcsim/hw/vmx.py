@@ -276,7 +276,10 @@ class GuestCpu(Processor):
     def st(self) -> HwState:
         h = self.host.st
         if h is not self._host_st:
-            self._view = h._replace(vmcs=self.vmcs, lp=h.lp[self._lps])
+            # Guests keep no TLB: a guest's access walks every time, and its kernel's PTE
+            # zaps force no vCPU out of its enclave.
+            self._view = h._replace(vmcs=self.vmcs, lp=h.lp[self._lps],
+                                    tlb=h.tlb[self._lps, :0], tlb_way=h.tlb_way[self._lps, :0])
             self._host_st = h
         assert self._view is not None
         return self._view
@@ -284,7 +287,7 @@ class GuestCpu(Processor):
     @st.setter
     def st(self, value: HwState) -> None:
         h = self.host.st
-        self.host.st = value._replace(vmcs=h.vmcs, lp=h.lp)
+        self.host.st = value._replace(vmcs=h.vmcs, lp=h.lp, tlb=h.tlb, tlb_way=h.tlb_way)
 
     @property
     def npages(self) -> int:

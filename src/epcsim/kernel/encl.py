@@ -29,6 +29,8 @@ from epcsim.hw import encls as L
 from epcsim.hw.cpu import ArchFault, Processor
 from epcsim.hw.crypto import SEALED_SIZE
 from epcsim.hw.epc import EPCM_SECINFO_MASK, G_CONTENT, G_SGX2
+from epcsim.hw.tlb import tlb_modelled
+from epcsim.hw.tracking import lps_inside
 from epcsim.jit import (
     njit,
     njit_closure,
@@ -52,6 +54,7 @@ from epcsim.kernel.main import (
     count_etrack,
     count_ewb,
     count_ipi,
+    count_tlb_shootdown,
     sgx_encl_free_epc_page,
     sgx_mark_page_reclaimable,
 )
@@ -340,12 +343,34 @@ def backing_drop(ds: DState, ms: Any, e: int, index: int) -> None:
 # ----------------------------------------------------------------------------- EWB
 
 @njit
-def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
-    """IPI every CPU that may run the enclave: each LP inside takes an AEX."""
-    count_ipi(ms)
+def aex_enclave_cpus(st: Any, e_row: int) -> int:
+    """An IPI reaches every CPU running the enclave (the model's stand-in for the mms'
+    cpumasks): each LP inside takes an AEX. Returns how many did.
+
+    The SECS's tracking counts the LPs inside; with one, the LP that entered last is
+    usually it, so a host of thousands of single-threaded enclaves looks at one LP."""
+    n = lps_inside(st, e_row)
+    if n == 0:
+        return 0
+    lp = np.int64(st.secs[e_row].s_lp)
+    if n == 1 and 0 <= lp < st.lp.shape[0] and st.lp[lp].lp_row == e_row:
+        L.aex(st, lp)
+        return 1
+    done = 0
     for lp in range(st.lp.shape[0]):
         if st.lp[lp].lp_row == e_row:
             L.aex(st, lp)
+            done += 1
+            if done == n:
+                break
+    return done
+
+
+@njit
+def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
+    """IPI every CPU that may run the enclave: each LP inside takes an AEX."""
+    count_ipi(ms)
+    aex_enclave_cpus(st, e_row)
 
 
 @njit
@@ -444,7 +469,15 @@ def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
 
 @njit_inline
 def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    """Zap the PTEs, then EBLOCK (failure only warns in the kernel)."""
+    """Zap the PTEs, then EBLOCK (failure only warns in the kernel).
+
+    ``zap_vma_ptes`` of a present PTE flushes the TLBs of the CPUs running the mm: its IPI
+    forces each LP inside the enclave out (AEX), which drops the translation its TLB may
+    hold. Without the TLB model nothing holds one, and no LP is forced out here.
+    """
+    if (ds.ep[oid].desc & EP_PRESENT) != 0 and tlb_modelled(st):
+        if aex_enclave_cpus(st, np.int64(st.epcm[L.tx(st, page)].row)) != 0:
+            count_tlb_shootdown(ms)
     ds.ep[oid].desc &= ~np.uint8(EP_PRESENT | EP_YOUNG)
     return L.eblock(st, page)
 

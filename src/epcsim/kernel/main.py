@@ -114,7 +114,7 @@ COUNTERS = (
     "isolated", "get_failed", "refused_young", "rotated", "blocked", "written", "write_retry",
     "etrack", "ipi", "ewb", "eldu", "direct_reclaims", "ksgxd_wakeups", "ksgxd_batches",
     "reclaimed_direct", "reclaimed_ksgxd", "ewb_ksgxd", "etrack_ksgxd", "ipi_ksgxd",
-    "ksgxd_cycles", "wait_cycles", "alloc_erestartsys",
+    "ksgxd_cycles", "wait_cycles", "alloc_erestartsys", "tlb_shootdowns",
 )
 C = {name: i for i, name in enumerate(COUNTERS)}
 C_ALLOC, C_ALLOC_EBUSY, C_ALLOC_ENOMEM, C_ALLOC_EAGAIN, C_FREED, C_LEAKS = range(6)
@@ -126,6 +126,7 @@ C_EWB_KSGXD, C_ETRACK_KSGXD, C_IPI_KSGXD = range(22, 25)
 # ksgxd's busy cycles on its own CPU; the cycles allocating threads waited for its pages.
 C_KSGXD_CYCLES, C_WAIT_CYCLES = 25, 26
 C_ALLOC_ERESTARTSYS = 27
+C_TLB_SHOOTDOWN = 28
 
 # Event log records (MgrState.ev rows: event, page, arg).
 EV_ALLOC = 1
@@ -407,7 +408,7 @@ def wake_ksgxd(ms: MgrState) -> None:
     (a woken thread that is still running only goes on)."""
     ms.p[P_WAKE] = 1
     ms.p[P_WAKE_AT] = ms.p[P_NOW]
-    if ms.p[P_KCLK] <= ms.p[P_NOW]:
+    if ms.p[P_KCLK] <= ms.p[P_NOW] or ms.p[P_KSGXD_INSTANT] != 0:
         ms.cnt[C_WAKEUPS] += 1
     log(ms, EV_WAKE, 0, ms.p[P_NR_FREE])
 
@@ -522,6 +523,13 @@ def count_ipi(ms: MgrState) -> None:
 @njit_inline
 def count_ewb(ms: MgrState) -> None:
     _counted(ms, C_EWB, C_EWB_KSGXD, P_COST_EWB)
+
+
+@njit_inline
+def count_tlb_shootdown(ms: MgrState) -> None:
+    """A zap's TLB shootdown: its IPI costs the sender, ksgxd's clock when ksgxd zaps."""
+    ms.cnt[C_TLB_SHOOTDOWN] += 1
+    on_ksgxd_cpu(ms, P_COST_IPI)
 
 
 # ----------------------------------------------------------------------------- assembly

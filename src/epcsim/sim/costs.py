@@ -25,8 +25,8 @@ class Cost:
 
 # Indices of the cost vector compiled code uses.
 K_REQUEST, K_AEX, K_ERESUME, K_PF, K_EBLOCK, K_ETRACK, K_EWB, K_ELDU, K_EAUG, K_EACCEPT, \
-    K_IPI, K_EPA, K_EREMOVE, K_FAULT_SW, K_EENTER, K_VMEXIT, K_EPT, K_KICK = range(18)
-K_LEN = 18
+    K_IPI, K_EPA, K_EREMOVE, K_FAULT_SW, K_EENTER, K_VMEXIT, K_EPT, K_KICK, K_PAGE_WALK = range(19)
+K_LEN = 19
 
 ESTIMATE = "estimate (the model's defaults), tuned to VAULT's ~40K cycles per swap"
 
@@ -55,11 +55,14 @@ class CostModel:
     vm_exit: Cost = Cost(1500, "estimate: VM exit and re-entry on a modern VMX part")
     ept_fault: Cost = Cost(2000, "estimate: EPT violation handling in KVM")
     kick: Cost = Cost(3500, "estimate: IPI to a vCPU, forcing AEX and a VM exit")
+    page_walk: Cost = Cost(40, "estimate: a TLB miss's walk of four levels whose entries "
+                               "are in the caches, with the EPCM check at the fill; charged "
+                               "only when the platform has a TLB (tlb_entries > 0)")
 
     def vector(self) -> np.ndarray:
         order = ("request", "aex", "eresume", "page_fault", "eblock", "etrack", "ewb", "eldu",
                  "eaug", "eaccept", "ipi", "epa", "eremove", "fault_software", "eenter_eexit",
-                 "vm_exit", "ept_fault", "kick")
+                 "vm_exit", "ept_fault", "kick", "page_walk")
         return np.array([getattr(self, n).cycles for n in order], dtype=np.int64)
 
     def with_cycles(self, **cycles: int) -> CostModel:
@@ -77,7 +80,9 @@ class CostModel:
 
 @dataclass(frozen=True)
 class Platform:
-    """An SGX platform: EPC size and layout, clock, cost model."""
+    """An SGX platform: EPC size and layout, clock, cost model, and the second-level TLB
+    of each logical processor (``tlb_entries`` in sets of ``tlb_ways``; 0: every access
+    walks and marks its page accessed)."""
 
     name: str
     epc_bytes: int
@@ -86,27 +91,56 @@ class Platform:
     mee: bool                      # MEE integrity tree (pre-Ice Lake) or TME-MK
     source: str
     costs: CostModel = field(default_factory=CostModel)
+    tlb_entries: int = 0
+    tlb_ways: int = 1
+    tlb_source: str = "no TLB modelled"
 
     @property
     def epc_pages(self) -> int:
         return self.epc_bytes // 4096
 
 
+# The STLB of the cores: the TLB whose miss walks the page tables (and sets accessed bits).
+SKYLAKE_STLB = ("STLB of the Skylake core (SGX1 client and Xeon E parts are Skylake to Coffee "
+                "Lake cores): 1536 entries for 4 KiB and 2 MiB pages, 12-way (Intel 64 and "
+                "IA-32 Architectures Optimization Reference Manual, 248966-045, Table 2-15)")
+SUNNY_COVE_STLB = ("STLB of the Sunny Cove core: two second-level TLBs of 8 ways x 128 sets "
+                   "hold 4 KiB translations (CPUID leaf 18H of an Ice Lake client part), "
+                   "modelled as one of 2048 entries, 16-way; the server core is taken to "
+                   "be the same (estimate)")
+
 PRESETS: dict[str, Platform] = {
     "client-sgx1": Platform(
         "client-sgx1", 0x05D80000, 1, 3.0, True,
         "128 MiB PRM; usable EPC section 93.5 MiB (CPUID size 0x05D80000 observed), "
-        "clock 3.0 GHz is an estimate"),
+        "clock 3.0 GHz is an estimate", tlb_entries=1536, tlb_ways=12,
+        tlb_source=SKYLAKE_STLB),
     "server-sgx1": Platform(
         "server-sgx1", 187 * MiB, 1, 3.0, True,
         "256 MiB PRM (Xeon E 'Mehlow-R', Avalon FAQ); usable EPC derived with the client "
-        "part's ratio (93.5/128 of the PRM), about 187 MiB; clock is an estimate"),
+        "part's ratio (93.5/128 of the PRM), about 187 MiB; clock is an estimate",
+        tlb_entries=1536, tlb_ways=12, tlb_source=SKYLAKE_STLB),
     "xeon-icx": Platform(
         "xeon-icx", 64 * GiB, 2, 2.6, False,
         "3rd-gen Xeon Scalable (Ice Lake-SP): up to 512 GiB EPC per socket (Intel KB "
         "000059614); the preset has 2 sockets x 32 GiB, resize with epc_size; TME-MK, "
-        "no integrity tree; clock is an estimate"),
+        "no integrity tree; clock is an estimate", tlb_entries=2048, tlb_ways=16,
+        tlb_source=SUNNY_COVE_STLB),
 }
+
+
+def with_tlb(p: Platform, entries: int | None, ways: int | None = None) -> Platform:
+    """``p`` with its TLB resized (None keeps its value); ValueError for a TLB the model
+    cannot hold. 0 entries: no TLB, every access walks."""
+    from epcsim.hw.epc import check_tlb
+
+    if entries is None and ways is None:
+        return p
+    e = p.tlb_entries if entries is None else entries
+    w = p.tlb_ways if ways is None else ways
+    check_tlb(e, w)
+    return replace(p, tlb_entries=e, tlb_ways=w, tlb_source="scenario" if e else
+                   "no TLB modelled (every access walks)")
 
 
 def preset(name: str) -> Platform:

@@ -81,8 +81,8 @@ R_FIRST = 3
 
 # Replay counters (the first RC_LEN words of RState.v; ``rs.cnt`` on the Python side).
 RC_REQUESTS, RC_HITS, RC_FAULTS, RC_EAUG, RC_ELDU, RC_EBUSY, RC_AEX, RC_ERESUME, \
-    RC_EACCEPT, RC_SIGBUS, RC_IPI_AEX = range(11)
-RC_LEN = 11
+    RC_EACCEPT, RC_SIGBUS, RC_IPI_AEX, RC_WALKS = range(12)
+RC_LEN = 12
 
 # Clocks (the next CL_LEN words of RState.v from V_CLK; ``rs.clk``): the thread's (ksgxd's is
 # the manager's, ``EpcManager.ksgxd_clock``), a spare word,
@@ -282,37 +282,50 @@ def kernel_return(ms: Any, rs: RState) -> None:
 
 
 @njit_inline
-def sgx_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
-            write: bool) -> bool:
-    """The hit path alone: a resident page and a thread inside (no clock, no counter).
+def walked(ds: Any, rs: RState, ep: int) -> None:
+    """An access of the fault path's thread walked (its TLB was flushed by the AEX)."""
+    ds.ep[ep].desc |= np.uint8(EP_YOUNG)
+    rs.v[RC_WALKS] += 1
+    rs.v[V_CLK + CL_THREAD] += rs.cost[K.K_PAGE_WALK]
 
-    ``ep`` is the page's record (:meth:`Replay.entries`). False changes nothing, so the
-    full access path can run from the start.
+
+@njit_inline
+def sgx_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
+            write: bool) -> int:
+    """The hit path alone: a resident page and a thread inside. Returns the cycles it
+    stalled (a page walk, when the TLB did not hold the page), or -1 for no hit.
+
+    ``ep`` is the page's record (:meth:`Replay.entries`). -1 changes nothing, so the full
+    access path can run from the start. Only a walk sets the PTE's accessed bit.
     """
     ds = os[KIND_DRIVER]
     lp = rs.t[t, T_LP]
     if st.lp[lp].lp_row == NONE:
-        return False
+        return -1
     epc = np.int64(ds.ep[ep].epc)
     if epc < 0 or (ds.ep[ep].desc & EP_PRESENT) == 0:
-        return False
+        return -1
     e = rs.t[t, T_ENCL]
     lin = ds.encl[e, E_BASE] + ((R_FIRST + page) << 12)
-    if L.access(st, lp, epc, lin, write, False) != 0:
-        return False
-    ds.ep[ep].desc |= np.uint8(EP_YOUNG)
+    code = L.enclave_access(st, lp, epc, lin, write, False)
+    if code > 0:
+        return -1
     M.touch(ms, epc)
-    return True
+    if code == L.WALKED:
+        ds.ep[ep].desc |= np.uint8(EP_YOUNG)
+        rs.v[RC_WALKS] += 1
+        return rs.cost[K.K_PAGE_WALK]
+    return 0
 
 
 @njit_inline
 def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
-              write: bool) -> bool:
+              write: bool) -> int:
     epc = os[0].resident[ep]
     if epc < 0:
-        return False
+        return -1
     M.touch(ms, epc)
-    return True
+    return 0
 
 
 @njit_inline
@@ -378,9 +391,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             rs.v[RC_IPI_AEX] += 1
             stall(rs, c[K.K_AEX] + c[K.K_ERESUME])
         epc = np.int64(ds.ep[ep].epc)
+        # The hit test missed the TLB, or an AEX emptied it since: the access walks.
         if epc >= 0 and (ds.ep[ep].desc & EP_PRESENT) != 0 and \
-                L.access(st, lp, epc, lin, write, False) == 0:
-            ds.ep[ep].desc |= np.uint8(EP_YOUNG)
+                L.enclave_walk(st, lp, epc, lin, write, False) == L.WALKED:
+            walked(ds, rs, ep)
             M.touch(ms, epc)
             rs.v[RC_HITS] += 1
             return 0
@@ -440,9 +454,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
                 return -1
             rs.v[RC_EACCEPT] += 1
             stall(rs, c[K.K_AEX] + c[K.K_PF] + c[K.K_ERESUME] + c[K.K_EACCEPT])
-        if L.access(st, lp, epc, lin, write, False) != 0:
+        # The fault's AEX flushed the thread's TLB: the access walks.
+        if L.enclave_walk(st, lp, epc, lin, write, False) != L.WALKED:
             return -1
-        ds.ep[ep].desc |= np.uint8(EP_YOUNG)
+        walked(ds, rs, ep)
         return 1
 
     @closure
@@ -531,8 +546,10 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             page = np.int64(pages[i])
             now += work
             rs.t[t, T_REQ] += 1
-            if hit(os, ms, st, rs, t, entries[i], page, writes[i]):
+            stalled = hit(os, ms, st, rs, t, entries[i], page, writes[i])
+            if stalled >= 0:
                 hits += 1
+                now += stalled
             else:
                 rs.v[V_CLK + CL_THREAD] = now
                 if access(os, ms, st, rs, t, entries[i], page, writes[i]) < 0:
@@ -779,6 +796,25 @@ class ReplayResult:
     held_tenants: np.ndarray  # [k]: which tenant each column of ``held`` is
 
 
+def tlb_for(entries: int, ways: int, pages: int) -> tuple[int, int]:
+    """The TLB the replay's processor gets for the platform's, when no tenant touches more
+    than ``pages`` pages: the fewest sets (4 at least) in which those pages, consecutive in
+    every ELRANGE, fill no set beyond its ways.
+
+    A TLB that never evicts holds exactly the pages used since the last flush, whatever
+    its sets, so it answers every lookup as the platform's TLB does when that one never
+    evicts either; it takes less memory: thousands of small tenants would otherwise each
+    hold a full TLB (6.25 KiB for 1536 entries), and touch it all over.
+    """
+    if entries == 0:
+        return 0, ways
+    sets = entries // ways
+    fewer = 4
+    while fewer < sets and -(-pages // fewer) > ways:
+        fewer *= 2
+    return fewer * ways, ways
+
+
 @functools.cache
 def _thread_image() -> tuple[tuple[int, int, bytes], ...]:
     """The pages EADDed to every replay enclave: its thread's TCS, SSA frame and stack."""
@@ -820,6 +856,10 @@ class Replay:
             raise ValueError(f"{ntenants} tenants: the replay takes at most "
                              f"{1 << (63 - FLOG_TENANT_SHIFT)}")
         cost = cfg.platform.costs.vector()
+        if not (self.sgx and cfg.platform.tlb_entries):
+            # Without a TLB every access walks, as it did before the TLB was modelled: the
+            # walk is part of the work of a request, not a stall of its own.
+            cost[K.K_PAGE_WALK] = 0
         step = max(1, int(cfg.series_step_s * cfg.platform.ghz * 1e9))
         v = np.zeros(V_LEN, np.int64)
         v[V_CLK + CL_NEXT_SAMPLE] = step
@@ -863,8 +903,10 @@ class Replay:
         if log2 > 44:
             raise ReplayError(f"a footprint of {largest} pages exceeds the largest enclave "
                               f"the model supports (2^44 bytes)")
+        entries, ways = tlb_for(cfg.platform.tlb_entries, cfg.platform.tlb_ways,
+                                largest - R_FIRST)
         self.cpu = Processor(epc_size=cfg.epc_pages * 4096, n_lps=n + 1 + cfg.extra_lps,
-                             max_enclave_log2=log2)
+                             max_enclave_log2=log2, tlb_entries=entries, tlb_ways=ways)
         self.kernel = Kernel(self.cpu, low=cfg.low, high=cfg.high, batch=cfg.batch,
                              policy="sgx", kvm=cfg.kvm, ksgxd=cfg.ksgxd,
                              costs=cfg.platform.costs)
@@ -1052,6 +1094,9 @@ class Replay:
             "eaug": int(rs.cnt[RC_EAUG]), "eldu": int(rs.cnt[RC_ELDU]),
             "ewb": c["ewb"], "etrack": c["etrack"], "ipi": c["ipi"],
             "ebusy_waits": int(rs.cnt[RC_EBUSY]), "ipi_aex": int(rs.cnt[RC_IPI_AEX]),
+            "tlb_entries": cfg.platform.tlb_entries if self.sgx else 0,
+            "tlb_walks": int(rs.cnt[RC_WALKS]),
+            "tlb_shootdowns": c["tlb_shootdowns"],
             "ksgxd_wakeups": c["ksgxd_wakeups"], "ksgxd_batches": c["ksgxd_batches"],
             "reclaimed_ksgxd": c["reclaimed_ksgxd"], "reclaimed_direct": c["reclaimed_direct"],
             "virtual_time_s": thread / (ghz * 1e9),
@@ -1059,6 +1104,7 @@ class Replay:
                 "work": work / (ghz * 1e9),
                 "faults": int(rs.clk[CL_FAULT]) / (ghz * 1e9),
                 "waiting_for_ksgxd": int(rs.clk[CL_WAIT]) / (ghz * 1e9),
+                "page_walks": int(rs.cnt[RC_WALKS]) * int(rs.cost[K.K_PAGE_WALK]) / (ghz * 1e9),
             },
             "ksgxd": cfg.ksgxd,
             "ksgxd_busy_s": c["ksgxd_cycles"] / (ghz * 1e9),

@@ -5,6 +5,8 @@
     [platform]
     preset = "client-sgx1"        # client-sgx1 | server-sgx1 | xeon-icx
     epc_size = "93.5MiB"          # optional: overrides the preset's EPC
+    tlb_entries = 1536            # optional: each CPU's TLB (0: every access walks)
+    tlb_ways = 12                 # optional: its associativity
     [platform.costs]              # optional: cycles overriding the cost model
     ewb = 12000
 
@@ -209,6 +211,9 @@ class PlatformSpec(_Strict):
     preset: str = Field(default="client-sgx1", max_length=64)
     epc_size: EpcSize | None = None
     nodes: int | None = Field(default=None, ge=1, le=8)
+    # The second-level TLB of each CPU (sim/costs.py, Platform): entries, 0 for none.
+    tlb_entries: int | None = Field(default=None, ge=0, le=1 << 16)
+    tlb_ways: int | None = Field(default=None, ge=1, le=127)
     # Cycles of each event (sim/costs.py); the work per access is at least a cycle, since
     # a run's slowdown divides by it.
     costs: dict[str, Cycles] = Field(default_factory=dict)
@@ -229,6 +234,11 @@ class PlatformSpec(_Strict):
         if v.get("request") == 0:
             raise ValueError("request: at least 1 cycle (the slowdown divides by it)")
         return v
+
+    @model_validator(mode="after")
+    def _tlb(self) -> PlatformSpec:
+        K.with_tlb(K.preset(self.preset), self.tlb_entries, self.tlb_ways)
+        return self
 
 
 class KernelSpec(_Strict):
@@ -419,7 +429,7 @@ class Scenario(_Strict):
             p = replace(p, epc_bytes=int(self.platform.epc_size))  # type: ignore[arg-type]
         if self.platform.nodes:
             p = replace(p, nodes=self.platform.nodes)
-        return p
+        return K.with_tlb(p, self.platform.tlb_entries, self.platform.tlb_ways)
 
 
 def _fmt_loc(loc: tuple[Any, ...]) -> str:
