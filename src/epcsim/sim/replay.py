@@ -660,6 +660,7 @@ class IdMap:
         self._count = 0
         self._next = np.zeros(max_tenants, dtype=np.int64)
         self.tenant_ids: list[int] = []
+        self.kept: list[Any] | None = None     # the trace's chunks, when scan kept them
 
     IDENTITY_LIMIT = 1 << 26  # 256 GiB of enclave pages
 
@@ -684,7 +685,7 @@ class IdMap:
             return total
         total = 0
         maxes = np.full(self.max_tenants, -1, dtype=np.int64)
-        self.kept: list[Any] | None = [] if keep_bytes > 0 else None
+        self.kept = [] if keep_bytes > 0 else None
         held = 0
         for ch in reader:
             total += ch.obj.shape[0]
@@ -762,6 +763,12 @@ class IdMap:
 
     def bytes(self) -> int:
         return self._keys.nbytes + self._tens.nbytes + self._vals.nbytes
+
+    def kept_bytes(self) -> int:
+        """The trace held in memory after the scan (read once instead of twice)."""
+        if self.kept is None:
+            return 0
+        return sum(ch.obj.nbytes + ch.tenant.nbytes + ch.write.nbytes for ch in self.kept)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -1181,6 +1188,8 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     res.summary["id_map"] = "identity" if ids.identity else "hash"
     res.summary["passes"] = 1 if one is not None else 2
     res.summary["state_bytes"] = state_bytes(rp) + ids.bytes()
+    # Not the model's state: the trace itself, kept after the scan when it fits KEEP_BYTES.
+    res.summary["trace_bytes_held"] = ids.kept_bytes()
     res.summary["state_bytes_per_page"] = res.summary["state_bytes"] / max(
         1, cfg.epc_pages + int(rp.footprint.sum()))
     return res
