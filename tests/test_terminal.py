@@ -11,7 +11,10 @@ MiB = 1 << 20
 
 DEMO = {"epc_pages": 23936, "footprint_pages": 32256, "requests": 2_000_000, "faults": 83570,
         "miss_ratio": 0.0417855, "eaug": 27013, "eldu": 56557, "ewb": 115609,
-        "etrack": 68217, "ipi": 52739, "ksgxd_wakeups": 2958, "virtual_time_s": 0.699843,
+        "etrack": 68217, "ipi": 52739, "ksgxd_wakeups": 2958, "ebusy_waits": 206,
+        "virtual_time_s": 0.699843,
+        "virtual_time_breakdown_s": {"work": 0.1333, "faults": 0.5665,
+                                     "waiting_for_ksgxd": 0.112},
         "slowdown": 5.24883, "sgx_nr_free_pages": 65, "wall_s": 10.07, "enclaves": 2,
         "platform": "client-sgx1",
         "per_enclave": [{"name": "db", "pages": 20480, "requests": 1199997, "faults": 75382,
@@ -63,6 +66,9 @@ def test_the_demo_at_80_columns(narrow: Console) -> None:
     lines = check(text)
     assert "83,570" in text and "4.2%" in text and "5.25×" in text and "699.8 ms" in text
     assert "23,936 pages (93.5 MiB)" in text
+    # The faults that found nothing free, and how long they waited for ksgxd's pages.
+    assert any("ebusy_waits" in line and "206" in line for line in lines)
+    assert any("waiting_for_ksgxd" in line and "112.0 ms" in line for line in lines)
     assert "conflict_exits" in text and "guest_faults" in text   # whole headers
     # The VM's reason is a line under its table, its cell says only "failed".
     reason = [line for line in lines if line.startswith("guest: failed: the VMM got SIGBUS")]
