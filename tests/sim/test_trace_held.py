@@ -32,3 +32,15 @@ def test_a_kept_trace_is_counted_and_a_reread_one_is_not(monkeypatch) -> None:  
     monkeypatch.setattr(R, "KEEP_BYTES", 1000)       # too large to keep: read twice
     s = replay_chunks(cfg, lambda: _chunks(5000, 2)).summary
     assert s["trace_bytes_held"] == 0
+
+
+def test_ids_are_pages_while_the_tenants_largest_ids_sum_below_the_limit(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each tenant's ids alone fit, but identity would hold records for all of them: over
+    the limit in sum, the hash map numbers the pages the trace touches."""
+    cfg = ReplayConfig(policy="sgx", epc_pages=256)
+    monkeypatch.setattr(R.IdMap, "IDENTITY_LIMIT", 1000)
+    s = replay_chunks(cfg, lambda: _chunks(2000, 2)).summary   # ids < 300, 2 tenants
+    assert s["id_map"] == "identity"
+    s = replay_chunks(cfg, lambda: _chunks(2000, 4)).summary   # 4 x 300 > 1000
+    assert s["id_map"] == "hash"
+    assert s["footprint_pages"] <= 4 * 300

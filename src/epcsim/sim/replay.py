@@ -662,7 +662,11 @@ class IdMap:
         self.tenant_ids: list[int] = []
         self.kept: list[Any] | None = None     # the trace's chunks, when scan kept them
 
-    IDENTITY_LIMIT = 1 << 26  # 256 GiB of enclave pages
+    # Ids are page numbers while every tenant's largest id, summed, stays below this: 1 TiB
+    # of enclave pages, the largest host the scale goals name. Past it (sparse ids: hashes,
+    # addresses) a hash table numbers the pages a trace touches; for a dense trace that
+    # large it would cost 24 bytes a page and more, where the identity costs nothing.
+    IDENTITY_LIMIT = 1 << 28
 
     def scan(self, factory: Callable[[], Iterable[Any]], keep_bytes: int = 0) -> int:
         """First pass: each tenant's footprint. Returns the number of requests.
@@ -706,7 +710,8 @@ class IdMap:
             if bad >= 0:
                 raise ValueError(f"tenant id {bad} is too large (at most "
                                  f"{self.max_tenants - 1})")
-            if maxes.max() >= self.IDENTITY_LIMIT:
+            if maxes.max() >= self.IDENTITY_LIMIT or \
+                    int(maxes[maxes >= 0].sum()) + int((maxes >= 0).sum()) >= self.IDENTITY_LIMIT:
                 self.identity = False
                 break
         if self.identity:
