@@ -43,4 +43,8 @@ def test_ids_are_pages_while_the_tenants_largest_ids_sum_below_the_limit(monkeyp
     assert s["id_map"] == "identity"
     s = replay_chunks(cfg, lambda: _chunks(2000, 4)).summary   # 4 x 300 > 1000
     assert s["id_map"] == "hash"
+    # Footprints that add up to the limit exactly still fit it.
+    monkeypatch.setattr(R.IdMap, "IDENTITY_LIMIT", 600)
+    s = replay_chunks(cfg, lambda: _chunks(2000, 2)).summary
+    assert s["id_map"] == "identity" and s["footprint_pages"] == 600
     assert s["footprint_pages"] <= 4 * 300

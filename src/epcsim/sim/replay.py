@@ -710,8 +710,9 @@ class IdMap:
             if bad >= 0:
                 raise ValueError(f"tenant id {bad} is too large (at most "
                                  f"{self.max_tenants - 1})")
+            # Footprints (largest id + 1) up to the limit in sum: 1 TiB exactly is identity.
             if maxes.max() >= self.IDENTITY_LIMIT or \
-                    int(maxes[maxes >= 0].sum()) + int((maxes >= 0).sum()) >= self.IDENTITY_LIMIT:
+                    int(maxes[maxes >= 0].sum()) + int((maxes >= 0).sum()) > self.IDENTITY_LIMIT:
                 self.identity = False
                 break
         if self.identity:
