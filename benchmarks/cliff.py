@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import NamedTuple
 
 import matplotlib
 
@@ -20,23 +19,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.sim.replay import ReplayConfig, replay_pages
 from epcsim.workload.generators import uniform, zipf
 
 RATIOS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
 
 
-class _Chunk(NamedTuple):
-    obj: np.ndarray
-    tenant: np.ndarray
-    write: np.ndarray
-
 
 def run(pages: np.ndarray, epc: int) -> dict:  # type: ignore[type-arg]
-    def chunks():  # type: ignore[no-untyped-def]
-        yield _Chunk(pages.astype(np.uint64), np.zeros(len(pages), np.uint32),
-                     np.zeros(len(pages), np.bool_))
-    return replay_chunks(ReplayConfig(policy="sgx", epc_pages=epc), chunks).summary
+    return replay_pages(ReplayConfig(policy="sgx", epc_pages=epc), pages).summary
 
 
 def main() -> None:

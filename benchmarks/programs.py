@@ -16,7 +16,7 @@ import argparse
 import json
 import os
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 import matplotlib
 
@@ -26,25 +26,18 @@ import numpy as np
 
 from epcsim.sim import costs
 from epcsim.sim.mrc import curve, stack_distances
-from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.sim.replay import ReplayConfig, replay_pages
 from epcsim.workload.programs import PROGRAMS, accesses, generate
 
 RATIOS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0)
 PAGE = 4096
 
 
-class _Chunk(NamedTuple):
-    obj: np.ndarray
-    tenant: np.ndarray
-    write: np.ndarray
-
 
 def replay(pages: np.ndarray, writes: np.ndarray, epc: int,
            platform: str = "client-sgx1") -> dict[str, Any]:
-    def chunks():  # type: ignore[no-untyped-def]
-        yield _Chunk(pages.astype(np.uint64), np.zeros(len(pages), np.uint32), writes)
     cfg = ReplayConfig(policy="sgx", epc_pages=epc, platform=costs.preset(platform))
-    return replay_chunks(cfg, chunks).summary
+    return replay_pages(cfg, pages, writes).summary
 
 
 def mrc(out: str, n: int) -> None:

@@ -28,22 +28,17 @@ import resource
 import subprocess
 import sys
 import time
-from typing import NamedTuple
 
 import numpy as np
 from _machine import machine
 
 from epcsim.sim.replay import R_FIRST, ReplayConfig, replay_chunks
+from epcsim.workload.traces import Chunk
 
 # Requests per generated chunk: 3.4 MB of trace at a time, a constant that the smallest
 # cell (1.5 Mi simulated pages) sees as about 2 bytes per page.
 STEP = 1 << 18
 
-
-class _Chunk(NamedTuple):
-    obj: np.ndarray
-    tenant: np.ndarray
-    write: np.ndarray
 
 
 def _pages(text: str) -> int:
@@ -58,7 +53,7 @@ def _chunks(footprint: int, requests: int, touch: str):  # type: ignore[no-untyp
     rng = np.random.default_rng(1)
     for start in range(0, footprint, STEP):
         obj = np.arange(start, min(start + STEP, footprint), dtype=np.uint64)
-        yield _Chunk(obj, np.zeros(len(obj), np.uint32), np.zeros(len(obj), np.bool_))
+        yield Chunk(obj, np.zeros(len(obj), np.uint32), np.zeros(len(obj), np.bool_))
     for start in range(0, requests, STEP):
         n = min(STEP, requests - start)
         if touch == "zipf":
@@ -69,7 +64,7 @@ def _chunks(footprint: int, requests: int, touch: str):  # type: ignore[no-untyp
             obj = ((rank * 2654435761) % footprint).astype(np.uint64)
         else:
             obj = rng.integers(0, footprint, n).astype(np.uint64)
-        yield _Chunk(obj, np.zeros(n, np.uint32), np.zeros(n, np.bool_))
+        yield Chunk(obj, np.zeros(n, np.uint32), np.zeros(n, np.bool_))
 
 
 def _replay(epc: int, footprint: int, requests: int, touch: str) -> dict[str, float]:

@@ -9,21 +9,15 @@ which ``--ksgxd instant`` (pages free the moment ksgxd runs) never does.
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 
 from epcsim.sim import costs as K
-from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.sim.replay import ReplayConfig, replay_pages
 
 EPC = 512
 
-
-class _Chunk(NamedTuple):
-    obj: np.ndarray
-    tenant: np.ndarray
-    write: np.ndarray
 
 
 def _run(ksgxd: str, ewb: int) -> dict:  # type: ignore[type-arg]
@@ -32,11 +26,8 @@ def _run(ksgxd: str, ewb: int) -> dict:  # type: ignore[type-arg]
     base = K.PRESETS["client-sgx1"]
     plat = dataclasses.replace(base, costs=base.costs.with_cycles(ewb=ewb))
 
-    def chunks():  # type: ignore[no-untyped-def]
-        yield _Chunk(pages.astype(np.uint64), np.zeros(len(pages), np.uint32),
-                     rng.random(len(pages)) < 0.3)
     cfg = ReplayConfig(policy="sgx", epc_pages=EPC, platform=plat, ksgxd=ksgxd)
-    return replay_chunks(cfg, chunks).summary
+    return replay_pages(cfg, pages, rng.random(len(pages)) < 0.3).summary
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,9 @@ little below the EPC that the out-of-tree driver's users report).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import numpy as np
 import pytest
 
-from epcsim.sim.replay import ReplayConfig, replay_chunks
+from epcsim.sim.replay import ReplayConfig, replay_pages
 from epcsim.workload.programs import accesses
 
 # pages: 4 MiB, so that the watermarks (ksgxd keeps 64 pages free) sit above 0.9 of it
@@ -20,18 +17,10 @@ EPC = 1024
 N = 150_000
 
 
-class _Chunk(NamedTuple):
-    obj: np.ndarray
-    tenant: np.ndarray
-    write: np.ndarray
-
 
 def _run(name: str, ratio: float) -> dict:  # type: ignore[type-arg]
     pages, writes = accesses(name, int(ratio * EPC) * 4096, N, seed=1)
-
-    def chunks():  # type: ignore[no-untyped-def]
-        yield _Chunk(pages.astype(np.uint64), np.zeros(N, np.uint32), writes)
-    return replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC), chunks).summary
+    return replay_pages(ReplayConfig(policy="sgx", epc_pages=EPC), pages, writes).summary
 
 
 @pytest.mark.parametrize("name", ["btree", "kvstore"])

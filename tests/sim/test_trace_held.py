@@ -3,24 +3,17 @@ the model's state: ``benchmarks/scale.py`` takes it off the peak RSS."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from epcsim.sim import replay as R
 from epcsim.sim.replay import ReplayConfig, replay_chunks
-
-
-class _Chunk(NamedTuple):
-    obj: np.ndarray
-    tenant: np.ndarray
-    write: np.ndarray
+from epcsim.workload.traces import Chunk
 
 
 def _chunks(n: int, tenants: int):  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(3)
     for _ in range(2):
-        yield _Chunk(rng.integers(0, 300, n).astype(np.uint64),
+        yield Chunk(rng.integers(0, 300, n).astype(np.uint64),
                      rng.integers(0, tenants, n).astype(np.uint32), np.zeros(n, np.bool_))
 
 

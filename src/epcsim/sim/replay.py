@@ -71,7 +71,7 @@ from epcsim.kernel.main import EpcManager
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
 from epcsim.kernel.owner import WRITE_FREED, Owner, OwnerOps
 from epcsim.sim import costs as K
-from epcsim.workload.traces import read_ahead
+from epcsim.workload.traces import Chunk, read_ahead
 
 POLICIES = ("sgx", "lru", "fifo", "clock")
 
@@ -1199,6 +1199,18 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     res.summary["state_bytes_per_page"] = res.summary["state_bytes"] / max(
         1, cfg.epc_pages + int(rp.footprint.sum()))
     return res
+
+
+def replay_pages(cfg: ReplayConfig, pages: np.ndarray,
+                 writes: np.ndarray | None = None) -> ReplayResult:
+    """Replay one enclave's accesses held in memory (page numbers; ``writes`` per access,
+    none by default) as :func:`replay_chunks` replays a trace of one chunk."""
+    n = len(pages)
+    w = np.zeros(n, np.bool_) if writes is None else np.asarray(writes, np.bool_)
+
+    def chunks() -> Iterable[Chunk]:
+        yield Chunk(np.asarray(pages).astype(np.uint64), np.zeros(n, np.uint32), w)
+    return replay_chunks(cfg, chunks)
 
 
 def _replay_one_pass(cfg: ReplayConfig, reader_factory: Any,
