@@ -214,8 +214,21 @@ i64 = np.int64
 
 @njit_inline
 def list_push_tail(ms: MgrState, lst: int, page: int) -> None:
-    dl_push_tail(ms.lists, ms.links, lst, page)
-    ms.lists[lst, L_COUNT] += 1
+    counted_push_tail(ms.lists, ms.links, lst, page)
+
+
+@njit_inline
+def counted_push_tail(lists: np.ndarray, links: np.ndarray, lst: int, page: int) -> None:
+    """Append ``page`` to list ``lst`` of ``lists`` (``ms.lists``, or the pending list in
+    ``ms.pend``) and count it."""
+    dl_push_tail(lists, links, lst, page)
+    lists[lst, L_COUNT] += 1
+
+
+@njit_inline
+def counted_del(lists: np.ndarray, links: np.ndarray, lst: int, page: int) -> None:
+    dl_del(lists, links, lst, page)
+    lists[lst, L_COUNT] -= 1
 
 
 @njit_inline
@@ -229,8 +242,7 @@ def list_pop_head(ms: MgrState, lst: int) -> int:
 
 @njit_inline
 def list_del(ms: MgrState, lst: int, page: int) -> None:
-    dl_del(ms.lists, ms.links, lst, page)
-    ms.lists[lst, L_COUNT] -= 1
+    counted_del(ms.lists, ms.links, lst, page)
 
 
 @njit_inline
@@ -350,8 +362,7 @@ def pend_page(ms: MgrState, page: int) -> None:
     """ksgxd freed ``page`` at its clock: pending until the allocating thread's clock
     passes that moment."""
     set_where(ms, page, W_PENDING)
-    dl_push_tail(ms.pend, ms.links, 0, page)
-    ms.pend[0, L_COUNT] += 1
+    counted_push_tail(ms.pend, ms.links, 0, page)
     ring = ms.pend.shape[0] - 1
     stamp = ms.p[P_KCLK]
     n = ms.p[P_PEND_LEN]
@@ -377,8 +388,7 @@ def release_pending(ms: MgrState, st: Any) -> None:
             break
         for _ in range(ms.pend[r, R_COUNT]):
             page = ms.pend[0, L_HEAD]
-            dl_del(ms.pend, ms.links, 0, page)
-            ms.pend[0, L_COUNT] -= 1
+            counted_del(ms.pend, ms.links, 0, page)
             free_now(ms, st, page)
         ms.p[P_PEND_HEAD] = (ms.p[P_PEND_HEAD] + 1) % ring
         ms.p[P_PEND_LEN] -= 1
