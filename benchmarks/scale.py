@@ -53,7 +53,7 @@ def _chunks(footprint: int, requests: int, touch: str):  # type: ignore[no-untyp
     rng = np.random.default_rng(1)
     for start in range(0, footprint, STEP):
         obj = np.arange(start, min(start + STEP, footprint), dtype=np.uint64)
-        yield Chunk(obj, np.zeros(len(obj), np.uint32), np.zeros(len(obj), np.bool_))
+        yield Chunk(obj, np.full(len(obj), 0, np.uint32), np.full(len(obj), False))
     for start in range(0, requests, STEP):
         n = min(STEP, requests - start)
         if touch == "zipf":
@@ -64,7 +64,7 @@ def _chunks(footprint: int, requests: int, touch: str):  # type: ignore[no-untyp
             obj = ((rank * 2654435761) % footprint).astype(np.uint64)
         else:
             obj = rng.integers(0, footprint, n).astype(np.uint64)
-        yield Chunk(obj, np.zeros(n, np.uint32), np.zeros(n, np.bool_))
+        yield Chunk(obj, np.full(n, 0, np.uint32), np.full(n, False))
 
 
 def _replay(epc: int, footprint: int, requests: int, touch: str) -> dict[str, float]:

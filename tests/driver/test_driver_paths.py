@@ -195,8 +195,8 @@ def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
     assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
     # Packed: the table costs what the separate arrays did, byte for byte.
     assert EP_RECORD.itemsize == sum(EP_RECORD.fields[n][0].itemsize
-                                     for n in EP_RECORD.names) == 25
-    assert ds.ep.nbytes == ds.ep.shape[0] * 25
+                                     for n in EP_RECORD.names) == 21
+    assert ds.ep.nbytes == ds.ep.shape[0] * 21
 
 
 def test_backing_store_pcmd_accounting() -> None:

@@ -171,3 +171,25 @@ def test_ewb_gp_slot_not_8_byte_aligned(env, encl):
     for off in (1, 4, 7, 0xFFC):
         with unchanged(env), pytest.raises(GeneralProtectionFault):
             env.cpu.ewb(pi, encl.phys(OFF_DATA0), va + off)
+
+
+def test_versions_go_round_after_the_largest(anyenv):
+    """A slot keeps 32 bits of the version (docs/fidelity.md): after 2^32 - 1 the next EWB
+    gets 1, never 0 (a free slot), and blobs of either side of the turn reload; a VA page
+    written back and loaded again in content mode keeps every slot's version."""
+    from epcsim.hw.epc import G_NEXT_VERSION, VERSION_MAX
+    env = anyenv
+    encl = env.enclave()
+    va, va2 = env.va(), env.va()
+    env.cpu.st.g[G_NEXT_VERSION] = VERSION_MAX
+    ev0 = env.evict(encl.phys(OFF_DATA0), va + 8, secs=encl.secs)
+    ev1 = env.evict(encl.phys(OFF_DATA1), va + 16, secs=encl.secs)
+    slots = env.cpu.st.va_slots[env.cpu.st.row[env.cpu.page_index(va)]]
+    assert (int(slots[1]), int(slots[2])) == (VERSION_MAX, 1)
+    assert int(env.cpu.st.g[G_NEXT_VERSION]) == 2
+    rc, ev_va = env.ewb(va, va2)
+    assert rc == 0
+    rc, new_va = env.eldu(ev_va, 0)
+    assert rc == 0
+    assert env.eldu(replace(ev1, va_slot=new_va + 16), encl.secs)[0] == 0
+    assert env.eldu(replace(ev0, va_slot=new_va + 8), encl.secs)[0] == 0

@@ -157,7 +157,7 @@ class Processor:
     """One SGX-capable package: EPC sections, the EPCM, logical processors and the leaves.
 
     ``content=True`` keeps 4 KiB of bytes per EPC page and seals evicted pages with
-    AES-GCM; otherwise the same checks run on metadata with a keyed 64-bit MAC.
+    AES-GCM; otherwise the same checks run on metadata with a keyed 32-bit MAC.
 
     ``tlb_entries`` > 0 gives each logical processor a TLB of that many entries in sets of
     ``tlb_ways`` (:mod:`epcsim.hw.tlb`): an access it serves runs no EPCM check and sets no
@@ -789,7 +789,7 @@ class Processor:
             hosts.append(target)
             secinfo = rec[L.W_SECINFO]
             if (secinfo >> 8) & 0xFF == PageType.VA:
-                plaintext = st.va_slots[rec[L.W_ROW]].tobytes()
+                plaintext = st.va_slots[rec[L.W_ROW]].astype(np.uint64).tobytes()
             else:
                 plaintext = data[target * PAGE_SIZE:(target + 1) * PAGE_SIZE]
             seal(rec[L.W_VERSION], self._aad_eid(rec[L.W_EID], secinfo, rec[L.W_PCMD_EID]),
@@ -881,7 +881,7 @@ class Processor:
                     version, self._aad_eid(eid, secinfo16, pcmd_eid), linaddr, secinfo16, blob,
                     plaintext):
                 verdict = 1
-            mac64 = 0  # the AES-GCM tag decided; the 64-bit MAC is metadata mode's
+            mac64 = 0  # the AES-GCM tag decided; the 32-bit MAC is metadata mode's
         else:
             mac64 = int.from_bytes(mac[:8], "little") if len(mac) == 16 else -1
             verdict = -1 if mac[8:] == bytes(8) else 0

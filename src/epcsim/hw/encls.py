@@ -54,6 +54,7 @@ from epcsim.hw.epc import (
     VC_CONFLICT,
     VC_ELDU,
     VC_EPT,
+    VERSION_MAX,
     X_A,
     X_AUX,
     X_BLOCKED,
@@ -247,7 +248,7 @@ _MAC_K = (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB8
 @njit
 def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, aux: int,
                  pcmd_eid: int) -> int:
-    """A keyed 64-bit MAC over the EWB record, for metadata mode (no page bytes).
+    """A keyed 32-bit MAC over the EWB record, for metadata mode (no page bytes).
 
     Each field is multiplied by its own odd constant (a bijection, so a change to any one
     field changes the sum) and the products are folded together before one final mix: the
@@ -262,9 +263,11 @@ def metadata_mac(key: int, version: int, eid: int, linaddr: int, secinfo: int, a
     h ^= (np.uint64(linaddr) * np.uint64(_MAC_K[2])) ^ (np.uint64(secinfo) * np.uint64(_MAC_K[3]))
     h ^= (np.uint64(aux) * np.uint64(_MAC_K[4])) ^ (np.uint64(pcmd_eid) * np.uint64(_MAC_K[5]))
     h = _mix(np.uint64(key), h)
-    # 63 bits, so the MAC is a plain int64 in compiled code: numba compares mixed
-    # signed/unsigned 64-bit integers through float64, which would lose low bits.
-    return np.int64(h >> np.uint64(1))
+    # The high 32 bits: the PCMD's MAC is kept for every evicted page, and at 4 bytes it is
+    # half of what 8 were (a forged blob passes with odds of 2^-32, docs/fidelity.md). A
+    # plain non-negative int64 in compiled code: numba compares mixed signed/unsigned 64-bit
+    # integers through float64, which would lose low bits.
+    return np.int64(h >> np.uint64(32))
 
 
 @njit
@@ -705,7 +708,8 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
         if ctx == CTX_GUEST and st.secs[row].s_vchld != 0:
             return CHILD_PRESENT
     version = np.int64(st.g[G_NEXT_VERSION])
-    st.g[G_NEXT_VERSION] += 1
+    # 32-bit versions, 1 to 2^32 - 1 and round again (0 marks a free slot): docs/fidelity.md
+    st.g[G_NEXT_VERSION] = version + 1 if version < VERSION_MAX else 1
     if is_child_type(pt):
         eid = np.int64(st.secs[row].s_eid)
         out[W_EID] = eid
@@ -733,7 +737,7 @@ def ewb(st: HwState, target: int, va_page: int, slot: int, ctx: int, out: np.nda
     rc = SUCCESS
     if st.va_slots[va_row, slot] != 0:
         rc = VA_SLOT_OCCUPIED
-    st.va_slots[va_row, slot] = version
+    st.va_slots[va_row, slot] = np.uint32(version)
     st.epcm[target].bits = 0
     if is_child_type(pt):
         st.secs[row].s_chld -= 1
@@ -1303,7 +1307,8 @@ def eldu_content(st: HwState, target: int, va_page: int, slot: int, secs: int, l
         target = tx(st, target)
         words = plaintext.view(np.uint64)
         if (secinfo >> 8) & 0xFF == PT_VA:
-            st.va_slots[st.epcm[target].row] = words
+            # The page holds 512 eight-byte slots; the model keeps each version's 32 bits.
+            st.va_slots[st.epcm[target].row] = words.astype(np.uint32)
         else:
             st.data[target].view(np.uint64)[:] = words
     return code

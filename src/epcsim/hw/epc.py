@@ -56,6 +56,9 @@ EPCM_SECINFO_MASK = 0x3F
 # Global scalars in ``HwState.g``.
 G_NEXT_EID = 0        # next enclave id (ECREATE fetch-and-increment)
 G_NEXT_VERSION = 1    # next EWB version; versions are never 0 (0 marks a free VA slot)
+# The largest version: a VA slot keeps 32 bits of the processor's 64 (4 bytes of state per
+# evicted page instead of 8); past it versions start again at 1 (docs/fidelity.md).
+VERSION_MAX = (1 << 32) - 1
 G_CONTENT = 2         # 1 when every EPC page holds bytes
 G_SECS_FREE_TOP = 3   # entries in the free-row stack of the SECS table
 G_VA_FREE_TOP = 4     # entries in the free-row stack of the version table
@@ -163,7 +166,7 @@ class HwState(NamedTuple):
     epcm: np.ndarray          # EPCM_RECORD per EPC page
     data: np.ndarray          # u8 [npages, 4096] in content mode, else [1, 4096]
     secs: np.ndarray          # SECS_RECORD per row
-    va_slots: np.ndarray      # u64 [rows, 512]: the version table, a row per VA page
+    va_slots: np.ndarray      # u32 [rows, 512]: the version table, a row per VA page
     va_free: np.ndarray       # i64 stack of free rows of the version table
     lp: np.ndarray            # LP_RECORD per logical processor
     g: np.ndarray             # u64 [G_LEN] scalars and injected conflicts
@@ -327,7 +330,7 @@ def make_state(sections: list[EpcSection], *, n_lps: int, content: bool, mac_key
         epcm=table(np.zeros(npages, dtype=EPCM_RECORD)),
         data=table(np.zeros((npages if content else 1, PAGE_SIZE), dtype=np.uint8)),
         secs=table(np.zeros(0, dtype=SECS_RECORD)),
-        va_slots=table(np.zeros((0, SGX_VA_SLOT_COUNT), dtype=np.uint64)),
+        va_slots=table(np.zeros((0, SGX_VA_SLOT_COUNT), dtype=np.uint32)),
         va_free=table(np.zeros(0, dtype=np.int64)),
         lp=table(lp), g=table(g), vmcs=table(section_words(sections)),
         ept=table(np.zeros(0, dtype=np.int64)),

@@ -138,7 +138,7 @@ class DState(NamedTuple):
                             # secs_child_cnt, page_cnt, the VA list, backing counts, the
                             # cgroup of the process that opened it, the counters
     # enclave pages: one packed EP_RECORD each (epc i32, desc u8, type u8, encl u16,
-    # va i32, slot u16, secinfo u8, aux u8, prot u8, mac i64), a numpy record array so
+    # va i32, slot u16, secinfo u8, aux u8, prot u8, mac u32), a numpy record array so
     # that ``ds.ep[i].desc`` reads the same compiled and interpreted; the Python side
     # mostly uses the ``ep_*`` views below
     ep: np.ndarray
@@ -491,7 +491,7 @@ def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
     if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
         ds.ep[oid].va = va
         ds.ep[oid].slot = slot
-        ds.ep[oid].mac = np.int64(ds.out[L.W_MAC])
+        ds.ep[oid].mac = np.uint32(ds.out[L.W_MAC])
         ds.ep[oid].secinfo = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
         ds.ep[oid].aux = np.int64(ds.out[L.W_AUX])
         ds.ep[oid].desc |= np.uint8(EP_EVICTED)
@@ -558,7 +558,7 @@ def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     lin = ds.encl[e, E_BASE] + ((ep - ds.encl[e, E_FIRST]) << 12)
     secinfo = (np.int64(ds.ep[ep].type) << 8) | np.int64(ds.ep[ep].secinfo)
     rc = L.eldu(st, epc, ds.va[ds.ep[ep].va, VA_EPC], np.int64(ds.ep[ep].slot), secs, lin,
-                secinfo, ds.encl[e, E_EID], ds.ep[ep].mac, np.int64(ds.ep[ep].aux),
+                secinfo, ds.encl[e, E_EID], np.int64(ds.ep[ep].mac), np.int64(ds.ep[ep].aux),
                 False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
         eldu_done(ds, ms, st, ep, epc)
@@ -864,7 +864,7 @@ def _empty_rows(n: int, width: int, none_cols: tuple[int, ...]) -> np.ndarray:
 
 
 PCMDS_PER_PAGE = 32
-# An enclave page's fields live in one packed 25-byte record, DState.ep. A fault reads the
+# An enclave page's fields live in one packed 21-byte record, DState.ep. A fault reads the
 # page's EPC index and flags, then its ELDU the type, SECINFO, aux, MAC and VA slot, and the
 # reclaimer's get and age test the enclave and flags: in separate tables each of those was
 # its own cache miss; in one record they share one or two lines. Packed (no padding), so the
@@ -875,7 +875,7 @@ PCMDS_PER_PAGE = 32
 _EP_LAYOUT = (("epc", np.int32, NONE), ("desc", np.uint8, 0), ("type", np.uint8, 0),
               ("encl", np.uint16, 0), ("va", np.int32, NONE), ("slot", np.uint16, 0),
               ("secinfo", np.uint8, 0), ("aux", np.uint8, 0), ("prot", np.uint8, 0),
-              ("mac", np.int64, 0))
+              ("mac", np.uint32, 0))
 EP_RECORD = np.dtype([(name, kind) for name, kind, _ in _EP_LAYOUT])
 _VA_NONE = (VA_NEXT, VA_PREV, VA_EPC, VA_ENCL)
 
@@ -908,7 +908,7 @@ def ep_clear(rec: np.ndarray, start: int, stop: int) -> None:
     """Records ``start`` to ``stop`` of the table ``rec`` back to their empty values.
 
     The first record is written, then the records done so far are copied after themselves,
-    doubling: a few dozen copies of contiguous bytes. Broadcasting the 25-byte record over
+    doubling: a few dozen copies of contiguous bytes. Broadcasting the 21-byte record over
     the rows copied it record by record (33 M records, an enclave of 128 GiB, in 0.7 s;
     assigning a numpy record to the slice was slower still).
     """

@@ -25,13 +25,14 @@ from __future__ import annotations
 import functools
 import gc
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from epcsim.arch import Attribute, PageType, Secinfo, Secs, secinfo_flags
+from epcsim.heap import fix_mmap_threshold
 from epcsim.hw import encls as L
 from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
@@ -113,9 +114,11 @@ FLOG_TENANT_SHIFT = 47
 AHEAD = 32
 
 # Samples the series keeps at most (32 bytes each, and 4 a sampled tenant, whose long-form
-# table has a row per sample and tenant: 2^18 x 64 rows at most): past half of it, every
-# other sample goes and the step doubles (Replay._coarsen_series).
-MAX_SERIES = 1 << 18
+# table has a row per sample and tenant: 2^16 x 64 rows at most): past half of it, every
+# other sample goes and the step doubles (Replay._coarsen_series). 32 768 to 65 536 points
+# are more than a plot shows; the series is a constant of 2 MiB at most, which the scale
+# matrix's smallest cells (1.5 Mi simulated pages) see as up to 1.4 bytes per page.
+MAX_SERIES = 1 << 16
 
 # Tenants whose EPC usage is sampled with the series (the first ones of the trace).
 SAMPLED_TENANTS = 64
@@ -1165,6 +1168,7 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     equal parts of the trace, the fraction of requests replayed so far, and runs its own
     share up to there on the same processor and kernel.
     """
+    fix_mmap_threshold()
     warm = time.perf_counter()
     warm_up(cfg)
     compile_s = time.perf_counter() - warm
@@ -1256,6 +1260,23 @@ def _stage(progress: Any, text: str) -> None:
         say(text)
 
 
+# Requests per piece the read-ahead thread prepares: the columns it computes for a piece
+# (8 bytes a request) exist for at most three pieces at a time, 1.5 MiB whatever the
+# reader's chunks are; a piece replays in about 10 ms, so the calls cost nothing.
+PIECE = 1 << 16
+
+
+def _pieces(chunks: Iterable[Any], size: int = PIECE) -> Iterator[Any]:
+    """The chunks cut into pieces of at most ``size`` requests (views, no copy)."""
+    for ch in chunks:
+        n = ch.obj.shape[0]
+        if n <= size:
+            yield ch
+            continue
+        for a in range(0, n, size):
+            yield Chunk(ch.obj[a:a + size], ch.tenant[a:a + size], ch.write[a:a + size])
+
+
 def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progress: Any,
                        beside: Beside | None, slices: int,
                        make_replay: Any) -> tuple[Replay, float]:
@@ -1279,7 +1300,7 @@ def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progr
     t1 = time.perf_counter()
     # Kept chunks too: their ids are mapped on the other thread while the engine runs.
     chunks = ids.kept if ids.kept is not None else reader_factory()
-    for ch, pages, entries in read_ahead(chunks, prepare=prepare):
+    for ch, pages, entries in read_ahead(_pieces(chunks), prepare=prepare):
         n = ch.obj.shape[0]
         width = part if step is not None else max(n, 1)
         for a in range(0, n, width):
