@@ -45,11 +45,66 @@ def test_a_compile_prints_one_line_and_a_cached_run_none(
 
 def test_the_side_is_off_when_asked_or_on_one_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "0")
-    assert compiling.start_side("replay") is None
+    assert compiling.start_side("replay", "sgx") is None
     monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "1")
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
-    assert compiling.start_side("replay") is None
+    monkeypatch.setattr(compiling, "_cores", lambda: 1)
+    assert compiling.start_side("replay", "sgx") is None
     assert compiling.start_side("no such unit") is None
+
+
+def test_the_replay_and_demo_sides_are_on_by_default_and_the_others_are_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[list[str]] = []
+
+    class Popen:
+        def __init__(self, argv: list[str], **kw: object) -> None:
+            started.append(argv)
+
+    import subprocess as sp
+    monkeypatch.delenv("EPCSIM_SIDE_COMPILE", raising=False)
+    monkeypatch.setattr(compiling, "_cores", lambda: 2)
+    monkeypatch.setattr(sp, "Popen", Popen)
+    assert compiling.start_side("content") is None
+    assert compiling.start_side("replay", "lru") is not None
+    assert "side_work('replay', 'lru')" in started[0][-1]
+    assert compiling.start_side("demo") is not None
+
+
+ENGINE_HERE = """
+import json
+from numba.core import event
+from epcsim.sim.replay import ReplayConfig, warm_up
+compiled = []
+class Listener(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev):
+        pass
+with event.install_listener("numba:compile", Listener()):
+    warm_up(ReplayConfig(policy="sgx"))
+print(json.dumps(compiled))
+"""
+
+
+def test_the_replay_side_leaves_the_engine_and_its_leaves_for_the_command(
+        tmp_path: Path) -> None:
+    """The side's work for a replay (the fault path's leaves, the engine, and the entries
+    the build calls) is what the command's warm-up then loads instead of compiling: a
+    replay in a later process on the same (first empty) cache compiles what only its
+    enclaves' build calls (EINIT's checks, say), and none of those."""
+    from epcsim.sim import replay as R
+
+    env = dict(os.environ, PYTHONPATH=str(SRC), EPCSIM_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", "from epcsim.compiling import side_work;"
+                    " side_work('replay', 'sgx')"], env=env, check=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", ENGINE_HERE], env=env, check=True,
+                         capture_output=True, text=True, timeout=600).stdout
+    compiled = set(json.loads(out.strip().splitlines()[-1]))
+    assert "einit_secs_check" in compiled            # the build's own part compiles
+    ahead = {"make_engine.<locals>.replay_chunk", "make_engine.<locals>.sgx_access",
+             *R._AHEAD_LEAVES, *R._AHEAD_ENTRIES,
+             *(f"{name}.<python>" for name in R._AHEAD_ENTRIES)}
+    assert not compiled & ahead, compiled & ahead
 
 
 KSGXD_HERE = """

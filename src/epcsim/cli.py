@@ -26,11 +26,11 @@ VM_COLUMNS = ("name", "mode", "status", "guest_faults", "guest_ewb", "host_ewb",
               "vm_exits", "conflict_exits", "slowdown")
 
 
-def announced(unit: str) -> Any:
+def announced(unit: str, side: str = "") -> Any:
     """Say on stderr, once, when the command is about to compile (:mod:`epcsim.compiling`)."""
     from epcsim.compiling import announced as _announced
 
-    return _announced(unit)
+    return _announced(unit, side=side)
 
 
 # Bounds of the flags (docs/bounds.md); a scenario's are in epcsim.workload.scenario.
@@ -314,7 +314,7 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
     try:
         reader = open_trace(trace, fmt, columns=cols)
         total = reader.count()
-        with announced("replay"), _progress(as_json) as bar:
+        with announced("replay", side=policy), _progress(as_json) as bar:
             res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
                                platform=platform_name, columns=cols, ksgxd=ksgxd,
                                progress=_advancer(bar, "replay", total),

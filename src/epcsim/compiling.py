@@ -86,9 +86,10 @@ def estimate(unit: str) -> float:
 # ----------------------------------------------------------------------------- the line
 
 @contextmanager
-def announced(unit: str, stream: Any = None) -> Iterator[None]:
+def announced(unit: str, stream: Any = None, side: str = "") -> Iterator[None]:
     """Within: print one line on stderr when the first compile starts (none if everything
-    is in the cache), and keep how long the compiles took.
+    is in the cache), and keep how long the compiles took. The first compile also starts
+    the side process (:func:`start_side`; ``side`` is its argument, a replay's policy).
 
     The line goes to stderr, so ``--json`` output on stdout stays one object.
     """
@@ -96,18 +97,18 @@ def announced(unit: str, stream: Any = None) -> Iterator[None]:
 
     out = stream if stream is not None else sys.stderr
     said = False
-    side: Any = None
+    proc: Any = None
 
     class Listener(event.Listener):  # type: ignore[misc]
         def on_start(self, ev: Any) -> None:
-            nonlocal said, side
+            nonlocal said, proc
             if not said:
                 said = True
                 u = UNITS[unit]
                 print(f"epcsim: compiling {u.what} for this machine, about "
                       f"{_rounded(estimate(unit))} (once: kept in {cache_dir()})",
                       file=out, flush=True)
-                side = start_side(unit)
+                proc = start_side(unit, side)
 
         def on_end(self, ev: Any) -> None:
             pass
@@ -117,7 +118,7 @@ def announced(unit: str, stream: Any = None) -> Iterator[None]:
         with event.install_listener("numba:compile", Listener()):
             yield
     finally:
-        stop_side(side)
+        stop_side(proc)
     if said:
         # The whole block's time: a first compile also loads and links what it finds.
         _record(unit, time.perf_counter() - t0)
@@ -125,32 +126,65 @@ def announced(unit: str, stream: Any = None) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- the side
 
-# A first compile runs a second process beside the command (on two cores or more): it
-# compiles the reclaim path (ksgxd, the reclaim batch, the owners' operations, EBLOCK,
-# ETRACK, EWB and the VA slots) while the command compiles the fault path. The cache's
-# locks (epcsim.jitcache) make each rule compile once: the command loads the reclaim path
-# the side saved, or waits for the rule the side is compiling. Off unless
-# EPCSIM_SIDE_COMPILE=1: measured on two idle cores, the first replay compiled in 24.5 and
-# 26.2 s with it against 26.7 and 26.0 s without (the fault path reaches the reclaim path
-# early and then waits for it), so it is kept as an option to try splits with.
+# A first compile runs a second process beside the command (on two cores or more), the
+# side, which compiles into the same cache what the command will need late; the cache's
+# locks (epcsim.jitcache) make each rule compile once: the command loads what the side
+# saved, or waits for the rule the side is compiling.
+#
+# For a replay and the demo the side compiles the fault path's leaves and then the replay
+# engine (``replay.compile_ahead``; the demo's, of a host shared with a VM) while the
+# command boots its kernel and compiles the boot and reclaim paths. On two cores the first
+# replay's compile took 32-33 s alone and 21-22 s with it, and a cold demo 79-87 s alone
+# and 55-67 s with it (alternated runs, BENCHMARKS.md "Compile time: a side process"). On
+# by default; EPCSIM_SIDE_COMPILE=0 turns it off.
+#
+# The other units' side compiles the reclaim path (ksgxd, the reclaim batch, the owners'
+# operations) while the command compiles the fault path. It gained nothing measurable for
+# a replay (the fault path reaches the reclaim path early and then waits for it), so for
+# them it runs only with EPCSIM_SIDE_COMPILE=1, as an option to try splits with.
 SIDES = {"replay": (False,), "demo": (True, False), "content": (False,), "cgroups": (False,)}
+ON_BY_DEFAULT = ("replay", "demo")
 
 
-def start_side(unit: str) -> Any:
-    """The side process of ``unit``'s first compile, or None."""
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+def start_side(unit: str, arg: str = "") -> Any:
+    """The side process of ``unit``'s first compile, or None. ``arg``: the replay's
+    policy."""
     import subprocess
 
-    if (os.environ.get("EPCSIM_SIDE_COMPILE", "0") != "1" or unit not in SIDES
-            or (os.cpu_count() or 1) < 2):
+    from numba.core import config
+
+    wanted = os.environ.get("EPCSIM_SIDE_COMPILE", "1" if unit in ON_BY_DEFAULT else "0")
+    if wanted != "1" or unit not in SIDES or _cores() < 2 or config.DISABLE_JIT:
         return None
     env = dict(os.environ, EPCSIM_SIDE_COMPILE="0")
-    code = f"from epcsim.compiling import compile_reclaim_path; compile_reclaim_path({unit!r})"
+    code = f"from epcsim.compiling import side_work; side_work({unit!r}, {arg!r})"
     try:
         return subprocess.Popen([sys.executable, "-c", code], env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
     except OSError:
         return None
+
+
+def side_work(unit: str, arg: str = "") -> None:
+    """The side's work for ``unit``."""
+    if unit == "replay":
+        from epcsim.sim.replay import POLICIES, compile_ahead
+
+        compile_ahead(arg if arg in POLICIES else "sgx")
+    elif unit == "demo":
+        from epcsim.sim.replay import compile_ahead
+
+        compile_ahead("sgx", kvm=True)   # the demo's host is shared with a VM
+    else:
+        compile_reclaim_path(unit)
 
 
 def stop_side(side: Any) -> None:

@@ -201,6 +201,19 @@ def _python_entry(disp: Any) -> Any:
     return entry
 
 
+def compile_for(disp: Any, args: tuple[Any, ...], python: bool = False) -> None:
+    """Compile ``disp``'s rule for the types of ``args`` without running it (and the entry
+    a Python call of those types enters by, when ``python``): what a call would compile,
+    so that a process compiling ahead (:mod:`epcsim.compiling`, the side) leaves in the
+    cache exactly what the command will look for."""
+    if config.DISABLE_JIT:
+        return
+    argtypes = tuple(disp.typeof_pyval(a) for a in args)
+    disp.compile(argtypes)
+    if python and disp.targetoptions.get("no_cpython_wrapper"):
+        _python_entry(disp).compile(argtypes)
+
+
 def _plain_parameters(fn: Callable[..., Any]) -> bool:
     return all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty
                for p in inspect.signature(fn).parameters.values())

@@ -17,13 +17,38 @@ def _chunks(n: int, tenants: int):  # type: ignore[no-untyped-def]
                      rng.integers(0, tenants, n).astype(np.uint32), np.zeros(n, np.bool_))
 
 
+class _Counted:
+    """A reader that knows its length before it is read, as the file readers do."""
+
+    def __init__(self, n: int, tenants: int) -> None:
+        self.n, self.tenants = n, tenants
+
+    def count(self) -> int:
+        return 2 * self.n
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return _chunks(self.n, self.tenants)
+
+
 def test_a_kept_trace_is_counted_and_a_reread_one_is_not(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     cfg = ReplayConfig(policy="sgx", epc_pages=256)
-    s = replay_chunks(cfg, lambda: _chunks(5000, 2)).summary
+    # Its length known first: kept when it fits KEEP_BYTES, however long per page.
+    s = replay_chunks(cfg, lambda: _Counted(5000, 2)).summary
     assert s["trace_bytes_held"] == 2 * 5000 * (8 + 4 + 1)
     assert s["state_bytes"] > 0
+    # Its length unknown: kept while it is at most KEEP_PER_PAGE bytes a simulated page
+    # (256 EPC pages and two tenants of up to 300 pages: 13.7 KB) ...
+    s = replay_chunks(cfg, lambda: _chunks(200, 2)).summary
+    assert s["trace_bytes_held"] == 2 * 200 * 13
+    # ... and read twice when longer, so what the scan kept and dropped never outweighed
+    # the state; the replay is the same either way.
+    long = replay_chunks(cfg, lambda: _chunks(5000, 2)).summary
+    assert long["trace_bytes_held"] == 0
+    assert R.IdMap.KEEP_PER_PAGE * (256 + 600) < 2 * 5000 * 13
+    kept = replay_chunks(cfg, lambda: _Counted(5000, 2)).summary
+    assert (long["faults"], long["ewb"]) == (kept["faults"], kept["ewb"])
     monkeypatch.setattr(R, "KEEP_BYTES", 1000)       # too large to keep: read twice
-    s = replay_chunks(cfg, lambda: _chunks(5000, 2)).summary
+    s = replay_chunks(cfg, lambda: _Counted(5000, 2)).summary
     assert s["trace_bytes_held"] == 0
 
 

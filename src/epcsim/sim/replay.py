@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -37,7 +38,16 @@ from epcsim.hw import encls as L
 from epcsim.hw.baremetal import tcs_image
 from epcsim.hw.cpu import Processor
 from epcsim.hw.crypto import mrenclave, sign_sigstruct
-from epcsim.jit import njit, njit_closure, njit_inline, prefetch, state_class, table, tables
+from epcsim.jit import (
+    compile_for,
+    njit,
+    njit_closure,
+    njit_inline,
+    prefetch,
+    state_class,
+    table,
+    tables,
+)
 from epcsim.kernel import main as M
 from epcsim.kernel.encl import (
     E_BASE,
@@ -671,13 +681,24 @@ class IdMap:
     # large it would cost 24 bytes a page and more, where the identity costs nothing.
     IDENTITY_LIMIT = 1 << 28
 
-    def scan(self, factory: Callable[[], Iterable[Any]], keep_bytes: int = 0) -> int:
+    # Bytes of trace a scan keeps per simulated page at most, while it cannot know the
+    # trace's length before its end: fewer than the replay's state per page (26 to 29), so
+    # chunks kept and then dropped because the trace was longer never held more memory
+    # than the replay will (a 1 GiB trace dropped before a 0.9 GB state was the peak).
+    KEEP_PER_PAGE = 16
+
+    def scan(self, factory: Callable[[], Iterable[Any]], keep_bytes: int = 0,
+             epc_pages: int = 0) -> int:
         """First pass: each tenant's footprint. Returns the number of requests.
 
         Object ids below ``IDENTITY_LIMIT`` are used as page numbers directly; otherwise the
         trace is read again into a hash table that numbers pages in order of first use.
-        Up to ``keep_bytes`` of chunks are kept in ``self.kept`` so that a trace that fits
-        in memory is read once; ``self.kept`` is None when it did not fit.
+        Chunks are kept in ``self.kept`` so that a trace that fits in memory is read once
+        (``self.kept`` is None when it did not fit): a reader that bounds its length before
+        it is read (``most_requests()``, else ``count()``) is kept when the bound fits
+        ``keep_bytes``; otherwise chunks are kept while they take at most ``keep_bytes``
+        and ``KEEP_PER_PAGE`` bytes per simulated page (``epc_pages`` plus the footprint so
+        far), so that a trace found too long was never held at more than that.
         """
         reader = factory()
         quick = getattr(reader, "scan_ids", None)
@@ -692,13 +713,21 @@ class IdMap:
             return total
         total = 0
         maxes = np.full(self.max_tenants, -1, dtype=np.int64)
+        count = getattr(reader, "count", None)
+        length = count() if count is not None else None
+        bound = getattr(reader, "most_requests", None)
+        most = bound() if bound is not None else length
+        fits = most is not None and most * REQUEST_BYTES <= keep_bytes
+        if length is not None and not fits:
+            keep_bytes = 0          # known too long: nothing is kept to be dropped
         self.kept = [] if keep_bytes > 0 else None
         held = 0
+        pages = epc_pages
         for ch in reader:
             total += ch.obj.shape[0]
             if self.kept is not None:
                 held += ch.obj.nbytes + ch.tenant.nbytes + ch.write.nbytes
-                if held <= keep_bytes:
+                if held <= keep_bytes and (fits or held <= self.KEEP_PER_PAGE * pages):
                     self.kept.append(ch)
                 else:
                     self.kept = None
@@ -714,10 +743,11 @@ class IdMap:
                 raise ValueError(f"tenant id {bad} is too large (at most "
                                  f"{self.max_tenants - 1})")
             # Footprints (largest id + 1) up to the limit in sum: 1 TiB exactly is identity.
-            if maxes.max() >= self.IDENTITY_LIMIT or \
-                    int(maxes[maxes >= 0].sum()) + int((maxes >= 0).sum()) > self.IDENTITY_LIMIT:
+            footprint = int(maxes[maxes >= 0].sum()) + int((maxes >= 0).sum())
+            if maxes.max() >= self.IDENTITY_LIMIT or footprint > self.IDENTITY_LIMIT:
                 self.identity = False
                 break
+            pages = epc_pages + footprint
         if self.identity:
             seen = np.nonzero(maxes >= 0)[0]
             n = int(seen.max()) + 1 if seen.size else 0
@@ -1282,7 +1312,7 @@ def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progr
                        make_replay: Any) -> tuple[Replay, float]:
     """Scan the trace for each tenant's footprint, build the machine, replay."""
     _stage(progress, "scanning the trace")
-    total = ids.scan(reader_factory, keep_bytes=KEEP_BYTES)
+    total = ids.scan(reader_factory, keep_bytes=KEEP_BYTES, epc_pages=cfg.epc_pages)
     if not ids.tenant_ids:
         raise ValueError("the trace has no requests")
     n = len(ids.tenant_ids)
@@ -1319,6 +1349,8 @@ def _replay_two_passes(cfg: ReplayConfig, reader_factory: Any, ids: IdMap, progr
 # A trace up to this size is read once and kept for the replay pass; a larger one is read
 # twice (footprint scan, then replay), so a trace larger than memory still replays.
 KEEP_BYTES = 1 << 30
+# What a kept request takes: its id, tenant and write flag.
+REQUEST_BYTES = 8 + 4 + 1
 
 _warmed: set[str] = set()
 
@@ -1335,6 +1367,54 @@ def warm_up(cfg: ReplayConfig) -> None:
     rp.feed(np.zeros(512, np.uint32), pages, np.zeros(512, np.bool_))
     rp.result(1.0)
     _warmed.add(kind)
+
+
+# The processor's leaves of the sgx engine, in the order a side process compiles them
+# (compile_ahead): first those only the reclaim and fault paths call, then those the build
+# of an enclave also enters from Python. The command meanwhile builds its kernel, whose
+# boot and reclaim path it compiles itself; by the time it reaches these, they are in the
+# cache (BENCHMARKS.md, "Compile time": the first replay's compile, 41 s alone, 24 s beside
+# a side, on two busy cores).
+_AHEAD_LEAVES = ("ewb", "eblock", "etrack", "eaccept", "eresume", "aex", "eldu_at", "eaug",
+                 "epa")
+_AHEAD_ENTRIES = ("ecreate", "eadd", "eextend", "eenter")
+
+
+def _sample_args(fn: Any, st: Any, out: np.ndarray) -> tuple[Any, ...]:
+    """Arguments of a leaf's types: the processor's state, the EWB record, and zeros (an
+    int64 for each ``int``, a boolean for each ``bool``)."""
+    args: list[Any] = []
+    for name, p in inspect.signature(fn.py_func).parameters.items():
+        args.append(st if name == "st" else out if name == "out"
+                    else False if p.annotation == "bool" else 0)
+    return tuple(args)
+
+
+class _Shell(Replay):
+    """A replay's machine with no enclave built: the engine's argument types, no more."""
+
+    def _build_enclave(self, lp: int, t: int, base: int, size: int, pages: int) -> None:
+        self._most_vas.append(0)
+
+
+def compile_ahead(policy: str = "sgx", kvm: bool = False) -> None:
+    """Compile what :func:`warm_up` of ``policy`` needs late, without running it: the
+    fault path's leaves, then the engine (the work of the side process a first replay
+    starts beside itself, :mod:`epcsim.compiling`). The engine is compiled for the types
+    of a machine that has no enclave, which are those of every replay's (``kvm``: of a
+    host shared with virtual machines)."""
+    if policy == "sgx":
+        st = Processor(epc_size=64 * 4096, n_lps=2).st
+        out = table(np.zeros(L.W_LEN, dtype=np.uint64))
+        for name in _AHEAD_LEAVES + _AHEAD_ENTRIES:
+            fn = getattr(L, name)
+            compile_for(fn, _sample_args(fn, st, out), python=name in _AHEAD_ENTRIES)
+    tiny = ReplayConfig(policy=policy, epc_pages=64, low=4, high=8, batch=4, fault_log=4,
+                        kvm=kvm and policy == "sgx")
+    rp = _Shell(tiny, np.array([600], dtype=np.int64), [0])
+    cols = engine_args(np.zeros(4, np.uint32), np.zeros(4, np.int64), np.zeros(4, np.bool_))
+    compile_for(rp.engine, (rp.mgr.owner_states(), rp.mgr.ms, rp.cpu.st, rp.rs, *cols,
+                            table(np.zeros(4, np.int64))), python=True)
 
 
 def state_bytes(rp: Replay) -> int:

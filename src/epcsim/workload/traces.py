@@ -337,6 +337,12 @@ class TraceReader:
         npy: from the file size or array shape); ``None`` for csv."""
         return None
 
+    def most_requests(self) -> int | None:
+        """At least as many requests as the trace holds, when that is known without
+        reading it (the count, when known); ``None`` otherwise. A replay keeps a trace
+        this bound says fits its memory, decided before reading it."""
+        return self.count()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.fmt} {self.path!r}>"
 
@@ -1020,6 +1026,16 @@ class _CsvReader(TraceReader):
 
     def _err(self, message: str, line: int) -> TraceError:
         return TraceError(message, self.path, line, unit="line")
+
+    def most_requests(self) -> int | None:
+        """A record takes two bytes at least (a digit and the line's end), so an
+        uncompressed file holds at most half its size in requests."""
+        if self._kind is not None:
+            return None
+        try:
+            return os.path.getsize(self.path) // 2
+        except OSError:
+            return None
 
     def __iter__(self) -> Iterator[Chunk]:
         cols = self._cols
