@@ -35,9 +35,12 @@ from _machine import machine
 from epcsim.sim.replay import R_FIRST, ReplayConfig, replay_chunks
 from epcsim.workload.traces import Chunk
 
-# Requests per generated chunk: 3.4 MB of trace at a time, a constant that the smallest
-# cell (1.5 Mi simulated pages) sees as about 2 bytes per page.
-STEP = 1 << 18
+# Requests per generated chunk: 0.8 MB of trace at a time, and about 3 MB of the
+# generator's temporaries (the Zipf draw's floats). A trace longer than the replay keeps is
+# generated again during the replay, on the thread that reads ahead, so these constants
+# stand beside the model's state at its peak: with chunks of 2^18 requests (3.4 MB, 10 MB of
+# temporaries) they added 4-7 bytes per page to the smallest cells (1.5-3 Mi pages).
+STEP = 1 << 16
 
 
 
