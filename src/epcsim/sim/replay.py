@@ -82,7 +82,7 @@ from epcsim.kernel.main import EpcManager
 from epcsim.kernel.mm import MAP_FIXED, MAP_SHARED, PROT_READ, PROT_WRITE
 from epcsim.kernel.owner import WRITE_FREED, Owner, OwnerOps
 from epcsim.sim import costs as K
-from epcsim.workload.traces import Chunk, read_ahead
+from epcsim.workload.traces import Chunk, TraceReader, read_ahead
 
 POLICIES = ("sgx", "lru", "fifo", "clock")
 
@@ -1199,6 +1199,7 @@ def replay_chunks(cfg: ReplayConfig, reader_factory: Any, *, progress: Any = Non
     share up to there on the same processor and kernel.
     """
     fix_mmap_threshold()
+    reader_factory = _in_pieces(reader_factory)
     warm = time.perf_counter()
     warm_up(cfg)
     compile_s = time.perf_counter() - warm
@@ -1294,6 +1295,19 @@ def _stage(progress: Any, text: str) -> None:
 # (8 bytes a request) exist for at most three pieces at a time, 1.5 MiB whatever the
 # reader's chunks are; a piece replays in about 10 ms, so the calls cost nothing.
 PIECE = 1 << 16
+
+
+def _in_pieces(factory: Any) -> Any:
+    """``factory``, whose trace readers decode chunks of ``PIECE`` requests at most: the
+    decoded chunks in flight (up to three, beside the file's pages being decoded) are then
+    a few megabytes, not the 40 MB of three chunks of a million requests, which the smallest
+    scale cells saw as 20 bytes per simulated page more."""
+    def make() -> Any:
+        reader = factory()
+        if isinstance(reader, TraceReader) and reader.chunk_requests > PIECE:
+            reader.chunk_requests = PIECE
+        return reader
+    return make
 
 
 def _pieces(chunks: Iterable[Any], size: int = PIECE) -> Iterator[Any]:
