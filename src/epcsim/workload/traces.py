@@ -908,8 +908,17 @@ class _NpyReader(TraceReader):
 
     def __iter__(self) -> Iterator[Chunk]:
         arr = self._arr
+        # The file's mapping (np.memmap maps from the allocation granule below the data):
+        # each chunk's pages are dropped once copied, as a binary trace's are.
+        mm = getattr(arr, "_mmap", None)
+        base = int(getattr(arr, "offset", 0)) % mmap.ALLOCATIONGRANULARITY
+        item = arr.dtype.itemsize
         for start in range(0, len(arr), self.chunk_requests):
-            yield self._decode(np.array(arr[start:start + self.chunk_requests]), start)
+            end = min(start + self.chunk_requests, len(arr))
+            chunk = self._decode(np.array(arr[start:end]), start)
+            if mm is not None:
+                _drop_pages(mm, base + start * item, base + end * item)
+            yield chunk
 
     def _decode(self, part: np.ndarray, start: int) -> Chunk:
         names = part.dtype.names
