@@ -1369,14 +1369,24 @@ REQUEST_BYTES = 8 + 4 + 1
 _warmed: set[str] = set()
 
 
+def _tiny(cls: type[Replay], policy: str, kvm: bool,
+          platform: K.Platform | None = None) -> Replay:
+    """The small machine :func:`warm_up` replays on and :func:`compile_ahead` types the
+    engine with: one tenant of 600 pages on 64 EPC pages (the default platform when none
+    is given)."""
+    cfg = ReplayConfig(policy=policy, epc_pages=64, low=4, high=8, batch=4, fault_log=4,
+                       kvm=kvm and policy == "sgx")
+    if platform is not None:
+        cfg.platform = platform
+    return cls(cfg, np.array([600], dtype=np.int64), [0])
+
+
 def warm_up(cfg: ReplayConfig) -> None:
     """Compile the engine for ``cfg.policy`` on a tiny machine (once per process)."""
     kind = ("sgx+kvm" if cfg.kvm else "sgx") if cfg.policy == "sgx" else "cache"
     if kind in _warmed:
         return
-    tiny = ReplayConfig(policy=cfg.policy, epc_pages=64, platform=cfg.platform, low=4, high=8,
-                        batch=4, fault_log=4, kvm=cfg.kvm and cfg.policy == "sgx")
-    rp = Replay(tiny, np.array([600], dtype=np.int64), [0])
+    rp = _tiny(Replay, cfg.policy, cfg.kvm, cfg.platform)
     pages = (np.arange(512, dtype=np.int64) * 7) % 128
     rp.feed(np.zeros(512, np.uint32), pages, np.zeros(512, np.bool_))
     rp.result(1.0)
@@ -1423,9 +1433,7 @@ def compile_ahead(policy: str = "sgx", kvm: bool = False) -> None:
         for name in _AHEAD_LEAVES + _AHEAD_ENTRIES:
             fn = getattr(L, name)
             compile_for(fn, _sample_args(fn, st, out), python=name in _AHEAD_ENTRIES)
-    tiny = ReplayConfig(policy=policy, epc_pages=64, low=4, high=8, batch=4, fault_log=4,
-                        kvm=kvm and policy == "sgx")
-    rp = _Shell(tiny, np.array([600], dtype=np.int64), [0])
+    rp = _tiny(_Shell, policy, kvm)
     cols = engine_args(np.zeros(4, np.uint32), np.zeros(4, np.int64), np.zeros(4, np.bool_))
     compile_for(rp.engine, (rp.mgr.owner_states(), rp.mgr.ms, rp.cpu.st, rp.rs, *cols,
                             table(np.zeros(4, np.int64))), python=True)
