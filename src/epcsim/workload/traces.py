@@ -752,8 +752,9 @@ def _drop_pages(mm: mmap.mmap, start: int, end: int) -> None:
     dontneed = getattr(mmap, "MADV_DONTNEED", None)
     if advise is None or dontneed is None:
         return
+    # From the page holding ``start``: its bytes before ``start`` were decoded before.
     page = mmap.PAGESIZE
-    a = -(-start // page) * page if start else 0
+    a = start // page * page
     b = min(end // page * page, len(mm))
     if b > a:
         advise(dontneed, a, b - a)
