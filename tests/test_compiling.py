@@ -70,20 +70,35 @@ def test_the_replay_and_demo_sides_are_on_by_default_and_the_others_are_not(
     assert compiling.start_side("demo") is not None
 
 
-ENGINE_HERE = """
+COMPILED_BY = """
 import json
+import sys
 from numba.core import event
+from epcsim.hw.cpu import Processor
+from epcsim.kernel.instance import Kernel
 from epcsim.sim.replay import ReplayConfig, warm_up
 compiled = []
 class Listener(event.Listener):
     def on_start(self, ev):
-        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+        fn = ev.data["dispatcher"].py_func
+        compiled.append([fn.__module__, fn.__qualname__])
     def on_end(self, ev):
         pass
 with event.install_listener("numba:compile", Listener()):
-    warm_up(ReplayConfig(policy="sgx"))
+    exec(sys.argv[1])
 print(json.dumps(compiled))
 """
+
+
+def _compiled_after(tmp_path: Path, ahead: str, then: str) -> list[tuple[str, str]]:
+    """On an empty cache in ``tmp_path``, one process runs ``ahead``, a later one ``then``:
+    the (module, qualname) of each function the later one compiled."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), EPCSIM_CACHE_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-c", ahead], env=env, check=True, timeout=600)
+    assert list(tmp_path.rglob("*.nbc"))
+    out = subprocess.run([sys.executable, "-c", COMPILED_BY, then], env=env, check=True,
+                         capture_output=True, text=True, timeout=600).stdout
+    return [tuple(x) for x in json.loads(out.strip().splitlines()[-1])]
 
 
 def test_the_replay_side_leaves_the_engine_and_its_leaves_for_the_command(
@@ -94,12 +109,9 @@ def test_the_replay_side_leaves_the_engine_and_its_leaves_for_the_command(
     enclaves' build calls (EINIT's checks, say), and none of those."""
     from epcsim.sim import replay as R
 
-    env = dict(os.environ, PYTHONPATH=str(SRC), EPCSIM_CACHE_DIR=str(tmp_path))
-    subprocess.run([sys.executable, "-c", "from epcsim.compiling import side_work;"
-                    " side_work('replay', 'sgx')"], env=env, check=True, timeout=600)
-    out = subprocess.run([sys.executable, "-c", ENGINE_HERE], env=env, check=True,
-                         capture_output=True, text=True, timeout=600).stdout
-    compiled = set(json.loads(out.strip().splitlines()[-1]))
+    compiled = {name for _, name in _compiled_after(
+        tmp_path, "from epcsim.compiling import side_work; side_work('replay', 'sgx')",
+        "warm_up(ReplayConfig(policy='sgx'))")}
     assert "einit_secs_check" in compiled            # the build's own part compiles
     ahead = {"make_engine.<locals>.replay_chunk", "make_engine.<locals>.sgx_access",
              *R._AHEAD_LEAVES, *R._AHEAD_ENTRIES,
@@ -107,30 +119,11 @@ def test_the_replay_side_leaves_the_engine_and_its_leaves_for_the_command(
     assert not compiled & ahead, compiled & ahead
 
 
-KSGXD_HERE = """
-import json
-from numba.core import event
-from epcsim.hw.cpu import Processor
-from epcsim.kernel.instance import Kernel
-compiled = []
-class Listener(event.Listener):
-    def on_start(self, ev):
-        compiled.append(ev.data["dispatcher"].py_func.__module__)
-    def on_end(self, ev):
-        pass
-with event.install_listener("numba:compile", Listener()):
-    Kernel(Processor(epc_size=64 * 4096, n_lps=2), kvm=False).mgr.run_ksgxd()
-print(json.dumps(sorted(m for m in compiled if m.startswith("epcsim"))))
-"""
-
-
 def test_the_side_compiles_the_reclaim_path_the_command_then_loads(tmp_path: Path) -> None:
     """What the side compiles is what a kernel's ksgxd needs: a kernel in a later process
     on the same (first empty) cache compiles none of epcsim's rules for its reclaim path."""
-    env = dict(os.environ, PYTHONPATH=str(SRC), EPCSIM_CACHE_DIR=str(tmp_path))
-    subprocess.run([sys.executable, "-c", "from epcsim.compiling import compile_reclaim_path;"
-                    " compile_reclaim_path('replay')"], env=env, check=True, timeout=600)
-    assert list(tmp_path.rglob("*.nbc"))
-    out = subprocess.run([sys.executable, "-c", KSGXD_HERE], env=env, check=True,
-                         capture_output=True, text=True, timeout=600).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == []
+    compiled = _compiled_after(
+        tmp_path, "from epcsim.compiling import compile_reclaim_path;"
+        " compile_reclaim_path('replay')",
+        "Kernel(Processor(epc_size=64 * 4096, n_lps=2), kvm=False).mgr.run_ksgxd()")
+    assert sorted(m for m, _ in compiled if m.startswith("epcsim")) == []
