@@ -4,6 +4,7 @@ The extensions (numba.extending APIs and a few numba internals, written against 
 series pyproject.toml pins): Table/UnmanagedArray (tables without reference counts, element
 access without wraparound, casts to and from numba's arrays), StateRef (a state tuple as one
 pointer), RuleDispatcher (one compiled version whatever constants a caller passes), the
+rules' inliner (numba's InlineInlinables and InlineWorker.inline_ir, doing less work), the
 prefetch intrinsics, and numba's trailing_zeros.
 """
 
@@ -275,6 +276,68 @@ def test_an_inline_helper_is_spliced_into_its_caller() -> None:
 
     assert uses_twice(20) == 41
     assert not inline_twice.signatures        # never compiled on its own
+
+
+def test_inline_helpers_are_built_once_and_spliced_as_numba_splices_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules' inliner (``jit._inline_rules_pass``, over numba's ``InlineInlinables``
+    and ``InlineWorker.inline_ir``): a helper's IR is built once however many sites splice
+    it, and a caller computes what numba's own inliner makes of the same source."""
+    from numba.core.inline_closurecall import InlineWorker
+
+    built: list[str] = []
+    untyped = InlineWorker.run_untyped_passes
+
+    def counting(self, func, enable_ssa=False):  # type: ignore[no-untyped-def]
+        built.append(func.__name__)
+        return untyped(self, func, enable_ssa)
+
+    monkeypatch.setattr(InlineWorker, "run_untyped_passes", counting)
+
+    rule_inner = njit_inline(_inner)
+    rule_outer = njit_inline(_rebind(_outer, INNER=rule_inner))
+    rule = njit_closure(_rebind(_caller, INNER=rule_inner, OUTER=rule_outer))
+    numba_inner = numba.njit(inline="always")(_inner)
+    numba_outer = numba.njit(inline="always")(_rebind(_outer, INNER=numba_inner))
+    plain = numba.njit(_rebind(_caller, INNER=numba_inner, OUTER=numba_outer))
+    caller = _rebind(_caller, INNER=_inner, OUTER=_rebind(_outer, INNER=_inner))
+
+    inputs = (-7, 0, 1, 2, 5, 11, 1000)
+    got = [rule(x) for x in inputs]
+    ours = list(built)
+    assert got == [plain(x) for x in inputs] == [caller(x) for x in inputs]
+    theirs = built[len(ours):]
+    # The caller splices outer at three sites and inner at two, outer inner at two: numba
+    # builds outer at each site and inner at each of its own and each of outer's; the
+    # rules' inliner builds outer and the caller's inner once (outer's own build, numba's
+    # pipeline, still splices its two).
+    assert theirs.count("_outer") == 3 and theirs.count("_inner") == 8
+    assert ours.count("_outer") == 1 and ours.count("_inner") == 3
+
+
+def _inner(x: int) -> int:
+    return x * 3 if x & 1 else x // 2
+
+
+def _outer(x: int, n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += INNER(x + i)  # type: ignore[name-defined]  # noqa: F821
+    return total - INNER(x)  # type: ignore[name-defined]  # noqa: F821
+
+
+def _caller(x: int) -> int:
+    a = OUTER(x, 4) + INNER(x)  # type: ignore[name-defined]  # noqa: F821
+    if a > 10:
+        a -= OUTER(a, 2)  # type: ignore[name-defined]  # noqa: F821
+    return a + OUTER(x + 1, 3) * INNER(a)  # type: ignore[name-defined]  # noqa: F821
+
+
+def _rebind(fn, **names):  # type: ignore[no-untyped-def]
+    """``fn`` with some of its globals replaced (each variant calls its own helpers)."""
+    import types
+
+    return types.FunctionType(fn.__code__, {**fn.__globals__, **names}, fn.__name__)
 
 
 def _called_cells(disp: object) -> list[str]:

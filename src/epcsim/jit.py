@@ -10,7 +10,8 @@ that to check both paths agree.
 The numba extensions epcsim needs live here, each named in ``tests/test_jit.py``: tables
 that compiled code sees without reference counts (:class:`Table`, :class:`UnmanagedArray`),
 state tuples passed as one pointer (:class:`StateRef`), rules compiled once for every
-caller (:class:`RuleDispatcher`), and the prefetch intrinsics. They are written against the
+caller (:class:`RuleDispatcher`), their inliner (:func:`_inline_rules_pass`), and the
+prefetch intrinsics. They are written against the
 numba release series that ``pyproject.toml`` pins.
 """
 
@@ -55,6 +56,153 @@ class RuleType(nbtypes.Dispatcher):  # type: ignore[misc]
                                      {k: unliteral(v) for k, v in kws.items()})
 
 
+def _inline_rules_pass() -> type:
+    """numba's pass that splices ``inline="always"`` callees into a caller, doing less of
+    the same work: numba turns the callee's bytecode into IR again at every call site (with
+    the callees spliced into it, recursively) and deep-copies that IR twice, block by block,
+    each block copying the whole scope of variables. Here a callee's IR is built once per
+    process and copied once per site, all its blocks in one copy. Both took about a quarter
+    of a cold compile of the replay engine (BENCHMARKS.md, "the inliner"). The spliced IR
+    is the same; only the work to reach it differs.
+
+    Written against numba 0.68's ``InlineInlinables`` and ``InlineWorker.inline_ir``
+    (``numba/core/untyped_passes.py``, ``numba/core/inline_closurecall.py``): the body of
+    :meth:`RuleInliner.inline_ir` is numba's with the copies changed, and
+    ``tests/test_jit.py`` names both.
+    """
+    import copy
+    import weakref
+
+    from numba.core import ir, ir_utils
+    from numba.core.compiler_machinery import register_pass
+    from numba.core.inline_closurecall import (
+        InlineWorker,
+        _add_definitions,
+        _created_inlined_var_name,
+        _get_all_scopes,
+        _get_callee_args,
+        _replace_args_with,
+        _replace_returns,
+        callee_ir_validator,
+    )
+    from numba.core.ir_utils import (
+        add_offset_to_labels,
+        find_topo_order,
+        next_label,
+        replace_vars,
+        simplify_CFG,
+    )
+    from numba.core.untyped_passes import InlineInlinables
+
+    untyped: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
+
+    class RuleInliner(InlineWorker):  # type: ignore[misc]
+        def run_untyped_passes(self, func, enable_ssa=False):  # type: ignore[no-untyped-def]
+            # The callee's IR depends on its bytecode and on SSA alone (rules are never
+            # parallel and have no locals); numba also leaves enable_ssa set on the flags.
+            self.flags.enable_ssa = enable_ssa
+            by_ssa = untyped.setdefault(func, {})
+            if enable_ssa not in by_ssa:
+                by_ssa[enable_ssa] = super().run_untyped_passes(func, enable_ssa)
+            return by_ssa[enable_ssa]
+
+        def inline_ir(self, caller_ir, block, i, callee_ir, callee_freevars,  # type: ignore[no-untyped-def]
+                      arg_typs=None):
+            assert arg_typs is None and not self._permit_update_type_and_call_maps
+            kept = callee_ir
+            callee_ir = kept.copy()
+            # One copy of all the blocks: the scope and the variables they share are
+            # copied once, not once per block.
+            callee_ir.blocks = copy.deepcopy(kept.blocks)
+            if self.validator is not None:
+                self.validator(callee_ir)
+            scope = block.scope
+            instr = block.body[i]
+            call_expr = instr.value
+            callee_blocks = callee_ir.blocks
+
+            max_label = max(ir_utils._the_max_label.next(), max(caller_ir.blocks.keys()))
+            callee_blocks = add_offset_to_labels(callee_blocks, max_label + 1)
+            callee_blocks = simplify_CFG(callee_blocks)
+            callee_ir.blocks = callee_blocks
+            min_label = min(callee_blocks.keys())
+            max_label = max(callee_blocks.keys())
+            ir_utils._the_max_label.update(max_label)
+
+            callee_scopes = _get_all_scopes(callee_blocks)
+            assert len(callee_scopes) == 1
+            callee_scope = callee_scopes[0]
+            var_dict = {}
+            for var in tuple(callee_scope.localvars._con.values()):
+                if var.name not in callee_freevars:
+                    inlined_name = _created_inlined_var_name(
+                        callee_ir.func_id.unique_name, var.name)
+                    new_var = scope.redefine(inlined_name, loc=var.loc)
+                    callee_scope.redefine(inlined_name, loc=var.loc)
+                    var_dict[var.name] = new_var
+            replace_vars(callee_blocks, var_dict)
+
+            args = _get_callee_args(call_expr, callee_ir.func_id.func, block.body[i].loc,
+                                    caller_ir)
+            _replace_args_with(callee_blocks, args)
+            new_blocks = []
+            new_block = ir.Block(scope, block.loc)
+            new_block.body = block.body[i + 1:]
+            new_label = next_label()
+            caller_ir.blocks[new_label] = new_block
+            new_blocks.append((new_label, new_block))
+            block.body = block.body[:i]
+            block.body.append(ir.Jump(min_label, instr.loc))
+
+            topo_order = find_topo_order(callee_blocks)
+            _replace_returns(callee_blocks, instr.target, new_label)
+            if (instr.target.name in caller_ir._definitions
+                    and call_expr in caller_ir._definitions[instr.target.name]):
+                caller_ir._definitions[instr.target.name].remove(call_expr)
+            for label in topo_order:
+                blk = callee_blocks[label]
+                blk.scope = scope
+                _add_definitions(caller_ir, blk)
+                caller_ir.blocks[label] = blk
+                new_blocks.append((label, blk))
+            # numba returns an untouched copy of the callee first; its pass never reads it.
+            return None, callee_blocks, var_dict, new_blocks
+
+    @register_pass(mutates_CFG=True, analysis_only=False)
+    class InlineRules(InlineInlinables):  # type: ignore[misc]
+        _name = "epcsim_inline_rules"
+
+        def run_pass(self, state):  # type: ignore[no-untyped-def]
+            from numba.core import postproc
+            from numba.core.analysis import compute_cfg_from_blocks
+            from numba.core.ir_utils import guard
+
+            worker = RuleInliner(state.typingctx, state.targetctx, state.locals,
+                                 state.pipeline, state.flags,
+                                 validator=callee_ir_validator)
+            modified = False
+            work_list = list(state.func_ir.blocks.items())
+            while work_list:
+                _, block = work_list.pop()
+                for i, instr in enumerate(block.body):
+                    if isinstance(instr, ir.Assign):
+                        expr = instr.value
+                        if isinstance(expr, ir.Expr) and expr.op == "call":
+                            if guard(self._do_work, state, work_list, block, i, expr,
+                                     worker):
+                                modified = True
+                                break
+            if modified:
+                cfg = compute_cfg_from_blocks(state.func_ir.blocks)
+                for dead in cfg.dead_nodes():
+                    del state.func_ir.blocks[dead]
+                postproc.PostProcessor(state.func_ir).run()
+                state.func_ir.blocks = simplify_CFG(state.func_ir.blocks)
+            return True
+
+    return InlineRules
+
+
 def _make_rule_dispatcher() -> type:
     from numba.core.datamodel.models import OpaqueModel
     from numba.core.registry import CPUDispatcher
@@ -64,8 +212,11 @@ def _make_rule_dispatcher() -> type:
 
     from numba.core.compiler import Compiler
 
+    inline_rules = _inline_rules_pass()
+
     class RuleCompiler(Compiler):  # type: ignore[misc]
-        """numba's pipeline, with the function's symbols named by its content.
+        """numba's pipeline, with the function's symbols named by its content and
+        ``njit_inline`` helpers spliced by :func:`_inline_rules_pass`.
 
         numba names a compiled function ``qualname$N`` with N counted per process, so two
         closures of one ``qualname`` compiled in two processes (a driver's rules over
@@ -81,6 +232,15 @@ def _make_rule_dispatcher() -> type:
             fid.unique_id = int(digest(fid.func)[:15], 16)
             fid.unique_name = f"{fid.func_qualname}${fid.unique_id}"
             return super()._compile_bytecode()
+
+        def define_pipelines(self):  # type: ignore[no-untyped-def]
+            from numba.core.untyped_passes import InlineInlinables
+
+            pms = super().define_pipelines()
+            for pm in pms:
+                pm.passes = [(inline_rules if p is InlineInlinables else p, d)
+                             for p, d in pm.passes]
+            return pms
 
     class RuleDispatcher(CPUDispatcher):  # type: ignore[misc]
         """The dispatcher of epcsim's rules: compiled for plain argument types only."""
