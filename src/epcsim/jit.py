@@ -96,7 +96,20 @@ def _inline_rules_pass() -> type:
 
     untyped: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
 
+    def untyped_pipeline(state: Any, name: str = "untyped") -> Any:
+        """numba's untyped pipeline, as a callee is built for splicing, with this pass:
+        the callee's own helpers are built once too."""
+        from numba.core.compiler import DefaultPassBuilder
+
+        pm = DefaultPassBuilder.define_untyped_pipeline(state, name)
+        pm.passes = [(InlineRules if p is InlineInlinables else p, d) for p, d in pm.passes]
+        return pm
+
     class RuleInliner(InlineWorker):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._compiler_pipeline = untyped_pipeline
+
         def run_untyped_passes(self, func, enable_ssa=False):  # type: ignore[no-untyped-def]
             # The callee's IR depends on its bytecode and on SSA alone (rules are never
             # parallel and have no locals); numba also leaves enable_ssa set on the flags.
@@ -503,14 +516,27 @@ def _lower_element_access(array_type):  # type: ignore[no-untyped-def]
         return None
 
     def pointer(context, builder, aryty, ary, idxty, idx, tys):  # type: ignore[no-untyped-def]
-        """The element's address, from one intp per dimension and no wraparound."""
+        """The element's address, from one intp per dimension and no wraparound.
+
+        The struct's fields are reached without numba's struct helper, which makes a
+        class per access (about a millisecond of lowering each, over a thousand accesses
+        per engine) for the same instructions."""
         idxs = (cgutils.unpack_tuple(builder, idx, count=len(idxty))
                 if isinstance(idxty, types.BaseTuple) else [idx])
         inds = [context.cast(builder, i, t, types.intp) for i, t in zip(idxs, tys)]
-        arr = arrayobj.make_array(aryty)(context, builder, ary)
-        shapes = cgutils.unpack_tuple(builder, arr.shape, aryty.ndim)
-        strides = cgutils.unpack_tuple(builder, arr.strides, aryty.ndim)
-        return cgutils.get_item_pointer2(context, builder, arr.data, shapes, strides,
+        # The struct goes through the stack as numba's struct helper puts it (LLVM then
+        # keeps it in registers): read back from the value itself, the fields reached
+        # LLVM in a form it optimised slightly worse in one rule of the fault path.
+        f = _array_fields(context, aryty)
+        ref = cgutils.alloca_once(builder, f["type"], zfill=True)
+        builder.store(ary, ref)
+
+        def field(name: str) -> Any:
+            return builder.load(cgutils.gep_inbounds(builder, ref, 0, f[name]))
+
+        shapes = cgutils.unpack_tuple(builder, field("shape"), aryty.ndim)
+        strides = cgutils.unpack_tuple(builder, field("strides"), aryty.ndim)
+        return cgutils.get_item_pointer2(context, builder, field("data"), shapes, strides,
                                          aryty.layout, inds, wraparound=False,
                                          boundscheck=context.enable_boundscheck)
 
@@ -674,17 +700,39 @@ else:
     prefetch_last = _make_prefetch(True)
 
 
+_fields_of: dict[Any, dict[str, Any]] = {}
+
+
+def _array_fields(context: Any, aty: Any) -> dict[str, Any]:
+    """Where each field of an array of type ``aty`` sits in its LLVM struct, that struct
+    (``"type"``) and its element size (``"size"``), memoised per type: numba's
+    helpers look them up again, through LLVM's target data, at every access they lower."""
+    f = _fields_of.get(aty)
+    if f is None:
+        dm = context.data_model_manager[aty]
+        f = {name: dm.get_field_position(name) for name in
+             ("meminfo", "parent", "nitems", "itemsize", "data", "shape", "strides")}
+        f["type"] = context.get_value_type(aty)
+        f["size"] = context.get_abi_sizeof(context.get_data_type(aty.dtype))
+        _fields_of[aty] = f
+    return f
+
+
 @register_extension
 def _array_from_words(context, builder, aty, word, strided):  # type: ignore[no-untyped-def]
     """An array of type ``aty`` from its words: data address, shape, then its strides when
-    ``strided``; otherwise the strides of a C-contiguous array of that shape."""
+    ``strided``; otherwise the strides of a C-contiguous array of that shape.
+
+    The struct is built as a value, field by field, as numba's ``populate_array`` fills
+    it (no meminfo, no parent, nitems the product of the shape)."""
     from llvmlite import ir
 
     i64 = ir.IntType(64)
-    arr = context.make_array(aty)(context, builder)
-    data = builder.inttoptr(word(), arr.data.type)
+    f = _array_fields(context, aty)
+    ty = f["type"]
+    itemsize = f["size"]
+    data = builder.inttoptr(word(), ty.elements[f["data"]])
     shape = [word() for _ in range(aty.ndim)]
-    itemsize = context.get_abi_sizeof(context.get_data_type(aty.dtype))
     if strided:
         strides = [word() for _ in range(aty.ndim)]
     else:
@@ -693,9 +741,19 @@ def _array_from_words(context, builder, aty, word, strided):  # type: ignore[no-
         for d in range(aty.ndim - 1, -1, -1):
             strides.insert(0, step)
             step = builder.mul(step, shape[d])
-    context.populate_array(arr, data=data, shape=shape, strides=strides,
-                           itemsize=ir.Constant(i64, itemsize), meminfo=None)
-    return arr._getvalue()
+    nitems: ir.Value = ir.Constant(i64, 1)
+    for n in shape:
+        nitems = builder.mul(nitems, n, flags=["nsw"])
+    val = ir.Constant(ty, ir.Undefined)
+    for name, v in (("meminfo", ir.Constant(ty.elements[f["meminfo"]], None)),
+                    ("parent", ir.Constant(ty.elements[f["parent"]], None)),
+                    ("nitems", nitems), ("itemsize", ir.Constant(i64, itemsize)),
+                    ("data", data)):
+        val = builder.insert_value(val, v, f[name])
+    for name, vs in (("shape", shape), ("strides", strides)):
+        for d, v in enumerate(vs):
+            val = builder.insert_value(val, v, [f[name], d])
+    return val
 
 
 class StateRef(nbtypes.Type):  # type: ignore[misc]
