@@ -1,6 +1,7 @@
 """Compile time, as a user meets it: a first run, a rerun after an edit, the test suite.
 
 Run: python benchmarks/compile.py [--rounds 3] [--only NAME ...] [--pytest] [--profile]
+                                  [--passes]
 
 Each measure runs ``epcsim`` in fresh processes with ``EPCSIM_CACHE_DIR`` set to a temporary
 folder (so nothing comes from the user's cache, and the user's cache is left alone), on a
@@ -17,7 +18,9 @@ copy of ``src/`` where a measure edits a file, and prints the median of ``--roun
   ``pytest`` on 2 workers over the cache the demo left (wall seconds of pytest).
 
 ``--profile`` instead lists the functions a cold ``epcsim demo`` compiles, with the seconds
-each took (a function compiled into its callers counts in theirs too).
+each took (a function compiled into its callers counts in theirs too). ``--passes`` instead
+gives the CPU seconds of each of numba's passes in a cold ``warm_up(sgx)`` in one process
+(the side process off), each pass without the compiles of callees inside it.
 """
 
 from __future__ import annotations
@@ -163,16 +166,61 @@ print(json.dumps({{"total_s": round(time.perf_counter() - t0, 1), "compiles": su
     print(json.dumps(doc, indent=2))
 
 
+def passes(top: int) -> None:
+    """CPU seconds of each of numba's compiler passes in a cold ``warm_up(sgx)``, one process,
+    no side process: what a change to how rules compile (the inliner, lowering) saves,
+    apart from how the work is split between processes. A pass's time excludes the
+    compiles of callees that run inside it."""
+    code = f"""
+import collections, json, time
+from numba.core import compiler_machinery as cm
+own, runs, stack = collections.Counter(), collections.Counter(), []
+run_pass = cm.PassManager._runPass
+def timed(self, index, pss, state):
+    stack.append(0.0)
+    t = time.process_time()
+    try:
+        return run_pass(self, index, pss, state)
+    finally:
+        took = time.process_time() - t
+        inner = stack.pop()
+        own[pss.name()] += took - inner
+        runs[pss.name()] += 1
+        if stack:
+            stack[-1] += took
+cm.PassManager._runPass = timed
+t0 = time.process_time()
+from epcsim.sim.replay import ReplayConfig, warm_up
+warm_up(ReplayConfig(policy="sgx", epc_pages=10000))
+print(json.dumps({{"cpu_s": round(time.process_time() - t0, 2),
+    "passes": [{{"name": n, "runs": runs[n], "cpu_s": round(s, 2)}}
+               for n, s in own.most_common({top})]}}, indent=2))
+"""
+    with tempfile.TemporaryDirectory(prefix="epcsim-compile-") as tmp:
+        env = dict(os.environ, EPCSIM_CACHE_DIR=tmp, PYTHONPATH=str(ROOT / "src"),
+                   EPCSIM_SIDE_COMPILE="0")
+        r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, check=True)
+    doc = json.loads(r.stdout)
+    doc["machine"] = machine()
+    print(json.dumps(doc, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", nargs="*", choices=sorted(MEASURES) + ["pytest"])
     ap.add_argument("--pytest", action="store_true", help="also time the test suite")
     ap.add_argument("--profile", action="store_true", help="list a cold demo's compiles")
+    ap.add_argument("--passes", action="store_true",
+                    help="CPU of numba's passes in a cold warm_up(sgx), one process")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
     if args.profile:
         profile(args.top)
+        return
+    if args.passes:
+        passes(args.top)
         return
     names = args.only or list(MEASURES) + (["pytest"] if args.pytest else [])
     fns = dict(MEASURES, pytest=pytest_after_demo)
