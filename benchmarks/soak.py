@@ -228,7 +228,7 @@ def main() -> None:
                     help="after the runs, one run of this many accesses timing each part "
                          "of the sealing path (microseconds per call)")
     a = ap.parse_args()
-    soak(64, 2000, steps=100)  # compile
+    soak(256, 2000, steps=100)  # compile (on 64 pages every access pages the thread too)
     with tempfile.TemporaryDirectory(dir=a.backing_dir) as d:
         runs = []
         raws = []
