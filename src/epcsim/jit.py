@@ -56,9 +56,10 @@ class RuleType(nbtypes.Dispatcher):  # type: ignore[misc]
                                      {k: unliteral(v) for k, v in kws.items()})
 
 
-def _inline_rules_pass() -> type:
-    """numba's pass that splices ``inline="always"`` callees into a caller, doing less of
-    the same work: numba turns the callee's bytecode into IR again at every call site (with
+def _inline_rules_pass() -> Callable[[Any], Any]:
+    """The function that puts into a numba pass manager, in place of numba's inliner, a
+    pass that splices ``inline="always"`` callees into a caller with less of the same
+    work: numba turns the callee's bytecode into IR again at every call site (with
     the callees spliced into it, recursively) and deep-copies that IR twice, block by block,
     each block copying the whole scope of variables. Here a callee's IR is built once per
     process and copied once per site, all its blocks in one copy. Both took about a quarter
@@ -96,14 +97,17 @@ def _inline_rules_pass() -> type:
 
     untyped: weakref.WeakKeyDictionary[Any, dict[bool, Any]] = weakref.WeakKeyDictionary()
 
+    def with_rules_inliner(pm: Any) -> Any:
+        """``pm``, a pass manager of numba's, with this pass in place of numba's inliner."""
+        pm.passes = [(InlineRules if p is InlineInlinables else p, d) for p, d in pm.passes]
+        return pm
+
     def untyped_pipeline(state: Any, name: str = "untyped") -> Any:
         """numba's untyped pipeline, as a callee is built for splicing, with this pass:
         the callee's own helpers are built once too."""
         from numba.core.compiler import DefaultPassBuilder
 
-        pm = DefaultPassBuilder.define_untyped_pipeline(state, name)
-        pm.passes = [(InlineRules if p is InlineInlinables else p, d) for p, d in pm.passes]
-        return pm
+        return with_rules_inliner(DefaultPassBuilder.define_untyped_pipeline(state, name))
 
     class RuleInliner(InlineWorker):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -213,7 +217,7 @@ def _inline_rules_pass() -> type:
                 state.func_ir.blocks = simplify_CFG(state.func_ir.blocks)
             return True
 
-    return InlineRules
+    return with_rules_inliner
 
 
 def _make_rule_dispatcher() -> type:
@@ -225,7 +229,7 @@ def _make_rule_dispatcher() -> type:
 
     from numba.core.compiler import Compiler
 
-    inline_rules = _inline_rules_pass()
+    with_rules_inliner = _inline_rules_pass()
 
     class RuleCompiler(Compiler):  # type: ignore[misc]
         """numba's pipeline, with the function's symbols named by its content and
@@ -247,13 +251,7 @@ def _make_rule_dispatcher() -> type:
             return super()._compile_bytecode()
 
         def define_pipelines(self):  # type: ignore[no-untyped-def]
-            from numba.core.untyped_passes import InlineInlinables
-
-            pms = super().define_pipelines()
-            for pm in pms:
-                pm.passes = [(inline_rules if p is InlineInlinables else p, d)
-                             for p, d in pm.passes]
-            return pms
+            return [with_rules_inliner(pm) for pm in super().define_pipelines()]
 
     class RuleDispatcher(CPUDispatcher):  # type: ignore[misc]
         """The dispatcher of epcsim's rules: compiled for plain argument types only."""
