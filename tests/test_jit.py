@@ -22,6 +22,8 @@ from epcsim.jit import (
     StateRef,
     Table,
     UnmanagedArray,
+    compile_for,
+    deferred,
     njit_closure,
     njit_inline,
     prefetch,
@@ -378,6 +380,32 @@ def jit_cells() -> dict[str, object]:
     from epcsim.jitcache import CELLS
 
     return CELLS
+
+
+def test_a_deferred_rule_compiles_only_when_asked_and_then_runs_as_called() -> None:
+    def walk(x: int, scale: int) -> int:
+        if x < 0:
+            raise ValueError("negative")
+        return x * scale + 1
+
+    rule = njit_closure(walk)
+    walk_later = deferred(rule, numba.int64, (numba.int64, numba.int64))
+
+    @njit_closure
+    def caller(x: int, guest: bool) -> int:
+        if guest:
+            return walk_later(x, np.int32(3))    # cast to the declared int64
+        return x
+
+    assert caller(5, False) == 5
+    assert rule.signatures == []                 # compiling the caller did not compile it
+    with pytest.raises(RuntimeError, match="walk was not compiled"):
+        caller(5, True)
+    compile_for(rule, (0, 0))
+    assert caller(5, True) == 16
+    with pytest.raises(ValueError, match="negative"):  # raised in the callee, propagated
+        caller(-1, True)
+    assert len(rule.signatures) == 1
 
 
 def test_a_rule_with_plain_parameters_has_no_wrapper_until_python_calls_it() -> None:

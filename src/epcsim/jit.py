@@ -10,9 +10,9 @@ that to check both paths agree.
 The numba extensions epcsim needs live here, each named in ``tests/test_jit.py``: tables
 that compiled code sees without reference counts (:class:`Table`, :class:`UnmanagedArray`),
 state tuples passed as one pointer (:class:`StateRef`), rules compiled once for every
-caller (:class:`RuleDispatcher`), their inliner (:func:`_inline_rules_pass`), and the
-prefetch intrinsics. They are written against the
-numba release series that ``pyproject.toml`` pins.
+caller (:class:`RuleDispatcher`), their inliner (:func:`_inline_rules_pass`), calls of a
+rule its callers do not compile (:func:`deferred`), and the prefetch intrinsics. They are
+written against the numba release series that ``pyproject.toml`` pins.
 """
 
 from __future__ import annotations
@@ -271,6 +271,7 @@ def _make_rule_dispatcher() -> type:
             else:
                 super().add_overload(cres)
             _call_through_cell(self.targetctx, self, cres)
+            _fill_deferred(self, cres)
 
         def compile(self, sig):  # type: ignore[no-untyped-def]
             try:
@@ -349,6 +350,76 @@ def _call_through_cell(ctx: Any, disp: Any, cres: Any) -> None:
     sel = OverloadSelector()
     sel.append(imp, imp.signature)    # type: ignore[attr-defined]
     ctx._defns[cres.entry_point] = sel
+
+
+def deferred(rule: F, restype: Any, argtypes: tuple[Any, ...]) -> F:
+    """``rule`` as compiled code calls it on a path most machines never take: the caller
+    compiles without compiling ``rule`` (no typing of it, no link), and calls it through
+    a cell that holds its address once something compiled it (:func:`compile_for`), which
+    the machine that takes the path does before it runs. A call through an empty cell
+    raises ``RuntimeError``.
+
+    ``restype`` is the rule's return type and ``argtypes`` its parameters' (None: the
+    caller's type, for a state): a caller's arguments are cast to them, so that every
+    caller goes through the one cell of the rule compiled for those types. Exceptions
+    propagate as from any compiled call.
+    """
+    if config.DISABLE_JIT:
+        return rule
+    from numba.extending import intrinsic
+
+    params = ", ".join(inspect.signature(rule.py_func).parameters)
+    # The intrinsic's digest (a caller's cache key) names the rule, its types and the code
+    # generator: nothing that changes within a process.
+    ns: dict[str, Any] = {"_deferred_call": _deferred_call, "rule": rule, "restype": restype,
+                          "argtypes": argtypes, "__name__": rule.py_func.__module__}
+    exec(f"def call(typingctx, {params}):\n"
+         f"    return _deferred_call(rule, restype, argtypes, ({params},))\n", ns)
+    call = ns["call"]
+    call.__qualname__ = f"{rule.py_func.__qualname__}.<deferred>"
+    rule._epcsim_deferred = True   # type: ignore[attr-defined]
+    return intrinsic(call)  # type: ignore[no-any-return]
+
+
+def _deferred_call(rule: Any, restype: Any, argtypes: tuple[Any, ...],
+                   args: tuple[Any, ...]) -> Any:
+    """The typing and code of a call :func:`deferred` made."""
+    from llvmlite import ir
+    from numba.core import cgutils, imputils
+    from numba.core.types.misc import unliteral
+
+    from epcsim.jitcache import deferred_symbol
+
+    types = tuple(unliteral(a) if t is None else t for a, t in zip(args, argtypes))
+    sym = deferred_symbol(rule, types)
+    define_cell(sym, 0)
+
+    def codegen(context, builder, sig, vals):  # type: ignore[no-untyped-def]
+        vals = [context.cast(builder, v, a, t) for v, a, t in zip(vals, sig.args, types)]
+        fnty = context.call_conv.get_function_type(restype, types)
+        gv = builder.module.globals.get(sym)
+        if gv is None:
+            gv = ir.GlobalVariable(builder.module, fnty.as_pointer(), name=sym)
+            gv.linkage = "external"
+        fn = builder.load(gv)
+        with cgutils.if_unlikely(builder, cgutils.is_null(builder, fn)):
+            context.call_conv.return_user_exc(
+                builder, RuntimeError,
+                (f"{rule.py_func.__qualname__} was not compiled for {types}",))
+        status, res = context.call_conv.call_function(builder, fn, restype, types, vals)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return imputils.impl_ret_untracked(context, builder, restype, res)
+    return restype(*args), codegen
+
+
+def _fill_deferred(disp: Any, cres: Any) -> None:
+    """A deferred rule was compiled (or loaded): its callers' cell gets its address."""
+    from epcsim.jitcache import deferred_symbol, fill_cell
+
+    if getattr(disp, "_epcsim_deferred", False):
+        sym = deferred_symbol(disp, tuple(cres.signature.args))
+        fill_cell(sym, cres.library.get_pointer_to_function(cres.fndesc.mangled_name), cres)
 
 
 def _python_entry(disp: Any) -> Any:

@@ -274,6 +274,31 @@ def define_cell(symbol: str, address: int, keep: Any = None) -> None:
         llb.add_symbol(symbol, ctypes.addressof(cell))
 
 
+# A deferred call (jit.deferred) goes through a cell its caller does not fill: the cell is
+# null until something compiles the callee for the call's types, and a cache entry that
+# calls it loads without compiling the callee. Its dependency is recorded under this mark.
+DEFERRED = "deferred"
+
+
+def deferred_symbol(dispatcher: Any, args: tuple[Any, ...]) -> str:
+    """The cell a deferred call of ``dispatcher`` with ``args`` goes through."""
+    d = digest(dispatcher.py_func)
+    h = hashlib.sha256(f"{DEFERRED}:{d}:{args!r}".encode()).hexdigest()[:40]
+    sym = f"{CELL_PREFIX}{DEFERRED}${h}"
+    CELL_SOURCES[sym] = (DEFERRED, tuple(args))
+    return sym
+
+
+def fill_cell(symbol: str, address: int, keep: Any) -> None:
+    """Put ``address`` in ``symbol``'s cell (a deferred call's, defined null before)."""
+    if symbol in CELLS:
+        cell = CELLS[symbol][0]
+        cell.value = address
+        CELLS[symbol] = (cell, keep)
+    else:
+        define_cell(symbol, address, keep)
+
+
 def _cells_called(library: Any) -> list[str]:
     return sorted(gv.name for gv in library._final_module.global_variables
                   if gv.name.startswith(CELL_PREFIX))
@@ -518,6 +543,9 @@ class ContentCache(FunctionCache):  # type: ignore[misc]
         deps, data = stored
         for sym, callee_digest, args in deps:
             if sym in CELLS:
+                continue
+            if callee_digest == DEFERRED:
+                define_cell(sym, 0)     # filled when the callee is compiled, if ever
                 continue
             callee = _digester.dispatchers.get(callee_digest)
             if callee is None:

@@ -17,6 +17,7 @@ SGX_VA_SLOT_OCCUPIED, which completes.
 from __future__ import annotations
 
 import numpy as np
+from numba.core.types import boolean, int64
 
 from epcsim.hw.epc import (
     EPCM_BLOCKED,
@@ -77,7 +78,7 @@ from epcsim.hw.tracking import (
     start_tracking_cycle,
     tracking_correct,
 )
-from epcsim.jit import njit, njit_inline
+from epcsim.jit import deferred, njit, njit_inline
 
 # Page types (arch.PageType), as plain ints for compiled code.
 PT_SECS = 0
@@ -340,7 +341,7 @@ def tx(st: HwState, page: int) -> int:
     """An EPC operand as the processor addresses it (guest: through the EPT)."""
     if st.vmcs[V_GUEST] == 0 or page < 0:
         return page
-    return ept_walk(st, page, False)
+    return guest_ept_walk(st, page, False)
 
 
 @njit_inline
@@ -348,7 +349,7 @@ def txw(st: HwState, page: int) -> int:
     """An operand the leaf makes VALID: an unpopulated guest page gets a host page first."""
     if st.vmcs[V_GUEST] == 0 or page < 0:
         return page
-    return ept_walk(st, page, True)
+    return guest_ept_walk(st, page, True)
 
 
 @njit
@@ -365,6 +366,13 @@ def ept_walk(st: HwState, page: int, populate: bool) -> int:
             return null
         return ept_take(st, i)
     return ept_reload(st, i)
+
+
+# Every leaf with an EPC operand calls the walk, and only a guest runs it: the leaves call it
+# deferred (jit.deferred), so a machine without virtual machines never compiles the walk, the
+# exit handler's reload and what that calls (2-3 s of a first replay's compile). A guest's
+# processor compiles it when it is made (vmx.GuestCpu).
+guest_ept_walk = deferred(ept_walk, int64, (None, int64, boolean))
 
 
 @njit

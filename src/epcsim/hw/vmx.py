@@ -46,7 +46,7 @@ from epcsim.hw.epc import (
     section_words,
 )
 from epcsim.hw.memory import Memory
-from epcsim.jit import table
+from epcsim.jit import compile_for, table
 
 GUEST_EPC_BASE = 0x1_0000_0000   # guest-physical base of a guest's first EPC section
 
@@ -270,6 +270,8 @@ class GuestCpu(Processor):
         self._host_st: HwState | None = None
         self._view: HwState | None = None
         self.trapped = 0   # ECREATE/EINIT exits (KVM runs them on the guest's behalf)
+        # The leaves call the EPT walk deferred: a guest's processor is what needs it.
+        compile_for(L.ept_walk, (self.st, 0, False))
 
     # The view is rebuilt whenever the host's tuple changes (a table grew).
     @property  # type: ignore[override]
