@@ -380,6 +380,34 @@ def test_faulted_page_starts_old() -> None:
     assert_all_free(k)
 
 
+def test_eenter_and_eresume_set_the_tcs_accessed_bit() -> None:
+    """EENTER's and ERESUME's TCS operand is a linear address: its page walk sets the PTE's
+    accessed bit, so a TCS a thread keeps entering through is young when it is aged (without
+    it ksgxd evicted a faulting thread's TCS and its data page in turn, forever)."""
+    k = machine(128, content=True)
+    encl = setup_test_encl(k)
+    ds = k.sgx.ds
+    tcs_ep = k.sgx.ep_of(encl.file.e, encl.tcs[0])
+    data_ep = k.sgx.ep_of(encl.file.e, encl.data_page)
+    read(encl, encl.data_page)                      # both pages resident and mapped
+    ds.ep_flags[tcs_ep] &= ~np.uint8(EP_YOUNG)
+    run_op(encl, op_nop())
+    assert int(ds.ep_flags[tcs_ep]) & EP_YOUNG, "EENTER"
+
+    def age_tcs_and_zap_data(ctx) -> None:  # type: ignore[no-untyped-def]
+        ds.ep_flags[tcs_ep] &= ~np.uint8(EP_YOUNG)
+        ds.ep_flags[data_ep] &= ~np.uint8(EP_PRESENT)
+
+    op = op_get_from_address(encl.data_page)
+    op.steps.insert(0, age_tcs_and_zap_data)
+    aex = encl.thread.aex
+    run_op(encl, op)                   # the load faults; the kernel maps it; ERESUME
+    assert encl.thread.aex == aex + 1
+    assert int(ds.ep_flags[tcs_ep]) & EP_YOUNG, "ERESUME"
+    assert encl.close() == 0
+    assert_all_free(k)
+
+
 # ---------------------------------------------------------------------------- dying enclaves
 
 @pytest.mark.parametrize("how", ["dead-flag", "refcount-0"])

@@ -158,14 +158,17 @@ def test_the_python_api_sets_accessed_bits_on_walks_only(entries: int) -> None:
         cpu.enclave_read(0, encl.lin(OFF_DATA0))
     cpu.enclave_write(0, encl.lin(OFF_DATA0), b"x")
     page = encl.lin(OFF_DATA0) >> 12
-    # A read walks, then (with a TLB) hits; the write walks again for the dirty bit.
-    assert rec.walked == ([page] * 4 if entries == 0 else [page, page])
-    # A fault leaves through an AEX, which flushes: the next access walks.
+    tcs = encl.tcs >> 12
+    # EENTER walks its TCS operand. A read walks, then (with a TLB) hits; the write walks
+    # again for the dirty bit.
+    assert rec.walked == [tcs] + ([page] * 4 if entries == 0 else [page, page])
+    # A fault leaves through an AEX, which flushes: ERESUME walks the TCS, the next access
+    # walks.
     with pytest.raises(PageFault):
         cpu.enclave_read(0, encl.lin(0x1F000))
     assert cpu.eresume(0, encl.tcs) == 0
     cpu.enclave_read(0, encl.lin(OFF_DATA0))
-    assert rec.walked[-1] == page and len(rec.walked) == (5 if entries == 0 else 3)
+    assert rec.walked[-2:] == [tcs, page] and len(rec.walked) == (7 if entries == 0 else 5)
 
 
 @pytest.mark.parametrize(("entries", "ways"), [(100, 12), (1536, 7), (8, 4), (1 << 17, 16),

@@ -282,3 +282,22 @@ def test_an_edit_the_kernel_wrote_over_is_not_restored_later() -> None:
         m.kernel_consistent()
     assert m.failures == 1          # the drop made the write fail once, then it completed
     m.teardown()
+
+
+def test_a_thread_faulting_under_ksgxd_gets_its_tcs_aged_as_used() -> None:
+    """A sequence hypothesis found, reduced: no attack, only reclaim on this EPC of 64 pages
+    (the high watermark: ksgxd never reaches it and writes back whatever it finds old). The
+    last read faulted on its data page, ksgxd evicted the TCS the thread had just entered
+    through (EENTER and ERESUME left its accessed bit clear), the reload of the TCS evicted the
+    data page, and so on until the fault loop gave up; the abandoned thread's TCS then refused
+    EENTER (#GP: CSSA had reached NSSA) when teardown read every value back."""
+    m = MaliciousKernel()
+    steps = [("enclave_writes", dict(i=0, page=0, slot=311, value=77840)),
+             ("reclaim", dict(n=5)), ("enclave_reads", dict(i=0, page=0, slot=222)),
+             ("reclaim", dict(n=16)), ("enclave_reads", dict(i=0, page=0, slot=290)),
+             ("reclaim", dict(n=24)), ("enclave_reads", dict(i=1, page=4, slot=290))]
+    for name, kw in steps:
+        getattr(m, name)(**kw)
+        m.kernel_consistent()
+    assert m.failures == 0
+    m.teardown()

@@ -1079,6 +1079,11 @@ class Processor:
         page = self._translate(lp, tcs)
         if page == NO_PAGE:
             raise PageFault(leaf, tcs, error_code=X86_PF_USER, why="TCS not mapped")
+        # RBX is a linear address: its page walk sets the TCS PTE's accessed bit (SDM vol. 3A
+        # 4.8) before the leaf's own checks, so the reclaimer's age test sees a TCS in use as
+        # young. Not through the TLB model: AEX and EEXIT flush it, and only the enclave's
+        # loads and stores go through it.
+        self.aspace[lp].touch(tcs, False)
         return self._result(fn(self.st, lp, page, _lin(tcs)), leaf, {L.OP_RBX: tcs})
 
     def eexit(self, lp: int) -> int:
