@@ -1430,6 +1430,10 @@ def compile_ahead(policy: str = "sgx", kvm: bool = False) -> None:
     if policy == "sgx":
         st = Processor(epc_size=64 * 4096, n_lps=2).st
         out = table(np.zeros(L.W_LEN, dtype=np.uint64))
+        if kvm:
+            # The guest's EPT walk, which the leaves call deferred: the command's first VM
+            # needs it (vmx.GuestCpu).
+            compile_for(L.ept_walk, (st, 0, False))
         for name in _AHEAD_LEAVES + _AHEAD_ENTRIES:
             fn = getattr(L, name)
             compile_for(fn, _sample_args(fn, st, out), python=name in _AHEAD_ENTRIES)
