@@ -1,7 +1,7 @@
 """Compile time, as a user meets it: a first run, a rerun after an edit, the test suite.
 
 Run: python benchmarks/compile.py [--rounds 3] [--only NAME ...] [--pytest] [--profile]
-                                  [--passes]
+                                  [--passes] [--against OTHER/src]
 
 Each measure runs ``epcsim`` in fresh processes with ``EPCSIM_CACHE_DIR`` set to a temporary
 folder (so nothing comes from the user's cache, and the user's cache is left alone), on a
@@ -21,6 +21,11 @@ copy of ``src/`` where a measure edits a file, and prints the median of ``--roun
 each took (a function compiled into its callers counts in theirs too). ``--passes`` instead
 gives the CPU seconds of each of numba's passes in a cold ``warm_up(sgx)`` in one process
 (the side process off), each pass without the compiles of callees inside it.
+
+``--against OTHER/src`` (the ``src`` folder of a worktree of another commit) runs
+``demo_cold`` and ``replay_cold`` on both trees in each round, in alternating order, and
+reports both (``NAME@against``): the machine's speed drifts by tens of percent within an
+hour, so a change is judged by pairs measured in the same minutes.
 """
 
 from __future__ import annotations
@@ -85,13 +90,13 @@ def _replay(src: Path, cache: Path, trace: Path) -> tuple[float, dict[str, Any],
     return wall, json.loads(out), COMPILING in err
 
 
-def demo_cold(tmp: Path) -> dict[str, float]:
-    wall, _, _ = _epcsim(ROOT / "src", tmp / "cache", "demo", "--json")
+def demo_cold(tmp: Path, src: Path = ROOT / "src") -> dict[str, float]:
+    wall, _, _ = _epcsim(src, tmp / "cache", "demo", "--json")
     return {"wall_s": wall}
 
 
-def replay_cold(tmp: Path) -> dict[str, float]:
-    wall, doc, _ = _replay(ROOT / "src", tmp / "cache", _trace(tmp))
+def replay_cold(tmp: Path, src: Path = ROOT / "src") -> dict[str, float]:
+    wall, doc, _ = _replay(src, tmp / "cache", _trace(tmp))
     return {"compile_s": doc["compile_s"], "wall_s": wall}
 
 
@@ -215,6 +220,10 @@ def main() -> None:
     ap.add_argument("--passes", action="store_true",
                     help="CPU of numba's passes in a cold warm_up(sgx), one process")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--against", type=Path, metavar="SRC",
+                    help="another tree's src folder (a worktree of another commit): each "
+                         "round of demo_cold and replay_cold runs both, alternating which "
+                         "goes first (the machine's speed drifts; compare pairs)")
     args = ap.parse_args()
     if args.profile:
         profile(args.top)
@@ -226,14 +235,25 @@ def main() -> None:
     fns = dict(MEASURES, pytest=pytest_after_demo)
     results: dict[str, Any] = {}
     for name in names:
-        rounds = []
+        trees = {name: ROOT / "src"}
+        if args.against is not None and name in ("demo_cold", "replay_cold"):
+            if not (args.against / "epcsim").is_dir():
+                raise SystemExit(f"--against: no epcsim package in {args.against}")
+            trees[f"{name}@against"] = args.against
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
         for i in range(args.rounds):
-            with tempfile.TemporaryDirectory(prefix="epcsim-compile-") as tmp:
-                rounds.append(fns[name](Path(tmp)))
-            print(f"{name} round {i + 1}: {rounds[-1]}", file=sys.stderr, flush=True)
-        results[name] = {k: round(statistics.median(r[k] for r in rounds), 2)
-                         for k in rounds[0]}
-        results[name]["rounds"] = rounds
+            order = list(trees) if i % 2 == 0 else list(reversed(trees))
+            for key in order:
+                with tempfile.TemporaryDirectory(prefix="epcsim-compile-") as tmp:
+                    if key == name:
+                        runs[key].append(fns[name](Path(tmp)))
+                    else:
+                        runs[key].append(fns[name](Path(tmp), trees[key]))
+                print(f"{key} round {i + 1}: {runs[key][-1]}", file=sys.stderr, flush=True)
+        for key, rounds in runs.items():
+            results[key] = {k: round(statistics.median(r[k] for r in rounds), 2)
+                            for k in rounds[0]}
+            results[key]["rounds"] = rounds
     print(json.dumps({"machine": machine(), "rounds": args.rounds, "median": results},
                      indent=2))
 
