@@ -47,7 +47,7 @@ def test_the_side_is_off_when_asked_or_on_one_core(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "0")
     assert compiling.start_side("replay", "sgx") is None
     monkeypatch.setenv("EPCSIM_SIDE_COMPILE", "1")
-    monkeypatch.setattr(compiling, "_cores", lambda: 1)
+    monkeypatch.setattr(compiling, "cores", lambda: 1)
     assert compiling.start_side("replay", "sgx") is None
     assert compiling.start_side("no such unit") is None
 
@@ -62,7 +62,7 @@ def test_the_replay_and_demo_sides_are_on_by_default_and_the_others_are_not(
 
     import subprocess as sp
     monkeypatch.delenv("EPCSIM_SIDE_COMPILE", raising=False)
-    monkeypatch.setattr(compiling, "_cores", lambda: 2)
+    monkeypatch.setattr(compiling, "cores", lambda: 2)
     monkeypatch.setattr(sp, "Popen", Popen)
     assert compiling.start_side("content") is None
     assert compiling.start_side("replay", "lru") is not None

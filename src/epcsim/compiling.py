@@ -146,7 +146,8 @@ SIDES = {"replay": (False,), "demo": (True, False), "content": (False,), "cgroup
 ON_BY_DEFAULT = ("replay", "demo")
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:      # not on Linux
@@ -161,7 +162,7 @@ def start_side(unit: str, arg: str = "") -> Any:
     from numba.core import config
 
     wanted = os.environ.get("EPCSIM_SIDE_COMPILE", "1" if unit in ON_BY_DEFAULT else "0")
-    if wanted != "1" or unit not in SIDES or _cores() < 2 or config.DISABLE_JIT:
+    if wanted != "1" or unit not in SIDES or cores() < 2 or config.DISABLE_JIT:
         return None
     env = dict(os.environ, EPCSIM_SIDE_COMPILE="0")
     code = f"from epcsim.compiling import side_work; side_work({unit!r}, {arg!r})"

@@ -34,6 +34,7 @@ def run_demo(progress: Callable[[int], None] | None = None) -> tuple[Scenario, R
 def write_demo(out_dir: Path, sc: Scenario, out: RunOutput, *,
                sweep_progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Results, the working-set sweep under ``sweep/``, and the report; the report's files."""
+    from epcsim.compiling import cores
     from epcsim.files import check_out, staged, write_index
     from epcsim.report.write import write_report
     from epcsim.sweep.execute import run_sweep
@@ -42,7 +43,9 @@ def write_demo(out_dir: Path, sc: Scenario, out: RunOutput, *,
     # One result: the run, its sweep and its report appear together or not at all.
     with staged(check_out(out_dir), "demo") as d:
         write_run_files(d, out, sc)
-        run_sweep(load_sweep(packaged(DEMO_SWEEP)), d / "sweep", progress=sweep_progress)
+        # Its points are demo runs a few seconds each: one process per core.
+        run_sweep(load_sweep(packaged(DEMO_SWEEP)), d / "sweep", workers=cores(),
+                  progress=sweep_progress)
         write_index(d, "demo")
         files = write_report(d)
     return [out_dir / f.relative_to(d) for f in files]
