@@ -289,6 +289,10 @@ class GuestCpu(Processor):
     @st.setter
     def st(self, value: HwState) -> None:
         h = self.host.st
+        if value is self._view and h is self._host_st:
+            # Unchanged (a table that did not need to grow): the host keeps its tuple, and
+            # this view stays valid (the driver reserves rows before every compiled call).
+            return
         self.host.st = value._replace(vmcs=h.vmcs, lp=h.lp, tlb=h.tlb, tlb_way=h.tlb_way)
 
     @property
