@@ -24,6 +24,7 @@ from epcsim.jit import (
     UnmanagedArray,
     compile_for,
     deferred,
+    field,
     njit_closure,
     njit_inline,
     prefetch,
@@ -102,6 +103,17 @@ def test_a_record_table_reads_fields_by_name_compiled_and_interpreted() -> None:
     assert bump(rec, 1) == 7                      # numpy's records
     assert numba.njit(bump)(rec, 1) == 12         # the compiled rule on the same table
     assert rec.x.tolist() == [0, 10, 0] and rec.y.tolist() == [0, 2, 0]
+
+
+def test_a_field_of_a_record_table_is_the_view_numpy_gives_and_writes_through() -> None:
+    rec = table(np.zeros(4, np.dtype([("x", np.int32), ("y", np.uint8)])))
+    rec["x"] = [1, 2, 3, 4]
+    x = field(rec, "x")
+    assert type(x) is np.ndarray and x.tolist() == rec["x"].tolist()
+    assert x.strides == rec["x"].strides
+    x[2] = 30                                      # a view: the table sees it
+    field(rec, "y")[1] = 7
+    assert rec[2].x == 30 and rec[1].y == 7
 
 
 def test_tables_makes_every_array_of_a_state_a_table() -> None:

@@ -666,6 +666,14 @@ def table(a: np.ndarray) -> np.ndarray:
     return a.view(Table)
 
 
+def field(tbl: np.ndarray, name: str) -> np.ndarray:
+    """Field ``name`` of every record of ``tbl`` (a view), for Python code: a
+    :class:`RecordTable` indexed by a field name goes through ``np.recarray``'s indexing,
+    written in Python (1.7 us a view, a tenth of the demo's VM path); a plain ndarray's is
+    not (0.25 us)."""
+    return np.ndarray.view(tbl, np.ndarray)[name]
+
+
 def tables(state: Any) -> Any:
     """A state tuple with every array made a :func:`table` (nested tuples too)."""
     if isinstance(state, np.ndarray):

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from epcsim.arch import PAGE_SHIFT, PAGE_SIZE, SGX_MAX_EPC_SECTIONS, SGX_VA_SLOT_COUNT
-from epcsim.jit import state_class, table
+from epcsim.jit import field, state_class, table
 
 # EPCM flag bits. R/W/X/PENDING/MODIFIED/PR sit where SECINFO.FLAGS has them, so the
 # SECINFO subset that EWB binds into the MAC is ``flags & EPCM_SECINFO_MASK``.
@@ -243,10 +243,10 @@ def validate_sections(sections: list[EpcSection]) -> None:
             raise ValueError(f"node {node} has {total} bytes of EPC; at most 512 GiB per socket")
 
 
-def _field_view(tbl: str, field: str) -> property:
+def _field_view(tbl: str, name: str) -> property:
     def get(self: HwState) -> np.ndarray:
-        return getattr(self, tbl)[field]  # type: ignore[no-any-return]
-    get.__doc__ = f"Field ``{field}`` of every record of ``{tbl}`` (a view)."
+        return field(getattr(self, tbl), name)
+    get.__doc__ = f"Field ``{name}`` of every record of ``{tbl}`` (a view)."
     return property(get)
 
 

@@ -32,6 +32,7 @@ from epcsim.hw.epc import EPCM_SECINFO_MASK, G_CONTENT, G_SGX2
 from epcsim.hw.tlb import tlb_modelled
 from epcsim.hw.tracking import lps_inside
 from epcsim.jit import (
+    field,
     njit,
     njit_closure,
     njit_inline,
@@ -160,45 +161,45 @@ class DState(NamedTuple):
     # A field of every enclave page, as a strided view of the records (Python side).
     @property
     def ep_epc(self) -> np.ndarray:
-        return self.ep["epc"]          # NONE while not in the EPC
+        return field(self.ep, "epc")          # NONE while not in the EPC
 
     @property
     def ep_flags(self) -> np.ndarray:
         # EP_* bits; the record calls them desc, as the kernel's sgx_encl_page does (and
         # a numpy record's ``flags`` attribute is the array flags, not a field).
-        return self.ep["desc"]
+        return field(self.ep, "desc")
 
     @property
     def ep_type(self) -> np.ndarray:
-        return self.ep["type"]         # PageType
+        return field(self.ep, "type")         # PageType
 
     @property
     def ep_encl(self) -> np.ndarray:
-        return self.ep["encl"]         # enclave row (new_enclave keeps them below 65535)
+        return field(self.ep, "encl")         # enclave row (new_enclave keeps them below 65535)
 
     @property
     def ep_va(self) -> np.ndarray:
-        return self.ep["va"]           # VA id holding the version while evicted
+        return field(self.ep, "va")           # VA id holding the version while evicted
 
     @property
     def ep_slot(self) -> np.ndarray:
-        return self.ep["slot"]
+        return field(self.ep, "slot")
 
     @property
     def ep_secinfo(self) -> np.ndarray:
-        return self.ep["secinfo"]      # PCMD.SECINFO flags (bits 0-5); the type byte is type
+        return field(self.ep, "secinfo")      # PCMD.SECINFO flags (bits 0-5); the type byte is type
 
     @property
     def ep_aux(self) -> np.ndarray:
-        return self.ep["aux"]          # state sealed with the page (TCS)
+        return field(self.ep, "aux")          # state sealed with the page (TCS)
 
     @property
     def ep_prot(self) -> np.ndarray:
-        return self.ep["prot"]         # vm_max_prot_bits (PROT_READ|WRITE|EXEC)
+        return field(self.ep, "prot")         # vm_max_prot_bits (PROT_READ|WRITE|EXEC)
 
     @property
     def ep_mac(self) -> np.ndarray:
-        return self.ep["mac"]          # PCMD.MAC (metadata mode)
+        return field(self.ep, "mac")          # PCMD.MAC (metadata mode)
 
 
 def _column(tbl: str, col: int) -> property:

@@ -38,7 +38,7 @@ from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import V_GUEST, V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
-from epcsim.jit import njit, njit_closure, njit_inline, state_class, table
+from epcsim.jit import field, njit, njit_closure, njit_inline, state_class, table
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -178,15 +178,15 @@ class MgrState(NamedTuple):
 
     @property
     def where(self) -> np.ndarray:
-        return self.pages["where"]
+        return field(self.pages, "where")
 
     @property
     def kind(self) -> np.ndarray:
-        return self.pages["kind"]
+        return field(self.pages, "kind")
 
     @property
     def oid(self) -> np.ndarray:
-        return self.pages["oid"]
+        return field(self.pages, "oid")
 
     @property
     def head(self) -> np.ndarray:
