@@ -1141,11 +1141,15 @@ class SgxDriver:
     # -------------------------------------------------------------- helpers
     def ep_of(self, e: int, addr: int) -> int:
         """Index in ``ep_*`` of the enclave page at ``addr`` (which must be in ELRANGE)."""
-        index = (addr - int(self.ds.e_base[e])) >> 12
-        if index >= int(self.ds.e_nrows[e]):
-            raise IndexError(f"page {index} of enclave {e} is past the {int(self.ds.e_nrows[e])}"
-                             f" page records kept for it (SgxDriver.limit_records)")
-        return int(self.ds.e_first[e]) + index
+        # The row's cells directly, not through the column views: every access of the
+        # Python API comes here.
+        encl = self.ds.encl
+        index = (addr - int(encl[e, E_BASE])) >> 12
+        if index >= int(encl[e, E_NROWS]):
+            raise IndexError(f"page {index} of enclave {e} is past the "
+                             f"{int(encl[e, E_NROWS])} page records kept for it "
+                             f"(SgxDriver.limit_records)")
+        return int(encl[e, E_FIRST]) + index
 
     def limit_records(self, e: int, npages: int) -> None:
         """Keep page records for the first ``npages`` pages of ``e``'s ELRANGE only, before
@@ -1155,8 +1159,9 @@ class SgxDriver:
         self._record_limit[e] = npages
 
     def in_elrange(self, e: int, addr: int) -> bool:
-        base, size = int(self.ds.e_base[e]), int(self.ds.e_size[e])
-        return base <= addr < base + size
+        encl = self.ds.encl
+        base = int(encl[e, E_BASE])
+        return base <= addr < base + int(encl[e, E_SIZE])
 
     def flags(self, e: int) -> int:
         return int(self.ds.e_flags[e])
