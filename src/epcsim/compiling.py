@@ -36,8 +36,8 @@ class Unit:
 
 UNITS = {u.name: u for u in (
     Unit("demo", "the kernel's fault and reclaim paths, a VM and the demo's report data",
-         55, True),
-    Unit("replay", "the replay engines (sgx, and lru/fifo/clock)", 30, True),
+         40, True),
+    Unit("replay", "the replay engines (sgx, and lru/fifo/clock)", 20, True),
     Unit("cgroups", "the EPC cgroup's charge and reclaim paths", 40, False),
     Unit("content", "content mode (sealed pages) and the selftests", 60, False),
     Unit("programs", "the workload programs (B-tree, hash join, graphs, ...)", 20, False),
