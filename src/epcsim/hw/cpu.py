@@ -550,7 +550,8 @@ class Processor:
         if self.content:
             self.st.data[target] = (np.frombuffer(data, dtype=np.uint8) if data is not None
                                     else 0)
-        elif data is not None and any(data):
+        elif data is not None and bytes(data) != bytes(len(data)):
+            # Not any(data): a Python loop over 4096 ints for each zero page added.
             self._staged[target] = data
         return rc
 
