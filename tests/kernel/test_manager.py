@@ -351,26 +351,18 @@ def test_a_fault_allocates_from_the_faulting_cpus_node_first() -> None:
         k.mgr.free(page)
 
 
-def test_a_host_boot_removes_what_the_guest_capable_boot_removes() -> None:
-    """A host kernel's boot runs EREMOVE without the guest's EPT translation
-    (``sanitize_host_pages``): on the EPC a previous kernel left (SECSes with children, a
-    thread inside none), it leaves the processor and the manager exactly as the boot that a
-    guest kernel runs does."""
-    from epcsim.hw.epc import V_GUEST
+def test_a_host_boot_removes_every_page_a_previous_kernel_left() -> None:
+    """On the EPC a previous kernel left (SECSes with children, a thread inside none), a
+    host's boot removes every page, children first and then their SECS, without the
+    guest's EPT (its walk is deferred and never compiled by it: tests/sim/test_replay.py)."""
+    from epcsim.hw.epc import EPCM_VALID, V_GUEST
     from epcsim.kernel import main as M
 
     rig = Rig(pages=64, n_enclaves=2)
     rig.fill(0, 9)
     rig.fill(1, 4)
-    before = [a.copy() for a in rig.cpu.st]
-    after = []
-    for sanitize in (M.sanitize_pages, M.sanitize_host_pages):
-        for a, b in zip(rig.cpu.st, before, strict=True):
-            a[...] = b
-        ms = M.make_mgr_state(rig.cpu, low=4, high=8, batch=4, policy=M.POLICY_SGX)
-        dirty = int(sanitize(ms, rig.cpu.st))
-        after.append((dirty, [a.copy() for a in rig.cpu.st], [a.copy() for a in ms]))
-    assert after[0][0] == after[1][0] == 0        # children first, then their SECS
-    for x, y in zip(after[0][1] + after[0][2], after[1][1] + after[1][2], strict=True):
-        assert np.array_equal(x, y)
-    assert rig.cpu.st.vmcs[V_GUEST] == 0    # a host: EpcManager boots it with the host's
+    assert rig.cpu.st.vmcs[V_GUEST] == 0    # a host
+    assert int((rig.cpu.st.flags & EPCM_VALID != 0).sum()) > 0
+    ms = M.make_mgr_state(rig.cpu, low=4, high=8, batch=4, policy=M.POLICY_SGX)
+    assert int(M.sanitize_pages(ms, rig.cpu.st)) == 0
+    assert int((rig.cpu.st.flags & EPCM_VALID != 0).sum()) == 0

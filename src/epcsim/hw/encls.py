@@ -545,16 +545,15 @@ def einit_secs_check(st: HwState, secs: int) -> int:
 
 @njit
 def eremove(st: HwState, target: int, ctx: int) -> int:
-    return eremove_at(st, tx(st, target), ctx_of(st, ctx))
+    return eremove_inline(st, target, ctx)
 
 
 @njit_inline
-def eremove_at(st: HwState, target: int, ctx: int) -> int:
-    """EREMOVE of EPC page ``target`` as the processor addresses it, in context ``ctx``.
-
-    A host kernel's boot calls it directly: no guest runs then, so no operand needs the
-    EPT, and a replay without virtual machines never types the guest's translation there.
-    """
+def eremove_inline(st: HwState, target: int, ctx: int) -> int:
+    """EREMOVE, spliced into a caller that runs it on every page (the boot's sanitize: a
+    call per page doubled a boot's time)."""
+    target = tx(st, target)
+    ctx = ctx_of(st, ctx)
     if page_locked(st, target):
         return lock_fault(ctx, OP_RCX)
     f = st.epcm[target].bits

@@ -37,7 +37,7 @@ from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX
 from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
-from epcsim.hw.epc import V_GUEST, V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
+from epcsim.hw.epc import V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
 from epcsim.jit import field, njit, njit_closure, njit_inline, state_class, table
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
@@ -903,30 +903,22 @@ def with_charge_table(ms: MgrState, ncg: int, columns: int) -> MgrState:
     return ms._replace(lists=table(lists), cg=table(cg), cgt=table(cgt))
 
 
-def _sanitizer(remove: Any) -> Any:
-    @functools.partial(njit_closure, cache=True)
-    def sanitize_pages(ms: MgrState, st: Any) -> int:
-        """Boot: EREMOVE every page, twice (a SECS fails while its children exist), then
-        free. Returns the number of pages left dirty."""
-        n = ms.pages.shape[0]
-        dirty = np.ones(n, dtype=np.bool_)
-        for _ in range(2):
-            for page in range(n):
-                if dirty[page] and remove(st, page, L.CTX_HOST) == 0:
-                    dirty[page] = False
-                    sgx_free_epc_page(ms, st, page)
-        return np.int64(dirty.sum())
+@njit
+def sanitize_pages(ms: MgrState, st: Any) -> int:
+    """Boot: EREMOVE every page, twice (a SECS fails while its children exist), then free.
 
-    return sanitize_pages
-
-
-# A guest kernel's boot removes its pages through the EPT (EREMOVE as a guest runs it); a
-# host's runs no guest, and its boot is compiled without the guest's translation, which a
-# replay without virtual machines then types only where a leaf of its fault path needs it
-# (the first replay's compile: the command's boot no longer holds what the side process's
-# first leaf waits for).
-sanitize_pages = _sanitizer(L.eremove)
-sanitize_host_pages = _sanitizer(L.eremove_at)
+    Returns the number of pages left dirty. A host's boot runs no guest: EREMOVE's operand
+    takes the one branch of ``encls.tx``, and the guest's EPT walk behind it is called
+    deferred, so the boot never compiles it.
+    """
+    n = ms.pages.shape[0]
+    dirty = np.ones(n, dtype=np.bool_)
+    for _ in range(2):
+        for page in range(n):
+            if dirty[page] and L.eremove_inline(st, page, L.CTX_HOST) == 0:
+                dirty[page] = False
+                sgx_free_epc_page(ms, st, page)
+    return np.int64(dirty.sum())
 
 
 class EpcManager:
@@ -967,8 +959,7 @@ class EpcManager:
         # Hands an in-use page's charge to another cgroup (page, cgroup), for pages nobody
         # may refuse (KVM's exit reserve); set by the resource controller when it attaches.
         self.move_charge: Callable[[int, int], None] | None = None
-        sanitize = sanitize_pages if cpu.st.vmcs[V_GUEST] != 0 else sanitize_host_pages
-        self.dirty = int(sanitize(self.ms, cpu.st))
+        self.dirty = int(sanitize_pages(self.ms, cpu.st))
 
     def attach_charge(self, charge: ChargeFactory, ncg: int, columns: int) -> None:
         """Assemble the manager with a resource controller's :class:`ChargeOps`.
