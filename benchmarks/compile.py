@@ -31,6 +31,7 @@ hour, so a change is judged by pairs measured in the same minutes.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -235,20 +236,17 @@ def main() -> None:
     fns = dict(MEASURES, pytest=pytest_after_demo)
     results: dict[str, Any] = {}
     for name in names:
-        trees = {name: ROOT / "src"}
+        measures = {name: fns[name]}
         if args.against is not None and name in ("demo_cold", "replay_cold"):
             if not (args.against / "epcsim").is_dir():
                 raise SystemExit(f"--against: no epcsim package in {args.against}")
-            trees[f"{name}@against"] = args.against
-        runs: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+            measures[f"{name}@against"] = functools.partial(fns[name], src=args.against)
+        runs: dict[str, list[dict[str, float]]] = {k: [] for k in measures}
         for i in range(args.rounds):
-            order = list(trees) if i % 2 == 0 else list(reversed(trees))
+            order = list(measures) if i % 2 == 0 else list(reversed(measures))
             for key in order:
                 with tempfile.TemporaryDirectory(prefix="epcsim-compile-") as tmp:
-                    if key == name:
-                        runs[key].append(fns[name](Path(tmp)))
-                    else:
-                        runs[key].append(fns[name](Path(tmp), trees[key]))
+                    runs[key].append(measures[key](Path(tmp)))
                 print(f"{key} round {i + 1}: {runs[key][-1]}", file=sys.stderr, flush=True)
         for key, rounds in runs.items():
             results[key] = {k: round(statistics.median(r[k] for r in rounds), 2)

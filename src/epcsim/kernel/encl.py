@@ -161,7 +161,7 @@ class DState(NamedTuple):
     # A field of every enclave page, as a strided view of the records (Python side).
     @property
     def ep_epc(self) -> np.ndarray:
-        return field(self.ep, "epc")          # NONE while not in the EPC
+        return field(self.ep, "epc")      # NONE while not in the EPC
 
     @property
     def ep_flags(self) -> np.ndarray:
@@ -171,15 +171,15 @@ class DState(NamedTuple):
 
     @property
     def ep_type(self) -> np.ndarray:
-        return field(self.ep, "type")         # PageType
+        return field(self.ep, "type")     # PageType
 
     @property
     def ep_encl(self) -> np.ndarray:
-        return field(self.ep, "encl")         # enclave row (new_enclave keeps them below 65535)
+        return field(self.ep, "encl")     # enclave row (new_enclave keeps them below 65535)
 
     @property
     def ep_va(self) -> np.ndarray:
-        return field(self.ep, "va")           # VA id holding the version while evicted
+        return field(self.ep, "va")       # VA id holding the version while evicted
 
     @property
     def ep_slot(self) -> np.ndarray:
@@ -187,19 +187,19 @@ class DState(NamedTuple):
 
     @property
     def ep_secinfo(self) -> np.ndarray:
-        return field(self.ep, "secinfo")      # PCMD.SECINFO flags (bits 0-5); the type byte is type
+        return field(self.ep, "secinfo")  # PCMD.SECINFO flags (bits 0-5); the type byte is type
 
     @property
     def ep_aux(self) -> np.ndarray:
-        return field(self.ep, "aux")          # state sealed with the page (TCS)
+        return field(self.ep, "aux")      # state sealed with the page (TCS)
 
     @property
     def ep_prot(self) -> np.ndarray:
-        return field(self.ep, "prot")         # vm_max_prot_bits (PROT_READ|WRITE|EXEC)
+        return field(self.ep, "prot")     # vm_max_prot_bits (PROT_READ|WRITE|EXEC)
 
     @property
     def ep_mac(self) -> np.ndarray:
-        return field(self.ep, "mac")          # PCMD.MAC (metadata mode)
+        return field(self.ep, "mac")      # PCMD.MAC (metadata mode)
 
 
 def _column(tbl: str, col: int) -> property:
