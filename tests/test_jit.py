@@ -388,6 +388,38 @@ def test_a_large_rule_is_called_through_a_cell_and_a_small_one_linked(
     assert len(cells) == 1 and cells[0] in jit_cells()
 
 
+def _define_of(disp: object, name: str) -> str:
+    """The body of the function ``name`` in ``disp``'s optimised module."""
+    (sig,) = disp.signatures  # type: ignore[attr-defined]
+    lines = disp.inspect_llvm(sig).splitlines()  # type: ignore[attr-defined]
+    start = next(i for i, ln in enumerate(lines)
+                 if ln.startswith("define") and name in ln)
+    end = next(i for i in range(start, len(lines)) if lines[i] == "}")
+    return "\n".join(lines[start:end])
+
+
+def test_a_linked_rule_is_inlined_where_llvm_alone_would_call_it() -> None:
+    """A small rule's body of some hundred instructions, called from two places: LLVM's
+    own threshold keeps such a body as a call; a linked rule is inlined all the same."""
+    steps = "\n".join(f"    x = ((x * {2 * k + 3}) ^ (x >> {k % 7 + 1})) & 0xFFFFFF\n"
+                      f"    if x & {1 << (k % 13)}:\n        x += {k}"
+                      for k in range(60))
+    ns: dict[str, object] = {}
+    exec(f"def body(x):\n{steps}\n    return x\n", ns)
+    small = njit_closure(ns["body"])
+
+    @njit_closure
+    def calls_twice(x: int) -> int:
+        return small(x) + small(x + 1)
+
+    assert calls_twice(2) == ns["body"](2) + ns["body"](3)  # type: ignore[operator]
+    (sig,) = small.signatures  # type: ignore[attr-defined]
+    callee = small.overloads[sig].fndesc.mangled_name  # type: ignore[attr-defined]
+    caller = calls_twice.overloads[  # type: ignore[attr-defined]
+        calls_twice.signatures[0]].fndesc.mangled_name  # type: ignore[attr-defined]
+    assert callee not in _define_of(calls_twice, caller)
+
+
 def jit_cells() -> dict[str, object]:
     from epcsim.jitcache import CELLS
 

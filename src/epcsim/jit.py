@@ -472,6 +472,11 @@ def _rule(fn: F, *, inline: bool = False, cache: bool = True) -> F:
         opts["no_cpython_wrapper"] = True
     if inline:
         opts["inline"] = "always"
+    # A rule small enough to be linked into its callers (LINK_MAX_INSTRUCTIONS) is
+    # inlined there: LLVM's own threshold left most of the fault path's small rules as
+    # calls, each reloading the tables its caller had loaded (BENCHMARKS.md, "small rules
+    # inlined where they are linked"). Rules called through cells are never inlined.
+    opts["forceinline"] = True
     disp = RuleDispatcher(py_func=fn, locals={}, targetoptions=opts)
     if cache:
         disp._cache = ContentCache(fn)
@@ -925,8 +930,12 @@ def _register_state_ref() -> None:
         def word() -> ir.Value:
             nonlocal k
             k += 1
-            return builder.load(builder.gep(value, [ir.Constant(i64, k - 1)]),
-                                align=8)
+            ld = builder.load(builder.gep(value, [ir.Constant(i64, k - 1)]), align=8)
+            # The unbox writes the buffer before any compiled code runs, and nothing
+            # writes it after: invariant, so a store to one table does not make LLVM
+            # load another table's address and shape again.
+            ld.set_metadata("invariant.load", builder.module.add_metadata([]))
+            return ld
         res = _array_from_words(context, builder, aty, word, aty.layout != "C")
         return impl_ret_borrowed(context, builder, aty, res)
 

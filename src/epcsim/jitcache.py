@@ -72,7 +72,9 @@ def cache_dir() -> Path:
 # id it reused: its entries may hold another closure's code. Format 3 stores with each
 # entry the cells its code calls. Format 4: symbols named by content (jit.RuleCompiler);
 # entries of format 3 named them by a per-process count, and two could collide.
-KEY_FORMAT = 4
+# Format 5: linked rules are inlined into their callers (``forceinline``); a caller
+# compiled over an entry of format 4 would call its small callees instead.
+KEY_FORMAT = 5
 
 
 def code_dir() -> Path:
