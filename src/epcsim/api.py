@@ -68,7 +68,7 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
            epc_pages: int, policy: str = "sgx", platform: str = "client-sgx1",
            columns: dict[str, int | str] | None = None, ksgxd: str = "clock",
            progress: Progress | None = None, tlb_entries: int | None = None,
-           tlb_ways: int | None = None) -> Result:
+           tlb_ways: int | None = None, fault_log: int | None = None) -> Result:
     """Replay a page-access trace (any format, plain or compressed; ``format`` None: what
     its name and bytes say) on an EPC of ``epc_pages`` 4 KiB pages, as ``epcsim replay``.
 
@@ -77,6 +77,8 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
     are free when its own clock passes them) or ``"instant"`` (at once, for comparison).
     ``tlb_entries`` and ``tlb_ways`` resize the preset's TLB of each CPU (0 entries: none,
     every access marks its page accessed).
+    ``fault_log``: how many faults the ``faults`` table keeps, the first ones (None: one per
+    16 EPC pages, at least 65 536 and at most 1 048 576).
     ``progress(n)`` is told of each ``n`` requests.
     """
     from epcsim.sim import costs
@@ -89,13 +91,16 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
     fmt = open_trace(path, format, columns=columns).fmt
     if ksgxd not in ("clock", "instant"):
         raise ValueError(f"ksgxd must be 'clock' or 'instant' (got {ksgxd!r})")
-    cfg = ReplayConfig(policy=policy, epc_pages=int(epc_pages), platform=plat, ksgxd=ksgxd)
+    if fault_log is not None and fault_log < 0:
+        raise ValueError(f"fault_log must be 0 or more (got {fault_log})")
+    cfg = ReplayConfig(policy=policy, epc_pages=int(epc_pages), platform=plat, ksgxd=ksgxd,
+                       fault_log=fault_log)
     res = replay_chunks(cfg, lambda: open_trace(path, fmt, columns=columns),
                         progress=progress)
     inputs = {"trace": os.path.abspath(path), "bytes": os.path.getsize(path), "format": fmt,
               "columns": columns, "epc_pages": int(epc_pages), "policy": policy,
               "platform": platform, "ksgxd": ksgxd, "tlb_entries": plat.tlb_entries,
-              "tlb_ways": plat.tlb_ways}
+              "tlb_ways": plat.tlb_ways, "fault_log": fault_log}
     stamp(res.summary, inputs)
     return Result(res.summary, replay_tables(res, plat.ghz))
 

@@ -287,13 +287,16 @@ def parse_columns(text: str | None) -> dict[str, int | str] | None:
 @click.option("--tlb-ways", type=click.IntRange(1, 127),
               help="Ways of each set of that TLB [default: the platform's].")
 @click.option("--columns", help="CSV column map, e.g. obj=2,tenant=3,op=4 (1-based or names).")
+@click.option("--fault-log", type=click.IntRange(0, 1 << 30),
+              help="Faults kept in the fault sequence, the first ones (24 bytes each) "
+              "[default: one per 16 EPC pages, at least 65 536, at most 1 048 576].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary object.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Also write summary.json, per-enclave metrics, the time series and the "
               "OS-visible fault sequence (Parquet) here.")
 def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_name: str,
            ksgxd: str, tlb_entries: int | None, tlb_ways: int | None, columns: str | None,
-           as_json: bool, out_dir: str | None) -> None:
+           fault_log: int | None, as_json: bool, out_dir: str | None) -> None:
     """Replay a page-access TRACE on a platform and report what paging cost."""
     from epcsim.api import replay as replay_trace
     from epcsim.sim import costs
@@ -318,7 +321,8 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
             res = replay_trace(trace, format=reader.fmt, epc_pages=epc_pages, policy=policy,
                                platform=platform_name, columns=cols, ksgxd=ksgxd,
                                progress=_advancer(bar, "replay", total),
-                               tlb_entries=tlb_entries, tlb_ways=tlb_ways)
+                               tlb_entries=tlb_entries, tlb_ways=tlb_ways,
+                               fault_log=fault_log)
     except TraceError as e:
         raise UsageError(str(e)) from None
     except (ReplayError, ValueError) as e:

@@ -18,6 +18,7 @@ from simkit import (
     factory,
     interleave,
     replay_json,
+    run_cli,
     without_timing,
 )
 
@@ -26,14 +27,22 @@ from epcsim.kernel.encl import EP_EXISTS, EP_PRESENT
 from epcsim.kernel.main import W_LRU, W_MASK
 from epcsim.sim import costs as K
 from epcsim.sim.metrics import write_results
-from epcsim.sim.replay import R_FIRST, Replay, ReplayConfig, replay_chunks
+from epcsim.sim.replay import (
+    FAULT_LOG_MAX,
+    FAULT_LOG_MIN,
+    R_FIRST,
+    Replay,
+    ReplayConfig,
+    fault_log_entries,
+    replay_chunks,
+)
 from epcsim.workload.generators import zipf
 from epcsim.workload.traces import open_trace, write_csv, write_lcs, write_oracle_general
 
 EPC = 512
 FOOTPRINT = 2 * EPC
 REQUESTS = 60_000
-FAULT_LOG_CAP = ReplayConfig().fault_log
+FAULT_LOG_CAP = fault_log_entries(ReplayConfig(epc_pages=EPC))
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +139,7 @@ def test_out_dir(oversub) -> None:
     ewb = np.array(series["ewb"])
     assert (np.diff(ewb) >= 0).all() and ewb[-1] <= s["ewb"]
     faults = pq.read_table(out / "faults.parquet").to_pydict()
+    assert s["fault_log"] == FAULT_LOG_CAP
     assert len(faults["page"]) == min(s["faults"], FAULT_LOG_CAP)
     assert (np.diff(faults["time_s"]) > 0).all()
     assert set(faults["tenant"]) == {0}
@@ -146,7 +156,7 @@ def test_out_dir(oversub) -> None:
 def test_fault_log_cap(oversub, tmp_path: Path) -> None:
     """A capped fault log keeps the first faults and Parquet holds exactly the cap."""
     cap = 1000
-    full = replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC),
+    full = replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC, fault_log=REQUESTS),
                          factory(oversub["path"], "oracleGeneral"))
     capped = replay_chunks(ReplayConfig(policy="sgx", epc_pages=EPC, fault_log=cap),
                            factory(oversub["path"], "oracleGeneral"))
@@ -156,6 +166,29 @@ def test_fault_log_cap(oversub, tmp_path: Path) -> None:
     assert np.array_equal(capped.faults, full.faults[:cap])
     write_results(str(tmp_path), capped)
     assert pq.read_table(tmp_path / "faults.parquet").num_rows == cap
+
+
+def test_the_default_fault_log_grows_with_the_epc_within_its_bounds() -> None:
+    """One entry per 16 EPC pages between the floor and the ceiling: never a fixed table
+    that outweighs a small model's state, never more than 1.5 bytes an EPC page above it."""
+    def entries(epc: int) -> int:
+        return fault_log_entries(ReplayConfig(epc_pages=epc))
+    assert entries(512) == FAULT_LOG_MIN
+    assert entries(16 * FAULT_LOG_MIN + 16) == FAULT_LOG_MIN + 1
+    assert entries(1 << 20) == 1 << 16
+    assert entries(1 << 30) == FAULT_LOG_MAX
+    assert fault_log_entries(ReplayConfig(epc_pages=1 << 20, fault_log=7)) == 7
+
+
+def test_the_cli_keeps_as_many_faults_as_asked(oversub, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    s = replay_json(oversub["path"], "oracleGeneral", EPC, "sgx", "--fault-log", "123",
+                    "--out", str(out))
+    assert s["fault_log"] == 123
+    assert pq.read_table(out / "faults.parquet").num_rows == 123
+    rc, _, err = run_cli("replay", str(oversub["path"]), "--epc-pages", str(EPC),
+                         "--fault-log", "-1")
+    assert rc == 2 and "--fault-log" in err
 
 
 def test_deterministic(oversub) -> None:

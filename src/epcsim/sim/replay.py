@@ -117,8 +117,14 @@ T_LEN = 9
 # Series columns: virtual time, free pages, faults, EWBs.
 S_T, S_FREE, S_FAULTS, S_EWB = range(4)
 
-# A fault log entry packs the tenant (below 2**16, IdMap.max_tenants) above the page.
-FLOG_TENANT_SHIFT = 47
+# The fault log's entries when ReplayConfig.fault_log is None: one for every FAULT_LOG_EPC
+# EPC pages, at least FAULT_LOG_MIN and at most FAULT_LOG_MAX. An entry is 24 bytes, so the
+# log takes at most 1.5 bytes per EPC page above its floor of 1.5 MiB (a small run keeps its
+# first 65 536 faults), whatever the trace's length: a log of 2^20 entries on every EPC size
+# was 12 bytes a simulated page on the smallest cells of the scale matrix.
+FAULT_LOG_EPC = 16
+FAULT_LOG_MIN = 1 << 16
+FAULT_LOG_MAX = 1 << 20
 
 # How many requests ahead the engine prefetches a request's table entries.
 AHEAD = 32
@@ -144,8 +150,8 @@ class RState(NamedTuple):
     cost: np.ndarray      # i64 [K_LEN]
     t: np.ndarray         # i64 [tenants, T_LEN]
     series: np.ndarray    # i64 [cap, 4]
-    flog: np.ndarray      # i64 [cap, 2]: virtual time, tenant << FLOG_TENANT_SHIFT | page
-                          # (the OS-visible faults; two words, not three: a miss writes it)
+    flog: np.ndarray      # i64 [cap, 3]: virtual time, tenant, page (the OS-visible
+                          # faults, in the result's layout: the result is a view of it)
     # Per-enclave usage at each sample, for the first SAMPLED_TENANTS tenants (a trace may
     # have thousands; a column each would outweigh the state).
     tseries: np.ndarray   # i32 [cap, sampled]: EPC pages the tenant holds
@@ -269,7 +275,8 @@ def _log_fault(rs: RState, tenant: int, page: int) -> None:
     n = rs.v[V_FLOG_N]
     if n < rs.flog.shape[0]:
         rs.flog[n, 0] = rs.v[V_CLK + CL_THREAD]
-        rs.flog[n, 1] = (tenant << FLOG_TENANT_SHIFT) | page
+        rs.flog[n, 1] = tenant
+        rs.flog[n, 2] = page
     rs.v[V_FLOG_N] = n + 1
 
 
@@ -821,7 +828,9 @@ class ReplayConfig:
     high: int = 64
     batch: int = 16
     series_step_s: float = 0.001
-    fault_log: int = 1 << 20
+    # Faults kept in the fault log (the first ones); None: one per FAULT_LOG_EPC EPC pages,
+    # within [FAULT_LOG_MIN, FAULT_LOG_MAX] (fault_log_entries).
+    fault_log: int | None = None
     # A host shared with virtual machines (policy ``sgx`` only): the kernel runs the KVM
     # owner beside the driver, and the processor has ``extra_lps`` more logical processors
     # for their vCPUs, after the replay's own.
@@ -840,6 +849,13 @@ class ReplayResult:
     faults: np.ndarray
     held: np.ndarray          # [samples, k]: EPC pages of each sampled tenant (series times)
     held_tenants: np.ndarray  # [k]: which tenant each column of ``held`` is
+
+
+def fault_log_entries(cfg: ReplayConfig) -> int:
+    """The fault log's capacity for ``cfg`` (:data:`FAULT_LOG_EPC`)."""
+    if cfg.fault_log is not None:
+        return int(cfg.fault_log)
+    return min(FAULT_LOG_MAX, max(FAULT_LOG_MIN, cfg.epc_pages // FAULT_LOG_EPC))
 
 
 def tlb_for(entries: int, ways: int, pages: int) -> tuple[int, int]:
@@ -898,9 +914,6 @@ class Replay:
         self.tenant_ids = tenant_ids
         self.footprint = footprint
         ntenants = len(footprint)
-        if ntenants > 1 << (63 - FLOG_TENANT_SHIFT):
-            raise ValueError(f"{ntenants} tenants: the replay takes at most "
-                             f"{1 << (63 - FLOG_TENANT_SHIFT)}")
         cost = cfg.platform.costs.vector()
         if not (self.sgx and cfg.platform.tlb_entries):
             # Without a TLB every access walks, as it did before the TLB was modelled: the
@@ -915,7 +928,7 @@ class Replay:
         self.rs = tables(RState(
             v=v, cost=cost, t=t,
             series=np.zeros((4096, 4), np.int64),
-            flog=np.zeros((cfg.fault_log, 2), np.int64),
+            flog=np.zeros((fault_log_entries(cfg), 3), np.int64),
             tseries=np.zeros((4096, min(len(tenant_ids), SAMPLED_TENANTS)), np.int32),
             t_sampled=np.asarray(tenant_ids[:SAMPLED_TENANTS], np.int64)))
         for row, t in enumerate(tenant_ids):
@@ -1141,6 +1154,7 @@ class Replay:
             "ewb": c["ewb"], "etrack": c["etrack"], "ipi": c["ipi"],
             "ebusy_waits": int(rs.cnt[RC_EBUSY]), "ipi_aex": int(rs.cnt[RC_IPI_AEX]),
             "tlb_entries": cfg.platform.tlb_entries if self.sgx else 0,
+            "fault_log": int(rs.flog.shape[0]),
             "tlb_walks": int(rs.cnt[RC_WALKS]),
             "tlb_shootdowns": c["tlb_shootdowns"],
             "ksgxd_wakeups": c["ksgxd_wakeups"], "ksgxd_batches": c["ksgxd_batches"],
@@ -1167,10 +1181,9 @@ class Replay:
                         "miss_ratio": f / r if r else 0.0})
         n = int(rs.series_n[0])
         m = min(int(rs.flog_n[0]), rs.flog.shape[0])
-        faults = np.empty((m, 3), np.int64)
-        faults[:, 0] = rs.flog[:m, 0]
-        faults[:, 1] = rs.flog[:m, 1] >> FLOG_TENANT_SHIFT
-        faults[:, 2] = rs.flog[:m, 1] & ((1 << FLOG_TENANT_SHIFT) - 1)
+        # A view, not a copy: a copy doubled the log's memory at the end of the run (the
+        # log's pages past ``m`` were never written, so they were never resident).
+        faults = rs.flog[:m]
         return ReplayResult(summary, per, rs.series[:n].copy(), faults,
                             rs.tseries[:n].copy(), rs.t_sampled.copy())
 
