@@ -334,6 +334,10 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
             raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
+        kept, faults = res.summary["fault_log"], res.summary["faults"]
+        if faults > kept:
+            click.echo(f"faults.parquet holds the first {kept:,} of {faults:,} faults "
+                       "(--fault-log N keeps more)", err=True)
     if as_json:
         click.echo(json.dumps(res.summary, indent=2))
         return

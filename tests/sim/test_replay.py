@@ -182,10 +182,12 @@ def test_the_default_fault_log_grows_with_the_epc_within_its_bounds() -> None:
 
 def test_the_cli_keeps_as_many_faults_as_asked(oversub, tmp_path: Path) -> None:
     out = tmp_path / "r"
-    s = replay_json(oversub["path"], "oracleGeneral", EPC, "sgx", "--fault-log", "123",
-                    "--out", str(out))
-    assert s["fault_log"] == 123
+    rc, text, err = run_cli("replay", str(oversub["path"]), "--epc-pages", str(EPC),
+                            "--fault-log", "123", "--json", "--out", str(out))
+    s = json.loads(text)
+    assert rc == 0 and s["fault_log"] == 123
     assert pq.read_table(out / "faults.parquet").num_rows == 123
+    assert f"the first 123 of {s['faults']:,} faults" in err
     rc, _, err = run_cli("replay", str(oversub["path"]), "--epc-pages", str(EPC),
                          "--fault-log", "-1")
     assert rc == 2 and "--fault-log" in err
