@@ -290,6 +290,22 @@ def test_the_series_of_a_long_run_stays_bounded(
     assert series.column("faults").to_numpy()[-1] <= doc["faults"]
 
 
+def test_a_scenario_keeps_the_faults_it_asks_for_and_says_when_it_keeps_fewer(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow.parquet as pq
+
+    s = scenario(tmp_path, SMALL.replace("requests = 3000", "requests = 3000\nfault_log = 50"))
+    assert main(["run", s, "--json", "--out", str(tmp_path / "D")]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["fault_log"] == 50 and doc["faults"] > 50
+    assert pq.read_table(tmp_path / "D" / "faults.parquet").num_rows == 50
+    assert f"the first 50 of {doc['faults']:,} faults ([run] fault_log" in captured.err
+    bad = scenario(tmp_path, SMALL.replace("requests = 3000", "requests = 3000\nfault_log = -1"),
+                   "bad.toml")
+    refused(capsys, ["run", bad], "run.fault_log")
+
+
 def test_a_sweep_stopped_midway_is_no_result_until_resumed(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

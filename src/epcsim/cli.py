@@ -334,10 +334,7 @@ def replay(trace: str, fmt: str | None, epc_pages: int, policy: str, platform_na
             raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
-        kept, faults = res.summary["fault_log"], res.summary["faults"]
-        if faults > kept:
-            click.echo(f"faults.parquet holds the first {kept:,} of {faults:,} faults "
-                       "(--fault-log N keeps more)", err=True)
+        _say_fault_log(res.summary, "--fault-log N keeps more")
     if as_json:
         click.echo(json.dumps(res.summary, indent=2))
         return
@@ -393,6 +390,14 @@ class _NullProgress:
 
     def __exit__(self, *a: object) -> None:
         return None
+
+
+def _say_fault_log(summary: dict, more: str) -> None:  # type: ignore[type-arg]
+    """One line on stderr when the written fault sequence holds only the first faults."""
+    kept, faults = summary.get("fault_log"), summary.get("faults")
+    if kept is not None and faults is not None and faults > kept:
+        click.echo(f"faults.parquet holds the first {kept:,} of {faults:,} faults ({more})",
+                   err=True)
 
 
 def _print_summary(summary: dict, title: str) -> None:  # type: ignore[type-arg]
@@ -477,6 +482,7 @@ def run(scenario: str, as_json: bool, out_dir: str | None) -> None:
             raise UsageError(str(e)) from None
         except OSError as e:
             raise UsageError(f"cannot write results: {e.strerror} ({out_dir})") from None
+        _say_fault_log(out.summary, "[run] fault_log = N keeps more")
     if as_json:
         click.echo(json.dumps(out.summary, indent=2))
         return

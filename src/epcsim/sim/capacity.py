@@ -150,7 +150,8 @@ def run_pods(sc: Scenario, base_dir: Any, scenario_name: str,
     node_pages = node_epc // PAGE_SIZE
     cfg = ReplayConfig(policy="sgx", epc_pages=node_pages, platform=plat, low=sc.kernel.low,
                        high=sc.kernel.high, batch=sc.kernel.batch,
-                       ksgxd=sc.kernel.ksgxd, series_step_s=sc.run.series_step_s, seed=sc.run.seed)
+                       ksgxd=sc.kernel.ksgxd, series_step_s=sc.run.series_step_s, seed=sc.run.seed,
+                       fault_log=sc.run.fault_log)
     total_requests = 0
     for n, members in enumerate(place.nodes):
         admitted = []

@@ -72,6 +72,7 @@ def _run_scenario(sc: Scenario, base_dir: Path, *, progress: Progress | None = N
     cfg = ReplayConfig(policy=sc.kernel.policy, epc_pages=plat.epc_pages, platform=plat,
                        low=sc.kernel.low, high=sc.kernel.high, batch=sc.kernel.batch,
                        ksgxd=sc.kernel.ksgxd, series_step_s=sc.run.series_step_s, seed=sc.run.seed,
+                       fault_log=sc.run.fault_log,
                        kvm=shared, extra_lps=extra_lps(sc) if shared else 0)
     step = 1 << 20
     vm_run: list[VmRun] = []

@@ -21,6 +21,7 @@
     requests = 1000000            # total accesses, shared by the enclaves by weight
     seed = 1
     series_step_s = 0.001
+    fault_log = 65536             # optional: faults kept in faults.parquet (the first ones)
     mrc = false                   # true: the LRU miss-ratio curve across EPC sizes too
     content = false               # optional: also replay with page contents, verified
     backing_dir = "/var/tmp"      # optional: where content mode's backing files go
@@ -257,6 +258,9 @@ class RunSpec(_Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     # A sample per step of virtual time: the series grows with virtual time over the step.
     series_step_s: float = Field(default=0.001, ge=1e-6, le=3600)
+    # The first faults kept in faults.parquet; None: the replay's default (one per 16 EPC
+    # pages, 65 536 to 2^20; sim.replay.fault_log_entries).
+    fault_log: int | None = Field(default=None, ge=0, le=1 << 30)
     mrc: bool = False             # also write the LRU miss-ratio curve (mrc.parquet)
     content: bool = False
     backing_dir: FilePath | None = None
