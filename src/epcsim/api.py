@@ -91,8 +91,6 @@ def replay(trace: str | os.PathLike[str], *, format: str | None = None,  # noqa:
     fmt = open_trace(path, format, columns=columns).fmt
     if ksgxd not in ("clock", "instant"):
         raise ValueError(f"ksgxd must be 'clock' or 'instant' (got {ksgxd!r})")
-    if fault_log is not None and fault_log < 0:
-        raise ValueError(f"fault_log must be 0 or more (got {fault_log})")
     cfg = ReplayConfig(policy=policy, epc_pages=int(epc_pages), platform=plat, ksgxd=ksgxd,
                        fault_log=fault_log)
     res = replay_chunks(cfg, lambda: open_trace(path, fmt, columns=columns),

@@ -178,6 +178,8 @@ def test_the_default_fault_log_grows_with_the_epc_within_its_bounds() -> None:
     assert entries(1 << 20) == 1 << 16
     assert entries(1 << 30) == FAULT_LOG_MAX
     assert fault_log_entries(ReplayConfig(epc_pages=1 << 20, fault_log=7)) == 7
+    with pytest.raises(ValueError, match="fault_log must be 0 or more"):
+        ReplayConfig(fault_log=-1)
 
 
 def test_the_cli_keeps_as_many_faults_as_asked(oversub, tmp_path: Path) -> None:

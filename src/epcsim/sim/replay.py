@@ -840,6 +840,12 @@ class ReplayConfig:
     # When the pages ksgxd frees are free (policy ``sgx``): at its own clock, or at once.
     ksgxd: str = "clock"
 
+    def __post_init__(self) -> None:
+        # Here, not where the log is allocated: that is after the trace's scan and the
+        # engine's compile, and every caller (the CLI, the API, scenarios) builds a config.
+        if self.fault_log is not None and self.fault_log < 0:
+            raise ValueError(f"fault_log must be 0 or more (got {self.fault_log})")
+
 
 @dataclass
 class ReplayResult:
