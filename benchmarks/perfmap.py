@@ -2,6 +2,7 @@
 
 Run:
     perf record -F 4000 -o perf.data python benchmarks/perfmap.py [--policy sgx] [--repeat 6]
+                                                                  [--trace zipf|uniform]
     perf report -i perf.data --no-children --sort sym
 
 numba's code lives in anonymous memory that perf cannot name. After the engine is loaded
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from epcsim.jitcache import code_dir
 from epcsim.sim.replay import ReplayConfig, replay_chunks
-from epcsim.workload.generators import zipf
+from epcsim.workload.generators import uniform, zipf
 from epcsim.workload.traces import open_trace, write_oracle_general
 
 _ELF = b"\x7fELF"
@@ -132,10 +133,13 @@ def main() -> None:
     ap.add_argument("--cache", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=6)
     ap.add_argument("--objdump", metavar="DIR", default=None)
+    ap.add_argument("--trace", default="zipf", choices=["zipf", "uniform"],
+                    help="the trace of benchmarks/replay.py to replay (uniform: high miss)")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
-    path = os.path.join(tmp, "zipf.oracleGeneral")
-    write_oracle_general(path, zipf(a.objects, a.requests, alpha=1.0, seed=1))
+    path = os.path.join(tmp, f"{a.trace}.oracleGeneral")
+    write_oracle_general(path, zipf(a.objects, a.requests, alpha=1.0, seed=1)
+                         if a.trace == "zipf" else uniform(a.objects, a.requests, seed=1))
 
     def run() -> dict:  # type: ignore[type-arg]
         cfg = ReplayConfig(policy=a.policy, epc_pages=a.cache)

@@ -565,7 +565,6 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
             t = np.int64(tenants[i])
             page = np.int64(pages[i])
             now += work
-            rs.t[t, T_REQ] += 1
             stalled = hit(os, ms, st, rs, t, entries[i], page, writes[i])
             if stalled >= 0:
                 hits += 1
@@ -589,6 +588,13 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         rs.v[V_CLK + CL_THREAD] = now
         rs.v[V_CLK + CL_WORK] += done * work
         rs.v[RC_REQUESTS] += done
+        # Each tenant's requests, counted after the loop: nothing reads them during it,
+        # and an increment per request in it was a store the next request's waited for.
+        if rs.t.shape[0] == 1:
+            rs.t[0, T_REQ] += done
+        else:
+            for j in range(done):
+                rs.t[np.int64(tenants[j]), T_REQ] += 1
         rs.v[RC_HITS] += hits
         return ret
 
@@ -678,7 +684,9 @@ class IdMap:
         self._tens = np.zeros(0, dtype=np.int64)
         self._vals = np.zeros(0, dtype=np.int64)
         self._count = 0
-        self._next = np.zeros(max_tenants, dtype=np.int64)
+        # The next page number of each tenant, for the hash table only: half a megabyte
+        # that a trace numbered by identity never needs.
+        self._next = np.zeros(0, dtype=np.int64)
         self.tenant_ids: list[int] = []
         self.kept: list[Any] | None = None     # the trace's chunks, when scan kept them
 
@@ -772,6 +780,8 @@ class IdMap:
         return total
 
     def _ensure(self, more: int) -> None:
+        if self._next.shape[0] == 0:
+            self._next = np.zeros(self.max_tenants, dtype=np.int64)
         need = 2 * (self._count + more)
         if self._keys.shape[0] >= need:
             return
@@ -808,7 +818,7 @@ class IdMap:
         return out
 
     def bytes(self) -> int:
-        return self._keys.nbytes + self._tens.nbytes + self._vals.nbytes
+        return self._keys.nbytes + self._tens.nbytes + self._vals.nbytes + self._next.nbytes
 
     def kept_bytes(self) -> int:
         """The trace held in memory after the scan (read once instead of twice)."""
