@@ -388,6 +388,33 @@ def test_a_large_rule_is_called_through_a_cell_and_a_small_one_linked(
     assert len(cells) == 1 and cells[0] in jit_cells()
 
 
+def test_a_rule_compiled_with_link_is_linked_whatever_its_size(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fault path's rules are linked into their callers though they are larger than
+    ``LINK_MAX_INSTRUCTIONS``: with the threshold at 0, the same rule compiled without
+    ``link`` is called through a cell and with it is not."""
+    import epcsim.jit as jit
+
+    def body(x: int) -> int:
+        return 5 * x - 2
+
+    monkeypatch.setattr(jit, "LINK_MAX_INSTRUCTIONS", 0)
+    through_cell = njit_closure(body)
+    linked = njit_closure(body, link=True)
+
+    @njit_closure
+    def calls_cell(x: int) -> int:
+        return through_cell(x) + 1
+
+    @njit_closure
+    def calls_linked(x: int) -> int:
+        return linked(x) + 1
+
+    assert calls_cell(3) == calls_linked(3) == 14
+    assert len(_called_cells(calls_cell)) == 1
+    assert _called_cells(calls_linked) == []
+
+
 def _define_of(disp: object, name: str) -> str:
     """The body of the function ``name`` in ``disp``'s optimised module."""
     (sig,) = disp.signatures  # type: ignore[attr-defined]

@@ -94,6 +94,20 @@ def test_a_callee_edit_changes_its_callers_keys_and_no_others(tmp_path: Path, ed
     assert after["apart"] == before["apart"]      # the same file, but nothing of the edit
 
 
+def test_linking_a_callee_changes_its_callers_keys(tmp_path: Path) -> None:
+    """A caller compiled over a callee it calls through a cell holds other code than one
+    the callee is linked into (``link``): its key says which."""
+    linked = CALLEE.replace("from epcsim.jit import njit", "from epcsim.jit import njit_linked")
+    linked = linked.replace("@njit\ndef leaf", "@njit_linked\ndef leaf")
+    assert "@njit_linked" in linked
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    before = _digests(tmp_path / "a", CALLEE)
+    after = _digests(tmp_path / "b", linked)
+    assert after["top"] != before["top"]
+    assert after["apart"] == before["apart"]
+
+
 def _run(code: str, tree: Path, cache: Path) -> dict[str, int]:
     env = dict(os.environ, PYTHONPATH=str(tree), EPCSIM_CACHE_DIR=str(cache))
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, check=True,

@@ -319,12 +319,13 @@ def _instructions(library: Any) -> int:
 def _call_through_cell(ctx: Any, disp: Any, cres: Any) -> None:
     """Compiled callers call this overload through a cell holding its address
     (:mod:`epcsim.jitcache`, "cells"), instead of linking its code, and its callees' code
-    transitively, into their own; unless it is small (``LINK_MAX_INSTRUCTIONS``)."""
+    transitively, into their own; unless it is small (``LINK_MAX_INSTRUCTIONS``) or a rule
+    of the fault path compiled with ``link`` (:func:`njit_closure`)."""
     from llvmlite import ir
     from numba.core import cgutils, imputils
     from numba.core.base import OverloadSelector
 
-    if _instructions(cres.library) <= LINK_MAX_INSTRUCTIONS:
+    if getattr(disp, "linked", False) or _instructions(cres.library) <= LINK_MAX_INSTRUCTIONS:
         return              # numba's own call: the callee's library linked, inlinable
     fndesc = cres.fndesc
     sym = cell_symbol(disp, cres.signature.args)
@@ -461,7 +462,7 @@ def _plain_parameters(fn: Callable[..., Any]) -> bool:
                for p in inspect.signature(fn).parameters.values())
 
 
-def _rule(fn: F, *, inline: bool = False, cache: bool = True) -> F:
+def _rule(fn: F, *, inline: bool = False, cache: bool = True, link: bool = False) -> F:
     if config.DISABLE_JIT:
         return fn
     # No cfunc wrapper: no rule is used as a first-class function object, and the wrapper
@@ -478,6 +479,7 @@ def _rule(fn: F, *, inline: bool = False, cache: bool = True) -> F:
     # inlined where they are linked"). Rules called through cells are never inlined.
     opts["forceinline"] = True
     disp = RuleDispatcher(py_func=fn, locals={}, targetoptions=opts)
+    disp.linked = link
     if cache:
         disp._cache = ContentCache(fn)
     return disp  # type: ignore[no-any-return]
@@ -495,7 +497,7 @@ def njit_inline(fn: F) -> F:
     return _rule(fn, inline=True)
 
 
-def njit_closure(fn: F, cache: bool = False, inline: bool = False) -> F:
+def njit_closure(fn: F, cache: bool = False, inline: bool = False, link: bool = False) -> F:
     """A closure over other compiled functions; on disk only when ``cache``.
 
     numba's cache pickles a compiled function's argument types with it; a closure over an
@@ -503,9 +505,19 @@ def njit_closure(fn: F, cache: bool = False, inline: bool = False) -> F:
     a notebook's) would fail to load rather than miss. So closures over epcsim's own owners
     are cached and closures over anybody else's are compiled per process (:func:`cacheable`).
     ``inline`` splices the closure into its compiled callers, for the few small closures on
-    a per-request path.
+    a per-request path. ``link`` links the rule's code into every compiled caller, whatever
+    its size, instead of calling it through a cell: for the rules a replayed fault runs
+    once each (the fault handler, the allocation, the reclaim batch, EWB), where a call
+    through a cell, which loads again each table its caller had loaded, cost a tenth of a
+    high-miss replay (BENCHMARKS.md, "the fault path linked").
     """
-    return _rule(fn, inline=inline, cache=cache)
+    return _rule(fn, inline=inline, cache=cache, link=link)
+
+
+def njit_linked(fn: F) -> F:
+    """A rule of the fault path, cached on disk and linked into every compiled caller
+    (:func:`njit_closure`'s ``link``)."""
+    return _rule(fn, link=True)
 
 
 class UnmanagedArray(nbtypes.Array):  # type: ignore[misc]

@@ -74,7 +74,9 @@ def cache_dir() -> Path:
 # entries of format 3 named them by a per-process count, and two could collide.
 # Format 5: linked rules are inlined into their callers (``forceinline``); a caller
 # compiled over an entry of format 4 would call its small callees instead.
-KEY_FORMAT = 5
+# Format 6: the fault path's rules compiled with ``link`` are linked into their callers
+# whatever their size; a caller of format 5 calls them through cells.
+KEY_FORMAT = 6
 
 
 def code_dir() -> Path:
@@ -182,8 +184,10 @@ class _Digester:
         if isinstance(v, (tuple, list, frozenset)):
             return "(" + ",".join(self.value(x, names) for x in v) + ")"
         if isinstance(v, Dispatcher):
-            # The options too: a callee inlined or not compiles into another caller.
+            # The options too: a callee inlined, linked or not compiles into another caller.
             opts = sorted((k, repr(x)) for k, x in v.targetoptions.items())
+            if getattr(v, "linked", False):
+                opts.append(("linked", "True"))
             fd = self.function(v.py_func)
             self.dispatchers.setdefault(fd, v)
             return f"jit:{opts}:" + fd

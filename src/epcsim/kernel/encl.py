@@ -36,6 +36,7 @@ from epcsim.jit import (
     njit,
     njit_closure,
     njit_inline,
+    njit_linked,
     prefetch,
     prefetch_last,
     state_class,
@@ -374,7 +375,7 @@ def ipi_enclave_cpus(st: Any, ms: Any, e_row: int) -> None:
     aex_enclave_cpus(st, e_row)
 
 
-@njit
+@njit_linked
 def sgx_encl_ewb(ds: DState, ms: Any, st: Any, e: int, epc: int, secs: int) -> tuple[int, int, int]:
     """EWB with the kernel's escalation: plain, after ETRACK, after IPIs.
 
@@ -648,6 +649,8 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
     alloc = reclaimer.alloc
     ksgxd = reclaimer.ksgxd
     closure = functools.partial(njit_closure, cache=reclaimer.cache)
+    # The rules a replayed fault runs once each: linked into their callers (jit.njit_closure).
+    linked = functools.partial(njit_closure, cache=reclaimer.cache, link=True)
 
     @functools.partial(njit_closure, cache=reclaimer.cache, inline=True)
     def fault_alloc(os: Any, ms: Any, st: Any, oid: int) -> int:
@@ -697,7 +700,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
         ds.dp[D_DID] |= FAULT_SECS
         return 0
 
-    @closure
+    @linked
     def sgx_encl_load_page(os: Any, ms: Any, st: Any, e: int, ep: int) -> int:
         """``__sgx_encl_load_page``: the EPC page of a resident page, or ELDU it back;
         -errno, or ELOAD (content mode)."""
@@ -813,7 +816,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             encl_unlock(ds, ms, st, e)
         return rc
 
-    @closure
+    @linked
     def sgx_vma_fault(os: Any, ms: Any, st: Any, e: int, ep: int, vma_prot: int,
                       first: bool) -> int:
         """``sgx_vma_fault`` of enclave ``e``'s page ``ep`` (its index in ``ds.ep``):

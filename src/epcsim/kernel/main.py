@@ -626,7 +626,11 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
     closure = functools.partial(njit_closure, cache=d.cache)
     inline = inline_batch and charge is None
 
-    @functools.partial(njit_closure, cache=d.cache, inline=inline)
+    # The batch and the allocation run once per fault of a replay: linked into their
+    # callers (jit.njit_closure).
+    linked = functools.partial(njit_closure, cache=d.cache, link=True)
+
+    @functools.partial(njit_closure, cache=d.cache, inline=inline, link=True)
     def reclaim_batch(os: Any, ms: MgrState, st: Any, nr: int, lst: int) -> int:
         """One batch from LRU ``lst`` in the v13 order: isolate+get, reclaim, block all,
         write+put, free.
@@ -779,7 +783,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             release_pending(ms, st)      # what it freed by the caller's now
         return batches
 
-    @closure
+    @linked
     def sgx_alloc_epc_page(os: Any, ms: MgrState, st: Any, kind: int, oid: int,
                            do_reclaim: bool, node: int) -> int:
         """A free page for (kind, oid), or -ENOMEM / -EBUSY as the kernel returns them.
