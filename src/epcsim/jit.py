@@ -507,7 +507,7 @@ def njit_closure(fn: F, cache: bool = False, inline: bool = False, link: bool = 
     ``inline`` splices the closure into its compiled callers, for the few small closures on
     a per-request path. ``link`` links the rule's code into every compiled caller, whatever
     its size, instead of calling it through a cell: for the rules a replayed fault runs
-    once each (the fault handler, the allocation, the reclaim batch, EWB), where a call
+    once each (the fault handler, the allocation, ksgxd's reclaim, EWB), where a call
     through a cell, which loads again each table its caller had loaded, cost a tenth of a
     high-miss replay (BENCHMARKS.md, "the fault path linked").
     """

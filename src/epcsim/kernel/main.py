@@ -729,7 +729,7 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         all_lru_pages, async_work = global_lru_pages, no_async_work
         sgx_reclaim_list = reclaim_batch
 
-        @closure
+        @linked
         def reclaim_global(os: Any, ms: MgrState, st: Any, nr: int) -> int:
             """One batch from the global LRU."""
             return reclaim_batch(os, ms, st, nr, lru_list(ms))
