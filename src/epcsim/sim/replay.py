@@ -392,7 +392,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
     vma_fault = driver_rules(reclaimer, kind).vma_fault if sgx else None
     closure = functools.partial(njit_closure, cache=reclaimer.cache)
 
-    @closure
+    # Run once per fault: linked into the loop, not called through a cell (jit.njit_closure).
+    @functools.partial(njit_closure, cache=reclaimer.cache, link=True)
     def sgx_access(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
                    write: bool) -> int:
         """One access of tenant ``t`` to its page ``page`` (record ``ep``, of
