@@ -141,7 +141,16 @@ def main() -> None:
         e, f, r, touch = a.cell
         print(json.dumps(cell(int(e), int(f), int(r), touch, a.file or None)))
         return
-    tmp = tempfile.mkdtemp() if a.file is not None else None
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = scratch if a.file is not None else None
+        cells = _matrix(a, tmp)
+    cells.sort(key=lambda c: -float(c["rss_per_page"]))
+    print(json.dumps({"machine": machine(), "cells": cells}, indent=2))
+
+
+def _matrix(a: argparse.Namespace, tmp: str | None) -> list[dict]:  # type: ignore[type-arg]
+    """Each cell in a process of its own; with ``tmp``, from a file written there first
+    (a file of up to 15 GB, removed with the folder even when the run is stopped)."""
     cells = []
     for epc in (_pages(x) for x in a.epc.split(",")):
         for mult in (float(x) for x in a.footprint.split(",")):
@@ -167,8 +176,7 @@ def main() -> None:
                           f"{c['state_per_page']:.1f} B/page state", file=sys.stderr,
                           flush=True)
                     cells.append(c)
-    cells.sort(key=lambda c: -float(c["rss_per_page"]))
-    print(json.dumps({"machine": machine(), "cells": cells}, indent=2))
+    return cells
 
 
 if __name__ == "__main__":
