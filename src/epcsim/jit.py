@@ -508,8 +508,8 @@ def njit_closure(fn: F, cache: bool = False, inline: bool = False, link: bool = 
     a per-request path. ``link`` links the rule's code into every compiled caller, whatever
     its size, instead of calling it through a cell: for the rules a replayed fault runs
     once each (the fault handler, the allocation, ksgxd's reclaim, EWB), where a call
-    through a cell, which loads again each table its caller had loaded, cost a tenth of a
-    high-miss replay (BENCHMARKS.md, "the fault path linked").
+    through a cell, which loads again each table its caller had loaded, cost a sixth of a
+    high-miss replay's time (BENCHMARKS.md, "the fault path linked").
     """
     return _rule(fn, inline=inline, cache=cache, link=link)
 
