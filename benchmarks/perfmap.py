@@ -3,6 +3,7 @@
 Run:
     perf record -F 4000 -o perf.data python benchmarks/perfmap.py [--policy sgx] [--repeat 6]
                                                                   [--trace zipf|uniform]
+                                                                  [--alpha 1.0]
     perf report -i perf.data --no-children --sort sym
 
 numba's code lives in anonymous memory that perf cannot name. After the engine is loaded
@@ -135,10 +136,11 @@ def main() -> None:
     ap.add_argument("--objdump", metavar="DIR", default=None)
     ap.add_argument("--trace", default="zipf", choices=["zipf", "uniform"],
                     help="the trace of benchmarks/replay.py to replay (uniform: high miss)")
+    ap.add_argument("--alpha", type=float, default=1.0, help="the Zipf trace's skew")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
     path = os.path.join(tmp, f"{a.trace}.oracleGeneral")
-    write_oracle_general(path, zipf(a.objects, a.requests, alpha=1.0, seed=1)
+    write_oracle_general(path, zipf(a.objects, a.requests, alpha=a.alpha, seed=1)
                          if a.trace == "zipf" else uniform(a.objects, a.requests, seed=1))
 
     def run() -> dict:  # type: ignore[type-arg]

@@ -1,11 +1,11 @@
 """Replay speed against libCacheSim, measured in one run on the same files.
 
 Run: python benchmarks/replay.py [--objects 100000] [--requests 5000000] [--cache 10000]
-                                 [--repeat 5] [--traces zipf,uniform]
+                                 [--repeat 5] [--traces zipf,uniform] [--alpha 1.0]
 
 Two traces, each one oracleGeneral file, a cache of 10 000 objects:
 
-* ``zipf`` (low miss): the usual cache-study workload, Zipf alpha = 1.0 over
+* ``zipf`` (low miss): the usual cache-study workload, Zipf alpha = 1.0 (``--alpha``) over
   100 000 objects, 5 000 000 requests;
 * ``uniform`` (high miss): uniform over ten times the cache (100 000 objects), 5 000 000
   requests: nine accesses in ten fault.
@@ -52,11 +52,12 @@ def epcsim_run(path: str, cache: int, policy: str) -> dict:  # type: ignore[type
     return res.summary
 
 
-def measure(path: str, cache: int, repeat: int, n: int) -> dict[str, object]:
+def measure(path: str, cache: int, repeat: int, n: int, n_objects: int) -> dict[str, object]:
     """Interleaved rounds of libcachesim's LRU and epcsim's lru and sgx on one file."""
     out: dict[str, object] = {}
+    # Compile on a small EPC; still room for the VA pages of every object (one per 512).
     for policy in ("lru", "sgx"):
-        epcsim_run(path, 1000, policy)  # compile
+        epcsim_run(path, max(1000, n_objects // 64), policy)
     runs: dict[str, list[dict]] = {"lru": [], "sgx": []}  # type: ignore[type-arg]
     lru = []
     for _ in range(repeat):
@@ -104,22 +105,30 @@ def main() -> None:
     ap.add_argument("--cache", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--traces", default="zipf,uniform")
+    ap.add_argument("--alpha", type=float, default=1.0, help="the Zipf trace's skew")
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run(a, tmp)
+    print(json.dumps(out, indent=2))
+
+
+def run(a: argparse.Namespace, tmp: str) -> dict[str, object]:
     out: dict[str, object] = {"machine": machine(), "requests": a.requests, "cache": a.cache}
     for name in a.traces.split(","):
         path = os.path.join(tmp, f"{name}.oracleGeneral")
         if name == "zipf":
             objects = a.objects
-            write_oracle_general(path, zipf(objects, a.requests, alpha=1.0, seed=1))
+            write_oracle_general(path, zipf(objects, a.requests, alpha=a.alpha, seed=1))
         elif name == "uniform":
             objects = 10 * a.cache
             write_oracle_general(path, uniform(objects, a.requests, seed=1))
         else:
             raise SystemExit(f"unknown trace {name!r}: zipf or uniform")
-        out[name] = {"objects": objects, **measure(path, a.cache, a.repeat, a.requests)}
+        out[name] = {"objects": objects,
+                     **measure(path, a.cache, a.repeat, a.requests, objects)}
         print(f"{name}: done", file=sys.stderr, flush=True)
-    print(json.dumps(out, indent=2))
+        os.unlink(path)
+    return out
 
 
 if __name__ == "__main__":
