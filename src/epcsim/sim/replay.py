@@ -44,6 +44,7 @@ from epcsim.jit import (
     njit_closure,
     njit_inline,
     prefetch,
+    prefetch_last,
     state_class,
     table,
     tables,
@@ -128,6 +129,9 @@ FAULT_LOG_MAX = 1 << 20
 
 # How many requests ahead the engine prefetches a request's table entries.
 AHEAD = 32
+# From this many enclave-page records (2.75 MB, beyond the second-level cache of the hosts
+# measured) the engine prefetches a record's second line too (sgx_ahead).
+BOTH_LINES_FROM = 1 << 17
 
 # Samples the series keeps at most (32 bytes each, and 4 a sampled tenant, whose long-form
 # table has a row per sample and tenant: 2^16 x 64 rows at most): past half of it, every
@@ -351,11 +355,16 @@ def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
 @njit_inline
 def sgx_ahead(os: Any, ep: int) -> None:
     """The record of the page a request some way ahead will touch: the line of its
-    first bytes (EPC index, flags), all a hit reads. A second prefetch for the line of
-    its MAC, which a record spans in three cases of eight, cost more than it saved: one
-    more prefetch per request, in flight beside the others, for what only a fault
-    reads (BENCHMARKS.md, 2026-11-27 "reclaim hints")."""
-    prefetch(os[KIND_DRIVER].ep, ep)
+    first bytes (EPC index, flags), all a hit reads, and, when the records outgrow the
+    caches, the line of its last bytes, which a record spans in three cases of eight.
+    While they fit (the benchmark's 100 000 pages) the second line is usually cached and
+    its prefetch, one more per request in flight beside the others, cost more than it
+    saved (BENCHMARKS.md, 2026-11-27 "reclaim hints"); over 200 000 pages and more it
+    saved 2-9 % (eighth session)."""
+    records = os[KIND_DRIVER].ep
+    prefetch(records, ep)
+    if records.shape[0] >= BOTH_LINES_FROM:
+        prefetch_last(records, ep)
 
 
 @njit_inline
