@@ -57,6 +57,7 @@ from epcsim.kernel.encl import (
     E_SECS,
     EP_PRESENT,
     EP_YOUNG,
+    EPCM_PREFETCH_FROM,
     FAULT_EAUG,
     FAULT_ELDU,
     FAULT_SECS,
@@ -381,10 +382,14 @@ def sgx_ahead_fault(os: Any, st: Any, ep: int) -> None:
     record's fields first. Without a branch: whether a page is out is as random as the
     trace, so a test mispredicted on about every fault; a page that is not out has no
     VA page (NONE) and fetches a line of VA page 0's slots instead, which costs less.
+    On a large EPC, also the EPCM entry a hit's page walk will check (a resident page's;
+    page 0's for one that is out).
     """
     ds = os[KIND_DRIVER]
     if ds.va.shape[0] == 0:
         return
+    if st.epcm.shape[0] >= EPCM_PREFETCH_FROM:
+        prefetch(st.epcm, max(np.int64(ds.ep[ep].epc), 0))
     va = max(np.int64(ds.ep[ep].va), 0)
     row = np.int64(st.epcm[ds.va[va, VA_EPC]].row)
     prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
