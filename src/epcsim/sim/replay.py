@@ -395,6 +395,18 @@ def sgx_ahead_fault(os: Any, st: Any, ep: int) -> None:
     prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
 
 
+@njit_inline
+def sgx_ahead_va(os: Any, st: Any, ep: int) -> None:
+    """On a large EPC, the EPCM entry of the VA page of a request some requests ahead of
+    :func:`sgx_ahead_fault`'s: that function reads it to find the VA slot's address, and
+    over 100 000 EPC pages it was the load the loop waited on most (2-3 % less time)."""
+    ds = os[KIND_DRIVER]
+    if ds.va.shape[0] == 0 or st.epcm.shape[0] < EPCM_PREFETCH_FROM:
+        return
+    va = max(np.int64(ds.ep[ep].va), 0)
+    prefetch(st.epcm, ds.va[va, VA_EPC])
+
+
 def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AHEAD) -> Any:
     """Close the replay loop over a kernel's compiled entry points: the driver's fault path
     (``sgx``: the same compiled rule the driver's Python API runs) or the manager's
@@ -575,6 +587,8 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         for i in range(n):
             if ahead_by > 0 and i + ahead_by < n:
                 ahead(os, entries[i + ahead_by])
+            if sgx and version_by > 0 and i + 3 * version_by < n:
+                sgx_ahead_va(os, st, entries[i + 3 * version_by])
             if sgx and version_by > 0 and i + version_by < n:
                 sgx_ahead_fault(os, st, entries[i + version_by])
             t = np.int64(tenants[i])
