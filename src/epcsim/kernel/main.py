@@ -38,7 +38,7 @@ from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
-from epcsim.jit import field, njit, njit_closure, njit_inline, state_class, table
+from epcsim.jit import field, njit, njit_closure, njit_inline, prefetch, state_class, table
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Dispatch, Owner, dispatch_for
 
 # errno values the kernel returns (negated).
@@ -665,6 +665,10 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
             if hints and q != NO_LINK:
                 hint(os, np.int64(ms.pages[q].kind), ms, st, q, np.int64(ms.pages[q].oid), 0)
                 q = np.int64(ms.links[q, 0])
+                # The next hint reads q's links and record: they load while this page is
+                # isolated (a walk of the LRU is otherwise one cache miss after another).
+                prefetch(ms.links, 2 * q)
+                prefetch(ms.pages, q)
             if policy == POLICY_CLOCK and (ms.pages[page].where & W_REF) != 0:
                 ms.pages[page].where &= W_MASK
                 list_push_tail(ms, lst, page)
