@@ -16,12 +16,14 @@ from epcsim.kernel.main import (
     EBUSY,
     ENOMEM,
     HINT_AHEAD,
+    HINT_AHEAD_FAR,
     P_EV_N,
     W_FREE,
     W_ISOLATED,
     W_LEAKED,
     W_LRU,
     W_UNTRACKED,
+    WALK_PREFETCH_FROM,
     EpcManager,
 )
 from epcsim.kernel.owner import WRITE_FREED, WRITE_RETRY, Owner, OwnerOps
@@ -227,9 +229,9 @@ class TraceOwner(Owner):
         return [tuple(int(x) for x in row) for row in self.state.log[:n]]  # type: ignore
 
 
-def _trace_rig(owner_cls: type[TraceOwner] | None = None
+def _trace_rig(owner_cls: type[TraceOwner] | None = None, epc_pages: int = 64
                ) -> tuple[Processor, TraceOwner, EpcManager, list[int]]:
-    cpu = Processor(epc_size=64 * 4096)
+    cpu = Processor(epc_size=epc_pages * 4096)
     own = (owner_cls or TraceOwner)(cpu)
     mgr = EpcManager(cpu, [own], events=4096)
     secs, va = mgr.alloc(0, 0, True), mgr.alloc(0, 0, True)
@@ -295,9 +297,12 @@ class HintedTraceOwner(TraceOwner):
     ops = OwnerOps(t_get, t_put, t_reclaim, t_block, t_write, t_prefetch)
 
 
-def test_the_prefetch_hint_runs_ahead_of_the_batch_and_changes_nothing() -> None:
+@pytest.mark.parametrize(("epc_pages", "ahead"), [(64, HINT_AHEAD),
+                                                   (WALK_PREFETCH_FROM, HINT_AHEAD_FAR)])
+def test_the_prefetch_hint_runs_ahead_of_the_batch_and_changes_nothing(
+        epc_pages: int, ahead: int) -> None:
     def run(owner_cls: type[TraceOwner]) -> tuple[list[tuple[int, int]], dict[str, int]]:
-        _cpu, own, mgr, pages = _trace_rig(owner_cls)
+        _cpu, own, mgr, pages = _trace_rig(owner_cls, epc_pages)
         own.state.refuse[pages[1]] = 1
         own.state.dying[pages[2]] = 1
         mgr.reclaim_pages(8)
@@ -306,17 +311,18 @@ def test_the_prefetch_hint_runs_ahead_of_the_batch_and_changes_nothing() -> None
 
     plain, plain_counters = run(TraceOwner)
     hinted, hinted_counters = run(HintedTraceOwner)
-    _cpu, _own, _mgr, pages = _trace_rig(HintedTraceOwner)
+    _cpu, _own, _mgr, pages = _trace_rig(HintedTraceOwner, epc_pages)
     # The hint is the only difference: the five operations and the counters are the same.
     assert [c for c in hinted if c[0] != OP_HINT] == plain
     assert hinted_counters == plain_counters
-    # Hints follow the LRU from its head, HINT_AHEAD pages ahead of the page being isolated.
+    # Hints follow the LRU from its head, ``ahead`` pages ahead of the page being isolated:
+    # further on an EPC whose manager's tables outgrow the caches.
     hints = [p for op, p in hinted if op == OP_HINT]
-    assert hints == pages[:HINT_AHEAD + 8]
+    assert hints == pages[:ahead + 8]
     for p in pages[:8]:
         assert hinted.index((OP_HINT, p)) < hinted.index((OP_GET, p))
     got = [k for k, c in enumerate(hinted) if c[0] == OP_GET]
-    assert hinted[got[0] - 1] == (OP_HINT, pages[HINT_AHEAD])
+    assert hinted[got[0] - 1] == (OP_HINT, pages[ahead])
 
 
 def test_only_owners_with_a_hint_make_the_batch_walk_for_one() -> None:

@@ -62,10 +62,15 @@ W_MASK = 0x7F
 W_REF = 0x80
 
 NO_LINK = -1
-# Pages ahead of the batch's head whose owner records are prefetched. 12: with an enclave's
-# records beyond the caches (a million pages) a hint 4 pages ahead landed too late; 12 was
-# 6-8 % faster there and the same on the benchmark's files (BENCHMARKS.md, eighth session).
-HINT_AHEAD = 12
+# Pages ahead of the batch's head whose owner records are prefetched: HINT_AHEAD while the
+# manager's tables stay cached, HINT_AHEAD_FAR from WALK_PREFETCH_FROM EPC pages (900 KB of
+# records and links), where the hint's walk also prefetches the next page's links and record.
+# Over 100 000 EPC pages and a million enclave pages a hint 4 pages ahead landed too late (12:
+# 6-8 % less time); over 10 000 the longer walk at each batch's start cost 1-2 % (BENCHMARKS.md,
+# eighth session).
+HINT_AHEAD = 4
+HINT_AHEAD_FAR = 12
+WALK_PREFETCH_FROM = 1 << 16
 
 # Policies.
 POLICY_SGX = 0     # the kernel's: FIFO list, second chance on the owner's accessed bit, batch
@@ -650,11 +655,12 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
         isolated = 0
         budget = 2 * ms.lists[lst, L_COUNT] + 1
         q = np.int64(NO_LINK)
+        walk_ahead = hints and ms.pages.shape[0] >= WALK_PREFETCH_FROM
         if hints:
             # The owner records of the pages a few places behind the head start loading
             # while the head's are used: one cache miss after another otherwise.
             q = ms.lists[lst, L_HEAD]
-            for _ in range(HINT_AHEAD):
+            for _ in range(HINT_AHEAD_FAR if walk_ahead else HINT_AHEAD):
                 if q == NO_LINK:
                     break
                 hint(os, np.int64(ms.pages[q].kind), ms, st, q, np.int64(ms.pages[q].oid), 0)
@@ -667,8 +673,9 @@ def make_reclaimer(d: Dispatch, inline_batch: bool = False,
                 q = np.int64(ms.links[q, 0])
                 # The next hint reads q's links and record: they load while this page is
                 # isolated (a walk of the LRU is otherwise one cache miss after another).
-                prefetch(ms.links, 2 * q)
-                prefetch(ms.pages, q)
+                if walk_ahead:
+                    prefetch(ms.links, 2 * q)
+                    prefetch(ms.pages, q)
             if policy == POLICY_CLOCK and (ms.pages[page].where & W_REF) != 0:
                 ms.pages[page].where &= W_MASK
                 list_push_tail(ms, lst, page)

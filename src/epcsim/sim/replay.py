@@ -354,7 +354,7 @@ def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
 
 
 @njit_inline
-def sgx_ahead(os: Any, ep: int) -> None:
+def sgx_ahead(os: Any, ep: int, large: bool) -> None:
     """The record of the page a request some way ahead will touch: the line of its
     first bytes (EPC index, flags), all a hit reads, and, when the records outgrow the
     caches, the line of its last bytes, which a record spans in three cases of eight.
@@ -362,19 +362,33 @@ def sgx_ahead(os: Any, ep: int) -> None:
     its prefetch, one more per request in flight beside the others, cost more than it
     saved (BENCHMARKS.md, 2026-11-27 "reclaim hints"); over 200 000 pages and more it
     saved 2-9 % (eighth session)."""
-    records = os[KIND_DRIVER].ep
-    prefetch(records, ep)
-    if records.shape[0] >= BOTH_LINES_FROM:
-        prefetch_last(records, ep)
+    prefetch(os[KIND_DRIVER].ep, ep)
+    if large:
+        prefetch_last(os[KIND_DRIVER].ep, ep)
 
 
 @njit_inline
-def cache_ahead(os: Any, ep: int) -> None:
+def cache_ahead(os: Any, ep: int, large: bool) -> None:
     prefetch(os[0].resident, ep)
 
 
 @njit_inline
-def sgx_ahead_fault(os: Any, st: Any, ep: int) -> None:
+def sgx_large(os: Any, st: Any) -> tuple[bool, bool]:
+    """Whether the records outgrow the caches (:data:`BOTH_LINES_FROM`), and the EPCM
+    (:data:`~epcsim.kernel.encl.EPCM_PREFETCH_FROM`, with VA pages in use): decided once a
+    chunk, so that a replay that fits the caches pays no test per request."""
+    ds = os[KIND_DRIVER]
+    return (ds.ep.shape[0] >= BOTH_LINES_FROM,
+            st.epcm.shape[0] >= EPCM_PREFETCH_FROM and ds.va.shape[0] > 0)
+
+
+@njit_inline
+def cache_large(os: Any, st: Any) -> tuple[bool, bool]:
+    return False, False
+
+
+@njit_inline
+def sgx_ahead_fault(os: Any, st: Any, ep: int, large: bool) -> None:
     """The version a request a few requests later would check in an ELDU.
 
     Its page's record is in the cache by now (:func:`sgx_ahead`); when the page is out,
@@ -388,7 +402,7 @@ def sgx_ahead_fault(os: Any, st: Any, ep: int) -> None:
     ds = os[KIND_DRIVER]
     if ds.va.shape[0] == 0:
         return
-    if st.epcm.shape[0] >= EPCM_PREFETCH_FROM:
+    if large:
         prefetch(st.epcm, max(np.int64(ds.ep[ep].epc), 0))
     va = max(np.int64(ds.ep[ep].va), 0)
     row = np.int64(st.epcm[ds.va[va, VA_EPC]].row)
@@ -401,8 +415,6 @@ def sgx_ahead_va(os: Any, st: Any, ep: int) -> None:
     :func:`sgx_ahead_fault`'s: that function reads it to find the VA slot's address, and
     over 100 000 EPC pages it was the load the loop waited on most (2-3 % less time)."""
     ds = os[KIND_DRIVER]
-    if ds.va.shape[0] == 0 or st.epcm.shape[0] < EPCM_PREFETCH_FROM:
-        return
     va = max(np.int64(ds.ep[ep].va), 0)
     prefetch(st.epcm, ds.va[va, VA_EPC])
 
@@ -559,6 +571,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
     access = sgx_access if sgx else cache_access
     hit = sgx_hit if sgx else cache_hit
     ahead = sgx_ahead if sgx else cache_ahead
+    large = sgx_large if sgx else cache_large
     version_by = ahead_by // 8
 
     @closure
@@ -578,6 +591,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         the arrays before anything else reads them (a miss, a sample, the return).
         """
         work = rs.cost[K.K_REQUEST]
+        large_records, large_epc = large(os, st)
         now = rs.v[V_CLK + CL_THREAD]
         next_sample = rs.v[V_CLK + CL_NEXT_SAMPLE]
         hits = 0
@@ -586,11 +600,11 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         done = n
         for i in range(n):
             if ahead_by > 0 and i + ahead_by < n:
-                ahead(os, entries[i + ahead_by])
-            if sgx and version_by > 0 and i + 3 * version_by < n:
+                ahead(os, entries[i + ahead_by], large_records)
+            if sgx and large_epc and version_by > 0 and i + 3 * version_by < n:
                 sgx_ahead_va(os, st, entries[i + 3 * version_by])
             if sgx and version_by > 0 and i + version_by < n:
-                sgx_ahead_fault(os, st, entries[i + version_by])
+                sgx_ahead_fault(os, st, entries[i + version_by], large_epc)
             t = np.int64(tenants[i])
             page = np.int64(pages[i])
             now += work
