@@ -176,3 +176,98 @@ def test_the_python_api_sets_accessed_bits_on_walks_only(entries: int) -> None:
 def test_a_tlb_the_model_cannot_hold_is_refused(entries: int, ways: int) -> None:
     with pytest.raises(ValueError, match="TLB"):
         Processor(epc_size=1 << 20, tlb_entries=entries, tlb_ways=ways)
+
+
+# --------------------------------------------------------------------------- the way hint
+# A lookup tries the way the page's last fill went to (its EPCM entry's ``tlbw``) and, while
+# the LP is alone in its enclave, takes a miss there as a miss. Against a TLB that looks at
+# every way (below), over random accesses of LPs that share an enclave, enter and leave it.
+
+_WAYS, _SETS = 2, 4
+_DATA_PAGES = 12
+
+
+class _ScanTlb:
+    """The TLB of one LP as the model defines it, looking at every way."""
+
+    def __init__(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        self.sets: list[list[tuple[int, bool]]] = [[] for _ in range(_SETS)]
+        self.count = [0] * _SETS
+
+    def access(self, off: int, write: bool) -> int:
+        s, tag = off % _SETS, off // _SETS
+        ways = self.sets[s]
+        for w, (t, writable) in enumerate(ways):
+            if t == tag:
+                if writable or not write:
+                    return HIT
+                ways[w] = (tag, True)        # the dirty bit: walks, upgraded in place
+                return WALKED
+        c = self.count[s]
+        if c < _WAYS:
+            ways.append((tag, write))
+            self.count[s] = c + 1
+        else:
+            ways[c - _WAYS] = (tag, write)
+            self.count[s] = c + 1 if c + 1 < 2 * _WAYS else _WAYS
+        return WALKED
+
+
+def _shared_enclave(env: Env) -> tuple[Enclave, list[int]]:
+    """An enclave of two threads (two TCSs) and ``_DATA_PAGES`` RW pages from offset 0x4000."""
+    from epcsim.arch import PageType
+    from epcsim.hw.baremetal import Segment, tcs_image
+
+    segs = [Segment(0x0000, tcs_image(ossa=0x1000, nssa=1), PageType.TCS),
+            Segment(0x1000, b""),
+            Segment(0x2000, tcs_image(ossa=0x3000, nssa=1), PageType.TCS),
+            Segment(0x3000, b"")]
+    segs += [Segment(0x4000 + i * 0x1000, bytes([i + 1])) for i in range(_DATA_PAGES)]
+    built = env.bm.build(segs, base=BASE, size=0x20000)
+    aspace = AddressSpace()
+    for lin, phys in built.pages.items():
+        aspace.map(lin, phys, 7)
+    return Enclave(built, aspace, 1, 0), [BASE, BASE + 0x2000]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_way_hint_answers_as_a_lookup_of_every_way(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    env = Env(tlb_entries=_WAYS * _SETS, tlb_ways=_WAYS, n_lps=3)
+    cpu = env.cpu
+    encl, tcss = _shared_enclave(env)
+    ref = [_ScanTlb() for _ in range(3)]
+    where = [-1, -1, -1]            # the TCS each LP runs on, -1 outside
+    hits = shared_hits = 0
+    for _ in range(600):
+        lp = rng.randrange(3)
+        if where[lp] < 0:
+            free = [i for i in range(2) if i not in where]
+            if free:
+                where[lp] = rng.choice(free)
+                cpu.aspace[lp] = encl.aspace
+                assert cpu.eenter(lp, tcss[where[lp]]) == 0
+            continue
+        r = rng.random()
+        if r < 0.04:
+            cpu.eexit(lp)
+            where[lp] = -1
+            ref[lp].flush()
+        elif r < 0.08:
+            cpu.aex(lp)
+            ref[lp].flush()
+            assert cpu.eresume(lp, tcss[where[lp]]) == 0
+        else:
+            i = rng.randrange(_DATA_PAGES)
+            off = 0x4000 + i * 0x1000
+            write = rng.random() < 0.3
+            got = _access(env, encl, off, write, lp)
+            assert got == ref[lp].access(off >> 12, write), (seed, lp, off, write)
+            hits += got == HIT
+            shared_hits += got == HIT and sum(w >= 0 for w in where) == 2
+    assert hits > 50 and shared_hits > 20      # the sequences reach both cases

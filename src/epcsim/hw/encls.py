@@ -1264,14 +1264,14 @@ def enclave_access(st: HwState, lp: int, page: int, linaddr: int, write: bool,
     s, tag = tlb_tag(st, lp, linaddr)
     way = TLB_MISS
     if s >= 0 and not execute:
-        way = tlb_lookup(st, lp, s, tag, write)
+        way = tlb_lookup(st, lp, s, tag, write, page)
         if way == TLB_HIT:
             return 0
     err = access(st, lp, page, linaddr, write, execute)
     if err != 0:
         return err
     if s >= 0 and not execute:
-        tlb_fill(st, lp, s, tag, write, way)
+        tlb_fill(st, lp, s, tag, write, way, page)
     return WALKED
 
 
@@ -1286,7 +1286,7 @@ def enclave_walk(st: HwState, lp: int, page: int, linaddr: int, write: bool,
     if err != 0:
         return err
     if s >= 0 and not execute:
-        tlb_fill(st, lp, s, tag, write, TLB_MISS)
+        tlb_fill(st, lp, s, tag, write, TLB_MISS, page)
     return WALKED
 
 

@@ -4,7 +4,7 @@ The EPCM is a table of records indexed by EPC page number (the position of a pag
 all sections in enumeration order). Physical address <-> page number is arithmetic over
 at most eight sections, as ``sgx_epc_section`` does in the kernel.
 
-Per EPC page the model keeps one packed 15-byte record (``EPCM_RECORD``):
+Per EPC page the model keeps one packed 16-byte record (``EPCM_RECORD``):
 
 ============  =====  ====================================================================
 ``bits``      u8     R, W, X, PENDING, MODIFIED, PR (the SECINFO bit positions), VALID,
@@ -15,6 +15,8 @@ Per EPC page the model keeps one packed 15-byte record (``EPCM_RECORD``):
                      VA page's row in the version table (VA pages)
 ``lin``       u32    ENCLAVEADDRESS as a page offset from the enclave's BASEADDR
 ``bepoch``    u32    epoch recorded by EBLOCK/EMODPR/EMODT (for "tracking correct")
+``tlbw``      u8     not architectural: the TLB way the page's last fill went to, in
+                     whichever LP filled it (:mod:`epcsim.hw.tlb`: a lookup tries it first)
 ============  =====  ====================================================================
 
 ENCLAVESECS is derived: a child's SECS is the page recorded in its enclave's row. Children
@@ -114,9 +116,10 @@ SECS_LOCK_MEASURE = 0x8     # EADD/EEXTEND/EINIT of another thread owns the meas
 
 NO_PAGE = -1
 
-# One EPCM entry per EPC page, packed (15 bytes).
+# One EPCM entry per EPC page, packed (16 bytes).
 EPCM_RECORD = np.dtype([("bits", np.uint8), ("pt", np.uint8), ("tcs", np.uint8),
-                        ("row", np.uint32), ("lin", np.uint32), ("bepoch", np.uint32)])
+                        ("row", np.uint32), ("lin", np.uint32), ("bepoch", np.uint32),
+                        ("tlbw", np.uint8)])
 
 # One row of the SECS table per enclave ever created and not yet removed: the SECS fields
 # the leaves read and the hidden ones (EID, CHLDCNT, VIRTCHILDCNT, ENCLAVECONTEXT, epochs).
@@ -150,7 +153,10 @@ LP_RECORD = np.dtype([("lp_row", np.int64),     # enclave row it is inside, NO_P
                       ("lp_base", np.int64),    # BASEADDR of that enclave (its TLB's tags
                                                 # are pages of ELRANGE)
                       ("lp_epoch", np.uint32),  # entry epoch
-                      ("lp_tlbg", np.uint32)],  # TLB flush generation (epcsim.hw.tlb)
+                      ("lp_tlbg", np.uint16),   # TLB flush generation (epcsim.hw.tlb)
+                      # 1 once another LP was inside its enclave since it entered: its
+                      # TLB's fills no longer alone set the pages' ``tlbw`` (epcsim.hw.tlb)
+                      ("lp_shared", np.uint16)],
                      align=True)
 
 

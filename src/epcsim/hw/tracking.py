@@ -44,6 +44,14 @@ def lps_inside(st: HwState, row: int) -> int:
 
 @njit_inline
 def enter_epoch(st: HwState, lp: int, row: int, tcs_page: int) -> None:
+    # Alone inside, an LP's TLB holds only what it filled, each page at the way its EPCM
+    # entry names (epcsim.hw.tlb). With two inside, both stop relying on that: the one
+    # already there is ``s_lp`` when it is alone; when ``s_lp`` left since, the one inside
+    # was marked when it stopped being alone.
+    inside = lps_inside(st, row)
+    if inside == 1:
+        st.lp[np.int64(st.secs[row].s_lp)].lp_shared = 1
+    st.lp[lp].lp_shared = 1 if inside > 0 else 0
     st.lp[lp].lp_row = row
     st.lp[lp].lp_epoch = st.secs[row].s_cbepoch
     st.lp[lp].lp_tcs = tcs_page
