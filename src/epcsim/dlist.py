@@ -76,3 +76,26 @@ def dl_move_tail(ends: np.ndarray, links: np.ndarray, lst: int, item: int) -> No
     links[item, NEXT] = END
     links[t, NEXT] = item
     ends[lst, TAIL] = item
+
+
+@njit_inline
+def dl_splice_head_to_tail(src: np.ndarray, src_lst: int, dst: np.ndarray, dst_lst: int,
+                           links: np.ndarray, last: int) -> None:
+    """Move the items of list ``src_lst`` of ``src`` from its head to ``last`` (on it) to the
+    tail of list ``dst_lst`` of ``dst``, in order: what moving them one by one leaves, in
+    four stores."""
+    first = src[src_lst, HEAD]
+    rest = links[last, NEXT]
+    src[src_lst, HEAD] = rest
+    if rest == END:
+        src[src_lst, TAIL] = END
+    else:
+        links[rest, PREV] = END
+    t = dst[dst_lst, TAIL]
+    links[first, PREV] = t
+    links[last, NEXT] = END
+    if t == END:
+        dst[dst_lst, HEAD] = first
+    else:
+        links[t, NEXT] = first
+    dst[dst_lst, TAIL] = last

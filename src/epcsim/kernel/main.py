@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX_NR_TO_SCAN_MAX
-from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail
+from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail, dl_splice_head_to_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
@@ -390,15 +390,34 @@ def pend_page(ms: MgrState, page: int) -> None:
 
 @njit
 def release_pending(ms: MgrState, st: Any) -> None:
-    """Free the pages ksgxd freed at or before the caller's now."""
+    """Free the pages ksgxd freed at or before the caller's now.
+
+    On one node with the event log off (a replay) a record's pages move to the free list
+    in one splice, as :func:`free_now` would append them one by one (the free list's order
+    and every link the same); each page's own fields are still set."""
     while ms.p[P_PEND_LEN] > 0:
         r = 1 + ms.p[P_PEND_HEAD]
         if ms.pend[r, R_STAMP] > ms.p[P_NOW]:
             break
-        for _ in range(ms.pend[r, R_COUNT]):
+        k = ms.pend[r, R_COUNT]
+        if ms.p[P_NNODES] == 1 and ms.ev.shape[0] == 0:
             page = ms.pend[0, L_HEAD]
-            counted_del(ms.pend, ms.links, 0, page)
-            free_now(ms, st, page)
+            for i in range(k):
+                if i > 0:
+                    page = ms.links[page, 0]
+                set_where(ms, page, W_FREE)
+                ms.pages[page].kind = 0
+                ms.pages[page].oid = 0
+            dl_splice_head_to_tail(ms.pend, 0, ms.lists, 0, ms.links, page)
+            ms.pend[0, L_COUNT] -= k
+            ms.lists[0, L_COUNT] += k
+            ms.p[P_NR_FREE] += k
+            ms.cnt[C_FREED] += k
+        else:
+            for _ in range(k):
+                page = ms.pend[0, L_HEAD]
+                counted_del(ms.pend, ms.links, 0, page)
+                free_now(ms, st, page)
         ms.p[P_PEND_HEAD] = (ms.p[P_PEND_HEAD] + 1) & (PEND_RING - 1)
         ms.p[P_PEND_LEN] -= 1
 
