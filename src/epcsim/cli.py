@@ -46,6 +46,16 @@ class UsageError(click.ClickException):
     exit_code = 2
 
 
+def _need_plots(what: str) -> None:
+    """Stop before any work when a command that draws has no matplotlib (the plots extra)."""
+    from epcsim.report.plots import PlotsMissing, require_plots
+
+    try:
+        require_plots(what)
+    except PlotsMissing as e:
+        raise UsageError(str(e)) from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(version=__version__, prog_name="epcsim")
 def app() -> None:
@@ -72,6 +82,7 @@ def demo(walk: bool, metadata: bool, as_json: bool, seed: int, out_dir: str | No
     from epcsim.demo_scenario import demo_requests, run_demo, write_demo
 
     if out_dir is not None:
+        _need_plots("epcsim demo --out")
         _check_out(out_dir)
     total = demo_requests()
     with announced("demo"), _progress(as_json) as bar:
@@ -675,6 +686,8 @@ def sweep(sweep_file: str, out_dir: str | None, workers: int, scheduler: str | N
 
     if (metric is None) != (x_param is None):
         raise UsageError("--plot METRIC and --x PARAM go together")
+    if metric is not None:
+        _need_plots("epcsim sweep --plot")
     try:
         spec = load_sweep(sweep_file)
     except SweepError as e:
@@ -864,6 +877,7 @@ def report(results_dir: str, out_dir: str | None, as_json: bool) -> None:
     from epcsim.report.results import ResultsError
     from epcsim.report.write import write_report
 
+    _need_plots("epcsim report")
     try:
         files = write_report(results_dir, out_dir)
     except ResultsError as e:

@@ -37,13 +37,33 @@ class Figure:
     fig: Any
 
 
-def _plt() -> Any:
+class PlotsMissing(ImportError):
+    """matplotlib, the ``plots`` extra, is not installed."""
+
+
+def require_plots(what: str) -> None:
+    """Raise :class:`PlotsMissing`, saying how to install it, unless matplotlib imports:
+    commands that draw call it before their other work, so that none is lost."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise PlotsMissing(
+            f"{what} draws figures with matplotlib, which comes with epcsim's 'plots' extra: "
+            "python3 -m pip install 'epcsim[plots]' (from a checkout: '.[plots]')") from None
+
+
+def pyplot(what: str = "the report") -> Any:
+    """matplotlib's pyplot on its file backend (:func:`require_plots` first)."""
+    require_plots(what)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
+
+
+_plt = pyplot
 
 
 def _legend(ax: Any) -> None:

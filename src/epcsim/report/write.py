@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 from epcsim.report.html import page
-from epcsim.report.plots import figures
+from epcsim.report.plots import figures, pyplot, require_plots
 from epcsim.report.results import Results, ResultsError, load_results
 
 
@@ -14,6 +14,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     """Draw what the results hold; returns the files written (report.html last)."""
     from epcsim.files import InputError, check_out, staged
 
+    require_plots("the report")
     res = load_results(results_dir)
     try:
         target = check_out(res.path / "report" if out_dir is None else out_dir)
@@ -30,7 +31,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
 
 
 def _draw(res: Results, out: Path) -> list[Path]:
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     written: list[Path] = []
     images: list[tuple[str, str, bytes]] = []

@@ -28,11 +28,9 @@ def _as_number(value: Any) -> float | None:
 
 def plot_metric(table_path: Path, metric: str, x: str, out_stem: Path) -> list[Path]:
     """Write ``out_stem``.png and .svg; returns the paths."""
-    import matplotlib
+    from epcsim.report.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot("--plot")
     rows = pq.read_table(table_path).to_pylist()
     params = [c for c in (rows[0] if rows else {}) if c.startswith("param.")]
     xcol = x if x.startswith("param.") else f"param.{x}"
