@@ -70,7 +70,7 @@ from epcsim.hw.epc import (
     X_VER,
     HwState,
 )
-from epcsim.hw.tlb import TLB_HIT, TLB_MISS, tlb_fill, tlb_lookup, tlb_tag
+from epcsim.hw.tlb import TLB_HIT, TLB_MISS, tlb_fill, tlb_fills, tlb_lookup, tlb_tag
 from epcsim.hw.tracking import (
     enter_epoch,
     leave_epoch,
@@ -1263,15 +1263,17 @@ def enclave_access(st: HwState, lp: int, page: int, linaddr: int, write: bool,
     """
     s, tag = tlb_tag(st, lp, linaddr)
     way = TLB_MISS
+    fills = 0
     if s >= 0 and not execute:
-        way = tlb_lookup(st, lp, s, tag, write, page)
+        fills = tlb_fills(st, lp, s)
+        way = tlb_lookup(st, lp, s, tag, write, page, fills)
         if way == TLB_HIT:
             return 0
     err = access(st, lp, page, linaddr, write, execute)
     if err != 0:
         return err
     if s >= 0 and not execute:
-        tlb_fill(st, lp, s, tag, write, way, page)
+        tlb_fill(st, lp, s, tag, write, way, page, fills)
     return WALKED
 
 
@@ -1286,7 +1288,7 @@ def enclave_walk(st: HwState, lp: int, page: int, linaddr: int, write: bool,
     if err != 0:
         return err
     if s >= 0 and not execute:
-        tlb_fill(st, lp, s, tag, write, TLB_MISS, page)
+        tlb_fill(st, lp, s, tag, write, TLB_MISS, page, tlb_fills(st, lp, s))
     return WALKED
 
 

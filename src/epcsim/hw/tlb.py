@@ -68,13 +68,18 @@ def tlb_fills(st: HwState, lp: int, s: int) -> int:
 
 
 @njit_inline
-def tlb_lookup(st: HwState, lp: int, s: int, tag: int, write: bool, page: int) -> int:
+def tlb_lookup(st: HwState, lp: int, s: int, tag: int, write: bool, page: int,
+               fills: int) -> int:
     """TLB_HIT, TLB_MISS, or the way of the entry a read filled when a write finds it (a
     miss too: the write walks, and its fill replaces that entry). ``page``: the EPC page
-    the PTE maps the address to (NO_PAGE: none)."""
+    the PTE maps the address to (NO_PAGE: none); ``fills``: :func:`tlb_fills` of the set."""
     ways = np.int64(st.g[G_TLB_WAYS])
     first = s * ways
-    valid = min(tlb_fills(st, lp, s), ways)
+    valid = min(fills, ways)
+    if valid == 0:
+        # The set is empty since the last flush: on a replay under reclaim, most lookups
+        # (a fault's AEX flushed the TLB a few accesses before).
+        return TLB_MISS
     way = TLB_MISS
     hint = np.int64(st.epcm[page].tlbw) if page >= 0 else ways
     if hint < valid and (np.int64(st.tlb[lp, first + hint]) | 1) == tag:
@@ -94,12 +99,13 @@ def tlb_lookup(st: HwState, lp: int, s: int, tag: int, write: bool, page: int) -
 
 @njit_inline
 def tlb_fill(st: HwState, lp: int, s: int, tag: int, write: bool, way: int,
-             page: int) -> None:
+             page: int, fills: int) -> None:
     """Put the translation of an address to EPC page ``page`` a walk found in set ``s``:
-    in ``way`` when it upgrades a read's entry for a write, else in the set's next way."""
+    in ``way`` when it upgrades a read's entry for a write, else in the set's next way.
+    ``fills``: :func:`tlb_fills` of the set before the walk (a walk fills no TLB)."""
     ways = np.int64(st.g[G_TLB_WAYS])
     if way < 0:
-        c = tlb_fills(st, lp, s)
+        c = fills
         if c < ways:
             way = c
             c += 1
