@@ -8,6 +8,7 @@ ends there (docs/design.md, "ksgxd's clock").
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from rig import Rig
 
@@ -103,3 +104,24 @@ def test_instant_mode_frees_at_once() -> None:
 def test_an_unknown_ksgxd_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="ksgxd mode"):
         Rig(pages=64, ksgxd="eager")
+
+
+def test_pages_freed_in_one_splice_leave_the_lists_as_freed_one_by_one() -> None:
+    # With the event log on, pending pages reach the free list one by one; off (a replay),
+    # a record's pages in one splice. Both leave the same lists, links and records.
+    rigs = [Rig(pages=256, events=100_000), Rig(pages=256)]
+    for r in rigs:
+        r.mgr.set_ksgxd_costs(**COSTS)
+        r.fill(1, r.mgr.sgx_nr_free_pages - 31)     # enclave 1: the pages' owner id is 1
+        r.mgr.run_ksgxd()
+        assert r.mgr.pending_pages > 8
+        r.mgr.now = r.mgr.ksgxd_clock // 2          # some of them first
+        assert r.mgr.alloc(0, 0, False) >= 0
+        assert 0 < r.mgr.pending_pages
+        r.mgr.now = r.mgr.ksgxd_clock
+        assert r.mgr.alloc(0, 0, False) >= 0
+        assert r.mgr.pending_pages == 0
+        r.mgr.check()
+    logged, spliced = (r.mgr.ms for r in rigs)
+    for name in ("links", "lists", "pages", "pend", "cnt"):
+        assert np.array_equal(getattr(logged, name), getattr(spliced, name)), name

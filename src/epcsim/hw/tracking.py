@@ -49,8 +49,9 @@ def enter_epoch(st: HwState, lp: int, row: int, tcs_page: int) -> None:
     # already there is ``s_lp`` when it is alone; when ``s_lp`` left since, the one inside
     # was marked when it stopped being alone.
     inside = lps_inside(st, row)
-    if inside == 1:
-        st.lp[np.int64(st.secs[row].s_lp)].lp_shared = 1
+    other = np.int64(st.secs[row].s_lp)
+    if inside == 1 and 0 <= other < st.lp.shape[0]:
+        st.lp[other].lp_shared = 1
     st.lp[lp].lp_shared = 1 if inside > 0 else 0
     st.lp[lp].lp_row = row
     st.lp[lp].lp_epoch = st.secs[row].s_cbepoch

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from epcsim.arch import SGX_NR_HIGH_PAGES, SGX_NR_LOW_PAGES, SGX_NR_TO_SCAN, SGX_NR_TO_SCAN_MAX
-from epcsim.dlist import dl_del, dl_move_tail, dl_push_tail, dl_splice_head_to_tail
+from epcsim.dlist import NEXT, dl_del, dl_move_tail, dl_push_tail, dl_splice_head_to_tail
 from epcsim.hw import encls as L
 from epcsim.hw.cpu import Processor
 from epcsim.hw.epc import V_NSEC, V_SEC_FIRST, V_SEC_NODE, V_SEC_NPAGES
@@ -404,7 +404,7 @@ def release_pending(ms: MgrState, st: Any) -> None:
             page = ms.pend[0, L_HEAD]
             for i in range(k):
                 if i > 0:
-                    page = ms.links[page, 0]
+                    page = ms.links[page, NEXT]
                 set_where(ms, page, W_FREE)
                 ms.pages[page].kind = 0
                 ms.pages[page].oid = 0
