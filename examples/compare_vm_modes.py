@@ -4,7 +4,8 @@ of docs/virtualization.md.
     PYTHONPATH=src python examples/compare_vm_modes.py [--metadata] [docs/img/virtualization.png]
 
 Guest enclave pages carry real bytes (``[run] content = true``) unless ``--metadata`` is
-given; the paging decisions, and so every count but ``bytes_checked``, are the same.
+given; the paging decisions, and so every count but ``bytes_checked``, are the same. The
+plot needs matplotlib, the ``plots`` extra (``python3 -m pip install '.[plots]'``).
 """
 
 from __future__ import annotations

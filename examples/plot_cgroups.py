@@ -1,6 +1,7 @@
 """Plot per-cgroup EPC usage over virtual time from a run's ``cgroup_series.parquet``.
 
-Run: python examples/plot_cgroups.py RUN_DIR OUT.png   (RUN_DIR from ``epcsim run --out``)
+Run: python examples/plot_cgroups.py RUN_DIR OUT.png   (RUN_DIR from ``epcsim run --out``;
+matplotlib comes with the ``plots`` extra: ``python3 -m pip install '.[plots]'``)
 """
 
 from __future__ import annotations
