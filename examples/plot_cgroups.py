@@ -11,8 +11,8 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import matplotlib.pyplot as plt
+import pyarrow.parquet as pq
 
 
 def main(run_dir: str, out: str) -> None:
