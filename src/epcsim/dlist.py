@@ -21,14 +21,22 @@ HEAD, TAIL = 0, 1
 
 @njit_inline
 def dl_push_tail(ends: np.ndarray, links: np.ndarray, lst: int, item: int) -> None:
+    dl_append_run(ends, links, lst, item, item)
+
+
+@njit_inline
+def dl_append_run(ends: np.ndarray, links: np.ndarray, lst: int, first: int,
+                  last: int) -> None:
+    """Append the run ``first`` .. ``last``, already linked among themselves, to the tail
+    of list ``lst`` (one item: ``first == last``)."""
     t = ends[lst, TAIL]
-    links[item, PREV] = t
-    links[item, NEXT] = END
+    links[first, PREV] = t
+    links[last, NEXT] = END
     if t == END:
-        ends[lst, HEAD] = item
+        ends[lst, HEAD] = first
     else:
-        links[t, NEXT] = item
-    ends[lst, TAIL] = item
+        links[t, NEXT] = first
+    ends[lst, TAIL] = last
 
 
 @njit_inline
@@ -91,11 +99,4 @@ def dl_splice_head_to_tail(src: np.ndarray, src_lst: int, dst: np.ndarray, dst_l
         src[src_lst, TAIL] = END
     else:
         links[rest, PREV] = END
-    t = dst[dst_lst, TAIL]
-    links[first, PREV] = t
-    links[last, NEXT] = END
-    if t == END:
-        dst[dst_lst, HEAD] = first
-    else:
-        links[t, NEXT] = first
-    dst[dst_lst, TAIL] = last
+    dl_append_run(dst, links, dst_lst, first, last)

@@ -343,12 +343,18 @@ def sgx_free_epc_page(ms: MgrState, st: Any, page: int) -> None:
     free_now(ms, st, page)
 
 
-@njit
-def free_now(ms: MgrState, st: Any, page: int) -> None:
-    """Put an uncharged page on its node's free list."""
+@njit_inline
+def mark_free(ms: MgrState, page: int) -> None:
+    """A free page's own fields: where it is, and no owner."""
     set_where(ms, page, W_FREE)
     ms.pages[page].kind = 0
     ms.pages[page].oid = 0
+
+
+@njit
+def free_now(ms: MgrState, st: Any, page: int) -> None:
+    """Put an uncharged page on its node's free list."""
+    mark_free(ms, page)
     list_push_tail(ms, page_node(st, page), page)
     ms.p[P_NR_FREE] += 1
     ms.cnt[C_FREED] += 1
@@ -405,9 +411,7 @@ def release_pending(ms: MgrState, st: Any) -> None:
             for i in range(k):
                 if i > 0:
                     page = ms.links[page, NEXT]
-                set_where(ms, page, W_FREE)
-                ms.pages[page].kind = 0
-                ms.pages[page].oid = 0
+                mark_free(ms, page)
             dl_splice_head_to_tail(ms.pend, 0, ms.lists, 0, ms.links, page)
             ms.pend[0, L_COUNT] -= k
             ms.lists[0, L_COUNT] += k

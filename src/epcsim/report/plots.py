@@ -63,8 +63,6 @@ def pyplot(what: str = "the report") -> Any:
     return plt
 
 
-_plt = pyplot
-
 
 def _legend(ax: Any) -> None:
     """The legend beside the axes, right of the data, never over a line (constrained
@@ -94,7 +92,7 @@ def epc_usage(res: Results) -> Figure | None:
     series = res.tables.get("series")
     if series is None or series.num_rows == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     t = _col(series, "time_s") * 1e3
     ax.plot(t, _col(series, "free_pages"), label="free EPC (sgx_nr_free_pages)", color="k")
@@ -124,7 +122,7 @@ def paging_rate(res: Results) -> Figure | None:
     series = res.tables.get("series")
     if series is None or series.num_rows == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     t = np.concatenate([[0.0], _col(series, "time_s")])
     # Rates over at most RATE_WINDOWS equal windows of the run: between single samples,
@@ -154,7 +152,7 @@ def cgroup_usage(res: Results) -> Figure | None:
     if who is None or usage is None or "time_s" not in table.column_names:
         return None
     limit = _first(table, LIMIT_COLUMNS)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     names = _col(table, who).astype(str)
     t = _col(table, "time_s") * 1e3
@@ -187,7 +185,7 @@ def fault_heatmap(res: Results) -> Figure | None:
     np.maximum.at(span, tenant, page + 1)
     offset = np.concatenate(([0], np.cumsum(span)[:-1]))
     y = offset[tenant] + page
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.colors import LogNorm
 
     fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
@@ -223,7 +221,7 @@ def miss_ratio_curve(res: Results) -> Figure | None:
     mrc = res.tables.get("mrc")
     if mrc is None or mrc.num_rows == 0:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     owner = _col(mrc, "owner").astype(str)
     for name in ["all"] + sorted(set(owner) - {"all"}):
@@ -277,7 +275,7 @@ def _sweep_figure(res: Results, name: str, title: str, x: str, y: str, xlabel: s
         return None
     if len(set(_col(sweep, x).tolist())) < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
     for label, pts in _sweep_lines(sweep, x, y).items():
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label or None)
@@ -323,7 +321,7 @@ def figures(res: Results) -> list[Figure]:
             f = draw(res)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError,
                 pa.ArrowException) as e:
-            _plt().close("all")
+            pyplot().close("all")
             why = " ".join(str(e).split())[:120] or type(e).__name__
             raise ResultsError(f"cannot draw {draw.__name__}: the results do not hold what "
                                f"epcsim writes ({why}) ({res.path})") from None
