@@ -736,7 +736,7 @@ if not config.DISABLE_JIT:
     _register_tables()
 
 
-def _make_prefetch(last: bool):  # type: ignore[no-untyped-def]
+def _make_prefetch():  # type: ignore[no-untyped-def]
     from llvmlite import ir
     from numba.core import cgutils, types
     from numba.extending import intrinsic
@@ -747,8 +747,6 @@ def _make_prefetch(last: bool):  # type: ignore[no-untyped-def]
         A replay knows its future requests: fetching the table entries of a request some
         way ahead hides their latency behind the requests in between. A prefetch never
         faults, so ``idx`` need not be in range (a wrong one only wastes the fetch).
-        ``prefetch_last`` loads the line of the item's last byte instead: the second line
-        of a record that spans two.
         """
         if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer) or \
                 (arr.layout != "C" and arr.ndim != 1):
@@ -772,26 +770,19 @@ def _make_prefetch(last: bool):  # type: ignore[no-untyped-def]
                     cgutils.unpack_tuple(builder, ary.strides, 1), aryty.layout, [idx],
                     wraparound=False, boundscheck=False)
             ptr = builder.bitcast(item, i8p)
-            if last:
-                size = context.get_abi_sizeof(context.get_data_type(aryty.dtype))
-                ptr = builder.gep(ptr, [ir.Constant(ir.IntType(64), size - 1)])
             # read, keep in all cache levels, data cache
             builder.call(fn, [ptr, i32(0), i32(3), i32(1)])
             return context.get_dummy_value()
         return types.void(arr, idx), codegen
-    prefetch.__name__ = prefetch.__qualname__ = "prefetch_last" if last else "prefetch"
+    prefetch.__name__ = prefetch.__qualname__ = "prefetch"
     return intrinsic(prefetch)
 
 
 if config.DISABLE_JIT:
     def prefetch(arr: Any, idx: int) -> None:
         return None
-
-    def prefetch_last(arr: Any, idx: int) -> None:
-        return None
 else:
-    prefetch = _make_prefetch(False)
-    prefetch_last = _make_prefetch(True)
+    prefetch = _make_prefetch()
 
 
 _fields_of: dict[Any, dict[str, Any]] = {}

@@ -148,40 +148,73 @@ def test_enclave_rows_fit_ep_encl() -> None:
         owner.new_enclave()
 
 
+# The Python views of packed fields: (the range a value may take, the other views that
+# share its bits with it).
+PACKED = {"ep_type": (0, 15), "ep_prot": (0, 7), "ep_va": (-1, (1 << 22) - 1),
+          "ep_slot": (0, 511), "ep_encl": (0, 65534)}
+
+
 def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
-    """An enclave page's fields are one packed record (one or two cache lines for all of
-    them) in one C-contiguous table, which compiled code indexes with a constant record
-    size; every ``ep_*`` view is a field of it, and growing the table keeps every value."""
+    """An enclave page's fields are one 16-byte record (one cache line for all of them) in
+    one C-contiguous table, which compiled code indexes with a constant record size; every
+    ``ep_*`` view is a field of it, or bits of one (type and protection, VA page and slot),
+    or the enclave kept per group of 32 entries; each view writes only its own bits, and
+    growing the table keeps every value."""
     k = machine(64)
     owner = k.driver_owner
-    views = {"ep_" + ("flags" if n == "desc" else n): n for n in EP_RECORD.names}
+    fields = {"ep_" + ("flags" if n == "desc" else n): n for n in EP_RECORD.names
+              if n != "type"}
+    views = [*fields, *PACKED]
     assert sorted(n for n in dir(owner.state) if n.startswith("ep_")) == sorted(views)
     assert owner.state.ep.flags.c_contiguous and owner.state.ep.dtype.names == EP_RECORD.names
     e = owner.new_enclave()
     owner.reserve_pages(e, 100)
     ds = owner.state
     first = int(ds.e_first[e])
-    before = {n: getattr(ds, n)[first:first + 100].copy() for n in views}
+    assert first % 32 == 0
+    before = {n: np.asarray(getattr(ds, n)[first:first + 100]).copy() for n in views}
     assert (before["ep_epc"] == NONE).all() and (before["ep_va"] == NONE).all()
+    assert (before["ep_encl"] == e).all()
     rng = np.random.default_rng(5)
-    for n, field in views.items():
+    for n, fld in fields.items():
         view = getattr(ds, n)
         assert np.shares_memory(view, ds.ep) and view.strides == (EP_RECORD.itemsize,)
         info = np.iinfo(view.dtype)
         vals = rng.integers(max(info.min, -1000), min(info.max, 1000), 100).astype(view.dtype)
         view[first:first + 100] = vals
-        assert ds.ep[first + 7][field] == vals[7]       # the view writes the record
+        assert ds.ep[first + 7][fld] == vals[7]       # the view writes the record
         before[n] = vals
+    # The packed views read what the fields now hold.
+    before.update({n: np.asarray(getattr(ds, n)[first:first + 100]).copy() for n in PACKED})
+    assert (before["ep_va"] == before["ep_va_slot"] >> 9).all()
+    # Packed views: random values one at a time and as a slice; each leaves the others.
+    for n, (lo, hi) in PACKED.items():
+        if n == "ep_encl":
+            continue
+        view = getattr(ds, n)
+        vals = rng.integers(lo, hi + 1, 100)
+        view[first:first + 50] = vals[:50]
+        for i in range(50, 100):
+            view[first + i] = int(vals[i])
+        before[n] = vals
+        before["ep_va_slot"] = (before["ep_va"] << 9) | before["ep_slot"]
+        for m in views:
+            assert (np.asarray(getattr(ds, m)[first:first + 100]) == before[m]).all(), (n, m)
+    assert int(ds.ep[first + 3]["va_slot"]) == (int(before["ep_va"][3]) << 9) \
+        + int(before["ep_slot"][3])
+    assert int(ds.ep[first + 3]["type"]) == int(before["ep_type"][3]) \
+        | (int(before["ep_prot"][3]) << 4)
     cap = ds.ep.shape[0]
     f = owner.new_enclave()
     owner.reserve_pages(f, 4 * cap)      # past the capacity: the table grows
     ds = owner.state
     assert ds.ep.shape[0] > cap and ds.ep.flags.c_contiguous
     for n in views:
-        assert (getattr(ds, n)[first:first + 100] == before[n]).all(), n
+        assert (np.asarray(getattr(ds, n)[first:first + 100]) == before[n]).all(), n
     first_f = int(ds.e_first[f])
     assert (ds.ep_epc[first_f:first_f + 4 * cap] == NONE).all()
     assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
+    assert int(ds.ep_encl[first_f + 5]) == f and int(ds.ep_encl[first + 99]) == e
     # A released range comes back with every field empty, its neighbours untouched.
     owner.release_pages(e, 100)
     g = owner.new_enclave()
@@ -189,14 +222,17 @@ def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
     ds = owner.state
     assert int(ds.e_first[g]) == first
     empty = ep_records(1)[0]
-    for n, field in views.items():
-        want = g if field == "encl" else empty[field]
-        assert (getattr(ds, n)[first:first + 100] == want).all(), n
+    for n, fld in fields.items():
+        assert (getattr(ds, n)[first:first + 100] == empty[fld]).all(), n
+    assert (ds.ep_type[first:first + 100] == 0).all() and (ds.ep_prot[first:first + 100] == 0).all()
+    assert (ds.ep_va[first:first + 100] == NONE).all()
+    assert (ds.ep_encl[first:first + 100] == g).all()
     assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
-    # Packed: the table costs what the separate arrays did, byte for byte.
-    assert EP_RECORD.itemsize == sum(EP_RECORD.fields[n][0].itemsize
-                                     for n in EP_RECORD.names) == 21
-    assert ds.ep.nbytes == ds.ep.shape[0] * 21
+    # Sixteen bytes at their natural alignment: no record spans two cache lines.
+    assert EP_RECORD.itemsize == 16 and ds.ep.ctypes.data % 16 == 0
+    assert all(EP_RECORD.fields[n][1] % EP_RECORD.fields[n][0].itemsize == 0
+               for n in EP_RECORD.names)
+    assert ds.ep.nbytes == ds.ep.shape[0] * 16
 
 
 def test_backing_store_pcmd_accounting() -> None:

@@ -38,7 +38,6 @@ from epcsim.jit import (
     njit_inline,
     njit_linked,
     prefetch,
-    prefetch_last,
     state_class,
     table,
     trailing_zeros,
@@ -85,6 +84,92 @@ EP_EVICTED = 1 << 4            # the page's copy is in the backing store
 SGX_VA_SLOT_COUNT = 512
 MAX_ENCLAVES = 0xFFFF  # ep_encl is u16
 NONE = -1
+
+# Packed fields of an enclave page's record (EP_RECORD). The page type takes the low bits of
+# its byte and vm_max_prot_bits the rest, as the kernel's sgx_encl_page keeps both in one
+# word's bitfields. The VA slot of an evicted page is one i32, the VA page's id above the
+# slot's index (SGX_VA_SLOT_COUNT slots a VA page): NONE reads as VA NONE.
+TYPE_BITS = 4
+TYPE_MASK = (1 << TYPE_BITS) - 1
+VA_SLOT_BITS = 9
+assert 1 << VA_SLOT_BITS == SGX_VA_SLOT_COUNT
+# VA pages the i32 can name: 2^22, whose slots hold 8 TiB of evicted pages.
+MAX_VA_PAGES = 1 << (31 - VA_SLOT_BITS)
+# Entries of an enclave's range come in whole groups of this many (one PCMD backing page
+# each, :func:`_range_length`): the enclave a page belongs to is kept once per group.
+PCMDS_PER_PAGE = 32
+GROUP_SHIFT = 5
+assert 1 << GROUP_SHIFT == PCMDS_PER_PAGE
+
+
+class PackedField:
+    """One field of the records packed into bits of a wider one, or kept once per ``group``
+    records, as the Python side reads and writes it: ``view[i]``, ``view[a:b]`` (arrays),
+    ``view[i] = v``, ``view[a:b] = v``. ``bits`` -1 takes every bit from ``shift`` up,
+    with the sign (the VA id over the slot)."""
+
+    def __init__(self, raw: np.ndarray, shift: int, bits: int, group: int = 1) -> None:
+        self.raw, self.shift, self.bits, self.group = raw, shift, bits, group
+        self.dtype = raw.dtype
+
+    def __len__(self) -> int:
+        return self.raw.shape[0] * self.group
+
+    def _rows(self, idx: Any) -> Any:
+        if self.group == 1:
+            return idx
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(len(self))) // self.group
+        return np.asarray(idx) // self.group
+
+    def __getitem__(self, idx: Any) -> Any:
+        v = self.raw[self._rows(idx)]
+        if self.shift == 0 and self.bits >= 8 * self.raw.itemsize:
+            return v
+        v = np.asarray(v).astype(np.int64) >> self.shift
+        return v if self.bits < 0 else v & ((1 << self.bits) - 1)
+
+    def __setitem__(self, idx: Any, value: Any) -> None:
+        rows = self._rows(idx)
+        if self.shift == 0 and self.bits >= 8 * self.raw.itemsize:
+            self.raw[rows] = value
+            return
+        mask = (1 << self.bits) - 1 if self.bits >= 0 else -1
+        old = np.asarray(self.raw[rows]).astype(np.int64)
+        keep = ~(mask << self.shift) if self.bits >= 0 else (1 << self.shift) - 1
+        new = (old & keep) | ((np.asarray(value, dtype=np.int64) & mask) << self.shift)
+        self.raw[rows] = new.astype(self.raw.dtype)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.asarray(self[:])
+        return out if dtype is None else out.astype(dtype)
+
+
+@njit_inline
+def ep_encl_of(ds: Any, ep: int) -> int:
+    """The enclave whose range holds page record ``ep``."""
+    return np.int64(ds.gencl[ep >> GROUP_SHIFT])
+
+
+@njit_inline
+def ep_va_of(ds: Any, ep: int) -> int:
+    """The VA page holding the evicted page's version, or NONE."""
+    return np.int64(ds.ep[ep].va_slot) >> VA_SLOT_BITS
+
+
+@njit_inline
+def ep_slot_of(ds: Any, ep: int) -> int:
+    return np.int64(ds.ep[ep].va_slot) & (SGX_VA_SLOT_COUNT - 1)
+
+
+@njit_inline
+def ep_type_of(ds: Any, ep: int) -> int:
+    return np.int64(ds.ep[ep].type) & TYPE_MASK
+
+
+@njit_inline
+def ep_prot_of(ds: Any, ep: int) -> int:
+    return np.int64(ds.ep[ep].type) >> TYPE_BITS
 
 
 def va_pages_for(page_cnt: int) -> int:
@@ -139,12 +224,13 @@ class DState(NamedTuple):
                             # (or the VA slot and MAC of its evicted blob), the EID,
                             # secs_child_cnt, page_cnt, the VA list, backing counts, the
                             # cgroup of the process that opened it, the counters
-    # enclave pages: one packed EP_RECORD each (epc i32, desc u8, type u8, encl u16,
-    # va i32, slot u16, secinfo u8, aux u8, prot u8, mac u32), a numpy record array so
-    # that ``ds.ep[i].desc`` reads the same compiled and interpreted; the Python side
-    # mostly uses the ``ep_*`` views below
+    # enclave pages: one 16-byte EP_RECORD each (epc i32, desc u8, type u8 with the
+    # protection bits above the page type, secinfo u8, aux u8, va_slot i32, mac u32), a
+    # numpy record array so that ``ds.ep[i].desc`` reads the same compiled and
+    # interpreted; the Python side mostly uses the ``ep_*`` views below
     ep: np.ndarray
     pcmd_use: np.ndarray    # u8 per 32 entries of ep_* (one PCMD backing page): PCMDs in use
+    gencl: np.ndarray       # u16 per 32 entries of ep_*: the enclave whose range holds them
     va: np.ndarray          # i64 [VA pages, VA_LEN]: list links, EPC page, enclave, slots used
     va_bits: np.ndarray     # u64 [VA pages, 8]: the slot map
     dp: np.ndarray          # i64 [D_LEN] the driver's scalars
@@ -171,20 +257,30 @@ class DState(NamedTuple):
         return field(self.ep, "desc")
 
     @property
-    def ep_type(self) -> np.ndarray:
-        return field(self.ep, "type")     # PageType
+    def ep_type(self) -> PackedField:
+        return PackedField(field(self.ep, "type"), 0, TYPE_BITS)        # PageType
 
     @property
-    def ep_encl(self) -> np.ndarray:
-        return field(self.ep, "encl")     # enclave row (new_enclave keeps them below 65535)
+    def ep_prot(self) -> PackedField:
+        # vm_max_prot_bits (PROT_READ|WRITE|EXEC), above the type as in sgx_encl_page
+        return PackedField(field(self.ep, "type"), TYPE_BITS, 8 - TYPE_BITS)
 
     @property
-    def ep_va(self) -> np.ndarray:
-        return field(self.ep, "va")       # VA id holding the version while evicted
+    def ep_encl(self) -> PackedField:
+        # enclave row (new_enclave keeps them below 65535), one per group of 32 entries
+        return PackedField(self.gencl, 0, 16, group=PCMDS_PER_PAGE)
 
     @property
-    def ep_slot(self) -> np.ndarray:
-        return field(self.ep, "slot")
+    def ep_va_slot(self) -> np.ndarray:
+        return field(self.ep, "va_slot")  # VA id << 9 | slot while evicted, else NONE
+
+    @property
+    def ep_va(self) -> PackedField:
+        return PackedField(field(self.ep, "va_slot"), VA_SLOT_BITS, -1)  # VA id, or NONE
+
+    @property
+    def ep_slot(self) -> PackedField:
+        return PackedField(field(self.ep, "va_slot"), 0, VA_SLOT_BITS)
 
     @property
     def ep_secinfo(self) -> np.ndarray:
@@ -193,10 +289,6 @@ class DState(NamedTuple):
     @property
     def ep_aux(self) -> np.ndarray:
         return field(self.ep, "aux")      # state sealed with the page (TCS)
-
-    @property
-    def ep_prot(self) -> np.ndarray:
-        return field(self.ep, "prot")     # vm_max_prot_bits (PROT_READ|WRITE|EXEC)
 
     @property
     def ep_mac(self) -> np.ndarray:
@@ -443,7 +535,7 @@ def encl_ewb_secs(ds: DState, ms: Any, st: Any, e: int) -> None:
 
 @njit_inline
 def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    e = ds.ep[oid].encl
+    e = ep_encl_of(ds, oid)
     if (ds.encl[e, E_FLAGS] & SGX_ENCL_DEAD) != 0 or ds.encl[e, E_REF] <= 0:
         return 0
     ds.encl[e, E_REF] += 1
@@ -452,7 +544,7 @@ def drv_get(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
 
 @njit_inline
 def drv_put(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    ds.encl[ds.ep[oid].encl, E_REF] -= 1
+    ds.encl[ep_encl_of(ds, oid), E_REF] -= 1
     return 0
 
 
@@ -463,7 +555,7 @@ def drv_reclaim(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> 
         ds.ep[oid].desc &= ~np.uint8(EP_YOUNG)
         return 0
     # sgx_encl_alloc_backing: a contents page and perhaps a PCMD page, or skip the page.
-    if not mem_cgroup_may_charge(ms, ds.encl[ds.ep[oid].encl, E_CG], 2):
+    if not mem_cgroup_may_charge(ms, ds.encl[ep_encl_of(ds, oid), E_CG], 2):
         return 0
     ds.ep[oid].desc |= np.uint8(EP_BEING_RECLAIMED)
     return 1
@@ -487,12 +579,11 @@ def drv_block(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> in
 @njit
 def drv_write(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
     """``sgx_reclaimer_write``: EWB, bookkeeping, and the SECS after its last child."""
-    e = np.int64(ds.ep[oid].encl)
+    e = ep_encl_of(ds, oid)
     ds.ep[oid].desc &= ~np.uint8(EP_BEING_RECLAIMED)
     rc, va, slot = sgx_encl_ewb(ds, ms, st, e, page, ds.encl[e, E_SECS])
     if rc == 0 or rc == L.VA_SLOT_OCCUPIED:
-        ds.ep[oid].va = va
-        ds.ep[oid].slot = slot
+        ds.ep[oid].va_slot = (va << VA_SLOT_BITS) | slot
         ds.ep[oid].mac = np.uint32(ds.out[L.W_MAC])
         ds.ep[oid].secinfo = np.int64(ds.out[L.W_SECINFO]) & EPCM_SECINFO_MASK
         ds.ep[oid].aux = np.int64(ds.out[L.W_AUX])
@@ -520,10 +611,10 @@ EPCM_PREFETCH_FROM = 1 << 16
 
 @njit
 def drv_prefetch(ds: DState, ms: Any, st: Any, page: int, oid: int, arg: int) -> int:
-    """The page's record: its first bytes (flags, enclave) and its last (the MAC), the two
-    lines a record may span; and on a large EPC the page's EPCM entry."""
+    """The page's record (one line), the enclave of its group, and on a large EPC the page's
+    EPCM entry."""
     prefetch(ds.ep, oid)
-    prefetch_last(ds.ep, oid)
+    prefetch(ds.gencl, oid >> GROUP_SHIFT)
     if st.epcm.shape[0] >= EPCM_PREFETCH_FROM:
         prefetch(st.epcm, page)
     return 0
@@ -537,10 +628,10 @@ DRIVER_OPS = OwnerOps(drv_get, drv_put, drv_reclaim, drv_block, drv_write, drv_p
 @njit
 def eldu_done(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> None:
     """Bookkeeping after a child's ELDU: ``__sgx_encl_eldu`` and ``__sgx_encl_load_page``."""
-    e = np.int64(ds.ep[ep].encl)
-    sgx_free_va_slot(ds, e, np.int64(ds.ep[ep].va), np.int64(ds.ep[ep].slot), True)
+    e = ep_encl_of(ds, ep)
+    sgx_free_va_slot(ds, e, ep_va_of(ds, ep), ep_slot_of(ds, ep), True)
     backing_drop(ds, ms, e, ep - ds.encl[e, E_FIRST])
-    ds.ep[ep].va = NONE
+    ds.ep[ep].va_slot = NONE
     ds.ep[ep].desc &= ~np.uint8(EP_EVICTED)
     ds.ep[ep].epc = epc
     ds.encl[e, E_CHILD] += 1
@@ -564,11 +655,11 @@ def secs_eldu_done(ds: DState, ms: Any, e: int, epc: int) -> None:
 @njit
 def eldu_metadata(ds: DState, ms: Any, st: Any, ep: int, epc: int) -> int:
     """ELDU of a child in metadata mode, then the bookkeeping. Returns the leaf result."""
-    e = np.int64(ds.ep[ep].encl)
+    e = ep_encl_of(ds, ep)
     secs = ds.encl[e, E_SECS]
     lin = ds.encl[e, E_BASE] + ((ep - ds.encl[e, E_FIRST]) << 12)
-    secinfo = (np.int64(ds.ep[ep].type) << 8) | np.int64(ds.ep[ep].secinfo)
-    rc = L.eldu(st, epc, ds.va[ds.ep[ep].va, VA_EPC], np.int64(ds.ep[ep].slot), secs, lin,
+    secinfo = (ep_type_of(ds, ep) << 8) | np.int64(ds.ep[ep].secinfo)
+    rc = L.eldu(st, epc, ds.va[ep_va_of(ds, ep), VA_EPC], ep_slot_of(ds, ep), secs, lin,
                 secinfo, ds.encl[e, E_EID], np.int64(ds.ep[ep].mac), np.int64(ds.ep[ep].aux),
                 False, False, L.CTX_HOST, 0, -1)
     if rc == 0:
@@ -772,8 +863,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             shrink(ds, ms, st, e, va)
             return VM_FAULT_SIGBUS
         ds.ep[ep].desc = EP_EXISTS | EP_PRESENT
-        ds.ep[ep].type = PageType.REG
-        ds.ep[ep].prot = PROT_RWX
+        ds.ep[ep].type = PageType.REG | (PROT_RWX << TYPE_BITS)
         ds.ep[ep].epc = epc
         ds.encl[e, E_CHILD] += 1
         ds.encl[e, E_CNT + EC_EAUG] += 1
@@ -787,7 +877,7 @@ def driver_rules(reclaimer: Any, kind: int) -> DriverRules:
             if st.g[G_SGX2] != 0:
                 return sgx_encl_eaug_page(os, ms, st, e, ep)
             return VM_FAULT_SIGBUS
-        if (vma_prot & ~np.int64(ds.ep[ep].prot)) != 0:
+        if (vma_prot & ~ep_prot_of(ds, ep)) != 0:
             return VM_FAULT_SIGBUS
         rc = sgx_encl_load_page(os, ms, st, e, ep)
         if rc == -EBUSY:
@@ -876,20 +966,23 @@ def _empty_rows(n: int, width: int, none_cols: tuple[int, ...]) -> np.ndarray:
     return rows
 
 
-PCMDS_PER_PAGE = 32
-# An enclave page's fields live in one packed 21-byte record, DState.ep. A fault reads the
-# page's EPC index and flags, then its ELDU the type, SECINFO, aux, MAC and VA slot, and the
-# reclaimer's get and age test the enclave and flags: in separate tables each of those was
-# its own cache miss; in one record they share one or two lines. Packed (no padding), so the
-# bytes per page are the same. Compiled code indexes the record table itself: the record's
-# size is then a constant of the code, where a strided view of one field carries its stride
-# at run time (a multiply, and a register or a reload, at every access).
+# An enclave page's fields live in one 16-byte record, DState.ep. A fault reads the page's
+# EPC index and flags, then its ELDU the type, SECINFO, aux, MAC and VA slot, and the
+# reclaimer's age test the flags: in separate tables each of those was its own cache miss;
+# in one record they share one line. Sixteen bytes, each field at its natural alignment, so
+# that a record never spans two lines (21 bytes spanned two in three records of eight, and
+# the replay over a large trace prefetched both); the protection bits share the type's
+# byte, the VA slot is one i32, and the enclave is kept per group of 32 records
+# (``gencl``), which a range always starts and ends on. Compiled code indexes the record
+# table itself: the record's size is then a constant of the code, where a strided view of
+# one field carries its stride at run time (a multiply, and a register or a reload, at
+# every access).
 # One row per field, in record order: name, type, value of a page not in use.
 _EP_LAYOUT = (("epc", np.int32, NONE), ("desc", np.uint8, 0), ("type", np.uint8, 0),
-              ("encl", np.uint16, 0), ("va", np.int32, NONE), ("slot", np.uint16, 0),
-              ("secinfo", np.uint8, 0), ("aux", np.uint8, 0), ("prot", np.uint8, 0),
+              ("secinfo", np.uint8, 0), ("aux", np.uint8, 0), ("va_slot", np.int32, NONE),
               ("mac", np.uint32, 0))
 EP_RECORD = np.dtype([(name, kind) for name, kind, _ in _EP_LAYOUT])
+assert EP_RECORD.itemsize == 16
 _VA_NONE = (VA_NEXT, VA_PREV, VA_EPC, VA_ENCL)
 
 
@@ -921,8 +1014,8 @@ def ep_clear(rec: np.ndarray, start: int, stop: int) -> None:
     """Records ``start`` to ``stop`` of the table ``rec`` back to their empty values.
 
     The first record is written, then the records done so far are copied after themselves,
-    doubling: a few dozen copies of contiguous bytes. Broadcasting the 21-byte record over
-    the rows copied it record by record (33 M records, an enclave of 128 GiB, in 0.7 s;
+    doubling: a few dozen copies of contiguous bytes. Broadcasting the record over the rows
+    copied it record by record (33 M records, an enclave of 128 GiB, in 0.7 s;
     assigning a numpy record to the slice was slower still).
     """
     if stop <= start:
@@ -943,6 +1036,7 @@ def make_dstate(content: bool, npages: int) -> DState:
         encl=table(np.zeros((0, E_LEN), dtype=i64)),
         ep=ep_records(0),
         pcmd_use=table(np.zeros(1, np.uint8)),
+        gencl=table(np.zeros(1, np.uint16)),
         va=table(np.zeros((0, VA_LEN), dtype=i64)),
         va_bits=table(np.zeros((0, 8), dtype=np.uint64)),
         dp=table(np.array([NONE, 0, 0, NONE, 0, 0], dtype=i64)),
@@ -1017,14 +1111,14 @@ class DriverOwner(Owner):
                 new = max(self._ep_top, 2 * cap)
                 rec = ep_records(new)
                 rec[:cap] = self.state.ep
-                self._replace(ep=rec, pcmd_use=_grow(self.state.pcmd_use,
-                                                     new // PCMDS_PER_PAGE + 1))
+                groups = new // PCMDS_PER_PAGE + 1
+                self._replace(ep=rec, pcmd_use=_grow(self.state.pcmd_use, groups),
+                              gencl=_grow(self.state.gencl, groups))
                 fresh = True    # the range's records were made empty just now
-        sl = slice(start, start + npages)
         if not fresh:
             ep_clear(self.state.ep, start, start + npages)
         self.state.pcmd_use[start // PCMDS_PER_PAGE:(start + npages) // PCMDS_PER_PAGE] = 0
-        self.state.ep_encl[sl] = e
+        self.state.gencl[start // PCMDS_PER_PAGE:(start + npages) // PCMDS_PER_PAGE] = e
         self.state.e_first[e] = start
 
     def release_pages(self, e: int, npages: int) -> None:
@@ -1549,7 +1643,7 @@ class SgxDriver:
             self.owner.backing[e_].truncate(ep - int(ds.e_first[e_]))
         ds.ep_flags[ep] = 0
         ds.ep_epc[ep] = NONE
-        ds.ep_va[ep] = NONE
+        ds.ep_va_slot[ep] = NONE
         return 0
 
     # -------------------------------------------------------------- release

@@ -44,7 +44,6 @@ from epcsim.jit import (
     njit_closure,
     njit_inline,
     prefetch,
-    prefetch_last,
     state_class,
     table,
     tables,
@@ -68,6 +67,8 @@ from epcsim.kernel.encl import (
     VM_FAULT_NOPAGE,
     VM_FAULT_RETRY,
     driver_rules,
+    ep_slot_of,
+    ep_va_of,
     va_pages_for,
 )
 from epcsim.kernel.instance import KIND_DRIVER, Kernel
@@ -130,9 +131,6 @@ FAULT_LOG_MAX = 1 << 20
 
 # How many requests ahead the engine prefetches a request's table entries.
 AHEAD = 32
-# From this many enclave-page records (2.75 MB, beyond the second-level cache of the hosts
-# measured) the engine prefetches a record's second line too (sgx_ahead).
-BOTH_LINES_FROM = 1 << 17
 
 # Samples the series keeps at most (32 bytes each, and 4 a sampled tenant, whose long-form
 # table has a row per sample and tenant: 2^16 x 64 rows at most): past half of it, every
@@ -354,37 +352,28 @@ def cache_hit(os: Any, ms: Any, st: Any, rs: RState, t: int, ep: int, page: int,
 
 
 @njit_inline
-def sgx_ahead(os: Any, ep: int, large: bool) -> None:
-    """The record of the page a request some way ahead will touch: the line of its
-    first bytes (EPC index, flags), all a hit reads, and, when the records outgrow the
-    caches, the line of its last bytes, which a record spans in three cases of eight.
-    While they fit (the benchmark's 100 000 pages) the second line is usually cached and
-    its prefetch, one more per request in flight beside the others, cost more than it
-    saved (BENCHMARKS.md, 2026-11-27 "reclaim hints"); over 200 000 pages and more it
-    saved 2-9 % (eighth session)."""
+def sgx_ahead(os: Any, ep: int) -> None:
+    """The record of the page a request some way ahead will touch: its one line (EPC index,
+    flags), all a hit reads."""
     prefetch(os[KIND_DRIVER].ep, ep)
-    if large:
-        prefetch_last(os[KIND_DRIVER].ep, ep)
 
 
 @njit_inline
-def cache_ahead(os: Any, ep: int, large: bool) -> None:
+def cache_ahead(os: Any, ep: int) -> None:
     prefetch(os[0].resident, ep)
 
 
 @njit_inline
-def sgx_large(os: Any, st: Any) -> tuple[bool, bool]:
-    """Whether the records outgrow the caches (:data:`BOTH_LINES_FROM`), and the EPCM
-    (:data:`~epcsim.kernel.encl.EPCM_PREFETCH_FROM`, with VA pages in use): decided once a
-    chunk, so that a replay that fits the caches pays no test per request."""
-    ds = os[KIND_DRIVER]
-    return (ds.ep.shape[0] >= BOTH_LINES_FROM,
-            st.epcm.shape[0] >= EPCM_PREFETCH_FROM and ds.va.shape[0] > 0)
+def sgx_large(os: Any, st: Any) -> bool:
+    """Whether the EPCM outgrows the caches (:data:`~epcsim.kernel.encl.EPCM_PREFETCH_FROM`,
+    with VA pages in use): decided once a chunk, so that a replay that fits the caches pays
+    no test per request."""
+    return st.epcm.shape[0] >= EPCM_PREFETCH_FROM and os[KIND_DRIVER].va.shape[0] > 0
 
 
 @njit_inline
-def cache_large(os: Any, st: Any) -> tuple[bool, bool]:
-    return False, False
+def cache_large(os: Any, st: Any) -> bool:
+    return False
 
 
 @njit_inline
@@ -404,9 +393,9 @@ def sgx_ahead_fault(os: Any, st: Any, ep: int, large: bool) -> None:
         return
     if large:
         prefetch(st.epcm, max(np.int64(ds.ep[ep].epc), 0))
-    va = max(np.int64(ds.ep[ep].va), 0)
+    va = max(ep_va_of(ds, ep), 0)
     row = np.int64(st.epcm[ds.va[va, VA_EPC]].row)
-    prefetch(st.va_slots, row * st.va_slots.shape[1] + np.int64(ds.ep[ep].slot))
+    prefetch(st.va_slots, row * st.va_slots.shape[1] + ep_slot_of(ds, ep))
 
 
 @njit_inline
@@ -415,8 +404,7 @@ def sgx_ahead_va(os: Any, st: Any, ep: int) -> None:
     :func:`sgx_ahead_fault`'s: that function reads it to find the VA slot's address, and
     over 100 000 EPC pages it was the load the loop waited on most (2-3 % less time)."""
     ds = os[KIND_DRIVER]
-    va = max(np.int64(ds.ep[ep].va), 0)
-    prefetch(st.epcm, ds.va[va, VA_EPC])
+    prefetch(st.epcm, ds.va[max(ep_va_of(ds, ep), 0), VA_EPC])
 
 
 def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AHEAD) -> Any:
@@ -591,7 +579,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         the arrays before anything else reads them (a miss, a sample, the return).
         """
         work = rs.cost[K.K_REQUEST]
-        large_records, large_epc = large(os, st)
+        large_epc = large(os, st)
         now = rs.v[V_CLK + CL_THREAD]
         next_sample = rs.v[V_CLK + CL_NEXT_SAMPLE]
         hits = 0
@@ -600,7 +588,7 @@ def make_engine(reclaimer: M.Reclaimer, kind: int, sgx: bool, ahead_by: int = AH
         done = n
         for i in range(n):
             if ahead_by > 0 and i + ahead_by < n:
-                ahead(os, entries[i + ahead_by], large_records)
+                ahead(os, entries[i + ahead_by])
             if sgx and large_epc and version_by > 0 and i + 3 * version_by < n:
                 sgx_ahead_va(os, st, entries[i + 3 * version_by])
             if sgx and version_by > 0 and i + version_by < n:
