@@ -228,6 +228,11 @@ def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
     assert (ds.ep_va[first:first + 100] == NONE).all()
     assert (ds.ep_encl[first:first + 100] == g).all()
     assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
+    # A packed view reads in its field's own type: a check over a whole ELRANGE (may_map)
+    # takes a byte a page for its temporaries, not eight.
+    assert ds.ep_prot[first:first + 100].dtype == ds.ep_type[first:first + 100].dtype == np.uint8
+    assert ds.ep_va[first:first + 100].dtype == ds.ep_slot[first:first + 100].dtype == np.int32
+    assert ds.ep_encl[first:first + 100].dtype == np.uint16
     # Sixteen bytes at their natural alignment: no record spans two cache lines.
     assert EP_RECORD.itemsize == 16 and ds.ep.ctypes.data % 16 == 0
     assert all(EP_RECORD.fields[n][1] % EP_RECORD.fields[n][0].itemsize == 0

@@ -123,11 +123,28 @@ class PackedField:
         return np.asarray(idx) // self.group
 
     def __getitem__(self, idx: Any) -> Any:
-        v = self.raw[self._rows(idx)]
+        # In the field's own type: a check over a whole ELRANGE (``may_map``) then takes a
+        # byte a page for its temporaries, as it did when the field had a byte of its own.
+        if self.group > 1:
+            return self._grouped(idx)
+        v = self.raw[idx]
         if self.shift == 0 and self.bits >= 8 * self.raw.itemsize:
             return v
-        v = np.asarray(v).astype(np.int64) >> self.shift
-        return v if self.bits < 0 else v & ((1 << self.bits) - 1)
+        if self.bits < 0:
+            return v >> self.shift
+        return (v >> self.shift) & ((1 << self.bits) - 1)
+
+    def _grouped(self, idx: Any) -> Any:
+        g = self.group
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(len(self))
+            if step != 1 or stop <= start:
+                return self.raw[np.arange(start, stop, step) // g]
+            lo = start // g
+            return np.repeat(self.raw[lo:(stop - 1) // g + 1], g)[start - lo * g:stop - lo * g]
+        if isinstance(idx, (int, np.integer)):
+            return self.raw[idx // g]
+        return self.raw[np.asarray(idx) // g]
 
     def __setitem__(self, idx: Any, value: Any) -> None:
         rows = self._rows(idx)
