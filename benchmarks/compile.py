@@ -49,8 +49,9 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPILING = "epcsim: compiling "
 
 # An edit to the driver's write that changes its code, not what it does.
-WRITE_EDIT = ("    e = np.int64(ds.ep[oid].encl)\n",
-              "    e = np.int64(ds.ep[oid].encl)\n    arg = arg | 0\n")
+WRITE_EDIT = ("    e = ep_encl_of(ds, oid)\n    ds.ep[oid].desc &= ~np.uint8(EP_BEING_RECLAIMED)\n",
+              "    e = ep_encl_of(ds, oid)\n    arg = arg | 0\n"
+              "    ds.ep[oid].desc &= ~np.uint8(EP_BEING_RECLAIMED)\n")
 
 
 def _epcsim(src: Path, cache: Path, *args: str) -> tuple[float, str, str]:

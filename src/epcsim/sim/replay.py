@@ -728,7 +728,7 @@ class IdMap:
     IDENTITY_LIMIT = 1 << 28
 
     # Bytes of trace a scan keeps per simulated page at most, while it cannot know the
-    # trace's length before its end: fewer than the replay's state per page (26 to 29), so
+    # trace's length before its end: fewer than the replay's state per page (21 to 27), so
     # chunks kept and then dropped because the trace was longer never held more memory
     # than the replay will (a 1 GiB trace dropped before a 0.9 GB state was the peak).
     KEEP_PER_PAGE = 16
