@@ -634,3 +634,15 @@ def test_release_frees_every_epc_page() -> None:
     assert c.file.close() == 0
     assert_all_free(k)
     assert k.sgx.leaks == 0 and k.sgx.owner.backing == {}
+
+
+def test_va_rows_stop_where_a_record_can_name_them() -> None:
+    """A record names its VA page in the 22 bits above the slot: the driver reserves no
+    row past MAX_VA_PAGES (8 TiB of evicted pages), and says so."""
+    from epcsim.kernel.encl import MAX_VA_PAGES, VA_SLOT_BITS
+
+    assert MAX_VA_PAGES == 1 << (31 - VA_SLOT_BITS) == 1 << 22
+    owner = machine(64).driver_owner
+    with pytest.raises(RuntimeError, match="at most 4194304 VA pages"):
+        owner.reserve_va_rows(MAX_VA_PAGES + 1)
+    assert owner.state.va.shape[0] < MAX_VA_PAGES

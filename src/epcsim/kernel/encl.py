@@ -1157,7 +1157,11 @@ class DriverOwner(Owner):
         free = int(ds.dp[D_VA_NFREE])
         if free < n:
             old = ds.va.shape[0]
-            new = max(16, 2 * old, old + n - free)
+            if old + n - free > MAX_VA_PAGES:
+                # A page record names its VA page in 22 bits (EP_RECORD's va_slot).
+                raise RuntimeError(f"at most {MAX_VA_PAGES} VA pages at once (their slots "
+                                   f"hold 8 TiB of evicted enclave pages)")
+            new = min(max(16, 2 * old, old + n - free), MAX_VA_PAGES)
             va = _grow(ds.va, new)
             va[old:] = _empty_rows(new - old, VA_LEN, _VA_NONE)
             # The new rows go on the free list, the lowest first.
