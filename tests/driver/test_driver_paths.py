@@ -215,6 +215,12 @@ def test_enclave_page_fields_are_one_record_table_and_survive_growth() -> None:
     assert (ds.ep_epc[first_f:first_f + 4 * cap] == NONE).all()
     assert (ds.ep_encl[first_f:first_f + 4 * cap] == f).all()
     assert int(ds.ep_encl[first_f + 5]) == f and int(ds.ep_encl[first + 99]) == e
+    # Fancy indices and masks select records, as a field's array would.
+    picks = np.array([first, first_f + 40, first + 33])
+    assert list(ds.ep_encl[picks]) == [e, f, e]
+    mask = np.zeros(len(ds.ep_encl), np.bool_)
+    mask[[first + 1, first_f + 64]] = True
+    assert list(ds.ep_encl[mask]) == [e, f]
     # A released range comes back with every field empty, its neighbours untouched.
     owner.release_pages(e, 100)
     g = owner.new_enclave()

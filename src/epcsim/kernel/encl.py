@@ -120,7 +120,7 @@ class PackedField:
             return idx
         if isinstance(idx, slice):
             return np.arange(*idx.indices(len(self))) // self.group
-        return np.asarray(idx) // self.group
+        return _positions(idx) // self.group
 
     def __getitem__(self, idx: Any) -> Any:
         # In the field's own type: a check over a whole ELRANGE (``may_map``) then takes a
@@ -144,7 +144,7 @@ class PackedField:
             return np.repeat(self.raw[lo:(stop - 1) // g + 1], g)[start - lo * g:stop - lo * g]
         if isinstance(idx, (int, np.integer)):
             return self.raw[idx // g]
-        return self.raw[np.asarray(idx) // g]
+        return self.raw[_positions(idx) // g]
 
     def __setitem__(self, idx: Any, value: Any) -> None:
         rows = self._rows(idx)
@@ -160,6 +160,12 @@ class PackedField:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = np.asarray(self[:])
         return out if dtype is None else out.astype(dtype)
+
+
+def _positions(idx: Any) -> Any:
+    """An index of records as their positions (a boolean mask selects where it is true)."""
+    arr = np.asarray(idx)
+    return np.nonzero(arr)[0] if arr.dtype == np.bool_ else arr
 
 
 @njit_inline
