@@ -8,7 +8,9 @@ EADDs with their 48 EEXTENDs, EINIT, VA pages, mmap) before the first request, s
 spread over thousands of tenants spends most of its wall time there. Writes one CSV trace
 (``tenant,obj``, uniform over tenants and pages, seed 1), replays it ``--repeat`` times and
 prints, as JSON, the medians of ``setup_s`` (scan and build), ``replay_s`` and ``wall_s``,
-the build time per enclave, and the counters that show every run did the same work.
+the build time per enclave, the state per simulated page (EPC and enclave pages: with many
+small enclaves what each enclave costs whatever its size dominates it, docs/replay.md), and
+the counters that show every run did the same work.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
            "setup_s": setup, "replay_s": statistics.median(r["replay_s"] for r in runs),
            "wall_s": statistics.median(r["wall_s"] for r in runs),
            "setup_ms_per_enclave": 1000 * setup / runs[0]["enclaves"],
+           "state_bytes_per_page": runs[0]["state_bytes_per_page"],
            "counters": {k: runs[0][k] for k in ("enclaves", "faults", "eaug", "eldu", "ewb")},
            "same_counters_every_run": all(
                all(r[k] == runs[0][k] for k in ("faults", "eldu", "ewb")) for r in runs)}
