@@ -148,8 +148,7 @@ def test_enclave_rows_fit_ep_encl() -> None:
         owner.new_enclave()
 
 
-# The Python views of packed fields: (the range a value may take, the other views that
-# share its bits with it).
+# The Python views of packed fields: the range a value may take.
 PACKED = {"ep_type": (0, 15), "ep_prot": (0, 7), "ep_va": (-1, (1 << 22) - 1),
           "ep_slot": (0, 511), "ep_encl": (0, 65534)}
 
