@@ -128,8 +128,6 @@ class PackedField:
         if self.group > 1:
             return self._grouped(idx)
         v = self.raw[idx]
-        if self.shift == 0 and self.bits >= 8 * self.raw.itemsize:
-            return v
         if self.bits < 0:
             return v >> self.shift
         return (v >> self.shift) & ((1 << self.bits) - 1)
